@@ -1,0 +1,57 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "webims",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "webims", targets: ["webims"]),
+        .library(name: "SIPCore", targets: ["SIPCore"]),
+        .library(name: "SIPTransport", targets: ["SIPTransport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // Pure SIP values: no I/O and no dependencies, so the fuzz build stays quick.
+        .target(name: "SIPCore"),
+        .target(
+            name: "SIPTransport",
+            dependencies: [
+                "SIPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "webims",
+            dependencies: [
+                "SIPCore",
+                "SIPTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Plain executable (release, one core): `scripts/bench-sipcore`.
+        .executableTarget(name: "SIPCoreBenchmark", dependencies: ["SIPCore"], path: "Benchmarks/SIPCoreBenchmark"),
+        .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore"]),
+        .testTarget(
+            name: "SIPTransportTests",
+            dependencies: [
+                "SIPCore",
+                "SIPTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

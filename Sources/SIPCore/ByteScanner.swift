@@ -1,0 +1,238 @@
+// Byte-level helpers shared by every parser in SIPCore. SIP's grammar is ASCII at the
+// delimiters, so scanning UTF-8 bytes and slicing at ASCII bytes keeps slices valid UTF-8.
+
+@inline(__always)
+func withUTF8Bytes<R, E: Error>(
+    _ string: some StringProtocol, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R
+) throws(E) -> R {
+    // The standard library's closures rethrow untyped errors; carry the typed one across.
+    var result: Result<R, E>?
+    _ = string.utf8.withContiguousStorageIfAvailable { buffer in
+        result = Result { () throws(E) -> R in try body(buffer) }
+    }
+    if result == nil {
+        var copy = String(string)
+        copy.withUTF8 { buffer in result = Result { () throws(E) -> R in try body(buffer) } }
+    }
+    switch result {
+    case .success(let value)?: return value
+    case .failure(let error)?: throw error
+    case nil: preconditionFailure("withUTF8 always calls its closure")
+    }
+}
+
+@inline(__always)
+func makeString(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> String {
+    String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+}
+
+@inline(__always)
+func isLWS(_ b: UInt8) -> Bool {
+    b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A
+}
+
+/// Character classes of RFC 3261 §25.1, as a 256-entry bit table.
+enum CharClass {
+    static let token: UInt16 = 1
+    static let unreserved: UInt16 = 2  // alphanum / mark
+    static let userUnreserved: UInt16 = 4  // & = + $ , ; ? /
+    static let passwordExtra: UInt16 = 8  // & = + $ ,
+    static let paramUnreserved: UInt16 = 16  // [ ] / : & + $
+    static let headerUnreserved: UInt16 = 32  // [ ] / ? : + $
+    static let hostChar: UInt16 = 64  // alphanum - .
+    static let digit: UInt16 = 128
+    static let hex: UInt16 = 256
+    static let telChar: UInt16 = 512  // digits, hex, * # + - . ( ) visual separators
+    static let ipv6Char: UInt16 = 1024  // hex : .
+
+    static let table: [UInt16] = {
+        var t = [UInt16](repeating: 0, count: 256)
+        func add(_ chars: String, _ bit: UInt16) {
+            for c in chars.utf8 { t[Int(c)] |= bit }
+        }
+        let alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        let digits = "0123456789"
+        add(alpha + digits + "-.!%*_+`'~", token)
+        add(alpha + digits + "-_.!~*'()", unreserved)
+        add("&=+$,;?/", userUnreserved)
+        add("&=+$,", passwordExtra)
+        add("[]/:&+$", paramUnreserved)
+        add("[]/?:+$", headerUnreserved)
+        add(alpha + digits + "-.", hostChar)
+        add(digits, digit)
+        add(digits + "abcdefABCDEF", hex)
+        add(digits + "abcdefABCDEF*#+-.()pwPW", telChar)
+        add(digits + "abcdefABCDEF:.", ipv6Char)
+        return t
+    }()
+
+    @inline(__always)
+    static func test(_ b: UInt8, _ bit: UInt16) -> Bool { table[Int(b)] & bit != 0 }
+}
+
+/// A cursor over UTF-8 bytes. Every read is bounds-checked against `end`.
+struct ByteScanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index: Int
+    let end: Int
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0, to end: Int? = nil) {
+        self.bytes = bytes
+        self.index = start
+        self.end = end ?? bytes.count
+    }
+
+    var isAtEnd: Bool { index >= end }
+
+    @inline(__always)
+    func peek() -> UInt8? { index < end ? bytes[index] : nil }
+
+    @inline(__always)
+    mutating func consume(_ b: UInt8) -> Bool {
+        if index < end, bytes[index] == b {
+            index += 1
+            return true
+        }
+        return false
+    }
+
+    /// Skips linear white space, including folded line breaks already unfolded or not.
+    @inline(__always)
+    mutating func skipLWS() {
+        while index < end, isLWS(bytes[index]) { index += 1 }
+    }
+
+    /// `LWS? sep LWS?`: true when the separator was there.
+    mutating func consumeSeparator(_ b: UInt8) -> Bool {
+        let saved = index
+        skipLWS()
+        if consume(b) {
+            skipLWS()
+            return true
+        }
+        index = saved
+        return false
+    }
+
+    /// Reads one or more bytes of the class; nil when none.
+    mutating func read(_ bit: UInt16) -> String? {
+        let start = index
+        while index < end, CharClass.test(bytes[index], bit) { index += 1 }
+        return index > start ? makeString(bytes, start, index) : nil
+    }
+
+    /// Reads bytes that are in `bit` or are a valid `%HH` escape (RFC 3261 `escaped`).
+    mutating func readEscaped(_ bits: UInt16) throws(SIPParseError) -> String? {
+        let start = index
+        while index < end {
+            let b = bytes[index]
+            if CharClass.test(b, bits) {
+                index += 1
+            } else if b == UInt8(ascii: "%") {
+                guard index + 2 < end,
+                    CharClass.test(bytes[index + 1], CharClass.hex),
+                    CharClass.test(bytes[index + 2], CharClass.hex)
+                else { throw SIPParseError(.invalidEscape) }
+                index += 3
+            } else {
+                break
+            }
+        }
+        return index > start ? makeString(bytes, start, index) : nil
+    }
+
+    /// Reads a quoted-string and returns it with its quotes and escapes as written.
+    mutating func readQuotedRaw() throws(SIPParseError) -> String {
+        let start = index
+        guard consume(UInt8(ascii: "\"")) else { throw SIPParseError(.unterminatedQuote) }
+        while index < end {
+            let b = bytes[index]
+            if b == UInt8(ascii: "\\") {
+                // quoted-pair excludes CR and LF (RFC 3261 §25.1).
+                guard index + 1 < end, bytes[index + 1] != 0x0D, bytes[index + 1] != 0x0A else {
+                    throw SIPParseError(.unterminatedQuote)
+                }
+                index += 2
+            } else if b == UInt8(ascii: "\"") {
+                index += 1
+                return makeString(bytes, start, index)
+            } else if b == 0x0D || b == 0x0A || b == 0 {
+                throw SIPParseError(.unterminatedQuote)
+            } else {
+                index += 1
+            }
+        }
+        throw SIPParseError(.unterminatedQuote)
+    }
+
+    func string(_ start: Int, _ stop: Int) -> String { makeString(bytes, start, stop) }
+}
+
+/// Removes the quotes and backslash escapes of a quoted-string; returns other text as is.
+public func unquote(_ text: String) -> String {
+    guard text.utf8.count >= 2, text.utf8.first == UInt8(ascii: "\""),
+        text.utf8.last == UInt8(ascii: "\"")
+    else { return text }
+    var out: [UInt8] = []
+    out.reserveCapacity(text.utf8.count)
+    var escaped = false
+    for b in text.utf8.dropFirst().dropLast() {
+        if escaped {
+            out.append(b)
+            escaped = false
+        } else if b == UInt8(ascii: "\\") {
+            escaped = true
+        } else {
+            out.append(b)
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Writes `text` as a quoted-string, escaping `"` and `\`.
+public func quote(_ text: String) -> String {
+    var out = "\""
+    out.reserveCapacity(text.utf8.count + 2)
+    for ch in text.unicodeScalars {
+        if ch == "\"" || ch == "\\" { out.append("\\") }
+        // CR and LF cannot be carried in a quoted-string: drop them rather than break framing.
+        if ch == "\r" || ch == "\n" { continue }
+        out.unicodeScalars.append(ch)
+    }
+    out.append("\"")
+    return out
+}
+
+@inline(__always)
+func parseDecimal(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, max: UInt64)
+    -> UInt64?
+{
+    guard start < end, end - start <= 20 else { return nil }
+    var value: UInt64 = 0
+    for i in start..<end {
+        let b = bytes[i]
+        guard b >= 0x30, b <= 0x39 else { return nil }
+        value = value * 10 + UInt64(b - 0x30)
+        if value > max { return nil }
+    }
+    return value
+}
+
+/// Parses a decimal number made of ASCII digits only, no sign, no white space.
+public func parseDecimal(_ text: some StringProtocol, max: UInt64 = UInt64(UInt32.max)) -> UInt64? {
+    withUTF8Bytes(text) { parseDecimal($0, 0, $0.count, max: max) }
+}
+
+/// ASCII case-insensitive equality, without allocating.
+@inline(__always)
+public func equalsIgnoringASCIICase(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
+    let x = a.utf8
+    let y = b.utf8
+    guard x.count == y.count else { return false }
+    for (p, q) in zip(x, y) where p != q {
+        let lp = (p >= 0x41 && p <= 0x5A) ? p | 0x20 : p
+        let lq = (q >= 0x41 && q <= 0x5A) ? q | 0x20 : q
+        if lp != lq { return false }
+    }
+    return true
+}

@@ -1,0 +1,288 @@
+/// Bounds that keep a hostile peer from costing unbounded memory or time.
+public struct SIPParserLimits: Sendable, Hashable {
+    public var maxMessageSize: Int
+    public var maxHeaderFields: Int
+    public var maxHeaderLineLength: Int
+
+    public init(maxMessageSize: Int = 65_536, maxHeaderFields: Int = 128, maxHeaderLineLength: Int = 8_192) {
+        self.maxMessageSize = maxMessageSize
+        self.maxHeaderFields = maxHeaderFields
+        self.maxHeaderLineLength = maxHeaderLineLength
+    }
+
+    public static let `default` = SIPParserLimits()
+}
+
+/// How the transport delimits messages, which decides what a missing Content-Length means.
+public enum SIPFraming: Sendable {
+    /// UDP or WebSocket: one datagram or WebSocket message is one SIP message. Without
+    /// Content-Length the body is the rest of it (RFC 3261 §18.3, RFC 7118 §5).
+    case message
+    /// TCP or TLS: Content-Length is mandatory and says where the message ends.
+    case stream
+}
+
+/// Parses SIP messages from bytes in one linear pass. Every failure is a `SIPParseError`.
+/// Content-Length is framing, not content: it is checked and then dropped from the header
+/// fields (serializing always writes it from the body).
+public struct SIPParser: Sendable {
+    public var limits: SIPParserLimits
+
+    public init(limits: SIPParserLimits = .default) { self.limits = limits }
+
+    public func parse(_ text: String, framing: SIPFraming = .message) throws(SIPParseError) -> SIPMessage {
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPMessage in try parse(bytes, framing: framing) }
+    }
+
+    public func parse(_ bytes: [UInt8], framing: SIPFraming = .message) throws(SIPParseError) -> SIPMessage {
+        try bytes.withUnsafeBufferPointer { (b) throws(SIPParseError) -> SIPMessage in try parse(b, framing: framing) }
+    }
+
+    public func parse(_ bytes: UnsafeBufferPointer<UInt8>, framing: SIPFraming) throws(SIPParseError)
+        -> SIPMessage
+    {
+        guard bytes.count <= limits.maxMessageSize else { throw SIPParseError(.messageTooLarge) }
+        var position = 0
+        // RFC 3261 §7.5: CRLFs before the start line are ignored.
+        while position < bytes.count, bytes[position] == 0x0D || bytes[position] == 0x0A { position += 1 }
+        guard let (lineEnd, next) = lineBounds(bytes, from: position) else {
+            throw SIPParseError(.malformedStartLine)
+        }
+        guard lineEnd - position <= limits.maxHeaderLineLength else { throw SIPParseError(.headerLineTooLong) }
+        let startLine = try parseStartLine(bytes, position, lineEnd)
+        position = next
+
+        var fields: [SIPHeaderField] = []
+        fields.reserveCapacity(16)
+        var contentLength: Int?
+        var sawEnd = false
+        while position < bytes.count {
+            guard let (end, afterLine) = lineBounds(bytes, from: position) else {
+                throw SIPParseError(.malformedHeaderLine)
+            }
+            if end == position {
+                position = afterLine
+                sawEnd = true
+                break
+            }
+            guard end - position <= limits.maxHeaderLineLength else { throw SIPParseError(.headerLineTooLong) }
+            if bytes[position] == 0x20 || bytes[position] == 0x09 {
+                // A continuation line with no header before it.
+                throw SIPParseError(.malformedHeaderLine)
+            }
+            let (field, following) = try parseHeaderField(bytes, lineStart: position, lineEnd: end, next: afterLine)
+            position = following
+            if field.name == .contentLength {
+                guard let n = parseDecimal(field.value, max: UInt64(limits.maxMessageSize)) else {
+                    throw SIPParseError(.invalidHeader, header: .contentLength)
+                }
+                if let contentLength, contentLength != Int(n) {
+                    throw SIPParseError(.invalidHeader, header: .contentLength)
+                }
+                contentLength = Int(n)
+                continue
+            }
+            guard fields.count < limits.maxHeaderFields else { throw SIPParseError(.tooManyHeaders) }
+            fields.append(field)
+        }
+        // A message without the empty line that ends the headers is cut short — unless it
+        // is a datagram or WebSocket message that ends right after its last header line.
+        if !sawEnd, framing == .stream { throw SIPParseError(.incomplete) }
+
+        let remaining = bytes.count - position
+        var bodyLength = remaining
+        if let contentLength {
+            guard contentLength <= remaining else { throw SIPParseError(.contentLengthMismatch) }
+            if framing == .stream, contentLength != remaining { throw SIPParseError(.contentLengthMismatch) }
+            bodyLength = contentLength  // RFC 3261 §18.3: extra datagram bytes are discarded.
+        } else if framing == .stream {
+            throw SIPParseError(.missingContentLength)
+        }
+        let body = bodyLength > 0 ? Array(UnsafeBufferPointer(rebasing: bytes[position..<position + bodyLength])) : []
+        let headers = SIPHeaderFields(fields)
+
+        switch startLine {
+        case .request(let method, let uri):
+            try checkMandatory(headers, isRequest: true)
+            let cseq = try headers.cseq
+            // RFC 3261 §8.1.1.5: the CSeq method matches the request method.
+            guard cseq.method == method else { throw SIPParseError(.cseqMethodMismatch) }
+            return .request(SIPRequest(method: method, uri: uri, headers: headers, body: body))
+        case .response(let code, let reason):
+            try checkMandatory(headers, isRequest: false)
+            _ = try headers.cseq
+            return .response(SIPResponse(statusCode: code, reasonPhrase: reason, headers: headers, body: body))
+        }
+    }
+
+    private enum StartLine {
+        case request(SIPMethod, AnyURI)
+        case response(Int, String)
+    }
+
+    private func checkMandatory(_ headers: SIPHeaderFields, isRequest: Bool) throws(SIPParseError) {
+        // RFC 3261 §8.1.1: To, From, CSeq, Call-ID and Via in every message.
+        for name in [SIPHeaderName.via, .from, .to, .callID, .cseq] where !headers.contains(name) {
+            throw SIPParseError(.missingHeader, header: name)
+        }
+        for name in [SIPHeaderName.from, .to, .callID, .cseq] {
+            var count = 0
+            for f in headers where f.name == name { count += 1 }
+            if count > 1 { throw SIPParseError(.invalidHeader, header: name) }
+        }
+        guard let callID = headers[.callID], !callID.isEmpty,
+            !callID.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 })
+        else { throw SIPParseError(.invalidHeader, header: .callID) }
+    }
+
+    private func parseStartLine(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) throws(SIPParseError)
+        -> StartLine
+    {
+        // Status-Line: SIP-Version SP Status-Code SP Reason-Phrase
+        if end - start >= 8, asciiEquals(UnsafeBufferPointer(rebasing: bytes[start..<start + 4]), "SIP/") {
+            guard let sp1 = firstIndex(of: 0x20, bytes, start, end) else { throw SIPParseError(.malformedStartLine) }
+            guard asciiEquals(UnsafeBufferPointer(rebasing: bytes[start..<sp1]), "SIP/2.0") else {
+                throw SIPParseError(.unsupportedVersion)
+            }
+            let codeStart = sp1 + 1
+            guard codeStart + 3 <= end, let code = parseDecimal(bytes, codeStart, codeStart + 3, max: 699),
+                code >= 100, codeStart + 3 == end || bytes[codeStart + 3] == 0x20
+            else { throw SIPParseError(.invalidStatusCode) }
+            let reasonStart = min(codeStart + 4, end)
+            try checkText(bytes, reasonStart, end)
+            return .response(Int(code), makeString(bytes, reasonStart, end))
+        }
+        // Request-Line: Method SP Request-URI SP SIP-Version
+        guard let sp1 = firstIndex(of: 0x20, bytes, start, end), sp1 > start else {
+            throw SIPParseError(.malformedStartLine)
+        }
+        for i in start..<sp1 where !CharClass.test(bytes[i], CharClass.token) {
+            throw SIPParseError(.invalidMethod)
+        }
+        guard let sp2 = firstIndex(of: 0x20, bytes, sp1 + 1, end), sp2 > sp1 + 1 else {
+            throw SIPParseError(.malformedStartLine)
+        }
+        guard asciiEquals(UnsafeBufferPointer(rebasing: bytes[sp2 + 1..<end]), "SIP/2.0") else {
+            throw SIPParseError(.unsupportedVersion)
+        }
+        var scanner = ByteScanner(bytes, from: sp1 + 1, to: sp2)
+        let uri: AnyURI
+        do {
+            uri = try scanner.readURI(context: .complete)
+        } catch {
+            throw SIPParseError(.invalidURI)
+        }
+        guard scanner.isAtEnd else { throw SIPParseError(.invalidURI) }
+        return .request(SIPMethod(makeString(bytes, start, sp1)), uri)
+    }
+
+    /// Parses the header field starting at `lineStart`, folding in continuation lines.
+    private func parseHeaderField(
+        _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int
+    ) throws(SIPParseError) -> (SIPHeaderField, Int) {
+        var nameEnd = lineStart
+        while nameEnd < lineEnd, CharClass.test(bytes[nameEnd], CharClass.token) { nameEnd += 1 }
+        guard nameEnd > lineStart else { throw SIPParseError(.malformedHeaderLine) }
+        var colon = nameEnd
+        while colon < lineEnd, bytes[colon] == 0x20 || bytes[colon] == 0x09 { colon += 1 }
+        guard colon < lineEnd, bytes[colon] == UInt8(ascii: ":") else { throw SIPParseError(.malformedHeaderLine) }
+        let nameBytes = UnsafeBufferPointer(rebasing: bytes[lineStart..<nameEnd])
+        let name: SIPHeaderName
+        if let known = SIPHeaderName.lookup(bytes: nameBytes) {
+            name = known
+        } else {
+            let text = makeString(bytes, lineStart, nameEnd)
+            name = SIPHeaderName(canonical: text, key: text.lowercased())
+        }
+
+        var valueStart = colon + 1
+        while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
+        var valueEnd = lineEnd
+        while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+        try checkText(bytes, valueStart, valueEnd, header: name)
+
+        // Folding (RFC 3261 §7.3.1): following lines that start with SP or HT belong here.
+        var position = next
+        guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
+            return (SIPHeaderField(name: name, value: try validString(bytes, valueStart, valueEnd, name)), position)
+        }
+        var folded = Array(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
+        var foldedLines = 0
+        while position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 {
+            guard let (end, after) = lineBounds(bytes, from: position) else { throw SIPParseError(.malformedHeaderLine) }
+            var s = position
+            while s < end, bytes[s] == 0x20 || bytes[s] == 0x09 { s += 1 }
+            var e = end
+            while e > s, bytes[e - 1] == 0x20 || bytes[e - 1] == 0x09 { e -= 1 }
+            try checkText(bytes, s, e, header: name)
+            if s < e {
+                if !folded.isEmpty { folded.append(0x20) }
+                folded.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
+            }
+            foldedLines += 1
+            guard folded.count <= limits.maxHeaderLineLength * 4, foldedLines <= limits.maxHeaderFields else {
+                throw SIPParseError(.headerLineTooLong)
+            }
+            position = after
+        }
+        let value = try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) -> String in
+            try validString(b, 0, b.count, name)
+        }
+        return (SIPHeaderField(name: name, value: value), position)
+    }
+
+    /// TEXT-UTF8 without control characters (HT is allowed).
+    @inline(__always)
+    private func checkText(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, header: SIPHeaderName? = nil
+    ) throws(SIPParseError) {
+        var i = start
+        while i < end {
+            let b = bytes[i]
+            if b < 0x20 && b != 0x09 || b == 0x7F { throw SIPParseError(.malformedHeaderLine, header: header) }
+            i += 1
+        }
+    }
+
+    @inline(__always)
+    private func validString(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ name: SIPHeaderName
+    ) throws(SIPParseError) -> String {
+        let slice = UnsafeBufferPointer(rebasing: bytes[start..<end])
+        var ascii = true
+        for b in slice where b >= 0x80 {
+            ascii = false
+            break
+        }
+        if ascii { return String(decoding: slice, as: UTF8.self) }
+        guard let s = String(validating: slice, as: UTF8.self) else {
+            throw SIPParseError(.invalidUTF8, header: name)
+        }
+        return s
+    }
+}
+
+/// The end of the line starting at `start` (before CRLF or bare LF) and where the next
+/// line starts; nil when there is no line terminator.
+@inline(__always)
+func lineBounds(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (end: Int, next: Int)? {
+    var i = start
+    while i < bytes.count {
+        if bytes[i] == 0x0A {
+            let end = (i > start && bytes[i - 1] == 0x0D) ? i - 1 : i
+            return (end, i + 1)
+        }
+        i += 1
+    }
+    return nil
+}
+
+@inline(__always)
+func firstIndex(of byte: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Int? {
+    var i = start
+    while i < end {
+        if bytes[i] == byte { return i }
+        i += 1
+    }
+    return nil
+}

@@ -1,0 +1,144 @@
+// Typed views of the header fields. Each parses on access and throws a SIPParseError that
+// names the header, so a server can answer 400 with a useful reason phrase.
+
+extension SIPHeaderFields {
+    /// All Via entries, top first, across fields and comma lists.
+    public var vias: [SIPVia] {
+        get throws(SIPParseError) {
+            var result: [SIPVia] = []
+            for field in self where field.name == .via {
+                result.append(contentsOf: try SIPVia.parseList(field.value))
+            }
+            guard !result.isEmpty else { throw SIPParseError(.missingHeader, header: .via) }
+            return result
+        }
+    }
+
+    /// The top Via: the only one a UAS or the transport layer needs to read.
+    public var topVia: SIPVia {
+        get throws(SIPParseError) {
+            guard let first = self[.via] else { throw SIPParseError(.missingHeader, header: .via) }
+            let list = try SIPVia.parseList(first)
+            return list[0]
+        }
+    }
+
+    public var from: SIPAddress {
+        get throws(SIPParseError) { try address(.from) }
+    }
+
+    public var to: SIPAddress {
+        get throws(SIPParseError) { try address(.to) }
+    }
+
+    public var callID: String {
+        get throws(SIPParseError) {
+            guard let value = self[.callID] else { throw SIPParseError(.missingHeader, header: .callID) }
+            return value
+        }
+    }
+
+    public var cseq: SIPCSeq {
+        get throws(SIPParseError) {
+            guard let value = self[.cseq] else { throw SIPParseError(.missingHeader, header: .cseq) }
+            return try SIPCSeq.parse(value)
+        }
+    }
+
+    public var maxForwards: UInt32? {
+        get throws(SIPParseError) { try number(.maxForwards) }
+    }
+
+    public var expires: UInt32? {
+        get throws(SIPParseError) { try number(.expires) }
+    }
+
+    public var minExpires: UInt32? {
+        get throws(SIPParseError) { try number(.minExpires) }
+    }
+
+    /// Contact entries, `*`, or nil when there is no Contact.
+    public var contact: SIPContactValue? {
+        get throws(SIPParseError) {
+            let values = fieldValues(.contact)
+            guard !values.isEmpty else { return nil }
+            do { return try SIPContactValue.parse(fieldValues: values) } catch { throw error.in(.contact) }
+        }
+    }
+
+    public var path: [SIPAddress] { get throws(SIPParseError) { try addressList(.path) } }
+    public var route: [SIPAddress] { get throws(SIPParseError) { try addressList(.route) } }
+    public var recordRoute: [SIPAddress] { get throws(SIPParseError) { try addressList(.recordRoute) } }
+    public var serviceRoute: [SIPAddress] { get throws(SIPParseError) { try addressList(.serviceRoute) } }
+    public var pAssociatedURI: [SIPAddress] { get throws(SIPParseError) { try addressList(.pAssociatedURI) } }
+
+    public var require: [String] { optionTags(.require) }
+    public var proxyRequire: [String] { optionTags(.proxyRequire) }
+    public var supported: [String] { optionTags(.supported) }
+    public var unsupported: [String] { optionTags(.unsupported) }
+
+    /// P-Visited-Network-ID entries (RFC 7315 §4.3), unquoted.
+    public var pVisitedNetworkIDs: [String] { values(.pVisitedNetworkID).map { unquote(String($0.trimmingLWS().split(separator: ";").first ?? "")) } }
+
+    /// P-Charging-Vector (RFC 7315 §4.6): `icid-value=…;orig-ioi=…` as parameters.
+    public var pChargingVector: SIPParameters? {
+        get throws(SIPParseError) {
+            guard let value = self[.pChargingVector] else { return nil }
+            do {
+                return try withUTF8Bytes(";" + value) { (bytes) throws(SIPParseError) -> SIPParameters in
+                    var scanner = ByteScanner(bytes)
+                    let params = try scanner.readHeaderParameters()
+                    scanner.skipLWS()
+                    guard scanner.isAtEnd, params.contains("icid-value") else {
+                        throw SIPParseError(.invalidHeader)
+                    }
+                    return params
+                }
+            } catch { throw error.in(.pChargingVector) }
+        }
+    }
+
+    /// Content-Type as `type/subtype`, lower-cased, parameters dropped.
+    public var contentType: String? {
+        self[.contentType].map { String($0.split(separator: ";").first ?? "").trimmingLWS().lowercased() }
+    }
+
+    /// Credentials in Authorization (or Proxy-Authorization), one per field.
+    public func authorizations(_ name: SIPHeaderName = .authorization) throws(SIPParseError) -> [SIPAuthField] {
+        var result: [SIPAuthField] = []
+        for field in self where field.name == name {
+            result.append(try SIPAuthField.parse(field.value, header: name))
+        }
+        return result
+    }
+
+    /// Challenges in WWW-Authenticate (or Proxy-Authenticate).
+    public func challenges(_ name: SIPHeaderName = .wwwAuthenticate) throws(SIPParseError) -> [SIPAuthField] {
+        try authorizations(name)
+    }
+
+    // MARK: helpers
+
+    func address(_ name: SIPHeaderName) throws(SIPParseError) -> SIPAddress {
+        guard let value = self[name] else { throw SIPParseError(.missingHeader, header: name) }
+        do { return try SIPAddress.parse(value) } catch { throw error.in(name) }
+    }
+
+    func addressList(_ name: SIPHeaderName) throws(SIPParseError) -> [SIPAddress] {
+        var result: [SIPAddress] = []
+        for field in self where field.name == name {
+            do { result.append(contentsOf: try SIPAddress.parseList(field.value)) } catch { throw error.in(name) }
+        }
+        return result
+    }
+
+    func number(_ name: SIPHeaderName) throws(SIPParseError) -> UInt32? {
+        guard let value = self[name] else { return nil }
+        guard let n = parseDecimal(value.trimmingLWS()) else { throw SIPParseError(.invalidHeader, header: name) }
+        return UInt32(n)
+    }
+
+    func optionTags(_ name: SIPHeaderName) -> [String] {
+        values(name)
+    }
+}

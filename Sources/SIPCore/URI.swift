@@ -1,0 +1,266 @@
+/// A `sip:` or `sips:` URI (RFC 3261 §19.1). User, password and parameters keep their
+/// escapes as written; `decodedUser` gives the user with `%HH` resolved.
+public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
+    public var isSecure: Bool
+    public var user: String?
+    public var password: String?
+    /// Host name, IPv4 address, or IPv6 reference with its brackets.
+    public var host: String
+    public var port: UInt16?
+    public var parameters: SIPParameters
+    /// `?name=value&…` headers, as written.
+    public var headers: [SIPParameter]
+
+    public init(
+        isSecure: Bool = false, user: String? = nil, password: String? = nil, host: String,
+        port: UInt16? = nil, parameters: SIPParameters = [], headers: [SIPParameter] = []
+    ) {
+        self.isSecure = isSecure
+        self.user = user
+        self.password = password
+        self.host = host
+        self.port = port
+        self.parameters = parameters
+        self.headers = headers
+    }
+
+    public static func parse(_ text: String) throws(SIPParseError) -> SIPURI {
+        guard case .sip(let uri) = try AnyURI.parse(text) else { throw SIPParseError(.invalidURI) }
+        return uri
+    }
+
+    public var transport: String? { parameters["transport"] }
+    public var isLooseRouting: Bool { parameters.contains("lr") }
+    public var decodedUser: String? { user.map(percentDecode) }
+    /// `host[:port]`.
+    public var hostPort: String { port.map { "\(host):\($0)" } ?? host }
+
+    public var description: String {
+        var out = isSecure ? "sips:" : "sip:"
+        if let user {
+            out += user
+            if let password { out += ":" + password }
+            out += "@"
+        }
+        out += hostPort
+        out += parameters.description
+        if !headers.isEmpty {
+            out += "?"
+            out += headers.map { "\($0.name)=\($0.value ?? "")" }.joined(separator: "&")
+        }
+        return out
+    }
+}
+
+/// A `tel:` URI (RFC 3966): the number as written and its parameters.
+public struct TelURI: Sendable, Hashable, CustomStringConvertible {
+    public var number: String
+    public var parameters: SIPParameters
+
+    public init(number: String, parameters: SIPParameters = []) {
+        self.number = number
+        self.parameters = parameters
+    }
+
+    public var isGlobal: Bool { number.utf8.first == UInt8(ascii: "+") }
+    public var description: String { "tel:" + number + parameters.description }
+}
+
+/// Any URI that can stand in a Request-URI or a name-addr.
+public enum AnyURI: Sendable, Hashable, CustomStringConvertible {
+    case sip(SIPURI)
+    case tel(TelURI)
+    /// Another absolute URI (`urn:`, `https:`, …), kept as written.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .sip(let u): return u.description
+        case .tel(let t): return t.description
+        case .other(let s): return s
+        }
+    }
+
+    public var sipURI: SIPURI? {
+        if case .sip(let u) = self { return u }
+        return nil
+    }
+
+    public var telURI: TelURI? {
+        if case .tel(let t) = self { return t }
+        return nil
+    }
+
+    /// Parses a complete URI: nothing may follow it.
+    public static func parse(_ text: String) throws(SIPParseError) -> AnyURI {
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> AnyURI in
+            var scanner = ByteScanner(bytes)
+            let uri = try scanner.readURI(context: .complete)
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidURI) }
+            return uri
+        }
+    }
+}
+
+/// Where a URI stands decides what may follow it and whether `;params` are its own.
+enum URIContext {
+    /// Request-URI or the whole text: parameters belong to the URI; ends at SP or end.
+    case complete
+    /// Inside `<…>`: parameters belong to the URI; ends at `>`.
+    case angle
+    /// addr-spec without brackets: `;params` after it are header parameters.
+    case addrSpec
+}
+
+extension ByteScanner {
+    mutating func readURI(context: URIContext) throws(SIPParseError) -> AnyURI {
+        let schemeStart = index
+        guard let first = peek(), (first | 0x20) >= 0x61, (first | 0x20) <= 0x7A else {
+            throw SIPParseError(.invalidURI)
+        }
+        while let b = peek(),
+            CharClass.test(b, CharClass.hostChar) || b == UInt8(ascii: "+")
+        {
+            index += 1
+        }
+        let schemeEnd = index
+        guard consume(UInt8(ascii: ":")) else { throw SIPParseError(.invalidURI) }
+        let scheme = UnsafeBufferPointer(rebasing: bytes[schemeStart..<schemeEnd])
+        if asciiEquals(scheme, "sip") {
+            return .sip(try readSIPURIBody(secure: false, context: context))
+        } else if asciiEquals(scheme, "sips") {
+            return .sip(try readSIPURIBody(secure: true, context: context))
+        } else if asciiEquals(scheme, "tel") {
+            guard let number = read(CharClass.telChar) else { throw SIPParseError(.invalidURI) }
+            let params = context == .addrSpec ? SIPParameters() : try readURIParameters()
+            return .tel(TelURI(number: number, parameters: params))
+        }
+        // Other schemes: opaque up to the end of the URI in this context.
+        while let b = peek(), b > 0x20, b < 0x7F, b != UInt8(ascii: ">"), b != UInt8(ascii: "<"),
+            b != UInt8(ascii: "\"")
+        {
+            if context == .addrSpec, b == UInt8(ascii: ";") || b == UInt8(ascii: ",") { break }
+            index += 1
+        }
+        guard index > schemeEnd + 1 else { throw SIPParseError(.invalidURI) }
+        return .other(string(schemeStart, index))
+    }
+
+    private mutating func readSIPURIBody(secure: Bool, context: URIContext) throws(SIPParseError)
+        -> SIPURI
+    {
+        // userinfo is present when an `@` comes before the URI ends; `@` is in no other part.
+        var at: Int?
+        var j = index
+        while j < end {
+            let b = bytes[j]
+            if b == UInt8(ascii: "@") {
+                at = j
+                break
+            }
+            if b == UInt8(ascii: ">") || b == UInt8(ascii: ",") || isLWS(b) { break }
+            j += 1
+        }
+        var user: String?
+        var password: String?
+        if let at {
+            user = try readEscaped(CharClass.unreserved | CharClass.userUnreserved)
+            guard user != nil else { throw SIPParseError(.invalidURI) }
+            if consume(UInt8(ascii: ":")) {
+                password = try readEscaped(CharClass.unreserved | CharClass.passwordExtra) ?? ""
+            }
+            guard index == at else { throw SIPParseError(.invalidURI) }
+            index += 1
+        }
+        let host = try readHost()
+        let port = try readPort()
+        var params = SIPParameters()
+        var headers: [SIPParameter] = []
+        if context != .addrSpec {
+            params = try readURIParameters()
+            if consume(UInt8(ascii: "?")) {
+                let bits = CharClass.unreserved | CharClass.headerUnreserved
+                repeat {
+                    guard let name = try readEscaped(bits), consume(UInt8(ascii: "=")) else {
+                        throw SIPParseError(.invalidURI)
+                    }
+                    headers.append(SIPParameter(name, try readEscaped(bits) ?? ""))
+                } while consume(UInt8(ascii: "&"))
+            }
+        }
+        return SIPURI(
+            isSecure: secure, user: user, password: password, host: host, port: port,
+            parameters: params, headers: headers)
+    }
+
+    /// hostname / IPv4address / "[" IPv6 "]" (RFC 3261 §25.1).
+    mutating func readHost() throws(SIPParseError) -> String {
+        let start = index
+        if consume(UInt8(ascii: "[")) {
+            var colons = 0
+            while let b = peek(), CharClass.test(b, CharClass.ipv6Char) {
+                if b == UInt8(ascii: ":") { colons += 1 }
+                index += 1
+            }
+            guard colons >= 2, consume(UInt8(ascii: "]")) else { throw SIPParseError(.invalidHost) }
+            return string(start, index)
+        }
+        while let b = peek(), CharClass.test(b, CharClass.hostChar) { index += 1 }
+        guard index > start, bytes[start] != UInt8(ascii: "."), bytes[start] != UInt8(ascii: "-")
+        else { throw SIPParseError(.invalidHost) }
+        return string(start, index)
+    }
+
+    mutating func readPort() throws(SIPParseError) -> UInt16? {
+        guard consume(UInt8(ascii: ":")) else { return nil }
+        let start = index
+        while let b = peek(), CharClass.test(b, CharClass.digit) { index += 1 }
+        guard let value = parseDecimal(bytes, start, index, max: 65535) else {
+            throw SIPParseError(.invalidPort)
+        }
+        return UInt16(value)
+    }
+}
+
+/// Case-insensitive comparison of bytes with an ASCII literal.
+@inline(__always)
+func asciiEquals(_ bytes: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {
+    guard bytes.count == literal.utf8CodeUnitCount else { return false }
+    let lit = literal.utf8Start
+    for i in 0..<bytes.count {
+        let b = bytes[i]
+        let lower = (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
+        if lower != (lit[i] | (lit[i] >= 0x41 && lit[i] <= 0x5A ? 0x20 : 0)) { return false }
+    }
+    return true
+}
+
+/// Resolves `%HH` escapes; invalid escapes are left as they are.
+public func percentDecode(_ text: String) -> String {
+    guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
+    var out: [UInt8] = []
+    let bytes = Array(text.utf8)
+    var i = 0
+    while i < bytes.count {
+        if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count,
+            let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2])
+        {
+            out.append(hi << 4 | lo)
+            i += 3
+        } else {
+            out.append(bytes[i])
+            i += 1
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+@inline(__always)
+func hexValue(_ b: UInt8) -> UInt8? {
+    switch b {
+    case 0x30...0x39: return b - 0x30
+    case 0x41...0x46: return b - 0x41 + 10
+    case 0x61...0x66: return b - 0x61 + 10
+    default: return nil
+    }
+}

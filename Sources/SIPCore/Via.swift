@@ -1,0 +1,158 @@
+/// One Via entry (RFC 3261 §20.42): `SIP/2.0/WSS host:port;branch=…;received=…;rport`.
+public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
+    public var protocolName: String
+    public var protocolVersion: String
+    /// `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, `WSS` (RFC 7118 §5.1), upper-cased as written.
+    public var transport: String
+    public var host: String
+    public var port: UInt16?
+    public var parameters: SIPParameters
+
+    public init(
+        transport: String, host: String, port: UInt16? = nil, branch: String? = nil,
+        parameters: SIPParameters = []
+    ) {
+        self.protocolName = "SIP"
+        self.protocolVersion = "2.0"
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.parameters = parameters
+        if let branch { self.parameters.set("branch", branch) }
+    }
+
+    /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
+    public static let magicCookie = "z9hG4bK"
+
+    public var branch: String? {
+        get { parameters["branch"] }
+        set { parameters.set("branch", newValue) }
+    }
+    public var received: String? {
+        get { parameters["received"] }
+        set { parameters.set("received", newValue) }
+    }
+
+    /// RFC 3581: absent, asked for (`;rport`), or filled in (`;rport=5060`).
+    public enum RPort: Sendable, Hashable {
+        case absent
+        case requested
+        case value(UInt16)
+    }
+
+    public var rport: RPort {
+        get {
+            guard let raw = parameters.rawValue("rport") else { return .absent }
+            guard let value = raw, let port = parseDecimal(value, max: 65535) else { return .requested }
+            return .value(UInt16(port))
+        }
+        set {
+            switch newValue {
+            case .absent: parameters.remove("rport")
+            case .requested: parameters.set("rport", nil)
+            case .value(let p): parameters.set("rport", String(p))
+            }
+        }
+    }
+
+    /// `host[:port]` as the sent-by of this entry.
+    public var sentBy: String { port.map { "\(host):\($0)" } ?? host }
+
+    public var description: String {
+        "\(protocolName)/\(protocolVersion)/\(transport) \(sentBy)\(parameters.description)"
+    }
+
+    public static func parse(_ text: String) throws(SIPParseError) -> SIPVia {
+        let list = try parseList(text)
+        guard list.count == 1 else { throw SIPParseError(.invalidHeader, header: .via) }
+        return list[0]
+    }
+
+    /// Parses a Via field value, which may hold several comma-separated entries.
+    public static func parseList(_ text: String) throws(SIPParseError) -> [SIPVia] {
+        do {
+            return try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> [SIPVia] in
+                var scanner = ByteScanner(bytes)
+                var result: [SIPVia] = []
+                scanner.skipLWS()
+                repeat {
+                    result.append(try scanner.readVia())
+                } while scanner.consumeSeparator(UInt8(ascii: ","))
+                scanner.skipLWS()
+                guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+                return result
+            }
+        } catch {
+            throw error.in(.via)
+        }
+    }
+}
+
+extension ByteScanner {
+    mutating func readVia() throws(SIPParseError) -> SIPVia {
+        guard let name = read(CharClass.token), consumeSeparator(UInt8(ascii: "/")),
+            let version = read(CharClass.token), consumeSeparator(UInt8(ascii: "/")),
+            let transport = read(CharClass.token)
+        else { throw SIPParseError(.invalidHeader) }
+        let beforeSpace = index
+        skipLWS()
+        guard index > beforeSpace else { throw SIPParseError(.invalidHeader) }
+        let host = try readHost()
+        let port = try readPortLWS()
+        let params = try readHeaderParameters()
+        var via = SIPVia(transport: transport, host: host, port: port, parameters: params)
+        via.protocolName = name
+        via.protocolVersion = version
+        return via
+    }
+
+    /// `[ COLON port ]` where LWS may surround the colon (RFC 3261 HCOLON-like leniency).
+    private mutating func readPortLWS() throws(SIPParseError) -> UInt16? {
+        let saved = index
+        skipLWS()
+        guard consume(UInt8(ascii: ":")) else {
+            index = saved
+            return nil
+        }
+        skipLWS()
+        let start = index
+        while let b = peek(), CharClass.test(b, CharClass.digit) { index += 1 }
+        guard let value = parseDecimal(bytes, start, index, max: 65535) else {
+            throw SIPParseError(.invalidPort)
+        }
+        return UInt16(value)
+    }
+}
+
+/// `CSeq: 4711 REGISTER` (RFC 3261 §20.16).
+public struct SIPCSeq: Sendable, Hashable, CustomStringConvertible {
+    public var sequence: UInt32
+    public var method: SIPMethod
+
+    public init(_ sequence: UInt32, _ method: SIPMethod) {
+        self.sequence = sequence
+        self.method = method
+    }
+
+    public var description: String { "\(sequence) \(method.rawValue)" }
+
+    public static func parse(_ text: String) throws(SIPParseError) -> SIPCSeq {
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPCSeq in
+            var scanner = ByteScanner(bytes)
+            scanner.skipLWS()
+            let start = scanner.index
+            while let b = scanner.peek(), CharClass.test(b, CharClass.digit) { scanner.index += 1 }
+            // RFC 3261 §8.1.1.5: the sequence number is below 2**31.
+            guard let number = parseDecimal(bytes, start, scanner.index, max: UInt64(Int32.max)),
+                let b = scanner.peek(), b == 0x20 || b == 0x09
+            else { throw SIPParseError(.invalidHeader, header: .cseq) }
+            scanner.skipLWS()
+            guard let method = scanner.read(CharClass.token) else {
+                throw SIPParseError(.invalidHeader, header: .cseq)
+            }
+            scanner.skipLWS()
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader, header: .cseq) }
+            return SIPCSeq(UInt32(number), SIPMethod(method))
+        }
+    }
+}

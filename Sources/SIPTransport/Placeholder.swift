@@ -1,0 +1,4 @@
+import NIOCore
+import NIOSSL
+import SIPCore
+public enum SIPTransportPlaceholder {}

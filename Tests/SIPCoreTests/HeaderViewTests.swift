@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+
+@testable import SIPCore
+
+@Suite struct HeaderViewTests {
+    @Test func viaForms() throws {
+        let v = try SIPVia.parse("SIP / 2.0 / UDP [2001:db8::9] : 5070 ;branch=z9hG4bKabc;received=2001:db8::1;rport=1234;maddr=224.2.0.1;ttl=16")
+        #expect(v.transport == "UDP")
+        #expect(v.host == "[2001:db8::9]")
+        #expect(v.port == 5070)
+        #expect(v.branch == "z9hG4bKabc")
+        #expect(v.received == "2001:db8::1")
+        #expect(v.rport == .value(1234))
+        #expect(v.parameters["ttl"] == "16")
+        var w = try SIPVia.parse("SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks;rport")
+        #expect(w.rport == .requested)
+        w.received = "198.51.100.23"
+        w.rport = .value(52111)
+        #expect(w.description == "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks;rport=52111;received=198.51.100.23")
+        #expect(try SIPVia.parseList("SIP/2.0/UDP a;branch=1, SIP/2.0/TCP b:5060;branch=2").map(\.host) == ["a", "b"])
+        let built = SIPVia(transport: "TCP", host: "127.0.0.1", port: 5060, branch: "z9hG4bK1")
+        #expect(built.description == "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK1")
+    }
+
+    @Test(arguments: ["SIP/2.0", "SIP/2.0/UDP", "SIP/2.0/UDP ", "SIP/2.0/UDPhost", "SIP/2.0/UDP h:70000", "SIP/2.0/UDP h;", "SIP/2.0/UDP h, ", "SIP/2.0/UDP h;branch=\"x"])
+    func malformedVias(text: String) {
+        #expect(throws: SIPParseError.self) { try SIPVia.parseList(text) }
+    }
+
+    @Test func malformedViaErrorNamesTheHeader() {
+        do {
+            _ = try SIPVia.parseList("garbage")
+            Issue.record("no error")
+        } catch {
+            #expect(error.header == .via)
+            #expect(error.reasonPhrase == "Malformed Via header")
+        }
+    }
+
+    @Test func cseqForms() throws {
+        #expect(try SIPCSeq.parse("4711 INVITE") == SIPCSeq(4711, .invite))
+        #expect(try SIPCSeq.parse("  1\tREGISTER ") == SIPCSeq(1, .register))
+        for bad in ["", "REGISTER", "1", "x REGISTER", "1REGISTER", "2147483648 REGISTER", "1 REG ISTER", "-1 BYE"] {
+            #expect(throws: SIPParseError.self, "\(bad)") { try SIPCSeq.parse(bad) }
+        }
+    }
+
+    @Test func contactForms() throws {
+        let value = try SIPContactValue.parse(fieldValues: [
+            "<sip:a@h;transport=ws>;expires=600;q=0.7;+sip.instance=\"<urn:uuid:1>\";reg-id=2, sip:b@h2",
+            "\"Carol\" <tel:+1234>",
+        ])
+        guard case .contacts(let c) = value else {
+            Issue.record("expected contacts")
+            return
+        }
+        #expect(c.count == 3)
+        #expect(c[0].expires == 600)
+        #expect(c[0].q == "0.7")
+        #expect(c[0].instance == "urn:uuid:1")
+        #expect(c[0].regID == 2)
+        #expect(c[1].uri.sipURI?.host == "h2")
+        #expect(c[2].address.displayNameText == "Carol")
+        #expect(try SIPContactValue.parse(fieldValues: [" * "]) == .wildcard)
+        #expect(throws: SIPParseError.self) { try SIPContactValue.parse(fieldValues: ["*", "<sip:a@h>"]) }
+        #expect(throws: SIPParseError.self) { try SIPContactValue.parse(fieldValues: ["*, <sip:a@h>"]) }
+    }
+
+    @Test func numericHeaders() throws {
+        var h: SIPHeaderFields = [.expires: "3600", .minExpires: "600", .maxForwards: "70"]
+        #expect(try h.expires == 3600)
+        #expect(try h.minExpires == 600)
+        #expect(try h.maxForwards == 70)
+        h[.expires] = "soon"
+        #expect(throws: SIPParseError(.invalidHeader, header: .expires)) { try h.expires }
+        h[.expires] = "99999999999"
+        #expect(throws: SIPParseError.self) { try h.expires }
+        h[.expires] = nil
+        #expect(try h.expires == nil)
+    }
+
+    @Test func optionTagsAndPHeaders() throws {
+        let h: SIPHeaderFields = [
+            .require: "path, outbound", .supported: "gruu", .unsupported: "foo",
+            .pVisitedNetworkID: "\"ims.example.com\", other.example;x=1",
+            .pChargingVector: "icid-value=\"a b\";orig-ioi=home;term-ioi=\"t\"",
+        ]
+        #expect(h.require == ["path", "outbound"])
+        #expect(h.supported == ["gruu"])
+        #expect(h.unsupported == ["foo"])
+        #expect(h.pVisitedNetworkIDs == ["ims.example.com", "other.example"])
+        let pcv = try #require(try h.pChargingVector)
+        #expect(pcv["icid-value"] == "a b")
+        #expect(pcv["term-ioi"] == "t")
+        let bad: SIPHeaderFields = [.pChargingVector: "orig-ioi=x"]
+        #expect(throws: SIPParseError.self) { try bad.pChargingVector }
+    }
+
+    @Test func digestCredentialsWithEveryParameter() throws {
+        let a = try SIPAuthField.parse(
+            "Digest username=\"001010000000001@ims.mnc001.mcc001.3gppnetwork.org\", realm=\"ims.mnc001.mcc001.3gppnetwork.org\", uri=\"sip:ims.mnc001.mcc001.3gppnetwork.org\", nonce=\"I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M=\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"402ab8df9f3a4d63a9f47c2f90e02938\", auts=\"RR6L7KQagBJeyoiEtWo=\", integrity-protected=\"tls-pending\""
+        )
+        #expect(a.isDigest)
+        #expect(a.nonce == "I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M=")
+        #expect(a.algorithm == "AKAv1-MD5")
+        #expect(a.qop == "auth")
+        #expect(a.nonceCount == "00000001")
+        #expect(a.cnonce == "0a4f113b")
+        #expect(a.response == "402ab8df9f3a4d63a9f47c2f90e02938")
+        #expect(a.auts == "RR6L7KQagBJeyoiEtWo=")
+        // Quoted and bare integrity-protected read the same (spec.md §13).
+        #expect(a.integrityProtected == "tls-pending")
+        #expect(try SIPAuthField.parse("Digest username=\"u\", integrity-protected=tls-yes").integrityProtected == "tls-yes")
+        // Round trip keeps quoting as written.
+        #expect(try SIPAuthField.parse(a.description) == a)
+    }
+
+    @Test func digestChallengeWithAKAKeys() throws {
+        let c = try SIPAuthField.parse(
+            "Digest realm=\"ims.mnc001.mcc001.3gppnetwork.org\", nonce=\"I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M=\", algorithm=AKAv1-MD5, qop=\"auth\", ik=\"f769bcd751044604127672711c6d3441\", ck=\"b40ba9a3c58b2a05bbf0d987b21bf8cb\", stale=TRUE",
+            header: .wwwAuthenticate)
+        #expect(c.ik == "f769bcd751044604127672711c6d3441")
+        #expect(c.ck == "b40ba9a3c58b2a05bbf0d987b21bf8cb")
+        #expect(c.stale)
+        var stripped = c
+        stripped.remove("ik")
+        stripped.remove("ck")
+        #expect(!stripped.description.contains("ik="))
+        #expect(stripped.description.hasPrefix("Digest realm=\"ims.mnc001.mcc001.3gppnetwork.org\", nonce="))
+    }
+
+    @Test func bearerInBothForms() throws {
+        let t = try SIPAuthField.parse("Bearer \(Fixtures.token)")
+        #expect(t.token68 == Fixtures.token)
+        #expect(t.bearerToken == Fixtures.token)
+        #expect(t.description == "Bearer \(Fixtures.token)")
+        let p = try SIPAuthField.parse("Bearer access_token=\"O91G451HZ0V83opz6udiSEjchPynd2Ss9\"")
+        #expect(p.token68 == nil)
+        #expect(p.bearerToken == "O91G451HZ0V83opz6udiSEjchPynd2Ss9")
+        // A base64 token68 may end in '='.
+        #expect(try SIPAuthField.parse("Bearer abc+/de==").bearerToken == "abc+/de==")
+        let challenge = try SIPAuthField.parse(
+            "Bearer realm=\"ims.example.com\", scope=\"ims-register\", authz_server=\"https://waf.ims.example.com/token\", error=\"invalid_token\"",
+            header: .wwwAuthenticate)
+        #expect(challenge["authz_server"] == "https://waf.ims.example.com/token")
+        #expect(challenge["error"] == "invalid_token")
+        #expect(challenge.bearerToken == nil)
+    }
+
+    @Test(arguments: ["", "Digest username", "Digest username=", "Digest a=\"b", "Digest a=b c=d", "Digest a=b,", "Bearer a b", "Digest ,a=b", "Bearer \"x\""])
+    func malformedAuthHeaders(text: String) {
+        #expect(throws: SIPParseError.self) { try SIPAuthField.parse(text) }
+    }
+
+    @Test func headerFieldsEditing() {
+        var h = SIPHeaderFields()
+        h.append(.via, "SIP/2.0/UDP a;branch=z9hG4bK1")
+        h.append(.to, "<sip:b@h>")
+        h.prepend(.via, "SIP/2.0/TCP p;branch=z9hG4bK2")
+        #expect(h.fieldValues(.via) == ["SIP/2.0/TCP p;branch=z9hG4bK2", "SIP/2.0/UDP a;branch=z9hG4bK1"])
+        h.prepend(.path, "<sip:p;lr>")
+        #expect(h.first?.name == .path)
+        h[.via] = "SIP/2.0/UDP only"
+        #expect(h.fieldValues(.via) == ["SIP/2.0/UDP only"])
+        h.removeAll(.via)
+        #expect(!h.contains(.via))
+    }
+}

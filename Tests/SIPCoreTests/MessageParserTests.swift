@@ -1,0 +1,246 @@
+import Foundation
+import Testing
+
+@testable import SIPCore
+
+@Suite struct MessageParserTests {
+    @Test func parsesTheTokenRegisterOfSpec92() throws {
+        let r = try Fixtures.request(Fixtures.register92)
+        #expect(r.method == .register)
+        #expect(r.uri == .sip(SIPURI(host: "ims.example.com")))
+        let via = try r.headers.topVia
+        #expect(via.transport == "WSS")
+        #expect(via.host == "df7jal23ls0d.invalid")
+        #expect(via.branch == "z9hG4bK56sdasks")
+        #expect(try r.headers.maxForwards == 70)
+        #expect(try r.headers.from.tag == "5pf2k7d2")
+        #expect(try r.headers.from.uri.sipURI?.user == "alice")
+        #expect(try r.headers.to.tag == nil)
+        #expect(try r.headers.callID == "9fxced76sl")
+        #expect(try r.headers.cseq == SIPCSeq(1, .register))
+        guard case .contacts(let contacts) = try r.headers.contact else {
+            Issue.record("expected contacts")
+            return
+        }
+        #expect(contacts.count == 1)
+        #expect(contacts[0].instance == "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+        #expect(contacts[0].regID == 1)
+        #expect(contacts[0].uri.sipURI?.transport == "ws")
+        #expect(r.headers.supported == ["path", "outbound", "gruu"])
+        let auth = try r.headers.authorizations()
+        #expect(auth.count == 1)
+        #expect(auth[0].isBearer)
+        #expect(auth[0].bearerToken == Fixtures.token)
+        #expect(try r.headers.expires == 600_000)
+        #expect(r.body.isEmpty)
+        // Content-Length is framing: checked, then dropped from the fields.
+        #expect(!r.headers.contains(.contentLength))
+    }
+
+    @Test func foldedContactIsUnfoldedToOneValue() throws {
+        let r = try Fixtures.request(Fixtures.register92)
+        let value = try #require(r.headers[.contact])
+        #expect(!value.contains("\r") && !value.contains("\n"))
+        #expect(value.contains("transport=ws> ;+sip.instance"))
+    }
+
+    @Test func parsesTheTNARegisterOfSpec94() throws {
+        let r = try Fixtures.request(Fixtures.register94)
+        let vias = try r.headers.vias
+        #expect(vias.count == 2)
+        #expect(vias[0].port == 5061)
+        #expect(vias[1].received == "198.51.100.23")
+        #expect(vias[1].rport == .value(52111))
+        let path = try r.headers.path
+        #expect(path.count == 1)
+        #expect(path[0].uri.sipURI?.user == "fl-7Hk2q9")
+        #expect(path[0].uri.sipURI?.isLooseRouting == true)
+        #expect(path[0].uri.sipURI?.parameters.contains("ob") == true)
+        #expect(r.headers.require == ["path"])
+        #expect(r.headers.pVisitedNetworkIDs == ["ims.example.com"])
+        let pcv = try #require(try r.headers.pChargingVector)
+        #expect(pcv["icid-value"] == "epcscf-1700000000-000001")
+        #expect(pcv["orig-ioi"] == "ims.example.com")
+        let auth = try r.headers.authorizations()[0]
+        #expect(auth.isDigest)
+        #expect(auth.username == "alice_private@ims.example.com")
+        #expect(auth.realm == "ims.example.com")
+        #expect(auth.uri == "sip:ims.example.com")
+        #expect(auth.nonce == "")
+        #expect(auth.response == "")
+        #expect(auth.integrityProtected == "auth-done")
+    }
+
+    @Test func parsesThe200OKOfSpec95() throws {
+        let r = try Fixtures.response(Fixtures.ok95)
+        #expect(r.statusCode == 200)
+        #expect(r.reasonPhrase == "OK")
+        #expect(try r.headers.serviceRoute.first?.uri.description == "sip:orig-3f9a@scscf.ims.example.com;lr")
+        let pau = try r.headers.pAssociatedURI
+        #expect(pau.map(\.uri.description) == ["sip:alice@ims.example.com", "tel:+15551234567"])
+        #expect(pau[1].uri.telURI?.isGlobal == true)
+        #expect(try r.headers.to.tag == "sc-41a7")
+        guard case .contacts(let c) = try r.headers.contact else {
+            Issue.record("expected contacts")
+            return
+        }
+        #expect(c[0].expires == 3600)
+        #expect(
+            c[0].address.parameters["pub-gruu"]
+                == "sip:alice@ims.example.com;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+        #expect(try r.headers.pChargingVector?["term-ioi"] == "ims.example.com")
+    }
+
+    @Test func compactFormsExpandToTheirFullNames() throws {
+        let text = Fixtures.crlf(
+            """
+            OPTIONS sip:b@example.com SIP/2.0
+            v: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx;rport
+            f: "Bob B" <sip:bob@example.com>;tag=1
+            t: sip:b@example.com
+            i: abc@192.0.2.1
+            CSeq: 7 OPTIONS
+            m: *
+            k: path
+            l: 5
+            c: text/plain
+            o: reg
+            s: hi
+            u: reg
+            e: gzip
+            r: <sip:c@example.com>
+            b: <sip:d@example.com>
+            x: 90
+            j: *;x
+            y: abc
+            a: *;audio
+
+            hello
+            """)
+        let r = try Fixtures.request(text)
+        #expect(try r.headers.topVia.rport == .requested)
+        #expect(try r.headers.from.displayNameText == "Bob B")
+        #expect(try r.headers.to.uri.sipURI?.user == "b")
+        #expect(try r.headers.to.usesAngleBrackets == false)
+        #expect(try r.headers.callID == "abc@192.0.2.1")
+        #expect(try r.headers.contact == .wildcard)
+        #expect(r.headers.supported == ["path"])
+        #expect(r.headers.contentType == "text/plain")
+        #expect(r.body == Array("hello".utf8))
+        for name: SIPHeaderName in [
+            .event, .subject, .allowEvents, .contentEncoding, .referTo, .referredBy, .sessionExpires,
+            .rejectContact, .identity, .acceptContact,
+        ] {
+            #expect(r.headers.contains(name), "\(name)")
+        }
+    }
+
+    @Test func headerNamesAreCaseInsensitive() throws {
+        let text = Fixtures.register92.replacingOccurrences(of: "Call-ID:", with: "call-id:")
+            .replacingOccurrences(of: "CSeq:", with: "CSEQ :")
+        let r = try Fixtures.request(text)
+        #expect(try r.headers.callID == "9fxced76sl")
+        #expect(SIPHeaderName("CALL-ID") == .callID)
+        #expect(SIPHeaderName("i") == .callID)
+        #expect(SIPHeaderName("X-Custom") == SIPHeaderName("x-custom"))
+    }
+
+    @Test func unknownHeadersArePreservedByteExact() throws {
+        let text = Fixtures.register92.replacingOccurrences(
+            of: "Expires: 600000", with: "X-WeIrD-Name: a,b;c=\"d, e\"  <f>\r\nExpires: 600000")
+        let r = try Fixtures.request(text)
+        let field = try #require(r.headers.first { $0.name.canonicalName == "X-WeIrD-Name" })
+        #expect(field.value == "a,b;c=\"d, e\"  <f>")
+        let wire = String(decoding: r.serialized(), as: UTF8.self)
+        #expect(wire.contains("\r\nX-WeIrD-Name: a,b;c=\"d, e\"  <f>\r\n"))
+    }
+
+    @Test func multiValuedHeadersSplitOutsideQuotesAndBrackets() throws {
+        var headers = SIPHeaderFields()
+        headers.append(.route, "<sip:a@x;lr>, <sip:b@y;lr>")
+        headers.append(.route, "\"q, r\" <sip:c@z;lr>")
+        #expect(try headers.route.map { $0.uri.sipURI?.user } == ["a", "b", "c"])
+        #expect(headers.values(.route).count == 3)
+        // Auth headers carry commas between their parameters: never split.
+        headers.append(.authorization, "Digest username=\"a\", realm=\"b\"")
+        #expect(headers.values(.authorization).count == 1)
+    }
+
+    @Test func bodyIsBoundedByContentLengthOnStreams() throws {
+        let text = Fixtures.crlf(
+            """
+            MESSAGE sip:b@example.com SIP/2.0
+            Via: SIP/2.0/TCP h;branch=z9hG4bK1
+            From: <sip:a@example.com>;tag=1
+            To: <sip:b@example.com>
+            Call-ID: c1
+            CSeq: 1 MESSAGE
+            Content-Type: text/plain
+            Content-Length: 3
+
+            abc
+            """)
+        guard case .request(let r) = try SIPParser().parse(text, framing: .stream) else {
+            Issue.record("not a request")
+            return
+        }
+        #expect(r.body == Array("abc".utf8))
+        // A longer body than Content-Length on a stream is a framing error.
+        #expect(throws: SIPParseError(.contentLengthMismatch)) {
+            try SIPParser().parse(text + "X", framing: .stream)
+        }
+        // In a datagram the extra bytes are discarded (RFC 3261 §18.3).
+        guard case .request(let d) = try SIPParser().parse(text + "XYZ", framing: .message) else {
+            Issue.record("not a request")
+            return
+        }
+        #expect(d.body == Array("abc".utf8))
+    }
+
+    @Test func missingContentLengthMeansRestOfMessageOnMessageTransports() throws {
+        let text = Fixtures.crlf(
+            """
+            MESSAGE sip:b@example.com SIP/2.0
+            Via: SIP/2.0/WSS h.invalid;branch=z9hG4bK1
+            From: <sip:a@example.com>;tag=1
+            To: <sip:b@example.com>
+            Call-ID: c1
+            CSeq: 1 MESSAGE
+
+            whole rest
+            of the message
+            """)
+        guard case .request(let r) = try SIPParser().parse(text, framing: .message) else {
+            Issue.record("not a request")
+            return
+        }
+        #expect(String(decoding: r.body, as: UTF8.self) == "whole rest\r\nof the message")
+        #expect(throws: SIPParseError(.missingContentLength)) {
+            try SIPParser().parse(text, framing: .stream)
+        }
+    }
+
+    @Test func leadingCRLFsAndBareLFsAreAccepted() throws {
+        let text = "\r\n\r\n" + Fixtures.register92.replacingOccurrences(of: "\r\n", with: "\n")
+        let r = try Fixtures.request(text)
+        #expect(try r.headers.callID == "9fxced76sl")
+    }
+
+    @Test func utf8DisplayNamesAndReasonPhrases() throws {
+        let text = Fixtures.crlf(
+            """
+            SIP/2.0 486 Beschäftigt – später
+            Via: SIP/2.0/UDP h;branch=z9hG4bK1
+            From: "Jürgen Müller" <sip:j@example.com>;tag=1
+            To: <sip:b@example.com>;tag=2
+            Call-ID: c1
+            CSeq: 1 INVITE
+            Content-Length: 0
+
+
+            """)
+        let r = try Fixtures.response(text)
+        #expect(r.reasonPhrase == "Beschäftigt – später")
+        #expect(try r.headers.from.displayNameText == "Jürgen Müller")
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+
+@testable import SIPCore
+
+/// Property: for generated messages, parse(serialize(m)) == m, and parse → serialize →
+/// parse gives the same message for texts written in other (non-canonical) spellings.
+@Suite struct RoundTripTests {
+    @Test func specMessagesRoundTrip() throws {
+        for text in [Fixtures.register92, Fixtures.register94, Fixtures.ok95] {
+            let first = try SIPParser().parse(text)
+            let second = try SIPParser().parse(first.serialized())
+            #expect(first == second)
+            #expect(second.serialized() == first.serialized())
+        }
+    }
+
+    @Test func generatedMessagesRoundTrip() throws {
+        var rng = SplitMix64(seed: 7)
+        for _ in 0..<1_000 {
+            let message = MessageGenerator.message(&rng)
+            let wire = message.serialized()
+            let parsed: SIPMessage
+            do {
+                parsed = try SIPParser().parse(wire, framing: .stream)
+            } catch {
+                Issue.record("generated message did not parse: \(error)\n\(message)")
+                return
+            }
+            #expect(parsed == message, "\(message)")
+            // Every typed view of a generated message parses and writes back the same value.
+            let h = parsed.headers
+            for via in try h.vias { #expect(try SIPVia.parse(via.description) == via) }
+            #expect(try SIPAddress.parse(h.from.description) == h.from)
+            #expect(try SIPAddress.parse(h.to.description) == h.to)
+            if case .contacts(let cs)? = try h.contact {
+                for c in cs { #expect(try SIPAddress.parse(c.description) == c.address) }
+            }
+            for a in try h.authorizations() { #expect(try SIPAuthField.parse(a.description) == a) }
+        }
+    }
+}
+
+enum MessageGenerator {
+    static func pick<T>(_ items: [T], _ rng: inout SplitMix64) -> T { items[Int(rng.next() % UInt64(items.count))] }
+    static func token(_ rng: inout SplitMix64, _ n: Int = 8) -> String {
+        let chars = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+        return String((0..<(1 + Int(rng.next() % UInt64(n)))).map { _ in pick(chars, &rng) })
+    }
+    static func word(_ rng: inout SplitMix64) -> String {
+        let chars = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<(1 + Int(rng.next() % 10))).map { _ in pick(chars, &rng) })
+    }
+    static func host(_ rng: inout SplitMix64) -> String {
+        switch rng.next() % 4 {
+        case 0: return "\(rng.next() % 256).\(rng.next() % 256).\(rng.next() % 256).\(rng.next() % 256)"
+        case 1: return "[2001:db8::\(rng.next() % 9999)]"
+        case 2: return word(&rng) + ".invalid"
+        default: return word(&rng) + "." + word(&rng) + ".example.com"
+        }
+    }
+    static func sipURI(_ rng: inout SplitMix64, params: Bool) -> SIPURI {
+        var u = SIPURI(isSecure: rng.next() % 5 == 0, host: host(&rng))
+        if rng.next() % 3 != 0 { u.user = pick(["alice", "+15551234567", "a%20b", "x.y_z", "001010000000001"], &rng) }
+        if rng.next() % 3 == 0 { u.port = UInt16(rng.next() % 65536) }
+        if params {
+            for _ in 0..<(rng.next() % 4) {
+                u.parameters.elements.append(pick([SIPParameter("lr"), SIPParameter("ob"), SIPParameter("transport", pick(["ws", "wss", "tcp", "udp", "tls"], &rng)), SIPParameter(word(&rng), word(&rng))], &rng))
+            }
+            if rng.next() % 8 == 0 { u.headers = [SIPParameter("subject", word(&rng))] }
+        }
+        return u
+    }
+    static func uri(_ rng: inout SplitMix64, params: Bool = true) -> AnyURI {
+        switch rng.next() % 6 {
+        case 0: return .tel(TelURI(number: "+1555\(rng.next() % 100000)", parameters: params && rng.next() % 2 == 0 ? [SIPParameter("ext", "1")] : []))
+        default: return .sip(sipURI(&rng, params: params))
+        }
+    }
+    static func address(_ rng: inout SplitMix64, tag: Bool) -> SIPAddress {
+        var a = SIPAddress(uri: uri(&rng))
+        switch rng.next() % 4 {
+        case 0: a.displayName = quote(pick(["Alice", "Bob \"B\"", "Jürgen", "a, b", "x\\y"], &rng))
+        case 1: a.displayName = pick(["Alice", "Bob Smith"], &rng)
+        default: break
+        }
+        if tag { a.parameters.set("tag", token(&rng)) }
+        if rng.next() % 3 == 0 { a.parameters.set(word(&rng), rng.next() % 2 == 0 ? nil : quote("<urn:uuid:\(word(&rng))>")) }
+        return a
+    }
+    static func via(_ rng: inout SplitMix64) -> SIPVia {
+        var v = SIPVia(transport: pick(["UDP", "TCP", "TLS", "WS", "WSS"], &rng), host: host(&rng), port: rng.next() % 2 == 0 ? UInt16(rng.next() % 65536) : nil, branch: SIPVia.magicCookie + token(&rng))
+        switch rng.next() % 3 {
+        case 0: v.rport = .requested
+        case 1: v.rport = .value(UInt16(rng.next() % 65536))
+        default: break
+        }
+        if rng.next() % 2 == 0 { v.received = pick(["198.51.100.23", "2001:db8::1"], &rng) }
+        return v
+    }
+    static func auth(_ rng: inout SplitMix64) -> SIPAuthField {
+        if rng.next() % 3 == 0 { return .bearer(token: word(&rng) + "." + word(&rng) + "-_~+/" + pick(["", "=", "=="], &rng)) }
+        var a = SIPAuthField.digest([])
+        a.set("username", "alice_private@ims.example.com", quoted: true)
+        a.set("realm", "ims.example.com", quoted: true)
+        a.set("nonce", pick(["", "I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M="], &rng), quoted: true)
+        a.set("uri", "sip:ims.example.com", quoted: true)
+        a.set("response", pick(["", "701d8b75d7b420c7a2646ea676424729"], &rng), quoted: true)
+        if rng.next() % 2 == 0 { a.set("integrity-protected", pick(["auth-done", "tls-yes"], &rng), quoted: rng.next() % 2 == 0) }
+        return a
+    }
+    static func message(_ rng: inout SplitMix64) -> SIPMessage {
+        var h = SIPHeaderFields()
+        for _ in 0..<(1 + rng.next() % 3) { h.append(.via, via(&rng).description) }
+        h.append(.maxForwards, String(rng.next() % 71))
+        h.append(.from, address(&rng, tag: true).description)
+        h.append(.to, address(&rng, tag: rng.next() % 2 == 0).description)
+        h.append(.callID, token(&rng, 20) + "@" + word(&rng))
+        let method = pick([SIPMethod.register, .options, .subscribe, .notify, .message, SIPMethod("FOO")], &rng)
+        h.append(.cseq, SIPCSeq(UInt32(rng.next() % 100000), method).description)
+        if rng.next() % 2 == 0 {
+            h.append(.contact, (0..<(1 + rng.next() % 2)).map { _ in address(&rng, tag: false).description }.joined(separator: ", "))
+        }
+        if rng.next() % 2 == 0 { h.append(.path, "<" + sipURI(&rng, params: true).description + ">") }
+        if rng.next() % 2 == 0 { h.append(.authorization, auth(&rng).description) }
+        if rng.next() % 3 == 0 { h.append(SIPHeaderName("X-" + word(&rng)), pick(["a, b", "\"q\" <x>", "ünïcödé", ""], &rng)) }
+        if rng.next() % 2 == 0 { h.append(.supported, "path, outbound") }
+        let body: [UInt8] = rng.next() % 3 == 0 ? Array("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n".utf8) : []
+        if !body.isEmpty { h.append(.contentType, "application/sdp") }
+        if rng.next() % 2 == 0 {
+            return .response(SIPResponse(statusCode: pick([100, 200, 401, 403, 423, 439, 500, 603], &rng), reasonPhrase: pick(["OK", "Whatever", "Ünïcode reason", ""], &rng), headers: h, body: body))
+        }
+        return .request(SIPRequest(method: method, uri: uri(&rng), headers: h, body: body))
+    }
+}

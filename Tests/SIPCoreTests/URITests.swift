@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+@testable import SIPCore
+
+@Suite struct URITests {
+    @Test func sipURIWithEveryPart() throws {
+        let u = try SIPURI.parse("sips:al%20ice:se%2Fcret@[2001:db8::1]:5061;transport=tls;lr;ob;gr=urn:x?subject=hi&priority=urgent")
+        #expect(u.isSecure)
+        #expect(u.user == "al%20ice")
+        #expect(u.decodedUser == "al ice")
+        #expect(u.password == "se%2Fcret")
+        #expect(u.host == "[2001:db8::1]")
+        #expect(u.port == 5061)
+        #expect(u.transport == "tls")
+        #expect(u.isLooseRouting)
+        #expect(u.parameters.contains("ob"))
+        #expect(u.parameters["gr"] == "urn:x")
+        #expect(u.headers == [SIPParameter("subject", "hi"), SIPParameter("priority", "urgent")])
+        #expect(u.description == "sips:al%20ice:se%2Fcret@[2001:db8::1]:5061;transport=tls;lr;ob;gr=urn:x?subject=hi&priority=urgent")
+    }
+
+    @Test(arguments: [
+        ("sip:ims.example.com", nil, "ims.example.com", nil, nil),
+        ("sip:alice@ims.example.com", "alice", "ims.example.com", nil, nil),
+        ("sip:192.0.2.10:5060;transport=udp", nil, "192.0.2.10", UInt16(5060), "udp"),
+        ("sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws", "g8z4h2kq", "df7jal23ls0d.invalid", nil, "ws"),
+        ("sip:x@h;transport=wss", "x", "h", nil, "wss"),
+        ("sip:x@h;transport=TCP", "x", "h", nil, "TCP"),
+        ("sip:+1-555-123;phone-context=ims.example.com@example.com;user=phone", "+1-555-123;phone-context=ims.example.com", "example.com", nil, nil),
+        ("SIP:Alice@EXAMPLE.com", "Alice", "EXAMPLE.com", nil, nil),
+        ("sip:[::1]", nil, "[::1]", nil, nil),
+    ] as [(String, String?, String, UInt16?, String?)])
+    func validSIPURIs(text: String, user: String?, host: String, port: UInt16?, transport: String?) throws {
+        let u = try SIPURI.parse(text)
+        #expect(u.user == user)
+        #expect(u.host == host)
+        #expect(u.port == port)
+        #expect(u.transport == transport)
+        // Re-serialized and parsed again, the URI is the same value.
+        #expect(try SIPURI.parse(u.description) == u)
+    }
+
+    @Test(arguments: [
+        ("sip:", SIPParseError.Kind.invalidHost),
+        ("sip:@host", .invalidURI),
+        ("sip:a@", .invalidHost),
+        ("sip:a@h:99999", .invalidPort),
+        ("sip:a@h:", .invalidPort),
+        ("sip:a%zz@h", .invalidEscape),
+        ("sip:a%2@h", .invalidEscape),
+        ("sip:[2001:db8::1@h", .invalidURI),
+        ("sip:[zz::1]", .invalidHost),
+        ("sip:a@h;=x", .invalidParameter),
+        ("sip:a@h;x=", .invalidParameter),
+        ("sip:a@-h", .invalidHost),
+        ("sip:a b@h", .invalidURI),
+        ("sip:a@h?x", .invalidURI),
+        ("nocolon", .invalidURI),
+        ("1sip:a@h", .invalidURI),
+        ("tel:", .invalidURI),
+    ] as [(String, SIPParseError.Kind)])
+    func malformedURIs(text: String, kind: SIPParseError.Kind) {
+        #expect(throws: SIPParseError(kind)) { try AnyURI.parse(text) }
+    }
+
+    @Test func telURIs() throws {
+        guard case .tel(let t) = try AnyURI.parse("tel:+1-555-123-4567;ext=12") else {
+            Issue.record("not tel")
+            return
+        }
+        #expect(t.isGlobal)
+        #expect(t.number == "+1-555-123-4567")
+        #expect(t.parameters["ext"] == "12")
+        guard case .tel(let local) = try AnyURI.parse("tel:7042;phone-context=example.com") else {
+            Issue.record("not tel")
+            return
+        }
+        #expect(!local.isGlobal)
+        #expect(local.parameters["phone-context"] == "example.com")
+    }
+
+    @Test func otherAbsoluteURIsAreKeptAsWritten() throws {
+        #expect(try AnyURI.parse("urn:service:sos") == .other("urn:service:sos"))
+        #expect(try AnyURI.parse("https://waf.ims.example.com/token") == .other("https://waf.ims.example.com/token"))
+    }
+
+    @Test func nameAddrAndAddrSpecParameterRules() throws {
+        // In name-addr form the URI keeps its own parameters; the rest are header params.
+        let a = try SIPAddress.parse("<sip:a@h;transport=ws>;tag=1")
+        #expect(a.uri.sipURI?.transport == "ws")
+        #expect(a.tag == "1")
+        // In addr-spec form the parameters belong to the header (RFC 3261 §20).
+        let b = try SIPAddress.parse("sip:a@h;tag=1")
+        #expect(b.uri.sipURI?.parameters.isEmpty == true)
+        #expect(b.tag == "1")
+        #expect(b.usesAngleBrackets == false)
+        #expect(b.description == "sip:a@h;tag=1")
+        // Display names: tokens or quoted strings with escapes.
+        let c = try SIPAddress.parse("Alice  Smith <sip:a@h>")
+        #expect(c.displayName == "Alice  Smith")
+        let d = try SIPAddress.parse("\"A \\\"quoted\\\" name\" <sip:a@h>")
+        #expect(d.displayNameText == "A \"quoted\" name")
+        #expect(d.description == "\"A \\\"quoted\\\" name\" <sip:a@h>")
+        // Writing an addr-spec whose URI has params forces brackets.
+        let e = SIPAddress(uri: .sip(SIPURI(host: "h", parameters: [SIPParameter("lr")])), usesAngleBrackets: false)
+        #expect(e.description == "<sip:h;lr>")
+    }
+
+    @Test(arguments: ["<sip:a@h", "\"unterminated <sip:a@h>", "Alice sip:a@h", "<sip:a@h>;", "<sip:a@h>;tag=", "<sip:a@h> junk", "", "<>"])
+    func malformedAddresses(text: String) {
+        #expect(throws: SIPParseError.self) { try SIPAddress.parse(text) }
+    }
+}
