@@ -95,7 +95,7 @@ extension ByteScanner {
             // A run of tokens followed by `<` is a display name; anything else an addr-spec.
             let start = index
             var lastTokenEnd = index
-            while let b = peek(), CharClass.test(b, CharClass.token) || b == 0x20 || b == 0x09 {
+            while let b = peek(), isClass(b, CharClass.token) || b == 0x20 || b == 0x09 {
                 index += 1
                 if b != 0x20 && b != 0x09 { lastTokenEnd = index }
             }

@@ -113,10 +113,7 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
                 guard scanner.index > afterScheme else { throw SIPParseError(.invalidHeader) }
                 // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
                 let t68Start = scanner.index
-                while let b = scanner.peek(),
-                    CharClass.test(b, CharClass.hostChar) || b == UInt8(ascii: "_")
-                        || b == UInt8(ascii: "~") || b == UInt8(ascii: "+") || b == UInt8(ascii: "/")
-                {
+                while let b = scanner.peek(), scanner.isClass(b, CharClass.token68) {
                     scanner.index += 1
                 }
                 let t68Body = scanner.index

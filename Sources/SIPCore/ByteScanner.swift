@@ -44,9 +44,14 @@ enum CharClass {
     static let hex: UInt16 = 256
     static let telChar: UInt16 = 512  // digits, hex, * # + - . ( ) visual separators
     static let ipv6Char: UInt16 = 1024  // hex : .
+    static let token68: UInt16 = 2048  // RFC 7235 token68 body
 
-    static let table: [UInt16] = {
-        var t = [UInt16](repeating: 0, count: 256)
+    /// Built once and never freed: a raw pointer avoids the lazy-global check and the
+    /// bounds check that an Array would cost on every byte.
+    /// Written once inside the initializer, read-only afterwards: safe to share.
+    nonisolated(unsafe) static let table: UnsafePointer<UInt16> = {
+        let t = UnsafeMutablePointer<UInt16>.allocate(capacity: 256)
+        t.initialize(repeating: 0, count: 256)
         func add(_ chars: String, _ bit: UInt16) {
             for c in chars.utf8 { t[Int(c)] |= bit }
         }
@@ -63,7 +68,8 @@ enum CharClass {
         add(digits + "abcdefABCDEF", hex)
         add(digits + "abcdefABCDEF*#+-.()pwPW", telChar)
         add(digits + "abcdefABCDEF:.", ipv6Char)
-        return t
+        add(alpha + digits + "-._~+/", token68)
+        return UnsafePointer(t)
     }()
 
     @inline(__always)
@@ -75,12 +81,17 @@ struct ByteScanner {
     let bytes: UnsafeBufferPointer<UInt8>
     var index: Int
     let end: Int
+    let classes: UnsafePointer<UInt16>
 
     init(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0, to end: Int? = nil) {
         self.bytes = bytes
         self.index = start
         self.end = end ?? bytes.count
+        self.classes = CharClass.table
     }
+
+    @inline(__always)
+    func isClass(_ b: UInt8, _ bit: UInt16) -> Bool { classes[Int(b)] & bit != 0 }
 
     var isAtEnd: Bool { index >= end }
 
@@ -117,7 +128,7 @@ struct ByteScanner {
     /// Reads one or more bytes of the class; nil when none.
     mutating func read(_ bit: UInt16) -> String? {
         let start = index
-        while index < end, CharClass.test(bytes[index], bit) { index += 1 }
+        while index < end, isClass(bytes[index], bit) { index += 1 }
         return index > start ? makeString(bytes, start, index) : nil
     }
 
@@ -126,12 +137,12 @@ struct ByteScanner {
         let start = index
         while index < end {
             let b = bytes[index]
-            if CharClass.test(b, bits) {
+            if isClass(b, bits) {
                 index += 1
             } else if b == UInt8(ascii: "%") {
                 guard index + 2 < end,
-                    CharClass.test(bytes[index + 1], CharClass.hex),
-                    CharClass.test(bytes[index + 2], CharClass.hex)
+                    isClass(bytes[index + 1], CharClass.hex),
+                    isClass(bytes[index + 2], CharClass.hex)
                 else { throw SIPParseError(.invalidEscape) }
                 index += 3
             } else {

@@ -6,6 +6,9 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
     public let canonicalName: String
     /// Lower-cased spelling, used for equality and hashing.
     public let key: String
+    /// Index into `all` for known names (-1 otherwise): equality of two known names is
+    /// then an integer comparison, which the parser does for every field.
+    let knownID: Int16
 
     /// A name written in code, e.g. `SIPHeaderName("P-Preferred-Identity")`.
     /// Compact forms and known names are folded to their canonical spelling.
@@ -17,66 +20,74 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// For names that `lookup` did not find.
     init(canonical: String, key: String) {
         self.canonicalName = canonical
         self.key = key
+        self.knownID = -1
     }
 
-    private init(known: String) {
-        self.init(canonical: known, key: known.lowercased())
+    private init(known: String, _ id: Int16) {
+        self.canonicalName = known
+        self.key = known.lowercased()
+        self.knownID = id
     }
 
     public var description: String { canonicalName }
 
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.key == rhs.key }
+    @inline(__always)
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        if lhs.knownID >= 0 || rhs.knownID >= 0 { return lhs.knownID == rhs.knownID }
+        return lhs.key == rhs.key
+    }
     public func hash(into hasher: inout Hasher) { hasher.combine(key) }
 
-    public static let accept = Self(known: "Accept")
-    public static let acceptContact = Self(known: "Accept-Contact")
-    public static let allow = Self(known: "Allow")
-    public static let allowEvents = Self(known: "Allow-Events")
-    public static let authenticationInfo = Self(known: "Authentication-Info")
-    public static let authorization = Self(known: "Authorization")
-    public static let callID = Self(known: "Call-ID")
-    public static let contact = Self(known: "Contact")
-    public static let contentEncoding = Self(known: "Content-Encoding")
-    public static let contentLength = Self(known: "Content-Length")
-    public static let contentType = Self(known: "Content-Type")
-    public static let cseq = Self(known: "CSeq")
-    public static let event = Self(known: "Event")
-    public static let expires = Self(known: "Expires")
-    public static let from = Self(known: "From")
-    public static let identity = Self(known: "Identity")
-    public static let identityInfo = Self(known: "Identity-Info")
-    public static let maxForwards = Self(known: "Max-Forwards")
-    public static let minExpires = Self(known: "Min-Expires")
-    public static let path = Self(known: "Path")
-    public static let pAssertedIdentity = Self(known: "P-Asserted-Identity")
-    public static let pAssociatedURI = Self(known: "P-Associated-URI")
-    public static let pChargingVector = Self(known: "P-Charging-Vector")
-    public static let pVisitedNetworkID = Self(known: "P-Visited-Network-ID")
-    public static let proxyAuthenticate = Self(known: "Proxy-Authenticate")
-    public static let proxyAuthorization = Self(known: "Proxy-Authorization")
-    public static let proxyRequire = Self(known: "Proxy-Require")
-    public static let recordRoute = Self(known: "Record-Route")
-    public static let referTo = Self(known: "Refer-To")
-    public static let referredBy = Self(known: "Referred-By")
-    public static let rejectContact = Self(known: "Reject-Contact")
-    public static let requestDisposition = Self(known: "Request-Disposition")
-    public static let require = Self(known: "Require")
-    public static let route = Self(known: "Route")
-    public static let serviceRoute = Self(known: "Service-Route")
-    public static let sessionExpires = Self(known: "Session-Expires")
-    public static let subject = Self(known: "Subject")
-    public static let subscriptionState = Self(known: "Subscription-State")
-    public static let supported = Self(known: "Supported")
-    public static let to = Self(known: "To")
-    public static let unsupported = Self(known: "Unsupported")
-    public static let userAgent = Self(known: "User-Agent")
-    public static let server = Self(known: "Server")
-    public static let via = Self(known: "Via")
-    public static let wwwAuthenticate = Self(known: "WWW-Authenticate")
-    public static let warning = Self(known: "Warning")
+    public static let accept = Self(known: "Accept", 0)
+    public static let acceptContact = Self(known: "Accept-Contact", 1)
+    public static let allow = Self(known: "Allow", 2)
+    public static let allowEvents = Self(known: "Allow-Events", 3)
+    public static let authenticationInfo = Self(known: "Authentication-Info", 4)
+    public static let authorization = Self(known: "Authorization", 5)
+    public static let callID = Self(known: "Call-ID", 6)
+    public static let contact = Self(known: "Contact", 7)
+    public static let contentEncoding = Self(known: "Content-Encoding", 8)
+    public static let contentLength = Self(known: "Content-Length", 9)
+    public static let contentType = Self(known: "Content-Type", 10)
+    public static let cseq = Self(known: "CSeq", 11)
+    public static let event = Self(known: "Event", 12)
+    public static let expires = Self(known: "Expires", 13)
+    public static let from = Self(known: "From", 14)
+    public static let identity = Self(known: "Identity", 15)
+    public static let identityInfo = Self(known: "Identity-Info", 16)
+    public static let maxForwards = Self(known: "Max-Forwards", 17)
+    public static let minExpires = Self(known: "Min-Expires", 18)
+    public static let path = Self(known: "Path", 19)
+    public static let pAssertedIdentity = Self(known: "P-Asserted-Identity", 20)
+    public static let pAssociatedURI = Self(known: "P-Associated-URI", 21)
+    public static let pChargingVector = Self(known: "P-Charging-Vector", 22)
+    public static let pVisitedNetworkID = Self(known: "P-Visited-Network-ID", 23)
+    public static let proxyAuthenticate = Self(known: "Proxy-Authenticate", 24)
+    public static let proxyAuthorization = Self(known: "Proxy-Authorization", 25)
+    public static let proxyRequire = Self(known: "Proxy-Require", 26)
+    public static let recordRoute = Self(known: "Record-Route", 27)
+    public static let referTo = Self(known: "Refer-To", 28)
+    public static let referredBy = Self(known: "Referred-By", 29)
+    public static let rejectContact = Self(known: "Reject-Contact", 30)
+    public static let requestDisposition = Self(known: "Request-Disposition", 31)
+    public static let require = Self(known: "Require", 32)
+    public static let route = Self(known: "Route", 33)
+    public static let serviceRoute = Self(known: "Service-Route", 34)
+    public static let sessionExpires = Self(known: "Session-Expires", 35)
+    public static let subject = Self(known: "Subject", 36)
+    public static let subscriptionState = Self(known: "Subscription-State", 37)
+    public static let supported = Self(known: "Supported", 38)
+    public static let to = Self(known: "To", 39)
+    public static let unsupported = Self(known: "Unsupported", 40)
+    public static let userAgent = Self(known: "User-Agent", 41)
+    public static let server = Self(known: "Server", 42)
+    public static let via = Self(known: "Via", 43)
+    public static let wwwAuthenticate = Self(known: "WWW-Authenticate", 44)
+    public static let warning = Self(known: "Warning", 45)
 
     static let all: [SIPHeaderName] = [
         .accept, .acceptContact, .allow, .allowEvents, .authenticationInfo, .authorization, .callID,
@@ -115,39 +126,42 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
             return compactForms[bytes[0] | 0x20]
         }
         let table = KnownNameTable.shared
-        var slot = Int(KnownNameTable.hash(bytes) & UInt32(table.mask))
-        while let index = table.slots[slot] {
-            let candidate = table.keys[index]
-            if candidate.count == bytes.count {
+        var slot = Int(KnownNameTable.hash(bytes) & UInt32(KnownNameTable.size - 1))
+        while true {
+            let index = Int(table.slots[slot])
+            if index < 0 { return nil }
+            let key = table.keys[index]
+            if key.count == bytes.count {
                 var equal = true
-                for i in 0..<bytes.count where (bytes[i] | 0x20) != candidate[i] {
+                for i in 0..<bytes.count where (bytes[i] | 0x20) != key[i] {
                     equal = false
                     break
                 }
-                if equal { return all[index] }
+                if equal { return table.names[index] }
             }
-            slot = (slot + 1) & table.mask
+            slot = (slot + 1) & (KnownNameTable.size - 1)
         }
-        return nil
     }
 }
 
-/// Lower-cased known names hashed into a power-of-two table, built once.
-struct KnownNameTable: Sendable {
+/// Lower-cased known names hashed into a power-of-two table, built once. A class, so
+/// reading it in the parser's hot loop copies nothing.
+final class KnownNameTable: Sendable {
     static let shared = KnownNameTable()
+    static let size = 256
+    let names: [SIPHeaderName]
     let keys: [[UInt8]]
-    let slots: [Int?]
-    let mask: Int
+    /// Index into `names`, or -1 for an empty slot.
+    let slots: [Int16]
 
     init() {
-        keys = SIPHeaderName.all.map { Array($0.key.utf8) }
-        let size = 256
-        mask = size - 1
-        var slots = [Int?](repeating: nil, count: size)
+        names = SIPHeaderName.all
+        keys = names.map { Array($0.key.utf8) }
+        var slots = [Int16](repeating: -1, count: Self.size)
         for (index, key) in keys.enumerated() {
-            var slot = key.withUnsafeBufferPointer { Int(Self.hash($0) & UInt32(size - 1)) }
-            while slots[slot] != nil { slot = (slot + 1) & (size - 1) }
-            slots[slot] = index
+            var slot = key.withUnsafeBufferPointer { Int(Self.hash($0) & UInt32(Self.size - 1)) }
+            while slots[slot] >= 0 { slot = (slot + 1) & (Self.size - 1) }
+            slots[slot] = Int16(index)
         }
         self.slots = slots
     }

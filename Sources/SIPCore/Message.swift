@@ -168,10 +168,17 @@ extension SIPResponse {
 
 private func writeHeaders(_ headers: SIPHeaderFields, body: [UInt8], into out: inout [UInt8]) {
     for field in headers where field.name != .contentLength {
-        out.append(contentsOf: field.name.canonicalName.utf8)
+        withUTF8Bytes(field.name.canonicalName) { out.append(contentsOf: $0) }
         out.append(contentsOf: ": ".utf8)
-        // Values carry no raw line breaks; folding was undone when parsing.
-        for b in field.value.utf8 where b != 0x0D && b != 0x0A { out.append(b) }
+        // Values carry no raw line breaks (folding was undone when parsing); a value built
+        // in code with one must not split the message, so drop them.
+        withUTF8Bytes(field.value) { value in
+            if containsLineBreak(value) {
+                out.append(contentsOf: value.filter { $0 != 0x0D && $0 != 0x0A })
+            } else {
+                out.append(contentsOf: value)
+            }
+        }
         out.append(contentsOf: "\r\n".utf8)
     }
     out.append(contentsOf: "Content-Length: ".utf8)

@@ -81,7 +81,7 @@ extension ByteScanner {
                 } else {
                     let start = index
                     while index < end,
-                        CharClass.test(bytes[index], CharClass.token)
+                        isClass(bytes[index], CharClass.token)
                             || bytes[index] == UInt8(ascii: "[") || bytes[index] == UInt8(ascii: "]")
                             || bytes[index] == UInt8(ascii: ":")
                     {

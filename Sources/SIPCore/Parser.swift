@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Bounds that keep a hostile peer from costing unbounded memory or time.
 public struct SIPParserLimits: Sendable, Hashable {
     public var maxMessageSize: Int
@@ -121,17 +129,29 @@ public struct SIPParser: Sendable {
     }
 
     private func checkMandatory(_ headers: SIPHeaderFields, isRequest: Bool) throws(SIPParseError) {
-        // RFC 3261 §8.1.1: To, From, CSeq, Call-ID and Via in every message.
-        for name in [SIPHeaderName.via, .from, .to, .callID, .cseq] where !headers.contains(name) {
-            throw SIPParseError(.missingHeader, header: name)
+        // RFC 3261 §8.1.1: To, From, CSeq, Call-ID and Via in every message; the first
+        // four exactly once. One pass over the fields.
+        var via = 0
+        var from = 0
+        var to = 0
+        var callID = 0
+        var cseq = 0
+        for field in headers {
+            switch field.name.knownID {
+            case SIPHeaderName.via.knownID: via += 1
+            case SIPHeaderName.from.knownID: from += 1
+            case SIPHeaderName.to.knownID: to += 1
+            case SIPHeaderName.callID.knownID: callID += 1
+            case SIPHeaderName.cseq.knownID: cseq += 1
+            default: break
+            }
         }
-        for name in [SIPHeaderName.from, .to, .callID, .cseq] {
-            var count = 0
-            for f in headers where f.name == name { count += 1 }
-            if count > 1 { throw SIPParseError(.invalidHeader, header: name) }
+        for (name, count) in [(SIPHeaderName.via, via), (.from, from), (.to, to), (.callID, callID), (.cseq, cseq)] {
+            if count == 0 { throw SIPParseError(.missingHeader, header: name) }
+            if count > 1, name != .via { throw SIPParseError(.invalidHeader, header: name) }
         }
-        guard let callID = headers[.callID], !callID.isEmpty,
-            !callID.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 })
+        guard let value = headers[.callID], !value.isEmpty,
+            !value.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 })
         else { throw SIPParseError(.invalidHeader, header: .callID) }
     }
 
@@ -199,12 +219,12 @@ public struct SIPParser: Sendable {
         while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
         var valueEnd = lineEnd
         while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-        try checkText(bytes, valueStart, valueEnd, header: name)
+        let ascii = try checkText(bytes, valueStart, valueEnd, header: name)
 
         // Folding (RFC 3261 §7.3.1): following lines that start with SP or HT belong here.
         var position = next
         guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
-            return (SIPHeaderField(name: name, value: try validString(bytes, valueStart, valueEnd, name)), position)
+            return (SIPHeaderField(name: name, value: try makeValue(bytes, valueStart, valueEnd, ascii: ascii, name)), position)
         }
         var folded = Array(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
         var foldedLines = 0
@@ -226,34 +246,54 @@ public struct SIPParser: Sendable {
             position = after
         }
         let value = try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) -> String in
-            try validString(b, 0, b.count, name)
+            try makeValue(b, 0, b.count, ascii: false, name)
         }
         return (SIPHeaderField(name: name, value: value), position)
     }
 
-    /// TEXT-UTF8 without control characters (HT is allowed).
+    /// TEXT-UTF8 without control characters (HT is allowed). Returns whether the bytes
+    /// are all ASCII. Checks eight bytes at a time; a word with anything unusual (HT,
+    /// a control byte, non-ASCII) is looked at byte by byte.
     @inline(__always)
+    @discardableResult
     private func checkText(
         _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, header: SIPHeaderName? = nil
-    ) throws(SIPParseError) {
+    ) throws(SIPParseError) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        var ascii = true
         var i = start
+        while i + 8 <= end {
+            let x = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            let high: UInt64 = 0x8080_8080_8080_8080
+            let below20 = (x &- 0x2020_2020_2020_2020) & ~x & high
+            let y = x ^ 0x7F7F_7F7F_7F7F_7F7F
+            let isDEL = (y &- 0x0101_0101_0101_0101) & ~y & high
+            if (x & high) | below20 | isDEL != 0 {
+                for j in i..<i + 8 { try checkByte(base[j], &ascii, header) }
+            }
+            i += 8
+        }
         while i < end {
-            let b = bytes[i]
-            if b < 0x20 && b != 0x09 || b == 0x7F { throw SIPParseError(.malformedHeaderLine, header: header) }
+            try checkByte(base[i], &ascii, header)
             i += 1
+        }
+        return ascii
+    }
+
+    @inline(__always)
+    private func checkByte(_ b: UInt8, _ ascii: inout Bool, _ header: SIPHeaderName?) throws(SIPParseError) {
+        if b >= 0x80 {
+            ascii = false
+        } else if b < 0x20 && b != 0x09 || b == 0x7F {
+            throw SIPParseError(.malformedHeaderLine, header: header)
         }
     }
 
     @inline(__always)
-    private func validString(
-        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ name: SIPHeaderName
+    private func makeValue(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, ascii: Bool, _ name: SIPHeaderName
     ) throws(SIPParseError) -> String {
         let slice = UnsafeBufferPointer(rebasing: bytes[start..<end])
-        var ascii = true
-        for b in slice where b >= 0x80 {
-            ascii = false
-            break
-        }
         if ascii { return String(decoding: slice, as: UTF8.self) }
         guard let s = String(validating: slice, as: UTF8.self) else {
             throw SIPParseError(.invalidUTF8, header: name)
@@ -266,15 +306,12 @@ public struct SIPParser: Sendable {
 /// line starts; nil when there is no line terminator.
 @inline(__always)
 func lineBounds(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (end: Int, next: Int)? {
-    var i = start
-    while i < bytes.count {
-        if bytes[i] == 0x0A {
-            let end = (i > start && bytes[i - 1] == 0x0D) ? i - 1 : i
-            return (end, i + 1)
-        }
-        i += 1
-    }
-    return nil
+    guard start < bytes.count, let base = bytes.baseAddress,
+        let hit = memchr(base + start, 0x0A, bytes.count - start)
+    else { return nil }
+    let i = UnsafeRawPointer(hit).assumingMemoryBound(to: UInt8.self) - base
+    let end = (i > start && bytes[i - 1] == 0x0D) ? i - 1 : i
+    return (end, i + 1)
 }
 
 @inline(__always)
@@ -285,4 +322,10 @@ func firstIndex(of byte: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, _ start: In
         i += 1
     }
     return nil
+}
+
+@inline(__always)
+func containsLineBreak(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
+    return memchr(base, 0x0A, bytes.count) != nil || memchr(base, 0x0D, bytes.count) != nil
 }

@@ -119,7 +119,7 @@ extension ByteScanner {
             throw SIPParseError(.invalidURI)
         }
         while let b = peek(),
-            CharClass.test(b, CharClass.hostChar) || b == UInt8(ascii: "+")
+            isClass(b, CharClass.hostChar) || b == UInt8(ascii: "+")
         {
             index += 1
         }
@@ -198,14 +198,14 @@ extension ByteScanner {
         let start = index
         if consume(UInt8(ascii: "[")) {
             var colons = 0
-            while let b = peek(), CharClass.test(b, CharClass.ipv6Char) {
+            while let b = peek(), isClass(b, CharClass.ipv6Char) {
                 if b == UInt8(ascii: ":") { colons += 1 }
                 index += 1
             }
             guard colons >= 2, consume(UInt8(ascii: "]")) else { throw SIPParseError(.invalidHost) }
             return string(start, index)
         }
-        while let b = peek(), CharClass.test(b, CharClass.hostChar) { index += 1 }
+        while let b = peek(), isClass(b, CharClass.hostChar) { index += 1 }
         guard index > start, bytes[start] != UInt8(ascii: "."), bytes[start] != UInt8(ascii: "-")
         else { throw SIPParseError(.invalidHost) }
         return string(start, index)
@@ -214,7 +214,7 @@ extension ByteScanner {
     mutating func readPort() throws(SIPParseError) -> UInt16? {
         guard consume(UInt8(ascii: ":")) else { return nil }
         let start = index
-        while let b = peek(), CharClass.test(b, CharClass.digit) { index += 1 }
+        while let b = peek(), isClass(b, CharClass.digit) { index += 1 }
         guard let value = parseDecimal(bytes, start, index, max: 65535) else {
             throw SIPParseError(.invalidPort)
         }

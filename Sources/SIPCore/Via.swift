@@ -116,7 +116,7 @@ extension ByteScanner {
         }
         skipLWS()
         let start = index
-        while let b = peek(), CharClass.test(b, CharClass.digit) { index += 1 }
+        while let b = peek(), isClass(b, CharClass.digit) { index += 1 }
         guard let value = parseDecimal(bytes, start, index, max: 65535) else {
             throw SIPParseError(.invalidPort)
         }

@@ -167,3 +167,19 @@ import Testing
         #expect(!h.contains(.via))
     }
 }
+
+@Suite struct HeaderNameTests {
+    @Test func knownNamesAreNumberedInTableOrder() {
+        for (i, name) in SIPHeaderName.all.enumerated() {
+            #expect(Int(name.knownID) == i, "\(name)")
+            #expect(SIPHeaderName(name.canonicalName.uppercased()) == name)
+        }
+    }
+
+    @Test func unknownNamesCompareByLowercasedSpelling() {
+        #expect(SIPHeaderName("X-Foo") == SIPHeaderName("x-FOO"))
+        #expect(SIPHeaderName("X-Foo") != .via)
+        #expect(SIPHeaderName("X-Foo").canonicalName == "X-Foo")
+        #expect(Set([SIPHeaderName("Via"), .via, SIPHeaderName("v")]).count == 1)
+    }
+}
