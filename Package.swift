@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "webims",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "webims", targets: ["webims"]),
         .library(name: "SIPCore", targets: ["SIPCore"]),

@@ -1,0 +1,194 @@
+import NIOCore
+import SIPCore
+
+/// What a stream (TCP/TLS) carries: whole messages, keep-alives, or bytes that can no
+/// longer be framed (after which the connection is closed).
+enum SIPStreamItem {
+    case message(ByteBuffer)
+    case ping
+    case unframeable(SIPParseError, ByteBuffer)
+}
+
+/// Cuts a TCP/TLS byte stream into SIP messages by Content-Length (RFC 3261 §18.3) and
+/// CRLF keep-alives (RFC 5626 §4.4.1). Nothing is buffered beyond the size limit.
+struct SIPStreamDecoder: ByteToMessageDecoder {
+    typealias InboundOut = SIPStreamItem
+    let framer: SIPStreamFramer
+    var failed = false
+
+    init(limits: SIPParserLimits) { framer = SIPStreamFramer(limits: limits) }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if failed {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return .needMoreData
+        }
+        let frame: SIPStreamFrame
+        do {
+            frame = try buffer.withUnsafeReadableBytes { raw in
+                try framer.nextFrame(UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count))
+            }
+        } catch let error as SIPParseError {
+            failed = true
+            let head = buffer.readSlice(length: min(buffer.readableBytes, 8_192)) ?? ByteBuffer()
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            context.fireChannelRead(wrapInboundOut(.unframeable(error, head)))
+            return .needMoreData
+        }
+        switch frame {
+        case .needMoreData:
+            return .needMoreData
+        case .ping:
+            buffer.moveReaderIndex(forwardBy: 4)
+            context.fireChannelRead(wrapInboundOut(.ping))
+        case .pong:
+            buffer.moveReaderIndex(forwardBy: buffer.readableBytesView.first == 0x0A ? 1 : 2)
+        case .message(let length):
+            guard let message = buffer.readSlice(length: length) else { return .needMoreData }
+            context.fireChannelRead(wrapInboundOut(.message(message)))
+        }
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return .needMoreData
+    }
+}
+
+/// Parses framed stream messages and hands them to the endpoint. A message that does not
+/// parse is answered 400 when it says enough to be answered, else the peer is cut off.
+final class SIPStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = SIPStreamItem
+    let core: SIPEndpointCore
+    let transport: SIPTransportProtocol
+    var connection: StreamConnection?
+
+    init(core: SIPEndpointCore, transport: SIPTransportProtocol) {
+        self.core = core
+        self.transport = transport
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        connection = StreamConnection(channel: context.channel, transport: transport)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let connection { core.connectionOpened(connection) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let connection { core.connectionClosed(connection) }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection, let remote = context.channel.remoteAddress else { return }
+        let peer = SIPPeer(
+            transport: transport, remoteAddress: remote, localAddress: context.channel.localAddress,
+            connection: connection)
+        switch unwrapInboundIn(data) {
+        case .ping:
+            connection.writeRaw([0x0D, 0x0A])
+        case .message(let buffer):
+            core.receive(buffer, from: peer, framing: .stream)
+        case .unframeable(let error, let head):
+            core.rejectUnframeable(head, error: error, from: peer)
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            // A silent peer holds a socket for nothing (and may be a slow-loris).
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        core.logger.debug("closing \(transport.rawValue) connection: \(error)")
+        context.close(promise: nil)
+    }
+}
+
+/// Receives SIP datagrams. Garbage is dropped; a malformed request that can be answered
+/// gets a 400.
+final class SIPDatagramHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let core: SIPEndpointCore
+    var connection: DatagramConnection?
+
+    init(core: SIPEndpointCore) { self.core = core }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        connection = DatagramConnection(channel: context.channel)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection else { return }
+        let envelope = unwrapInboundIn(data)
+        // RFC 5626 §3.5.1 keep-alives over UDP are STUN; a bare CRLF is noise: ignore.
+        if envelope.data.readableBytesView.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) { return }
+        let peer = SIPPeer(
+            transport: .udp, remoteAddress: envelope.remoteAddress, localAddress: context.channel.localAddress,
+            connection: connection)
+        core.receive(envelope.data, from: peer, framing: .message)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP errors and the like must not close the listening socket.
+        core.logger.debug("UDP error: \(error)")
+    }
+}
+
+/// A TCP or TLS connection as a SIPConnection.
+final class StreamConnection: SIPConnection, Hashable {
+    let channel: any Channel
+    let transport: SIPTransportProtocol
+
+    init(channel: any Channel, transport: SIPTransportProtocol) {
+        self.channel = channel
+        self.transport = transport
+    }
+
+    var isActive: Bool { channel.isActive }
+
+    func write(_ message: SIPMessage, to remote: SocketAddress?) {
+        let bytes = message.serialized()
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+    }
+
+    func writeRaw(_ bytes: [UInt8]) {
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+    }
+
+    func close() { channel.close(promise: nil) }
+
+    /// Two wrappers of one channel are the same connection.
+    static func == (a: StreamConnection, b: StreamConnection) -> Bool { a.channel === b.channel }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(channel)) }
+}
+
+/// The UDP socket as a SIPConnection: every write names its destination.
+final class DatagramConnection: SIPConnection {
+    let channel: any Channel
+    var transport: SIPTransportProtocol { .udp }
+
+    init(channel: any Channel) { self.channel = channel }
+
+    var isActive: Bool { channel.isActive }
+
+    func write(_ message: SIPMessage, to remote: SocketAddress?) {
+        guard let remote else { return }
+        let buffer = channel.allocator.buffer(bytes: message.serialized())
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: buffer), promise: nil)
+    }
+
+    func writeRaw(_ bytes: [UInt8]) {}
+
+    func close() {}
+}

@@ -1,4 +1,0 @@
-import NIOCore
-import NIOSSL
-import SIPCore
-public enum SIPTransportPlaceholder {}

@@ -1,0 +1,211 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SIPCore
+import Synchronization
+
+/// Listeners, outbound connections and transactions of one SIP element.
+public struct SIPEndpointConfiguration: Sendable {
+    /// Address to listen on; loopback unless configured otherwise.
+    public var host: String = "127.0.0.1"
+    /// Ports to listen on; nil: no such listener; 0: any free port.
+    public var udpPort: Int?
+    public var tcpPort: Int?
+    public var tlsPort: Int?
+    /// Certificate and key for the TLS listener.
+    public var tlsServerConfiguration: TLSConfiguration?
+    /// How outbound TLS connections check their peer.
+    public var tlsClientConfiguration: TLSConfiguration = .makeClientConfiguration()
+    /// Host written in our Via headers (default: `host`).
+    public var advertisedHost: String?
+    public var limits: SIPParserLimits = .default
+    public var timers: SIPTimers = SIPTimers()
+    /// A stream connection that sends nothing this long is closed (keep-alives count).
+    public var idleTimeout: TimeAmount = .seconds(300)
+
+    public init() {}
+}
+
+/// A SIP endpoint over UDP, TCP and TLS: parses and frames messages, answers what cannot be
+/// parsed, keeps the non-INVITE transactions of RFC 3261 §17, and routes responses back
+/// per §18.2.2. The request handler sees each new request once.
+public final class SIPEndpoint: Sendable {
+    public let configuration: SIPEndpointConfiguration
+    let group: any EventLoopGroup
+    let core: SIPEndpointCore
+    let channels = Mutex<[any Channel]>([])
+    let bound = Mutex<[SIPTransportProtocol: SocketAddress]>([:])
+    let tlsClientContext: NIOSSLContext?
+
+    public init(
+        configuration: SIPEndpointConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "webims.sip"),
+        handler: @escaping SIPRequestHandler
+    ) throws {
+        self.configuration = configuration
+        self.group = eventLoopGroup
+        self.core = SIPEndpointCore(
+            logger: logger, limits: configuration.limits, timers: configuration.timers,
+            eventLoop: eventLoopGroup.next(), handler: handler)
+        self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
+    }
+
+    /// The address each listener is bound to, once started.
+    public func address(_ transport: SIPTransportProtocol) -> SocketAddress? {
+        bound.withLock { $0[transport] }
+    }
+
+    public func start() async throws {
+        let c = configuration
+        if let port = c.udpPort {
+            let core = self.core
+            let channel = try await DatagramBootstrap(group: group)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(core: core))
+                    }
+                }
+                .bind(host: c.host, port: port).get()
+            register(channel, as: .udp)
+            let connection = DatagramConnection(channel: channel)
+            core.state.withLock { $0.udp = connection }
+        }
+        if let port = c.tcpPort {
+            register(try await bindStream(port: port, transport: .tcp, tls: nil), as: .tcp)
+        }
+        if let port = c.tlsPort {
+            guard let tls = c.tlsServerConfiguration else { throw SIPEndpointError.tlsNotConfigured }
+            register(try await bindStream(port: port, transport: .tls, tls: try NIOSSLContext(configuration: tls)), as: .tls)
+        }
+    }
+
+    private func register(_ channel: any Channel, as transport: SIPTransportProtocol) {
+        channels.withLock { $0.append(channel) }
+        if let address = channel.localAddress {
+            bound.withLock { $0[transport] = address }
+            let host = configuration.advertisedHost ?? configuration.host
+            core.state.withLock { $0.viaAddresses[transport] = (host, address.port ?? 0) }
+        }
+    }
+
+    private func bindStream(port: Int, transport: SIPTransportProtocol, tls: NIOSSLContext?) async throws -> any Channel {
+        let core = self.core
+        let limits = configuration.limits
+        let idle = configuration.idleTimeout
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.addStreamHandlers(to: channel, transport: transport, tls: tls.map { NIOSSLServerHandler(context: $0) },
+                        core: core, limits: limits, idle: idle)
+                }
+            }
+            .bind(host: configuration.host, port: port).get()
+    }
+
+    static func addStreamHandlers(
+        to channel: any Channel, transport: SIPTransportProtocol, tls: (any ChannelHandler)?, core: SIPEndpointCore,
+        limits: SIPParserLimits, idle: TimeAmount
+    ) throws {
+        let sync = channel.pipeline.syncOperations
+        if let tls { try sync.addHandler(tls) }
+        try sync.addHandler(IdleStateHandler(readTimeout: idle))
+        try sync.addHandler(ByteToMessageHandler(SIPStreamDecoder(limits: limits)))
+        try sync.addHandler(SIPStreamHandler(core: core, transport: transport))
+    }
+
+    /// Sends a request as a non-INVITE client transaction and returns its final response,
+    /// with our Via removed. A timeout gives a local 408 and a transport failure a local
+    /// 503 (RFC 3261 §8.1.3.1), so the caller always gets an answer.
+    public func send(_ request: SIPRequest, to destination: SIPDestination) async -> SIPResponse {
+        let original = request
+        var request = request
+        let branch = SIPVia.magicCookie + randomToken()
+        let via = core.state.withLock { $0.viaAddresses[destination.transport] ?? $0.viaAddresses[.udp] }
+        var ourVia = SIPVia(
+            transport: destination.transport.rawValue, host: via?.host ?? configuration.host,
+            port: via.map { UInt16($0.port) }, branch: branch)
+        ourVia.rport = .requested
+        request.headers.prepend(.via, ourVia.description)
+        if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
+        let key = SIPEndpointCore.ClientKey(branch: branch, method: request.method.rawValue)
+        let connection: any SIPConnection
+        let remote: SocketAddress?
+        do {
+            (connection, remote) = try await self.connection(to: destination)
+        } catch {
+            core.logger.debug("cannot reach \(destination): \(error)")
+            return SIPResponse(replyingTo: original, statusCode: 503)
+        }
+        let core = self.core
+        let request2 = request
+        return await withCheckedContinuation { continuation in
+            core.startClient(request2, key: key, over: connection, to: remote, continuation: continuation)
+        }
+    }
+
+    private func connection(to destination: SIPDestination) async throws -> (any SIPConnection, SocketAddress?) {
+        let address = try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)
+        if destination.transport == .udp {
+            guard let udp = core.state.withLock({ $0.udp }) else { throw SIPEndpointError.noListener(.udp) }
+            return (udp, address)
+        }
+        if let open = core.state.withLock({ $0.outbound[destination] }), open.isActive {
+            return (open, nil)
+        }
+        let core = self.core
+        let limits = configuration.limits
+        let idle = configuration.idleTimeout
+        let transport = destination.transport
+        let tlsContext = tlsClientContext
+        let hostname = destination.host
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    var tls: (any ChannelHandler)?
+                    if transport == .tls, let tlsContext {
+                        // SNI only for names, not for IP literals (RFC 6066 §3).
+                        let isIP = (try? SocketAddress(ipAddress: hostname, port: 0)) != nil
+                        tls = try NIOSSLClientHandler(context: tlsContext, serverHostname: isIP ? nil : hostname)
+                    }
+                    try Self.addStreamHandlers(to: channel, transport: transport, tls: tls, core: core, limits: limits, idle: idle)
+                }
+            }
+            .connect(to: address).get()
+        let connection = StreamConnection(channel: channel, transport: transport)
+        core.state.withLock { $0.outbound[destination] = connection }
+        return (connection, nil)
+    }
+
+    public func shutdown() async {
+        let all = channels.withLock { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for channel in all { try? await channel.close().get() }
+        let outbound = core.state.withLock { state in
+            defer { state.outbound.removeAll() }
+            return Array(state.outbound.values)
+        }
+        for connection in outbound { connection.close() }
+    }
+}
+
+public enum SIPEndpointError: Error, Sendable {
+    case tlsNotConfigured
+    case noListener(SIPTransportProtocol)
+}
+
+/// A random token for branches and tags: 16 characters of [0-9a-z].
+public func randomToken(length: Int = 16) -> String {
+    let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+    var generator = SystemRandomNumberGenerator()
+    return String(decoding: (0..<length).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
+}

@@ -1,0 +1,255 @@
+import Logging
+import NIOCore
+import SIPCore
+import Synchronization
+
+/// Answers a request that starts a server transaction; nil sends no response (ACK).
+public typealias SIPRequestHandler = @Sendable (SIPRequest, SIPPeer) async -> SIPResponse?
+
+/// The transaction layer (RFC 3261 §17, non-INVITE) and message dispatch shared by every
+/// listener and outbound connection of one endpoint. State sits behind one mutex; the
+/// request handler runs outside it, in a task.
+final class SIPEndpointCore: Sendable {
+    let logger: Logger
+    let parser: SIPParser
+    let timers: SIPTimers
+    let handler: SIPRequestHandler
+    let eventLoop: any EventLoop
+    let state = Mutex(State())
+
+    struct State {
+        var serverTransactions: [ServerKey: ServerTransaction] = [:]
+        var clientTransactions: [ClientKey: ClientTransaction] = [:]
+        var outbound: [SIPDestination: StreamConnection] = [:]
+        var udp: DatagramConnection?
+        var viaAddresses: [SIPTransportProtocol: (host: String, port: Int)] = [:]
+    }
+
+    struct ServerKey: Hashable {
+        var branch: String
+        var sentBy: String
+        var method: String
+    }
+
+    enum ServerTransaction {
+        case trying
+        case completed(SIPResponse, any SIPConnection, SocketAddress?)
+    }
+
+    struct ClientKey: Hashable {
+        var branch: String
+        var method: String
+    }
+
+    struct ClientTransaction {
+        var continuation: CheckedContinuation<SIPResponse, Never>
+        var request: SIPRequest
+        var timeout: Scheduled<Void>?
+        var retransmit: Scheduled<Void>?
+    }
+
+    init(logger: Logger, limits: SIPParserLimits, timers: SIPTimers, eventLoop: any EventLoop, handler: @escaping SIPRequestHandler) {
+        self.logger = logger
+        self.parser = SIPParser(limits: limits)
+        self.timers = timers
+        self.eventLoop = eventLoop
+        self.handler = handler
+    }
+
+    // MARK: inbound
+
+    func receive(_ buffer: ByteBuffer, from peer: SIPPeer, framing: SIPFraming) {
+        let parsed: Result<SIPMessage, SIPParseError> = buffer.withUnsafeReadableBytes { raw in
+            let bytes = UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count)
+            return Result { () throws(SIPParseError) -> SIPMessage in try parser.parse(bytes, framing: framing) }
+        }
+        switch parsed {
+        case .success(.request(let request)):
+            receive(request, from: peer)
+        case .success(.response(let response)):
+            receive(response, from: peer)
+        case .failure(let error):
+            rejectUnparseable(buffer, error: error, from: peer, closeIfUnanswerable: framing == .stream)
+        }
+    }
+
+    func rejectUnframeable(_ head: ByteBuffer, error: SIPParseError, from peer: SIPPeer) {
+        rejectUnparseable(head, error: error, from: peer, closeIfUnanswerable: false)
+    }
+
+    private func rejectUnparseable(_ buffer: ByteBuffer, error: SIPParseError, from peer: SIPPeer, closeIfUnanswerable: Bool) {
+        // Log the reason, never the bytes: they may carry credentials.
+        logger.debug("unparseable SIP from \(peer): \(error.reasonPhrase)")
+        let response = buffer.withUnsafeReadableBytes { raw in
+            SIPResponse.errorResponse(
+                forUnparseable: UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
+                error: error)
+        }
+        if var response {
+            // Answer where the request really came from, as for a parsed one.
+            try? stampReceived(&response.headers, from: peer.remoteAddress)
+            send(response, over: peer.connection, defaultDestination: peer.remoteAddress)
+        } else if closeIfUnanswerable {
+            peer.connection.close()
+        }
+    }
+
+    /// A message that is one request (already parsed), from any transport — WebSocket
+    /// flows call this too.
+    func receive(_ request: SIPRequest, from peer: SIPPeer) {
+        var request = request
+        let via: SIPVia
+        do {
+            try stampReceived(&request.headers, from: peer.remoteAddress)
+            via = try request.headers.topVia
+        } catch {
+            send(SIPResponse(replyingTo: request, statusCode: 400, reasonPhrase: error.reasonPhrase, toTag: "e400"),
+                over: peer.connection, defaultDestination: peer.remoteAddress)
+            return
+        }
+        if request.method == .ack {
+            // ACK for a non-2xx final answer belongs to an INVITE transaction, which this
+            // layer does not keep; hand it up and send nothing.
+            let handler = self.handler
+            Task { _ = await handler(request, peer) }
+            return
+        }
+        let key = ServerKey(branch: via.branch ?? "", sentBy: via.sentBy, method: request.method.rawValue)
+        enum Action {
+            case start
+            case absorb
+            case resend(SIPResponse, any SIPConnection, SocketAddress?)
+        }
+        let action: Action = state.withLock { state in
+            switch state.serverTransactions[key] {
+            case nil:
+                state.serverTransactions[key] = .trying
+                return .start
+            case .trying?:
+                return .absorb
+            case .completed(let response, let connection, let destination)?:
+                return .resend(response, connection, destination)
+            }
+        }
+        switch action {
+        case .absorb:
+            return
+        case .resend(let response, let connection, let destination):
+            // RFC 3261 §17.2.2: a retransmitted request gets the final response again.
+            connection.write(.response(response), to: destination)
+        case .start:
+            let handler = self.handler
+            Task {
+                let response = await handler(request, peer)
+                self.complete(key, with: response, peer: peer)
+            }
+        }
+    }
+
+    private func complete(_ key: ServerKey, with response: SIPResponse?, peer: SIPPeer) {
+        guard let response else {
+            _ = state.withLock { $0.serverTransactions.removeValue(forKey: key) }
+            return
+        }
+        let destination = send(response, over: peer.connection, defaultDestination: peer.remoteAddress)
+        if peer.transport.isReliable || response.isProvisional {
+            // Timer J is zero on reliable transports (RFC 3261 §17.2.2).
+            _ = state.withLock { $0.serverTransactions.removeValue(forKey: key) }
+            return
+        }
+        state.withLock { $0.serverTransactions[key] = .completed(response, peer.connection, destination) }
+        eventLoop.scheduleTask(in: timers.transactionTimeout) {
+            _ = self.state.withLock { $0.serverTransactions.removeValue(forKey: key) }
+        }
+    }
+
+    @discardableResult
+    func send(_ response: SIPResponse, over connection: any SIPConnection, defaultDestination: SocketAddress) -> SocketAddress? {
+        let destination = connection.transport == .udp ? responseDestination(for: response, default: defaultDestination) : nil
+        if connection.isActive {
+            connection.write(.response(response), to: destination)
+        } else {
+            logger.debug("response \(response.statusCode) dropped: connection to \(defaultDestination) is gone")
+        }
+        return destination
+    }
+
+    func receive(_ response: SIPResponse, from peer: SIPPeer) {
+        guard let via = try? response.headers.topVia, let branch = via.branch, let cseq = try? response.headers.cseq else {
+            logger.debug("dropping response without a usable Via/CSeq from \(peer)")
+            return
+        }
+        // Provisional responses only tell a non-INVITE client to keep waiting.
+        guard !response.isProvisional else { return }
+        completeClient(ClientKey(branch: branch, method: cseq.method.rawValue), with: response, stripVia: true)
+    }
+
+    // MARK: client transactions
+
+    func completeClient(_ key: ClientKey, with response: SIPResponse, stripVia: Bool) {
+        guard let transaction = state.withLock({ $0.clientTransactions.removeValue(forKey: key) }) else {
+            return  // a stray or retransmitted response: absorbed (RFC 3261 §17.1.2.2, Timer K)
+        }
+        transaction.timeout?.cancel()
+        transaction.retransmit?.cancel()
+        var response = response
+        if stripVia, let index = response.headers.firstIndex(where: { $0.name == .via }) {
+            // Our own Via goes; what is left is what the next hop back needs.
+            var vias = (try? SIPVia.parseList(response.headers[index].value)) ?? []
+            if vias.count > 1 {
+                vias.removeFirst()
+                response.headers[index].value = vias.map(\.description).joined(separator: ", ")
+            } else {
+                response.headers.remove(at: index)
+            }
+        }
+        transaction.continuation.resume(returning: response)
+    }
+
+    func startClient(
+        _ request: SIPRequest, key: ClientKey, over connection: any SIPConnection, to remote: SocketAddress?,
+        continuation: CheckedContinuation<SIPResponse, Never>
+    ) {
+        state.withLock {
+            $0.clientTransactions[key] = ClientTransaction(continuation: continuation, request: request)
+        }
+        connection.write(.request(request), to: remote)
+        // Timer F: no final response in 64·T1 → 408 (RFC 3261 §17.1.2.2).
+        let timeout = eventLoop.scheduleTask(in: timers.transactionTimeout) {
+            self.completeClient(key, with: SIPResponse(replyingTo: request, statusCode: 408), stripVia: true)
+        }
+        var retransmit: Scheduled<Void>?
+        if !connection.transport.isReliable {
+            retransmit = scheduleRetransmit(key, interval: timers.t1, connection: connection, remote: remote)
+        }
+        state.withLock {
+            $0.clientTransactions[key]?.timeout = timeout
+            $0.clientTransactions[key]?.retransmit = retransmit
+        }
+    }
+
+    /// Timer E: resend at T1, 2·T1, … capped at T2, until an answer or Timer F.
+    private func scheduleRetransmit(_ key: ClientKey, interval: TimeAmount, connection: any SIPConnection, remote: SocketAddress?)
+        -> Scheduled<Void>
+    {
+        eventLoop.scheduleTask(in: interval) {
+            guard let request = self.state.withLock({ $0.clientTransactions[key]?.request }) else { return }
+            connection.write(.request(request), to: remote)
+            let next = TimeAmount.nanoseconds(min(interval.nanoseconds * 2, self.timers.t2.nanoseconds))
+            let scheduled = self.scheduleRetransmit(key, interval: next, connection: connection, remote: remote)
+            self.state.withLock { $0.clientTransactions[key]?.retransmit = scheduled }
+        }
+    }
+
+    // MARK: connections
+
+    func connectionOpened(_ connection: StreamConnection) {}
+
+    func connectionClosed(_ connection: StreamConnection) {
+        state.withLock { state in
+            for (destination, open) in state.outbound where open == connection {
+                state.outbound.removeValue(forKey: destination)
+            }
+        }
+    }
+}

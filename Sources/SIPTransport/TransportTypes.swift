@@ -1,0 +1,98 @@
+import NIOCore
+import SIPCore
+
+/// The transports SIP runs over here (RFC 3261 §18, RFC 7118 §5.1 for WS/WSS).
+public enum SIPTransportProtocol: String, Sendable, Hashable, CaseIterable {
+    case udp = "UDP"
+    case tcp = "TCP"
+    case tls = "TLS"
+    case ws = "WS"
+    case wss = "WSS"
+
+    /// Reliable transports need no retransmissions (RFC 3261 §17.1.2.2).
+    public var isReliable: Bool { self != .udp }
+    /// How the transport delimits messages.
+    public var framing: SIPFraming { self == .tcp || self == .tls ? .stream : .message }
+}
+
+/// Where a SIP message came from: the transport, the peer's address and the socket it
+/// arrived on, which is also the way back (RFC 3261 §18.2.2).
+public struct SIPPeer: Sendable, CustomStringConvertible {
+    public let transport: SIPTransportProtocol
+    public let remoteAddress: SocketAddress
+    public let localAddress: SocketAddress?
+    /// The connection (or UDP socket) that carried the message.
+    public let connection: any SIPConnection
+
+    public init(
+        transport: SIPTransportProtocol, remoteAddress: SocketAddress, localAddress: SocketAddress?,
+        connection: any SIPConnection
+    ) {
+        self.transport = transport
+        self.remoteAddress = remoteAddress
+        self.localAddress = localAddress
+        self.connection = connection
+    }
+
+    public var description: String { "\(transport.rawValue) \(remoteAddress)" }
+}
+
+/// Something SIP messages can be written to: a TCP/TLS/WebSocket connection, or a UDP
+/// socket together with a destination.
+public protocol SIPConnection: Sendable {
+    var transport: SIPTransportProtocol { get }
+    var isActive: Bool { get }
+    /// Writes one message. For UDP `remote` is the destination; stream and WebSocket
+    /// connections have one peer and ignore it.
+    func write(_ message: SIPMessage, to remote: SocketAddress?)
+    /// Writes raw bytes (a keep-alive pong).
+    func writeRaw(_ bytes: [UInt8])
+    func close()
+}
+
+/// Where to send a request that starts a client transaction.
+public struct SIPDestination: Sendable, Hashable, CustomStringConvertible {
+    public var transport: SIPTransportProtocol
+    public var host: String
+    public var port: Int
+
+    public init(transport: SIPTransportProtocol, host: String, port: Int) {
+        self.transport = transport
+        self.host = host
+        self.port = port
+    }
+
+    /// From a SIP URI such as `sip:10.0.0.5:5060;transport=tcp` (RFC 3263 without DNS:
+    /// the host is used as is, the port defaults to 5060, or 5061 for TLS).
+    public init?(uri: SIPURI) {
+        let transport: SIPTransportProtocol
+        switch uri.transport?.lowercased() {
+        case nil: transport = uri.isSecure ? .tls : .udp
+        case "udp": transport = .udp
+        case "tcp": transport = uri.isSecure ? .tls : .tcp
+        case "tls": transport = .tls
+        default: return nil
+        }
+        var host = uri.host
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.init(transport: transport, host: host, port: Int(uri.port ?? (transport == .tls ? 5061 : 5060)))
+    }
+
+    public var description: String { "\(transport.rawValue) \(host):\(port)" }
+}
+
+/// RFC 3261 §17.1.1.1 timer values; tests shorten them.
+public struct SIPTimers: Sendable, Hashable {
+    public var t1: TimeAmount
+    public var t2: TimeAmount
+    public var t4: TimeAmount
+
+    public init(t1: TimeAmount = .milliseconds(500), t2: TimeAmount = .seconds(4), t4: TimeAmount = .seconds(5)) {
+        self.t1 = t1
+        self.t2 = t2
+        self.t4 = t4
+    }
+
+    /// Timer F and Timer J: 64·T1.
+    public var transactionTimeout: TimeAmount { .nanoseconds(t1.nanoseconds * 64) }
+}
