@@ -53,7 +53,6 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-
 /// Runs `body` in batches until `seconds` have passed; returns operations per second.
 @discardableResult
 func measure(_ name: String, seconds: Double = 2.0, _ body: () throws -> Int) rethrows -> Int {

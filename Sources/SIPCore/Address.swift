@@ -37,7 +37,8 @@ public struct SIPAddress: Sendable, Hashable, CustomStringConvertible {
         let needsBrackets: Bool
         switch uri {
         case .sip(let u):
-            needsBrackets = !u.parameters.isEmpty || !u.headers.isEmpty
+            needsBrackets =
+                !u.parameters.isEmpty || !u.headers.isEmpty
                 || u.user.map { $0.utf8.contains { $0 == 0x3B || $0 == 0x3F || $0 == 0x2C } } ?? false
         case .tel(let t): needsBrackets = !t.parameters.isEmpty
         case .other(let s): needsBrackets = s.utf8.contains { $0 == 0x3B || $0 == 0x3F || $0 == 0x2C }

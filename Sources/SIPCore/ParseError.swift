@@ -73,7 +73,8 @@ public struct SIPParseError: Error, Sendable, Hashable, CustomStringConvertible 
 
     /// Header names are tokens once parsed, but cap their length in a status line.
     private static func safeName(_ name: String) -> String {
-        String(name.unicodeScalars.filter { $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }
-            .prefix(40).map(Character.init))
+        String(
+            name.unicodeScalars.filter { $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }
+                .prefix(40).map(Character.init))
     }
 }

@@ -224,12 +224,17 @@ public struct SIPParser: Sendable {
         // Folding (RFC 3261 §7.3.1): following lines that start with SP or HT belong here.
         var position = next
         guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
-            return (SIPHeaderField(name: name, value: try makeValue(bytes, valueStart, valueEnd, ascii: ascii, name)), position)
+            return (
+                SIPHeaderField(name: name, value: try makeValue(bytes, valueStart, valueEnd, ascii: ascii, name)),
+                position
+            )
         }
         var folded = Array(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
         var foldedLines = 0
         while position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 {
-            guard let (end, after) = lineBounds(bytes, from: position) else { throw SIPParseError(.malformedHeaderLine) }
+            guard let (end, after) = lineBounds(bytes, from: position) else {
+                throw SIPParseError(.malformedHeaderLine)
+            }
             var s = position
             while s < end, bytes[s] == 0x20 || bytes[s] == 0x09 { s += 1 }
             var e = end

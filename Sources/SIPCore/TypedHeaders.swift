@@ -78,7 +78,9 @@ extension SIPHeaderFields {
     public var unsupported: [String] { optionTags(.unsupported) }
 
     /// P-Visited-Network-ID entries (RFC 7315 §4.3), unquoted.
-    public var pVisitedNetworkIDs: [String] { values(.pVisitedNetworkID).map { unquote(String($0.trimmingLWS().split(separator: ";").first ?? "")) } }
+    public var pVisitedNetworkIDs: [String] {
+        values(.pVisitedNetworkID).map { unquote(String($0.trimmingLWS().split(separator: ";").first ?? "")) }
+    }
 
     /// P-Charging-Vector (RFC 7315 §4.6): `icid-value=…;orig-ioi=…` as parameters.
     public var pChargingVector: SIPParameters? {

@@ -26,7 +26,8 @@ struct SIPStreamDecoder: ByteToMessageDecoder {
         let frame: SIPStreamFrame
         do {
             frame = try buffer.withUnsafeReadableBytes { raw in
-                try framer.nextFrame(UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count))
+                try framer.nextFrame(
+                    UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count))
             }
         } catch let error as SIPParseError {
             failed = true
@@ -50,7 +51,9 @@ struct SIPStreamDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
         while try decode(context: context, buffer: &buffer) == .continue {}
         buffer.moveReaderIndex(to: buffer.writerIndex)
         return .needMoreData

@@ -78,7 +78,8 @@ public final class SIPEndpoint: Sendable {
         }
         if let port = c.tlsPort {
             guard let tls = c.tlsServerConfiguration else { throw SIPEndpointError.tlsNotConfigured }
-            register(try await bindStream(port: port, transport: .tls, tls: try NIOSSLContext(configuration: tls)), as: .tls)
+            register(
+                try await bindStream(port: port, transport: .tls, tls: try NIOSSLContext(configuration: tls)), as: .tls)
         }
     }
 
@@ -91,7 +92,8 @@ public final class SIPEndpoint: Sendable {
         }
     }
 
-    private func bindStream(port: Int, transport: SIPTransportProtocol, tls: NIOSSLContext?) async throws -> any Channel {
+    private func bindStream(port: Int, transport: SIPTransportProtocol, tls: NIOSSLContext?) async throws -> any Channel
+    {
         let core = self.core
         let limits = configuration.limits
         let idle = configuration.idleTimeout
@@ -101,7 +103,8 @@ public final class SIPEndpoint: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.addStreamHandlers(to: channel, transport: transport, tls: tls.map { NIOSSLServerHandler(context: $0) },
+                    try Self.addStreamHandlers(
+                        to: channel, transport: transport, tls: tls.map { NIOSSLServerHandler(context: $0) },
                         core: core, limits: limits, idle: idle)
                 }
             }
@@ -175,7 +178,8 @@ public final class SIPEndpoint: Sendable {
                         let isIP = (try? SocketAddress(ipAddress: hostname, port: 0)) != nil
                         tls = try NIOSSLClientHandler(context: tlsContext, serverHostname: isIP ? nil : hostname)
                     }
-                    try Self.addStreamHandlers(to: channel, transport: transport, tls: tls, core: core, limits: limits, idle: idle)
+                    try Self.addStreamHandlers(
+                        to: channel, transport: transport, tls: tls, core: core, limits: limits, idle: idle)
                 }
             }
             .connect(to: address).get()

@@ -48,7 +48,10 @@ final class SIPEndpointCore: Sendable {
         var retransmit: Scheduled<Void>?
     }
 
-    init(logger: Logger, limits: SIPParserLimits, timers: SIPTimers, eventLoop: any EventLoop, handler: @escaping SIPRequestHandler) {
+    init(
+        logger: Logger, limits: SIPParserLimits, timers: SIPTimers, eventLoop: any EventLoop,
+        handler: @escaping SIPRequestHandler
+    ) {
         self.logger = logger
         self.parser = SIPParser(limits: limits)
         self.timers = timers
@@ -60,7 +63,8 @@ final class SIPEndpointCore: Sendable {
 
     func receive(_ buffer: ByteBuffer, from peer: SIPPeer, framing: SIPFraming) {
         let parsed: Result<SIPMessage, SIPParseError> = buffer.withUnsafeReadableBytes { raw in
-            let bytes = UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count)
+            let bytes = UnsafeBufferPointer(
+                start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count)
             return Result { () throws(SIPParseError) -> SIPMessage in try parser.parse(bytes, framing: framing) }
         }
         switch parsed {
@@ -77,12 +81,15 @@ final class SIPEndpointCore: Sendable {
         rejectUnparseable(head, error: error, from: peer, closeIfUnanswerable: false)
     }
 
-    private func rejectUnparseable(_ buffer: ByteBuffer, error: SIPParseError, from peer: SIPPeer, closeIfUnanswerable: Bool) {
+    private func rejectUnparseable(
+        _ buffer: ByteBuffer, error: SIPParseError, from peer: SIPPeer, closeIfUnanswerable: Bool
+    ) {
         // Log the reason, never the bytes: they may carry credentials.
         logger.debug("unparseable SIP from \(peer): \(error.reasonPhrase)")
         let response = buffer.withUnsafeReadableBytes { raw in
             SIPResponse.errorResponse(
-                forUnparseable: UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
+                forUnparseable: UnsafeBufferPointer(
+                    start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
                 error: error)
         }
         if var response {
@@ -103,7 +110,8 @@ final class SIPEndpointCore: Sendable {
             try stampReceived(&request.headers, from: peer.remoteAddress)
             via = try request.headers.topVia
         } catch {
-            send(SIPResponse(replyingTo: request, statusCode: 400, reasonPhrase: error.reasonPhrase, toTag: "e400"),
+            send(
+                SIPResponse(replyingTo: request, statusCode: 400, reasonPhrase: error.reasonPhrase, toTag: "e400"),
                 over: peer.connection, defaultDestination: peer.remoteAddress)
             return
         }
@@ -164,8 +172,11 @@ final class SIPEndpointCore: Sendable {
     }
 
     @discardableResult
-    func send(_ response: SIPResponse, over connection: any SIPConnection, defaultDestination: SocketAddress) -> SocketAddress? {
-        let destination = connection.transport == .udp ? responseDestination(for: response, default: defaultDestination) : nil
+    func send(_ response: SIPResponse, over connection: any SIPConnection, defaultDestination: SocketAddress)
+        -> SocketAddress?
+    {
+        let destination =
+            connection.transport == .udp ? responseDestination(for: response, default: defaultDestination) : nil
         if connection.isActive {
             connection.write(.response(response), to: destination)
         } else {
@@ -175,7 +186,8 @@ final class SIPEndpointCore: Sendable {
     }
 
     func receive(_ response: SIPResponse, from peer: SIPPeer) {
-        guard let via = try? response.headers.topVia, let branch = via.branch, let cseq = try? response.headers.cseq else {
+        guard let via = try? response.headers.topVia, let branch = via.branch, let cseq = try? response.headers.cseq
+        else {
             logger.debug("dropping response without a usable Via/CSeq from \(peer)")
             return
         }
@@ -229,7 +241,9 @@ final class SIPEndpointCore: Sendable {
     }
 
     /// Timer E: resend at T1, 2·T1, … capped at T2, until an answer or Timer F.
-    private func scheduleRetransmit(_ key: ClientKey, interval: TimeAmount, connection: any SIPConnection, remote: SocketAddress?)
+    private func scheduleRetransmit(
+        _ key: ClientKey, interval: TimeAmount, connection: any SIPConnection, remote: SocketAddress?
+    )
         -> Scheduled<Void>
     {
         eventLoop.scheduleTask(in: interval) {

@@ -5,7 +5,9 @@ import Testing
 
 @Suite struct HeaderViewTests {
     @Test func viaForms() throws {
-        let v = try SIPVia.parse("SIP / 2.0 / UDP [2001:db8::9] : 5070 ;branch=z9hG4bKabc;received=2001:db8::1;rport=1234;maddr=224.2.0.1;ttl=16")
+        let v = try SIPVia.parse(
+            "SIP / 2.0 / UDP [2001:db8::9] : 5070 ;branch=z9hG4bKabc;received=2001:db8::1;rport=1234;maddr=224.2.0.1;ttl=16"
+        )
         #expect(v.transport == "UDP")
         #expect(v.host == "[2001:db8::9]")
         #expect(v.port == 5070)
@@ -17,13 +19,18 @@ import Testing
         #expect(w.rport == .requested)
         w.received = "198.51.100.23"
         w.rport = .value(52111)
-        #expect(w.description == "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks;rport=52111;received=198.51.100.23")
+        #expect(
+            w.description
+                == "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks;rport=52111;received=198.51.100.23")
         #expect(try SIPVia.parseList("SIP/2.0/UDP a;branch=1, SIP/2.0/TCP b:5060;branch=2").map(\.host) == ["a", "b"])
         let built = SIPVia(transport: "TCP", host: "127.0.0.1", port: 5060, branch: "z9hG4bK1")
         #expect(built.description == "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK1")
     }
 
-    @Test(arguments: ["SIP/2.0", "SIP/2.0/UDP", "SIP/2.0/UDP ", "SIP/2.0/UDPhost", "SIP/2.0/UDP h:70000", "SIP/2.0/UDP h;", "SIP/2.0/UDP h, ", "SIP/2.0/UDP h;branch=\"x"])
+    @Test(arguments: [
+        "SIP/2.0", "SIP/2.0/UDP", "SIP/2.0/UDP ", "SIP/2.0/UDPhost", "SIP/2.0/UDP h:70000", "SIP/2.0/UDP h;",
+        "SIP/2.0/UDP h, ", "SIP/2.0/UDP h;branch=\"x",
+    ])
     func malformedVias(text: String) {
         #expect(throws: SIPParseError.self) { try SIPVia.parseList(text) }
     }
@@ -111,7 +118,9 @@ import Testing
         #expect(a.auts == "RR6L7KQagBJeyoiEtWo=")
         // Quoted and bare integrity-protected read the same (spec.md §13).
         #expect(a.integrityProtected == "tls-pending")
-        #expect(try SIPAuthField.parse("Digest username=\"u\", integrity-protected=tls-yes").integrityProtected == "tls-yes")
+        #expect(
+            try SIPAuthField.parse("Digest username=\"u\", integrity-protected=tls-yes").integrityProtected == "tls-yes"
+        )
         // Round trip keeps quoting as written.
         #expect(try SIPAuthField.parse(a.description) == a)
     }
@@ -148,7 +157,10 @@ import Testing
         #expect(challenge.bearerToken == nil)
     }
 
-    @Test(arguments: ["", "Digest username", "Digest username=", "Digest a=\"b", "Digest a=b c=d", "Digest a=b,", "Bearer a b", "Digest ,a=b", "Bearer \"x\""])
+    @Test(arguments: [
+        "", "Digest username", "Digest username=", "Digest a=\"b", "Digest a=b c=d", "Digest a=b,", "Bearer a b",
+        "Digest ,a=b", "Bearer \"x\"",
+    ])
     func malformedAuthHeaders(text: String) {
         #expect(throws: SIPParseError.self) { try SIPAuthField.parse(text) }
     }

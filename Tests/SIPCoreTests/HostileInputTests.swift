@@ -6,20 +6,21 @@ import Testing
 @Suite struct HostileInputTests {
     static let valid = Fixtures.register92
 
-    @Test(arguments: [
-        ("", SIPParseError.Kind.malformedStartLine),
-        ("\r\n\r\n", .malformedStartLine),
-        ("REGISTER sip:h SIP/2.0", .malformedStartLine),
-        ("REGISTER sip:h SIP/3.0\r\n\r\n", .unsupportedVersion),
-        ("REGISTER sip:h\r\n\r\n", .malformedStartLine),
-        ("REG@STER sip:h SIP/2.0\r\n\r\n", .invalidMethod),
-        ("REGISTER  sip:h SIP/2.0\r\n\r\n", .malformedStartLine),
-        ("REGISTER sip:@@ SIP/2.0\r\n\r\n", .invalidURI),
-        ("SIP/2.0 99 Low\r\n\r\n", .invalidStatusCode),
-        ("SIP/2.0 2000 Long\r\n\r\n", .invalidStatusCode),
-        ("SIP/2.0 abc Bad\r\n\r\n", .invalidStatusCode),
-        ("SIP/1.0 200 OK\r\n\r\n", .unsupportedVersion),
-    ] as [(String, SIPParseError.Kind)])
+    @Test(
+        arguments: [
+            ("", SIPParseError.Kind.malformedStartLine),
+            ("\r\n\r\n", .malformedStartLine),
+            ("REGISTER sip:h SIP/2.0", .malformedStartLine),
+            ("REGISTER sip:h SIP/3.0\r\n\r\n", .unsupportedVersion),
+            ("REGISTER sip:h\r\n\r\n", .malformedStartLine),
+            ("REG@STER sip:h SIP/2.0\r\n\r\n", .invalidMethod),
+            ("REGISTER  sip:h SIP/2.0\r\n\r\n", .malformedStartLine),
+            ("REGISTER sip:@@ SIP/2.0\r\n\r\n", .invalidURI),
+            ("SIP/2.0 99 Low\r\n\r\n", .invalidStatusCode),
+            ("SIP/2.0 2000 Long\r\n\r\n", .invalidStatusCode),
+            ("SIP/2.0 abc Bad\r\n\r\n", .invalidStatusCode),
+            ("SIP/1.0 200 OK\r\n\r\n", .unsupportedVersion),
+        ] as [(String, SIPParseError.Kind)])
     func malformedStartLines(text: String, kind: SIPParseError.Kind) {
         #expect(throws: SIPParseError(kind)) { try SIPParser().parse(text) }
     }
@@ -38,22 +39,29 @@ import Testing
         }
     }
 
-    @Test(arguments: [
-        ("CSeq: 1 REGISTER", "CSeq: 1 INVITE", SIPParseError(.cseqMethodMismatch)),
-        ("CSeq: 1 REGISTER", "CSeq: one REGISTER", SIPParseError(.invalidHeader, header: .cseq)),
-        ("Call-ID: 9fxced76sl", "Call-ID: a b", SIPParseError(.invalidHeader, header: .callID)),
-        ("Call-ID: 9fxced76sl", "Call-ID:", SIPParseError(.invalidHeader, header: .callID)),
-        ("Max-Forwards: 70", "Max-Forwards 70", SIPParseError(.malformedHeaderLine)),
-        ("Max-Forwards: 70", ": 70", SIPParseError(.malformedHeaderLine)),
-        ("Max-Forwards: 70", "Max Forwards: 70", SIPParseError(.malformedHeaderLine)),
-        ("Max-Forwards: 70", "Max-Forwards: 7\u{0}0", SIPParseError(.malformedHeaderLine, header: .maxForwards)),
-        ("Max-Forwards: 70", "Max-Forwards: 7\r0", SIPParseError(.malformedHeaderLine, header: .maxForwards)),
-        ("Content-Length: 0", "Content-Length: -1", SIPParseError(.invalidHeader, header: .contentLength)),
-        ("Content-Length: 0", "Content-Length: 10", SIPParseError(.contentLengthMismatch)),
-        ("Content-Length: 0", "Content-Length: 0\r\nl: 5", SIPParseError(.invalidHeader, header: .contentLength)),
-        ("Content-Length: 0", "Content-Length: 99999999999999999999999", SIPParseError(.invalidHeader, header: .contentLength)),
-        ("To: <sip:alice@ims.example.com>", "To: <sip:a@h>\r\nTo: <sip:b@h>", SIPParseError(.invalidHeader, header: .to)),
-    ] as [(String, String, SIPParseError)])
+    @Test(
+        arguments: [
+            ("CSeq: 1 REGISTER", "CSeq: 1 INVITE", SIPParseError(.cseqMethodMismatch)),
+            ("CSeq: 1 REGISTER", "CSeq: one REGISTER", SIPParseError(.invalidHeader, header: .cseq)),
+            ("Call-ID: 9fxced76sl", "Call-ID: a b", SIPParseError(.invalidHeader, header: .callID)),
+            ("Call-ID: 9fxced76sl", "Call-ID:", SIPParseError(.invalidHeader, header: .callID)),
+            ("Max-Forwards: 70", "Max-Forwards 70", SIPParseError(.malformedHeaderLine)),
+            ("Max-Forwards: 70", ": 70", SIPParseError(.malformedHeaderLine)),
+            ("Max-Forwards: 70", "Max Forwards: 70", SIPParseError(.malformedHeaderLine)),
+            ("Max-Forwards: 70", "Max-Forwards: 7\u{0}0", SIPParseError(.malformedHeaderLine, header: .maxForwards)),
+            ("Max-Forwards: 70", "Max-Forwards: 7\r0", SIPParseError(.malformedHeaderLine, header: .maxForwards)),
+            ("Content-Length: 0", "Content-Length: -1", SIPParseError(.invalidHeader, header: .contentLength)),
+            ("Content-Length: 0", "Content-Length: 10", SIPParseError(.contentLengthMismatch)),
+            ("Content-Length: 0", "Content-Length: 0\r\nl: 5", SIPParseError(.invalidHeader, header: .contentLength)),
+            (
+                "Content-Length: 0", "Content-Length: 99999999999999999999999",
+                SIPParseError(.invalidHeader, header: .contentLength)
+            ),
+            (
+                "To: <sip:alice@ims.example.com>", "To: <sip:a@h>\r\nTo: <sip:b@h>",
+                SIPParseError(.invalidHeader, header: .to)
+            ),
+        ] as [(String, String, SIPParseError)])
     func malformedHeaderLines(original: String, replacement: String, error: SIPParseError) {
         let text = Self.valid.replacingOccurrences(of: original, with: replacement)
         #expect(throws: error) { try SIPParser().parse(text) }
@@ -81,8 +89,11 @@ import Testing
         #expect(throws: SIPParseError(.headerLineTooLong)) { try shortLines.parse(Self.valid) }
         // Many folded continuation lines cannot grow one value without bound.
         let folds = String(repeating: " x\r\n", count: 10_000)
-        let text = Self.valid.replacingOccurrences(of: "Expires: 600000\r\n", with: "Expires: 600000\r\n" + "X-A: a\r\n" + folds)
-        #expect(throws: SIPParseError.self) { try SIPParser(limits: SIPParserLimits(maxMessageSize: 1 << 20)).parse(text) }
+        let text = Self.valid.replacingOccurrences(
+            of: "Expires: 600000\r\n", with: "Expires: 600000\r\n" + "X-A: a\r\n" + folds)
+        #expect(throws: SIPParseError.self) {
+            try SIPParser(limits: SIPParserLimits(maxMessageSize: 1 << 20)).parse(text)
+        }
     }
 
     @Test func reasonPhrasesNeverEchoInput() {
@@ -97,7 +108,8 @@ import Testing
     }
 
     @Test func typedHeaderErrorsNameTheirHeader() throws {
-        let text = Self.valid.replacingOccurrences(of: "From: <sip:alice@ims.example.com>;tag=5pf2k7d2", with: "From: <sip:alice@>;tag=1")
+        let text = Self.valid.replacingOccurrences(
+            of: "From: <sip:alice@ims.example.com>;tag=5pf2k7d2", with: "From: <sip:alice@>;tag=1")
         let r = try Fixtures.request(text)
         do {
             _ = try r.headers.from

@@ -65,7 +65,13 @@ enum MessageGenerator {
         if rng.next() % 3 == 0 { u.port = UInt16(rng.next() % 65536) }
         if params {
             for _ in 0..<(rng.next() % 4) {
-                u.parameters.elements.append(pick([SIPParameter("lr"), SIPParameter("ob"), SIPParameter("transport", pick(["ws", "wss", "tcp", "udp", "tls"], &rng)), SIPParameter(word(&rng), word(&rng))], &rng))
+                u.parameters.elements.append(
+                    pick(
+                        [
+                            SIPParameter("lr"), SIPParameter("ob"),
+                            SIPParameter("transport", pick(["ws", "wss", "tcp", "udp", "tls"], &rng)),
+                            SIPParameter(word(&rng), word(&rng)),
+                        ], &rng))
             }
             if rng.next() % 8 == 0 { u.headers = [SIPParameter("subject", word(&rng))] }
         }
@@ -73,7 +79,11 @@ enum MessageGenerator {
     }
     static func uri(_ rng: inout SplitMix64, params: Bool = true) -> AnyURI {
         switch rng.next() % 6 {
-        case 0: return .tel(TelURI(number: "+1555\(rng.next() % 100000)", parameters: params && rng.next() % 2 == 0 ? [SIPParameter("ext", "1")] : []))
+        case 0:
+            return .tel(
+                TelURI(
+                    number: "+1555\(rng.next() % 100000)",
+                    parameters: params && rng.next() % 2 == 0 ? [SIPParameter("ext", "1")] : []))
         default: return .sip(sipURI(&rng, params: params))
         }
     }
@@ -85,11 +95,15 @@ enum MessageGenerator {
         default: break
         }
         if tag { a.parameters.set("tag", token(&rng)) }
-        if rng.next() % 3 == 0 { a.parameters.set(word(&rng), rng.next() % 2 == 0 ? nil : quote("<urn:uuid:\(word(&rng))>")) }
+        if rng.next() % 3 == 0 {
+            a.parameters.set(word(&rng), rng.next() % 2 == 0 ? nil : quote("<urn:uuid:\(word(&rng))>"))
+        }
         return a
     }
     static func via(_ rng: inout SplitMix64) -> SIPVia {
-        var v = SIPVia(transport: pick(["UDP", "TCP", "TLS", "WS", "WSS"], &rng), host: host(&rng), port: rng.next() % 2 == 0 ? UInt16(rng.next() % 65536) : nil, branch: SIPVia.magicCookie + token(&rng))
+        var v = SIPVia(
+            transport: pick(["UDP", "TCP", "TLS", "WS", "WSS"], &rng), host: host(&rng),
+            port: rng.next() % 2 == 0 ? UInt16(rng.next() % 65536) : nil, branch: SIPVia.magicCookie + token(&rng))
         switch rng.next() % 3 {
         case 0: v.rport = .requested
         case 1: v.rport = .value(UInt16(rng.next() % 65536))
@@ -99,14 +113,18 @@ enum MessageGenerator {
         return v
     }
     static func auth(_ rng: inout SplitMix64) -> SIPAuthField {
-        if rng.next() % 3 == 0 { return .bearer(token: word(&rng) + "." + word(&rng) + "-_~+/" + pick(["", "=", "=="], &rng)) }
+        if rng.next() % 3 == 0 {
+            return .bearer(token: word(&rng) + "." + word(&rng) + "-_~+/" + pick(["", "=", "=="], &rng))
+        }
         var a = SIPAuthField.digest([])
         a.set("username", "alice_private@ims.example.com", quoted: true)
         a.set("realm", "ims.example.com", quoted: true)
         a.set("nonce", pick(["", "I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M="], &rng), quoted: true)
         a.set("uri", "sip:ims.example.com", quoted: true)
         a.set("response", pick(["", "701d8b75d7b420c7a2646ea676424729"], &rng), quoted: true)
-        if rng.next() % 2 == 0 { a.set("integrity-protected", pick(["auth-done", "tls-yes"], &rng), quoted: rng.next() % 2 == 0) }
+        if rng.next() % 2 == 0 {
+            a.set("integrity-protected", pick(["auth-done", "tls-yes"], &rng), quoted: rng.next() % 2 == 0)
+        }
         return a
     }
     static func message(_ rng: inout SplitMix64) -> SIPMessage {
@@ -119,16 +137,23 @@ enum MessageGenerator {
         let method = pick([SIPMethod.register, .options, .subscribe, .notify, .message, SIPMethod("FOO")], &rng)
         h.append(.cseq, SIPCSeq(UInt32(rng.next() % 100000), method).description)
         if rng.next() % 2 == 0 {
-            h.append(.contact, (0..<(1 + rng.next() % 2)).map { _ in address(&rng, tag: false).description }.joined(separator: ", "))
+            h.append(
+                .contact,
+                (0..<(1 + rng.next() % 2)).map { _ in address(&rng, tag: false).description }.joined(separator: ", "))
         }
         if rng.next() % 2 == 0 { h.append(.path, "<" + sipURI(&rng, params: true).description + ">") }
         if rng.next() % 2 == 0 { h.append(.authorization, auth(&rng).description) }
-        if rng.next() % 3 == 0 { h.append(SIPHeaderName("X-" + word(&rng)), pick(["a, b", "\"q\" <x>", "ünïcödé", ""], &rng)) }
+        if rng.next() % 3 == 0 {
+            h.append(SIPHeaderName("X-" + word(&rng)), pick(["a, b", "\"q\" <x>", "ünïcödé", ""], &rng))
+        }
         if rng.next() % 2 == 0 { h.append(.supported, "path, outbound") }
         let body: [UInt8] = rng.next() % 3 == 0 ? Array("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n".utf8) : []
         if !body.isEmpty { h.append(.contentType, "application/sdp") }
         if rng.next() % 2 == 0 {
-            return .response(SIPResponse(statusCode: pick([100, 200, 401, 403, 423, 439, 500, 603], &rng), reasonPhrase: pick(["OK", "Whatever", "Ünïcode reason", ""], &rng), headers: h, body: body))
+            return .response(
+                SIPResponse(
+                    statusCode: pick([100, 200, 401, 403, 423, 439, 500, 603], &rng),
+                    reasonPhrase: pick(["OK", "Whatever", "Ünïcode reason", ""], &rng), headers: h, body: body))
         }
         return .request(SIPRequest(method: method, uri: uri(&rng), headers: h, body: body))
     }

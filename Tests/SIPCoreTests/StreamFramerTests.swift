@@ -6,7 +6,9 @@ import Testing
 @Suite struct StreamFramerTests {
     func frame(_ text: String, limits: SIPParserLimits = .default) throws -> SIPStreamFrame {
         var bytes = Array(text.utf8)
-        return try bytes.withUnsafeMutableBufferPointer { b in try SIPStreamFramer(limits: limits).nextFrame(UnsafeBufferPointer(b)) }
+        return try bytes.withUnsafeMutableBufferPointer { b in
+            try SIPStreamFramer(limits: limits).nextFrame(UnsafeBufferPointer(b))
+        }
     }
 
     @Test func keepAlivesPerRFC5626() throws {
@@ -35,7 +37,9 @@ import Testing
         let huge = Fixtures.register92.replacingOccurrences(of: "Content-Length: 0", with: "Content-Length: 65536")
         #expect(throws: SIPParseError.self) { try frame(huge) }
         #expect(throws: SIPParseError(.messageTooLarge)) {
-            try frame("OPTIONS sip:x SIP/2.0\r\n" + String(repeating: "X-A: b\r\n", count: 20), limits: SIPParserLimits(maxMessageSize: 64))
+            try frame(
+                "OPTIONS sip:x SIP/2.0\r\n" + String(repeating: "X-A: b\r\n", count: 20),
+                limits: SIPParserLimits(maxMessageSize: 64))
         }
         #expect(throws: SIPParseError(.headerLineTooLong)) {
             try frame("OPTIONS sip:x SIP/2.0\r\nX: " + String(repeating: "a", count: 9000))

@@ -5,7 +5,8 @@ import Testing
 
 @Suite struct URITests {
     @Test func sipURIWithEveryPart() throws {
-        let u = try SIPURI.parse("sips:al%20ice:se%2Fcret@[2001:db8::1]:5061;transport=tls;lr;ob;gr=urn:x?subject=hi&priority=urgent")
+        let u = try SIPURI.parse(
+            "sips:al%20ice:se%2Fcret@[2001:db8::1]:5061;transport=tls;lr;ob;gr=urn:x?subject=hi&priority=urgent")
         #expect(u.isSecure)
         #expect(u.user == "al%20ice")
         #expect(u.decodedUser == "al ice")
@@ -17,20 +18,26 @@ import Testing
         #expect(u.parameters.contains("ob"))
         #expect(u.parameters["gr"] == "urn:x")
         #expect(u.headers == [SIPParameter("subject", "hi"), SIPParameter("priority", "urgent")])
-        #expect(u.description == "sips:al%20ice:se%2Fcret@[2001:db8::1]:5061;transport=tls;lr;ob;gr=urn:x?subject=hi&priority=urgent")
+        #expect(
+            u.description
+                == "sips:al%20ice:se%2Fcret@[2001:db8::1]:5061;transport=tls;lr;ob;gr=urn:x?subject=hi&priority=urgent")
     }
 
-    @Test(arguments: [
-        ("sip:ims.example.com", nil, "ims.example.com", nil, nil),
-        ("sip:alice@ims.example.com", "alice", "ims.example.com", nil, nil),
-        ("sip:192.0.2.10:5060;transport=udp", nil, "192.0.2.10", UInt16(5060), "udp"),
-        ("sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws", "g8z4h2kq", "df7jal23ls0d.invalid", nil, "ws"),
-        ("sip:x@h;transport=wss", "x", "h", nil, "wss"),
-        ("sip:x@h;transport=TCP", "x", "h", nil, "TCP"),
-        ("sip:+1-555-123;phone-context=ims.example.com@example.com;user=phone", "+1-555-123;phone-context=ims.example.com", "example.com", nil, nil),
-        ("SIP:Alice@EXAMPLE.com", "Alice", "EXAMPLE.com", nil, nil),
-        ("sip:[::1]", nil, "[::1]", nil, nil),
-    ] as [(String, String?, String, UInt16?, String?)])
+    @Test(
+        arguments: [
+            ("sip:ims.example.com", nil, "ims.example.com", nil, nil),
+            ("sip:alice@ims.example.com", "alice", "ims.example.com", nil, nil),
+            ("sip:192.0.2.10:5060;transport=udp", nil, "192.0.2.10", UInt16(5060), "udp"),
+            ("sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws", "g8z4h2kq", "df7jal23ls0d.invalid", nil, "ws"),
+            ("sip:x@h;transport=wss", "x", "h", nil, "wss"),
+            ("sip:x@h;transport=TCP", "x", "h", nil, "TCP"),
+            (
+                "sip:+1-555-123;phone-context=ims.example.com@example.com;user=phone",
+                "+1-555-123;phone-context=ims.example.com", "example.com", nil, nil
+            ),
+            ("SIP:Alice@EXAMPLE.com", "Alice", "EXAMPLE.com", nil, nil),
+            ("sip:[::1]", nil, "[::1]", nil, nil),
+        ] as [(String, String?, String, UInt16?, String?)])
     func validSIPURIs(text: String, user: String?, host: String, port: UInt16?, transport: String?) throws {
         let u = try SIPURI.parse(text)
         #expect(u.user == user)
@@ -41,25 +48,26 @@ import Testing
         #expect(try SIPURI.parse(u.description) == u)
     }
 
-    @Test(arguments: [
-        ("sip:", SIPParseError.Kind.invalidHost),
-        ("sip:@host", .invalidURI),
-        ("sip:a@", .invalidHost),
-        ("sip:a@h:99999", .invalidPort),
-        ("sip:a@h:", .invalidPort),
-        ("sip:a%zz@h", .invalidEscape),
-        ("sip:a%2@h", .invalidEscape),
-        ("sip:[2001:db8::1@h", .invalidURI),
-        ("sip:[zz::1]", .invalidHost),
-        ("sip:a@h;=x", .invalidParameter),
-        ("sip:a@h;x=", .invalidParameter),
-        ("sip:a@-h", .invalidHost),
-        ("sip:a b@h", .invalidURI),
-        ("sip:a@h?x", .invalidURI),
-        ("nocolon", .invalidURI),
-        ("1sip:a@h", .invalidURI),
-        ("tel:", .invalidURI),
-    ] as [(String, SIPParseError.Kind)])
+    @Test(
+        arguments: [
+            ("sip:", SIPParseError.Kind.invalidHost),
+            ("sip:@host", .invalidURI),
+            ("sip:a@", .invalidHost),
+            ("sip:a@h:99999", .invalidPort),
+            ("sip:a@h:", .invalidPort),
+            ("sip:a%zz@h", .invalidEscape),
+            ("sip:a%2@h", .invalidEscape),
+            ("sip:[2001:db8::1@h", .invalidURI),
+            ("sip:[zz::1]", .invalidHost),
+            ("sip:a@h;=x", .invalidParameter),
+            ("sip:a@h;x=", .invalidParameter),
+            ("sip:a@-h", .invalidHost),
+            ("sip:a b@h", .invalidURI),
+            ("sip:a@h?x", .invalidURI),
+            ("nocolon", .invalidURI),
+            ("1sip:a@h", .invalidURI),
+            ("tel:", .invalidURI),
+        ] as [(String, SIPParseError.Kind)])
     func malformedURIs(text: String, kind: SIPParseError.Kind) {
         #expect(throws: SIPParseError(kind)) { try AnyURI.parse(text) }
     }
@@ -107,7 +115,10 @@ import Testing
         #expect(e.description == "<sip:h;lr>")
     }
 
-    @Test(arguments: ["<sip:a@h", "\"unterminated <sip:a@h>", "Alice sip:a@h", "<sip:a@h>;", "<sip:a@h>;tag=", "<sip:a@h> junk", "", "<>"])
+    @Test(arguments: [
+        "<sip:a@h", "\"unterminated <sip:a@h>", "Alice sip:a@h", "<sip:a@h>;", "<sip:a@h>;tag=", "<sip:a@h> junk", "",
+        "<>",
+    ])
     func malformedAddresses(text: String) {
         #expect(throws: SIPParseError.self) { try SIPAddress.parse(text) }
     }

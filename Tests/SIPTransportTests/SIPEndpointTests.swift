@@ -31,7 +31,8 @@ final class OptionsResponder: Sendable {
 }
 
 func makeEndpoint(
-    udp: Bool = true, tcp: Bool = true, tls: (certificate: String, key: String)? = nil, t1: TimeAmount = .milliseconds(10),
+    udp: Bool = true, tcp: Bool = true, tls: (certificate: String, key: String)? = nil,
+    t1: TimeAmount = .milliseconds(10),
     responder: OptionsResponder = OptionsResponder()
 ) async throws -> SIPEndpoint {
     var config = SIPEndpointConfiguration()
@@ -160,7 +161,8 @@ func makeEndpoint(
         try await Task.sleep(for: .milliseconds(100))
         #expect(peer.rawBytes().suffix(2) == [0x0D, 0x0A])
         // A framed but malformed request is answered 400 and the connection stays.
-        let bad = options(via: "SIP/2.0/TCP 127.0.0.1:9").replacingOccurrences(of: "Max-Forwards: 70", with: "Max Forwards 70")
+        let bad = options(via: "SIP/2.0/TCP 127.0.0.1:9").replacingOccurrences(
+            of: "Max-Forwards: 70", with: "Max Forwards 70")
         try await peer.send(bad)
         try await peer.send(options(via: "SIP/2.0/TCP 127.0.0.1:9"))
         messages = await peer.messages(count: 3)
@@ -185,7 +187,8 @@ func makeEndpoint(
         }
         // No Content-Length on a stream: cannot be framed; answered 400 then closed.
         let noLength = try await RawTCPPeer(to: address)
-        try await noLength.send(options(via: "SIP/2.0/TCP 127.0.0.1:9").replacingOccurrences(of: "Content-Length: 0\r\n", with: ""))
+        try await noLength.send(
+            options(via: "SIP/2.0/TCP 127.0.0.1:9").replacingOccurrences(of: "Content-Length: 0\r\n", with: ""))
         let answer = await noLength.messages(count: 1)
         if case .response(let r)? = answer.first { #expect(r.statusCode == 400) } else { Issue.record("no 400") }
         #expect(await noLength.waitClosed())
@@ -193,7 +196,11 @@ func makeEndpoint(
         let fresh = try await RawTCPPeer(to: address)
         defer { Task { await fresh.close() } }
         try await fresh.send(options(via: "SIP/2.0/TCP 127.0.0.1:9"))
-        if case .response(let r)? = await fresh.messages(count: 1).first { #expect(r.statusCode == 200) } else { Issue.record("no 200") }
+        if case .response(let r)? = await fresh.messages(count: 1).first {
+            #expect(r.statusCode == 200)
+        } else {
+            Issue.record("no 200")
+        }
     }
 
     @Test func manyConcurrentConnectionsWithGarbageAndGoodTraffic() async throws {
@@ -204,7 +211,9 @@ func makeEndpoint(
             for i in 0..<200 {
                 group.addTask {
                     let peer = try await RawTCPPeer(to: address)
-                    try await peer.send(i % 2 == 0 ? "GARBAGE \(i)\r\n\r\n" : "REGISTER sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
+                    try await peer.send(
+                        i % 2 == 0
+                            ? "GARBAGE \(i)\r\n\r\n" : "REGISTER sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
                     _ = await peer.waitClosed(timeout: .seconds(5))
                     await peer.close()
                 }
@@ -214,7 +223,11 @@ func makeEndpoint(
         let peer = try await RawTCPPeer(to: address)
         defer { Task { await peer.close() } }
         try await peer.send(options(via: "SIP/2.0/TCP 127.0.0.1:9"))
-        if case .response(let r)? = await peer.messages(count: 1).first { #expect(r.statusCode == 200) } else { Issue.record("no 200") }
+        if case .response(let r)? = await peer.messages(count: 1).first {
+            #expect(r.statusCode == 200)
+        } else {
+            Issue.record("no 200")
+        }
     }
 }
 
@@ -240,13 +253,15 @@ func makeEndpoint(
             }
         }
         let address = try #require(server.address(transport))
-        let response = await client.send(request(), to: SIPDestination(transport: transport, host: "127.0.0.1", port: address.port ?? 0))
+        let response = await client.send(
+            request(), to: SIPDestination(transport: transport, host: "127.0.0.1", port: address.port ?? 0))
         #expect(response.statusCode == 200)
         #expect(try response.headers.to.tag == "srv")
         // The client's own Via is removed from what it hands back.
         #expect(!response.headers.contains(.via))
         // A second request reuses the connection and works as well.
-        let second = await client.send(request(), to: SIPDestination(transport: transport, host: "127.0.0.1", port: address.port ?? 0))
+        let second = await client.send(
+            request(), to: SIPDestination(transport: transport, host: "127.0.0.1", port: address.port ?? 0))
         #expect(second.statusCode == 200)
     }
 
@@ -256,7 +271,8 @@ func makeEndpoint(
         let silent = try await RawUDPPeer()
         defer { Task { await silent.close() } }
         let start = ContinuousClock.now
-        let response = await client.send(request(), to: SIPDestination(transport: .udp, host: "127.0.0.1", port: silent.port))
+        let response = await client.send(
+            request(), to: SIPDestination(transport: .udp, host: "127.0.0.1", port: silent.port))
         let elapsed = ContinuousClock.now - start
         #expect(response.statusCode == 408)
         #expect(elapsed >= .milliseconds(600))  // Timer F = 64·T1 = 640 ms
@@ -270,7 +286,9 @@ func makeEndpoint(
         let client = try await makeEndpoint(udp: false)
         defer { Task { await client.shutdown() } }
         // Bind and close a port so nothing listens on it.
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(
+            host: "127.0.0.1", port: 0
+        ).get()
         let port = probe.localAddress?.port ?? 1
         try await probe.close().get()
         let response = await client.send(request(), to: SIPDestination(transport: .tcp, host: "127.0.0.1", port: port))
@@ -278,9 +296,15 @@ func makeEndpoint(
     }
 
     @Test func destinationFromURI() throws {
-        #expect(SIPDestination(uri: try SIPURI.parse("sip:10.0.0.5:5070;transport=tcp")) == SIPDestination(transport: .tcp, host: "10.0.0.5", port: 5070))
-        #expect(SIPDestination(uri: try SIPURI.parse("sips:scscf.example.com")) == SIPDestination(transport: .tls, host: "scscf.example.com", port: 5061))
-        #expect(SIPDestination(uri: try SIPURI.parse("sip:[::1]")) == SIPDestination(transport: .udp, host: "::1", port: 5060))
+        #expect(
+            SIPDestination(uri: try SIPURI.parse("sip:10.0.0.5:5070;transport=tcp"))
+                == SIPDestination(transport: .tcp, host: "10.0.0.5", port: 5070))
+        #expect(
+            SIPDestination(uri: try SIPURI.parse("sips:scscf.example.com"))
+                == SIPDestination(transport: .tls, host: "scscf.example.com", port: 5061))
+        #expect(
+            SIPDestination(uri: try SIPURI.parse("sip:[::1]"))
+                == SIPDestination(transport: .udp, host: "::1", port: 5060))
         #expect(SIPDestination(uri: try SIPURI.parse("sip:h;transport=sctp")) == nil)
     }
 }

@@ -127,12 +127,14 @@ final class RawTCPPeer: @unchecked Sendable {
     }
 }
 
-
 func crlf(_ text: String) -> String {
     text.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
 }
 
-func options(branch: String = "z9hG4bK" + randomToken(), via: String = "SIP/2.0/UDP 127.0.0.1:9;rport", callID: String = randomToken()) -> String {
+func options(
+    branch: String = "z9hG4bK" + randomToken(), via: String = "SIP/2.0/UDP 127.0.0.1:9;rport",
+    callID: String = randomToken()
+) -> String {
     crlf(
         """
         OPTIONS sip:127.0.0.1 SIP/2.0
