@@ -63,6 +63,7 @@ public struct SIPParser: Sendable {
         var fields: [SIPHeaderField] = []
         fields.reserveCapacity(16)
         var contentLength: Int?
+        let contentLengthID = KnownIDs.shared.contentLength
         var sawEnd = false
         while position < bytes.count {
             guard let (end, afterLine) = lineBounds(bytes, from: position) else {
@@ -80,7 +81,7 @@ public struct SIPParser: Sendable {
             }
             let (field, following) = try parseHeaderField(bytes, lineStart: position, lineEnd: end, next: afterLine)
             position = following
-            if field.name == .contentLength {
+            if field.name.knownID == contentLengthID {
                 guard let n = parseDecimal(field.value, max: UInt64(limits.maxMessageSize)) else {
                     throw SIPParseError(.invalidHeader, header: .contentLength)
                 }
@@ -134,24 +135,28 @@ public struct SIPParser: Sendable {
         var via = 0
         var from = 0
         var to = 0
-        var callID = 0
+        var callID: String?
+        var callIDs = 0
         var cseq = 0
+        let ids = KnownIDs.shared
         for field in headers {
             switch field.name.knownID {
-            case SIPHeaderName.via.knownID: via += 1
-            case SIPHeaderName.from.knownID: from += 1
-            case SIPHeaderName.to.knownID: to += 1
-            case SIPHeaderName.callID.knownID: callID += 1
-            case SIPHeaderName.cseq.knownID: cseq += 1
+            case ids.via: via += 1
+            case ids.from: from += 1
+            case ids.to: to += 1
+            case ids.callID:
+                callIDs += 1
+                callID = field.value
+            case ids.cseq: cseq += 1
             default: break
             }
         }
-        for (name, count) in [(SIPHeaderName.via, via), (.from, from), (.to, to), (.callID, callID), (.cseq, cseq)] {
-            if count == 0 { throw SIPParseError(.missingHeader, header: name) }
-            if count > 1, name != .via { throw SIPParseError(.invalidHeader, header: name) }
-        }
-        guard let value = headers[.callID], !value.isEmpty,
-            !value.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 })
+        if via == 0 { throw SIPParseError(.missingHeader, header: .via) }
+        if from != 1 { throw SIPParseError(from == 0 ? .missingHeader : .invalidHeader, header: .from) }
+        if to != 1 { throw SIPParseError(to == 0 ? .missingHeader : .invalidHeader, header: .to) }
+        if callIDs != 1 { throw SIPParseError(callIDs == 0 ? .missingHeader : .invalidHeader, header: .callID) }
+        if cseq != 1 { throw SIPParseError(cseq == 0 ? .missingHeader : .invalidHeader, header: .cseq) }
+        guard let value = callID, !value.isEmpty, !withUTF8Bytes(value, { $0.contains { $0 == 0x20 || $0 == 0x09 } })
         else { throw SIPParseError(.invalidHeader, header: .callID) }
     }
 
@@ -333,4 +338,15 @@ func firstIndex(of byte: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, _ start: In
 func containsLineBreak(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
     guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
     return memchr(base, 0x0A, bytes.count) != nil || memchr(base, 0x0D, bytes.count) != nil
+}
+
+/// Known-name numbers read once per parse instead of through lazy globals per field.
+final class KnownIDs: Sendable {
+    static let shared = KnownIDs()
+    let via = SIPHeaderName.via.knownID
+    let from = SIPHeaderName.from.knownID
+    let to = SIPHeaderName.to.knownID
+    let callID = SIPHeaderName.callID.knownID
+    let cseq = SIPHeaderName.cseq.knownID
+    let contentLength = SIPHeaderName.contentLength.knownID
 }
