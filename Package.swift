@@ -39,9 +39,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // What tests, fuzz target and benchmarks share: spec messages, helpers.
+        .target(name: "WebIMSTesting", dependencies: ["SIPCore"]),
         // Plain executable (release, one core): `scripts/bench-sipcore`.
-        .executableTarget(name: "SIPCoreBenchmark", dependencies: ["SIPCore"], path: "Benchmarks/SIPCoreBenchmark"),
-        .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore"]),
+        .executableTarget(
+            name: "SIPCoreBenchmark", dependencies: ["SIPCore", "WebIMSTesting"], path: "Benchmarks/SIPCoreBenchmark"),
+        .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
         .testTarget(
             name: "SIPTransportTests",
             dependencies: [

@@ -12,24 +12,7 @@ public func fuzzSIPParser(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             }
             continue
         }
-        let h = message.headers
-        _ = try? h.vias
-        _ = try? h.from
-        _ = try? h.to
-        _ = try? h.cseq
-        _ = try? h.contact
-        _ = try? h.path
-        _ = try? h.route
-        _ = try? h.recordRoute
-        _ = try? h.serviceRoute
-        _ = try? h.pAssociatedURI
-        _ = try? h.authorizations()
-        _ = try? h.challenges()
-        _ = try? h.pChargingVector
-        _ = try? h.expires
-        _ = try? h.maxForwards
-        _ = h.pVisitedNetworkIDs
-        _ = h.supported
+        exerciseTypedViews(message)
         // What parses must serialize and parse again to the same message.
         let wire = message.serialized()
         guard let again = try? SIPParser().parse(wire, framing: .stream) else {

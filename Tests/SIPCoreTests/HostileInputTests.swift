@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WebIMSTesting
 
 @testable import SIPCore
 
@@ -150,25 +151,6 @@ import Testing
         }
         #expect(parsed > 0)
     }
-}
-
-func exerciseTypedViews(_ message: SIPMessage) {
-    let h = message.headers
-    _ = try? h.vias
-    _ = try? h.from
-    _ = try? h.to
-    _ = try? h.cseq
-    _ = try? h.contact
-    _ = try? h.path
-    _ = try? h.route
-    _ = try? h.serviceRoute
-    _ = try? h.pAssociatedURI
-    _ = try? h.authorizations()
-    _ = try? h.challenges()
-    _ = try? h.pChargingVector
-    _ = try? h.expires
-    _ = h.pVisitedNetworkIDs
-    _ = h.supported
 }
 
 /// Deterministic random numbers for generated tests.

@@ -158,3 +158,78 @@ enum MessageGenerator {
         return .request(SIPRequest(method: method, uri: uri(&rng), headers: h, body: body))
     }
 }
+
+@Suite struct BuildingMessagesTests {
+    @Test func aRegisterBuiltInCodeIsCanonicalText() throws {
+        var contact = SIPAddress(
+            SIPURI(user: "g8z4h2kq", host: "df7jal23ls0d.invalid", parameters: [SIPParameter("transport", "ws")]))
+        contact.parameters.set("+sip.instance", quote("<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"))
+        contact.parameters.set("reg-id", "1")
+        var from = SIPAddress(SIPURI(user: "alice", host: "ims.example.com"))
+        from.tag = "5pf2k7d2"
+        var auth = SIPAuthField.digest([])
+        auth.set("username", "alice_private@ims.example.com", quoted: true)
+        auth.set("realm", "ims.example.com", quoted: true)
+        auth.set("uri", "sip:ims.example.com", quoted: true)
+        auth.set("nonce", "", quoted: true)
+        auth.set("response", "", quoted: true)
+        auth.set("integrity-protected", "auth-done", quoted: false)
+        let request = SIPRequest(
+            method: .register, uri: .sip(SIPURI(host: "ims.example.com")),
+            headers: [
+                .via: SIPVia(transport: "WSS", host: "df7jal23ls0d.invalid", branch: "z9hG4bK56sdasks").description,
+                .maxForwards: "70",
+                .from: from.description,
+                .to: SIPAddress(SIPURI(user: "alice", host: "ims.example.com")).description,
+                .callID: "9fxced76sl",
+                .cseq: SIPCSeq(1, .register).description,
+                .contact: contact.description,
+                .authorization: auth.description,
+                .expires: "3600",
+            ])
+        let expected = Fixtures.crlf(
+            """
+            REGISTER sip:ims.example.com SIP/2.0
+            Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks
+            Max-Forwards: 70
+            From: <sip:alice@ims.example.com>;tag=5pf2k7d2
+            To: <sip:alice@ims.example.com>
+            Call-ID: 9fxced76sl
+            CSeq: 1 REGISTER
+            Contact: <sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>;+sip.instance="<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>";reg-id=1
+            Authorization: Digest username="alice_private@ims.example.com", realm="ims.example.com", uri="sip:ims.example.com", nonce="", response="", integrity-protected=auth-done
+            Expires: 3600
+            Content-Length: 0
+
+
+            """)
+        #expect(String(decoding: request.serialized(), as: UTF8.self) == expected)
+        #expect(try SIPParser().parse(request.serialized()) == .request(request))
+    }
+
+    @Test func responsesCopyTheRequestHeadersOfRFC3261Section8_2_6() throws {
+        let request = try Fixtures.request(Fixtures.register92)
+        let response = SIPResponse(replyingTo: request, statusCode: 423, toTag: "x1")
+        #expect(response.reasonPhrase == "Interval Too Brief")
+        #expect(response.headers.map(\.name) == [.via, .from, .to, .callID, .cseq])
+        #expect(try response.headers.to.tag == "x1")
+        // A body set in code gets its Content-Length written.
+        var withBody = response
+        withBody.body = Array("abc".utf8)
+        #expect(String(decoding: withBody.serialized(), as: UTF8.self).hasSuffix("Content-Length: 3\r\n\r\nabc"))
+        // A value built with a line break cannot split the message.
+        var injected = response
+        injected.headers.append(SIPHeaderName("X-Note"), "a\r\nVia: evil")
+        let wire = String(decoding: injected.serialized(), as: UTF8.self)
+        #expect(wire.contains("X-Note: aVia: evil\r\n"))
+    }
+
+    @Test func proxyAuthHeadersUseTheSameViews() throws {
+        let h: SIPHeaderFields = [
+            .proxyAuthenticate: "Bearer realm=\"ims.example.com\", authz_server=\"https://waf.example\"",
+            .proxyAuthorization: "Bearer abc.def.ghi",
+        ]
+        #expect(try h.challenges(.proxyAuthenticate).first?["authz_server"] == "https://waf.example")
+        #expect(try h.authorizations(.proxyAuthorization).first?.bearerToken == "abc.def.ghi")
+    }
+}
