@@ -14,10 +14,20 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // Pure SIP values: no I/O and no dependencies, so the fuzz build stays quick.
         .target(name: "SIPCore"),
+        // Digest, Milenage and IMS AKA: pure functions over bytes.
+        .target(
+            name: "SIPAuth",
+            dependencies: [
+                "SIPCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "SIPTransport",
             dependencies: [
@@ -45,6 +55,7 @@ let package = Package(
         .executableTarget(
             name: "SIPCoreBenchmark", dependencies: ["SIPCore", "WebIMSTesting"], path: "Benchmarks/SIPCoreBenchmark"),
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
+        .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
         .testTarget(
             name: "SIPTransportTests",
             dependencies: [
