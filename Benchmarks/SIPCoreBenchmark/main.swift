@@ -68,5 +68,14 @@ try measure("parse §9.5 200 OK + Vias/Path/Service-Route/P-AU/Contact", seconds
     return try r.headers.vias.count &+ r.headers.path.count &+ r.headers.serviceRoute.count
         &+ r.headers.pAssociatedURI.count &+ (r.headers.contact == nil ? 0 : 1)
 }
+if CommandLine.arguments.count > 2 {
+    let h = parsedRegister.headers
+    try measure("view: topVia", seconds: seconds) { try h.topVia.host.utf8.count }
+    try measure("view: from", seconds: seconds) { try h.from.parameters.count }
+    try measure("view: to", seconds: seconds) { try h.to.parameters.count }
+    try measure("view: contact", seconds: seconds) { try h.contact == nil ? 0 : 1 }
+    try measure("view: authorizations", seconds: seconds) { try h.authorizations().count }
+    try measure("view: cseq", seconds: seconds) { Int(try h.cseq.sequence) }
+}
 measure("serialize §9.2 REGISTER", seconds: seconds) { parsedRegister.serialized().count }
 measure("serialize §9.5 200 OK", seconds: seconds) { parsedOK.serialized().count }
