@@ -1,0 +1,112 @@
+import Crypto
+import Foundation
+import Synchronization
+
+/// Server nonces that carry their own age and a MAC (RFC 7616 §3.3 suggests this shape):
+/// any S-CSCF holding the key can tell a forged or stale nonce without keeping state.
+/// Layout, base64url: 8-byte issue time (ms) ‖ 8 random bytes ‖ 16-byte HMAC-SHA256 prefix
+/// over time ‖ random ‖ realm.
+public struct NonceMinter: Sendable {
+    let key: SymmetricKey
+    /// How long a nonce may be answered; older ones are `stale`.
+    public let lifetime: Duration
+
+    public init(key: [UInt8], lifetime: Duration = .seconds(300)) {
+        self.key = SymmetricKey(data: key)
+        self.lifetime = lifetime
+    }
+
+    /// A fresh key for a server that has none stored.
+    public static func makeKey() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    public func mint(realm: String, now: Date = Date()) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        var body = withUnsafeBytes(of: millis.bigEndian) { Array($0) }
+        body += (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return base64URL(body + mac(body, realm: realm))
+    }
+
+    public enum Verdict: Sendable, Equatable {
+        case valid
+        /// Ours, but older than `lifetime`: challenge again with `stale=true`.
+        case stale
+        /// Not ours (forged, for another realm, or garbage).
+        case invalid
+    }
+
+    public func check(_ nonce: String, realm: String, now: Date = Date()) -> Verdict {
+        guard let bytes = decodeBase64URL(nonce), bytes.count == 32 else { return .invalid }
+        let body = Array(bytes[0..<16])
+        guard constantTimeEqual(mac(body, realm: realm), Array(bytes[16..<32])) else { return .invalid }
+        let millis = body[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let nowMillis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        let lifetimeMillis = UInt64(lifetime.components.seconds * 1000)
+        // A nonce from the future beyond a little clock skew is not ours to trust.
+        if millis > nowMillis + 5_000 { return .invalid }
+        return nowMillis - min(millis, nowMillis) > lifetimeMillis ? .stale : .valid
+    }
+
+    private func mac(_ body: [UInt8], realm: String) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: body + Array(realm.utf8), using: key).prefix(16))
+    }
+}
+
+/// Remembers the highest nonce-count seen per nonce, so a replayed response (same or lower
+/// `nc`) is refused (RFC 7616 §3.4). Entries leave with their nonce's lifetime; the table is
+/// bounded, dropping the oldest when full.
+public final class NonceCountTracker: Sendable {
+    private struct Entry {
+        var highest: UInt32
+        var seen: Date
+    }
+    private let state: Mutex<[String: Entry]>
+    private let capacity: Int
+    private let lifetime: TimeInterval
+
+    public init(capacity: Int = 100_000, lifetime: Duration = .seconds(300)) {
+        self.capacity = capacity
+        self.lifetime = TimeInterval(lifetime.components.seconds)
+        self.state = Mutex([:])
+    }
+
+    /// True when `nc` is higher than any count seen for this nonce; records it.
+    public func accept(nonce: String, nc: UInt32, now: Date = Date()) -> Bool {
+        state.withLock { table in
+            if let entry = table[nonce], entry.highest >= nc { return false }
+            if table.count >= capacity {
+                let cutoff = now.addingTimeInterval(-lifetime)
+                table = table.filter { $0.value.seen > cutoff }
+                if table.count >= capacity, let oldest = table.min(by: { $0.value.seen < $1.value.seen })?.key {
+                    table.removeValue(forKey: oldest)
+                }
+            }
+            table[nonce] = Entry(highest: nc, seen: now)
+            return true
+        }
+    }
+}
+
+func base64URL(_ bytes: [UInt8]) -> String {
+    Data(bytes).base64EncodedString()
+        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        .replacingOccurrences(of: "=", with: "")
+}
+
+func decodeBase64URL(_ text: String) -> [UInt8]? {
+    guard text.utf8.count <= 256 else { return nil }
+    var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    while s.utf8.count % 4 != 0 { s += "=" }
+    return Data(base64Encoded: s).map(Array.init)
+}
+
+/// Compares MACs without leaking where they differ.
+public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var diff: UInt8 = 0
+    for i in 0..<a.count { diff |= a[i] ^ b[i] }
+    return diff == 0
+}

@@ -1,0 +1,80 @@
+import Foundation
+import SIPCore
+import Testing
+
+@testable import SIPAuth
+
+@Suite struct NonceTests {
+    let minter = NonceMinter(key: Array(repeating: 7, count: 32), lifetime: .seconds(60))
+    let t0 = Date(timeIntervalSince1970: 1_893_453_000)
+
+    @Test func freshNonceIsValidThenStale() {
+        let nonce = minter.mint(realm: "ims.example.com", now: t0)
+        #expect(minter.check(nonce, realm: "ims.example.com", now: t0) == .valid)
+        #expect(minter.check(nonce, realm: "ims.example.com", now: t0.addingTimeInterval(59)) == .valid)
+        #expect(minter.check(nonce, realm: "ims.example.com", now: t0.addingTimeInterval(61)) == .stale)
+        #expect(minter.mint(realm: "r", now: t0) != minter.mint(realm: "r", now: t0))
+    }
+
+    @Test func forgedOrForeignNoncesAreInvalid() {
+        let nonce = minter.mint(realm: "ims.example.com", now: t0)
+        #expect(minter.check(nonce, realm: "other.example.com", now: t0) == .invalid)
+        let otherKey = NonceMinter(key: Array(repeating: 8, count: 32))
+        #expect(otherKey.check(nonce, realm: "ims.example.com", now: t0) == .invalid)
+        var bytes = Array(nonce.utf8)
+        bytes[3] = bytes[3] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        #expect(minter.check(String(decoding: bytes, as: UTF8.self), realm: "ims.example.com", now: t0) == .invalid)
+        for garbage in ["", "abc", "!!!!", String(repeating: "A", count: 5000), "4f6e8a2b9c1d3e5f7a9b0c2d4e6f8a1b"] {
+            #expect(minter.check(garbage, realm: "ims.example.com", now: t0) == .invalid)
+        }
+        // Issued in the future: not trusted.
+        let future = minter.mint(realm: "r", now: t0.addingTimeInterval(3600))
+        #expect(minter.check(future, realm: "r", now: t0) == .invalid)
+    }
+
+    @Test func nonceCountsMustIncrease() {
+        let tracker = NonceCountTracker(capacity: 3)
+        #expect(tracker.accept(nonce: "n1", nc: 1))
+        #expect(!tracker.accept(nonce: "n1", nc: 1))  // replay
+        #expect(tracker.accept(nonce: "n1", nc: 2))
+        #expect(!tracker.accept(nonce: "n1", nc: 1))
+        // Bounded: more nonces than capacity evict the oldest, never grow without limit.
+        for i in 0..<10 { #expect(tracker.accept(nonce: "x\(i)", nc: 1)) }
+    }
+}
+
+@Suite struct TrustedNodeAuthorizationTests {
+    @Test func writesTheSpec94Header() {
+        let tna = TrustedNodeAuthorization(
+            impi: "alice_private@ims.example.com", realm: "ims.example.com", uri: "sip:ims.example.com")
+        #expect(
+            tna.field.description
+                == "Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\", integrity-protected=auth-done"
+        )
+    }
+
+    @Test func readsQuotedAndBareAuthDoneAndThirdPartyIDs() throws {
+        for text in [
+            "Digest username=\"a@h\", realm=\"h\", uri=\"sip:h\", nonce=\"\", response=\"\", integrity-protected=\"auth-done\", waf-id=\"waf.third.example\"",
+            "Digest username=\"a@h\", realm=\"h\", uri=\"sip:h\", nonce=\"\", response=\"\", integrity-protected=auth-done, waf-id=\"waf.third.example\"",
+        ] {
+            let tna = try #require(TrustedNodeAuthorization(try SIPAuthField.parse(text)))
+            #expect(tna.impi == "a@h")
+            #expect(tna.wafID == "waf.third.example")
+        }
+        #expect(
+            TrustedNodeAuthorization(try SIPAuthField.parse("Digest username=\"a@h\", integrity-protected=tls-yes"))
+                == nil)
+        #expect(TrustedNodeAuthorization(try SIPAuthField.parse("Bearer abc")) == nil)
+        #expect(
+            TrustedNodeAuthorization(try SIPAuthField.parse("Digest username=\"\", integrity-protected=auth-done"))
+                == nil)
+    }
+
+    @Test func trustedNodeParametersCanBeStripped() throws {
+        var f = try SIPAuthField.parse(
+            "Digest username=\"a\", integrity-protected=auth-done, waf-id=\"w\", wwsf-id=\"x\", realm=\"r\"")
+        f.removeTrustedNodeParameters()
+        #expect(f.description == "Digest username=\"a\", realm=\"r\"")
+    }
+}
