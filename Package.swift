@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         // Pure SIP values: no I/O and no dependencies, so the fuzz build stays quick.
@@ -26,6 +27,14 @@ let package = Package(
                 "SIPCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        // Subscriber and binding stores: protocols, and the SQLite implementation.
+        .target(
+            name: "Storage",
+            dependencies: [
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -56,6 +65,7 @@ let package = Package(
             name: "SIPCoreBenchmark", dependencies: ["SIPCore", "WebIMSTesting"], path: "Benchmarks/SIPCoreBenchmark"),
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
         .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(
             name: "SIPTransportTests",
             dependencies: [

@@ -1,0 +1,103 @@
+/// How an IMPI may authenticate (HSS-1; spec.md §7.1).
+public enum AuthScheme: String, Sendable, Hashable, CaseIterable, Codable {
+    case digest = "digest"
+    case aka = "aka"
+    /// Web authentication vouched for by a trusted node (TNA, `auth-done`).
+    case trustedNode = "tna"
+}
+
+/// One public identity (IMPU) of a subscription.
+public struct PublicIdentity: Sendable, Hashable, Codable {
+    public var uri: String
+    public var barred: Bool
+
+    public init(uri: String, barred: Bool = false) {
+        self.uri = uri
+        self.barred = barred
+    }
+}
+
+/// Everything the HSS keeps per private identity (IMPI). Digest passwords are kept only
+/// as HA1 (HSS-7); AKA keys as K and OPc.
+public struct SubscriberRecord: Sendable, Hashable, Codable {
+    public var impi: String
+    /// Realm the HA1 values were computed for (the home domain).
+    public var realm: String
+    /// The implicit registration set, default IMPU first.
+    public var publicIdentities: [PublicIdentity]
+    public var allowedSchemes: Set<AuthScheme>
+    public var ha1MD5: String?
+    public var ha1SHA256: String?
+    public var akaK: [UInt8]?
+    public var akaOPc: [UInt8]?
+    public var akaAMF: [UInt8]
+    /// SQN_HE, the network's sequence number (48 bits).
+    public var sqn: UInt64
+    /// Third-party authorization entities allowed for this subscription (HSS-5).
+    public var allowedWAFs: [String]
+    public var allowedWWSFs: [String]
+
+    public init(
+        impi: String, realm: String, publicIdentities: [PublicIdentity], allowedSchemes: Set<AuthScheme>,
+        ha1MD5: String? = nil, ha1SHA256: String? = nil, akaK: [UInt8]? = nil, akaOPc: [UInt8]? = nil,
+        akaAMF: [UInt8] = [0x80, 0x00], sqn: UInt64 = 0, allowedWAFs: [String] = [], allowedWWSFs: [String] = []
+    ) {
+        self.impi = impi
+        self.realm = realm
+        self.publicIdentities = publicIdentities
+        self.allowedSchemes = allowedSchemes
+        self.ha1MD5 = ha1MD5
+        self.ha1SHA256 = ha1SHA256
+        self.akaK = akaK
+        self.akaOPc = akaOPc
+        self.akaAMF = akaAMF
+        self.sqn = sqn
+        self.allowedWAFs = allowedWAFs
+        self.allowedWWSFs = allowedWWSFs
+    }
+}
+
+/// A registered contact of a public identity (RFC 3261 §10, RFC 5626 flows).
+public struct Binding: Sendable, Hashable, Codable {
+    /// The IMPU (address of record) it is registered for.
+    public var aor: String
+    /// The Contact URI as registered.
+    public var contact: String
+    /// The whole Contact value with its parameters, to echo in 200 OK.
+    public var contactHeader: String
+    public var instance: String?
+    public var regID: UInt32?
+    public var impi: String
+    /// Seconds since 1970 when the binding lapses.
+    public var expiresAt: Int64
+    public var callID: String
+    public var cseq: UInt32
+    /// Path header values in order (RFC 3327): the route back to the contact.
+    public var path: [String]
+    public var scheme: AuthScheme
+
+    public init(
+        aor: String, contact: String, contactHeader: String, instance: String? = nil, regID: UInt32? = nil,
+        impi: String,
+        expiresAt: Int64, callID: String, cseq: UInt32, path: [String] = [], scheme: AuthScheme
+    ) {
+        self.aor = aor
+        self.contact = contact
+        self.contactHeader = contactHeader
+        self.instance = instance
+        self.regID = regID
+        self.impi = impi
+        self.expiresAt = expiresAt
+        self.callID = callID
+        self.cseq = cseq
+        self.path = path
+        self.scheme = scheme
+    }
+
+    /// RFC 5626 §6: a flow is identified by (instance, reg-id); without them, by contact URI.
+    public var key: String {
+        if let instance, let regID { return "\(instance)|\(regID)" }
+        if let instance { return instance }
+        return contact
+    }
+}

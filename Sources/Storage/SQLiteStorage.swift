@@ -1,0 +1,277 @@
+import Foundation
+import Logging
+import NIOCore
+import SQLiteNIO
+import Synchronization
+
+/// Subscribers and bindings in one SQLite file (WAL). Reads use their own connection; every
+/// write goes through one writer connection that commits whatever is queued together
+/// (group commit), each write in its own savepoint so one failure spoils no other.
+///
+/// Durability: WAL with `synchronous=NORMAL` — a committed transaction survives the
+/// process being killed (SIGKILL); it may be lost only if the OS itself crashes.
+public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
+    let reader: SQLiteConnection
+    let writer: SQLiteConnection
+    let queue: WriteQueue
+    public let path: String
+
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    public static func open(path: String, logger: Logger = Logger(label: "webims.storage")) async throws
+        -> SQLiteStorage
+    {
+        let writer = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        for pragma in [
+            "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000",
+            "PRAGMA foreign_keys=ON",
+        ] {
+            _ = try await writer.query(pragma)
+        }
+        try await Migrations.apply(on: writer)
+        let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] { _ = try await reader.query(pragma) }
+        return SQLiteStorage(path: path, reader: reader, writer: writer)
+    }
+
+    init(path: String, reader: SQLiteConnection, writer: SQLiteConnection) {
+        self.path = path
+        self.reader = reader
+        self.writer = writer
+        self.queue = WriteQueue(connection: writer)
+    }
+
+    public func close() async {
+        try? await reader.close()
+        try? await writer.close()
+    }
+
+    // MARK: SubscriberStore
+
+    public func subscriber(impi: String) async throws -> SubscriberRecord? {
+        let rows = try await reader.query("SELECT * FROM subscribers WHERE impi = ?", [.text(impi)])
+        guard let row = rows.first else { return nil }
+        return try await record(from: row)
+    }
+
+    public func subscriber(impu: String) async throws -> SubscriberRecord? {
+        let rows = try await reader.query(
+            "SELECT s.* FROM subscribers s JOIN public_identities p ON p.impi = s.impi WHERE p.impu = ?", [.text(impu)])
+        guard let row = rows.first else { return nil }
+        return try await record(from: row)
+    }
+
+    public func allSubscribers() async throws -> [SubscriberRecord] {
+        var result: [SubscriberRecord] = []
+        for row in try await reader.query("SELECT * FROM subscribers ORDER BY impi") {
+            result.append(try await record(from: row))
+        }
+        return result
+    }
+
+    public func put(_ s: SubscriberRecord) async throws {
+        try await queue.write { db in
+            _ = try await db.query(
+                """
+                INSERT INTO subscribers (impi, realm, schemes, ha1_md5, ha1_sha256, aka_k, aka_opc, aka_amf, sqn,
+                    allowed_wafs, allowed_wwsfs)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(impi) DO UPDATE SET realm = excluded.realm, schemes = excluded.schemes,
+                    ha1_md5 = excluded.ha1_md5, ha1_sha256 = excluded.ha1_sha256, aka_k = excluded.aka_k,
+                    aka_opc = excluded.aka_opc, aka_amf = excluded.aka_amf, sqn = excluded.sqn,
+                    allowed_wafs = excluded.allowed_wafs, allowed_wwsfs = excluded.allowed_wwsfs
+                """,
+                [
+                    .text(s.impi), .text(s.realm),
+                    .text(s.allowedSchemes.map(\.rawValue).sorted().joined(separator: ",")),
+                    text(s.ha1MD5), text(s.ha1SHA256), blob(s.akaK), blob(s.akaOPc), .blob(ByteBuffer(bytes: s.akaAMF)),
+                    .integer(Int(s.sqn)), .text(s.allowedWAFs.joined(separator: "\n")),
+                    .text(s.allowedWWSFs.joined(separator: "\n")),
+                ])
+            _ = try await db.query("DELETE FROM public_identities WHERE impi = ?", [.text(s.impi)])
+            for (position, identity) in s.publicIdentities.enumerated() {
+                _ = try await db.query(
+                    "INSERT INTO public_identities (impu, impi, position, barred) VALUES (?, ?, ?, ?)",
+                    [.text(identity.uri), .text(s.impi), .integer(position), .integer(identity.barred ? 1 : 0)])
+            }
+        }
+    }
+
+    public func removeSubscriber(impi: String) async throws -> Bool {
+        try await queue.write { db in
+            !(try await db.query("DELETE FROM subscribers WHERE impi = ? RETURNING impi", [.text(impi)])).isEmpty
+        }
+    }
+
+    public func compareAndSetSQN(impi: String, expected: UInt64, new: UInt64) async throws -> Bool {
+        try await queue.write { db in
+            !(try await db.query(
+                "UPDATE subscribers SET sqn = ? WHERE impi = ? AND sqn = ? RETURNING impi",
+                [.integer(Int(new)), .text(impi), .integer(Int(expected))])).isEmpty
+        }
+    }
+
+    private func record(from row: SQLiteRow) async throws -> SubscriberRecord {
+        let impi = row.column("impi")?.string ?? ""
+        let identities = try await reader.query(
+            "SELECT impu, barred FROM public_identities WHERE impi = ? ORDER BY position", [.text(impi)])
+        return SubscriberRecord(
+            impi: impi,
+            realm: row.column("realm")?.string ?? "",
+            publicIdentities: identities.map {
+                PublicIdentity(uri: $0.column("impu")?.string ?? "", barred: ($0.column("barred")?.integer ?? 0) != 0)
+            },
+            allowedSchemes: Set(
+                (row.column("schemes")?.string ?? "").split(separator: ",").compactMap {
+                    AuthScheme(rawValue: String($0))
+                }),
+            ha1MD5: row.column("ha1_md5")?.string,
+            ha1SHA256: row.column("ha1_sha256")?.string,
+            akaK: bytes(row.column("aka_k")),
+            akaOPc: bytes(row.column("aka_opc")),
+            akaAMF: bytes(row.column("aka_amf")) ?? [0x80, 0x00],
+            sqn: UInt64(max(0, row.column("sqn")?.integer ?? 0)),
+            allowedWAFs: lines(row.column("allowed_wafs")),
+            allowedWWSFs: lines(row.column("allowed_wwsfs")))
+    }
+
+    // MARK: BindingStore
+
+    public func bindings(aor: String, now: Int64) async throws -> [Binding] {
+        try await reader.query(
+            "SELECT * FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY rowid", [.text(aor), .integer(Int(now))]
+        )
+        .compactMap(binding(from:))
+    }
+
+    public func allBindings(now: Int64) async throws -> [Binding] {
+        try await reader.query("SELECT * FROM bindings WHERE expires_at > ? ORDER BY rowid", [.integer(Int(now))])
+            .compactMap(binding(from:))
+    }
+
+    public func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws {
+        let removals = removals.map { [$0.aor, $0.key] }
+        try await queue.write { db in
+            for (aor, key) in removals.map({ ($0[0], $0[1]) }) {
+                _ = try await db.query(
+                    "DELETE FROM bindings WHERE aor = ? AND binding_key = ?", [.text(aor), .text(key)])
+            }
+            for b in upserts {
+                _ = try await db.query(
+                    """
+                    INSERT INTO bindings (aor, binding_key, contact, contact_header, instance, reg_id, impi, expires_at,
+                        call_id, cseq, path, scheme)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(aor, binding_key) DO UPDATE SET contact = excluded.contact,
+                        contact_header = excluded.contact_header, impi = excluded.impi,
+                        expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
+                        path = excluded.path, scheme = excluded.scheme
+                    """,
+                    [
+                        .text(b.aor), .text(b.key), .text(b.contact), .text(b.contactHeader), text(b.instance),
+                        b.regID.map { .integer(Int($0)) } ?? .null, .text(b.impi), .integer(Int(b.expiresAt)),
+                        .text(b.callID), .integer(Int(b.cseq)), .text(b.path.joined(separator: "\n")),
+                        .text(b.scheme.rawValue),
+                    ])
+            }
+        }
+    }
+
+    public func removeExpired(now: Int64) async throws -> [Binding] {
+        try await queue.write { db in
+            try await db.query("DELETE FROM bindings WHERE expires_at <= ? RETURNING *", [.integer(Int(now))])
+        }.compactMap(binding(from:))
+    }
+
+    private func binding(from row: SQLiteRow) -> Binding? {
+        guard let aor = row.column("aor")?.string, let contact = row.column("contact")?.string,
+            let impi = row.column("impi")?.string, let scheme = row.column("scheme")?.string.flatMap(AuthScheme.init)
+        else { return nil }
+        return Binding(
+            aor: aor, contact: contact, contactHeader: row.column("contact_header")?.string ?? contact,
+            instance: row.column("instance")?.string, regID: row.column("reg_id")?.integer.map { UInt32(clamping: $0) },
+            impi: impi, expiresAt: Int64(row.column("expires_at")?.integer ?? 0),
+            callID: row.column("call_id")?.string ?? "", cseq: UInt32(clamping: row.column("cseq")?.integer ?? 0),
+            path: lines(row.column("path")), scheme: scheme)
+    }
+}
+
+/// Runs writes on the writer connection one batch at a time: whatever is queued when a
+/// batch starts commits together, each write inside its own savepoint.
+final class WriteQueue: Sendable {
+    typealias Work = @Sendable (SQLiteConnection) async throws -> Void
+    private struct State {
+        var pending: [(Work, CheckedContinuation<Void, any Error>)] = []
+        var draining = false
+    }
+    private let state = Mutex(State())
+    private let connection: SQLiteConnection
+
+    init(connection: SQLiteConnection) { self.connection = connection }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        let result = Mutex<T?>(nil)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let work: Work = { db in
+                let value = try await body(db)
+                result.withLock { $0 = value }
+            }
+            let start = state.withLock { state -> Bool in
+                state.pending.append((work, continuation))
+                if state.draining { return false }
+                state.draining = true
+                return true
+            }
+            if start { Task { await self.drain() } }
+        }
+        guard let value = result.withLock({ $0 }) else { throw StorageError.writeLost }
+        return value
+    }
+
+    private func drain() async {
+        while true {
+            let batch = state.withLock { state -> [(Work, CheckedContinuation<Void, any Error>)] in
+                let batch = state.pending
+                state.pending.removeAll()
+                if batch.isEmpty { state.draining = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            var outcomes: [Result<Void, any Error>] = []
+            do {
+                _ = try await connection.query("BEGIN IMMEDIATE")
+                for (work, _) in batch {
+                    do {
+                        _ = try await connection.query("SAVEPOINT w")
+                        try await work(connection)
+                        _ = try await connection.query("RELEASE w")
+                        outcomes.append(.success(()))
+                    } catch {
+                        _ = try? await connection.query("ROLLBACK TO w")
+                        _ = try? await connection.query("RELEASE w")
+                        outcomes.append(.failure(error))
+                    }
+                }
+                _ = try await connection.query("COMMIT")
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                outcomes = batch.map { _ in .failure(error) }
+            }
+            for ((_, continuation), outcome) in zip(batch, outcomes) { continuation.resume(with: outcome) }
+        }
+    }
+}
+
+public enum StorageError: Error, Sendable {
+    case writeLost
+    case migrationFailed(String)
+}
+
+private func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+private func blob(_ value: [UInt8]?) -> SQLiteData { value.map { .blob(ByteBuffer(bytes: $0)) } ?? .null }
+private func bytes(_ data: SQLiteData?) -> [UInt8]? {
+    if case .blob(let buffer)? = data { return Array(buffer.readableBytesView) }
+    return nil
+}
+private func lines(_ data: SQLiteData?) -> [String] {
+    (data?.string ?? "").split(separator: "\n").map(String.init)
+}

@@ -1,0 +1,27 @@
+/// The HSS's persistent data.
+public protocol SubscriberStore: Sendable {
+    func subscriber(impi: String) async throws -> SubscriberRecord?
+    /// The subscription that owns an IMPU (tel or sip URI as provisioned).
+    func subscriber(impu: String) async throws -> SubscriberRecord?
+    func allSubscribers() async throws -> [SubscriberRecord]
+    /// Inserts or replaces the subscription and its IMPUs.
+    func put(_ subscriber: SubscriberRecord) async throws
+    /// Removes the subscription; true if it existed.
+    @discardableResult func removeSubscriber(impi: String) async throws -> Bool
+    /// Sets SQN_HE to `new` only if it is still `expected` (TS 33.102 Annex C): two
+    /// S-CSCFs asking for vectors at once cannot hand out the same SQN.
+    func compareAndSetSQN(impi: String, expected: UInt64, new: UInt64) async throws -> Bool
+}
+
+/// The S-CSCF's registrations.
+public protocol BindingStore: Sendable {
+    /// Unexpired bindings of an IMPU.
+    func bindings(aor: String, now: Int64) async throws -> [Binding]
+    /// Stores bindings and removes others, all in one durable commit: when it returns, a
+    /// crash loses none of it.
+    func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws
+    /// Every unexpired binding (for restart and the reg event).
+    func allBindings(now: Int64) async throws -> [Binding]
+    /// Deletes expired bindings; returns what was deleted.
+    func removeExpired(now: Int64) async throws -> [Binding]
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+
+@testable import Storage
+
+func temporaryDatabasePath() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("webims-test-\(UUID().uuidString).sqlite").path
+}
+
+func alice(sqn: UInt64 = 0) -> SubscriberRecord {
+    SubscriberRecord(
+        impi: "alice_private@ims.example.com", realm: "ims.example.com",
+        publicIdentities: [
+            PublicIdentity(uri: "sip:alice@ims.example.com"), PublicIdentity(uri: "tel:+15551234567", barred: true),
+        ],
+        allowedSchemes: [.digest, .trustedNode], ha1MD5: "fcd23ea1fb2e90c5b07a225f556d81c3",
+        akaK: Array(repeating: 1, count: 16), akaOPc: Array(repeating: 2, count: 16), sqn: sqn,
+        allowedWAFs: ["https://waf.third.example"])
+}
+
+func binding(_ aor: String, contact: String, instance: String? = nil, regID: UInt32? = nil, expiresAt: Int64) -> Binding
+{
+    Binding(
+        aor: aor, contact: contact, contactHeader: "<\(contact)>", instance: instance, regID: regID,
+        impi: "alice_private@ims.example.com", expiresAt: expiresAt, callID: "c1", cseq: 1,
+        path: ["<sip:fl-1@epcscf;lr;ob>"], scheme: .trustedNode)
+}
+
+@Suite struct SQLiteStorageTests {
+    @Test func subscribersRoundTripAndAreFoundByEveryIMPU() async throws {
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let db = try await SQLiteStorage.open(path: path)
+        try await db.put(alice())
+        #expect(try await db.subscriber(impi: "alice_private@ims.example.com") == alice())
+        #expect(try await db.subscriber(impu: "tel:+15551234567")?.impi == "alice_private@ims.example.com")
+        #expect(try await db.subscriber(impu: "sip:nobody@ims.example.com") == nil)
+        var changed = alice()
+        changed.publicIdentities = [PublicIdentity(uri: "sip:alice2@ims.example.com")]
+        try await db.put(changed)
+        #expect(try await db.subscriber(impu: "sip:alice@ims.example.com") == nil)
+        #expect(try await db.allSubscribers() == [changed])
+        #expect(try await db.removeSubscriber(impi: changed.impi))
+        #expect(try await db.removeSubscriber(impi: changed.impi) == false)
+        #expect(try await db.allSubscribers().isEmpty)
+        await db.close()
+    }
+
+    @Test func sqnAdvancesOnlyFromTheExpectedValue() async throws {
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let db = try await SQLiteStorage.open(path: path)
+        try await db.put(alice(sqn: 32))
+        #expect(try await db.compareAndSetSQN(impi: alice().impi, expected: 32, new: 64))
+        #expect(try await db.compareAndSetSQN(impi: alice().impi, expected: 32, new: 96) == false)
+        #expect(try await db.subscriber(impi: alice().impi)?.sqn == 64)
+        await db.close()
+    }
+
+    @Test func aFailedWriteSpoilsNoOtherWriteInTheSameBatch() async throws {
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let db = try await SQLiteStorage.open(path: path)
+        try await db.put(alice())
+        // Bob claims alice's IMPU: a primary-key violation, in the same batch as good writes.
+        let bob = SubscriberRecord(
+            impi: "bob@ims.example.com", realm: "ims.example.com",
+            publicIdentities: [PublicIdentity(uri: "sip:alice@ims.example.com")],
+            allowedSchemes: [.digest])
+        let results = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await db.put(bob)) != nil }
+            for i in 0..<20 {
+                group.addTask {
+                    (try? await db.apply(
+                        upserts: [
+                            binding("sip:alice@ims.example.com", contact: "sip:c\(i)@h", expiresAt: 2_000_000_000)
+                        ], removals: [])) != nil
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results.filter { !$0 }.count == 1)
+        #expect(try await db.bindings(aor: "sip:alice@ims.example.com", now: 0).count == 20)
+        // Bob's subscriber row was rolled back with his failed IMPU.
+        #expect(try await db.subscriber(impi: "bob@ims.example.com") == nil)
+        #expect(try await db.subscriber(impu: "sip:alice@ims.example.com")?.impi == alice().impi)
+        await db.close()
+    }
+
+    @Test func bindingsAreKeyedByFlowAndExpire() async throws {
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let db = try await SQLiteStorage.open(path: path)
+        let aor = "sip:alice@ims.example.com"
+        try await db.apply(
+            upserts: [
+                binding(aor, contact: "sip:a@x.invalid", instance: "urn:uuid:1", regID: 1, expiresAt: 1_000),
+                binding(aor, contact: "sip:b@y.invalid", expiresAt: 2_000),
+            ], removals: [])
+        // Same (instance, reg-id), new contact: replaces the flow (RFC 5626 §6).
+        try await db.apply(
+            upserts: [binding(aor, contact: "sip:a2@z.invalid", instance: "urn:uuid:1", regID: 1, expiresAt: 1_500)],
+            removals: [])
+        var current = try await db.bindings(aor: aor, now: 0)
+        #expect(Set(current.map(\.contact)) == ["sip:a2@z.invalid", "sip:b@y.invalid"])
+        #expect(try await db.bindings(aor: aor, now: 1_600).map(\.contact) == ["sip:b@y.invalid"])
+        let expired = try await db.removeExpired(now: 1_600)
+        #expect(expired.map(\.contact) == ["sip:a2@z.invalid"])
+        try await db.apply(upserts: [], removals: [(aor, "sip:b@y.invalid")])
+        current = try await db.bindings(aor: aor, now: 0)
+        #expect(current.isEmpty)
+        await db.close()
+    }
+
+    @Test func everythingCommittedIsThereAfterReopening() async throws {
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let first = try await SQLiteStorage.open(path: path)
+        try await first.put(alice())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    try await first.apply(
+                        upserts: [binding("sip:u\(i)@ims.example.com", contact: "sip:c@h", expiresAt: 2_000_000_000)],
+                        removals: [])
+                }
+            }
+            try await group.waitForAll()
+        }
+        await first.close()
+        let db = try await SQLiteStorage.open(path: path)  // migrations run again: a no-op
+        #expect(try await db.allBindings(now: 0).count == 200)
+        #expect(try await db.subscriber(impi: alice().impi) == alice())
+        await db.close()
+    }
+}
