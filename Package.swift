@@ -37,6 +37,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Subscriber model, authentication vectors, provisioning.
+        .target(name: "HSS", dependencies: ["SIPAuth", "Storage"]),
+        // The registrar.
+        .target(
+            name: "SCSCF",
+            dependencies: [
+                "SIPCore", "SIPAuth", "SIPTransport", "HSS", "Storage",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "SIPTransport",
             dependencies: [
@@ -66,6 +76,13 @@ let package = Package(
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
         .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(
+            name: "SCSCFTests",
+            dependencies: [
+                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SIPTransportTests",
             dependencies: [

@@ -1,0 +1,121 @@
+import Foundation
+import SIPAuth
+import Storage
+
+/// One IMS AKA authentication vector (TS 33.102 §6.3.2), as the HSS hands it to the S-CSCF.
+public struct AuthVector: Sendable, Hashable {
+    public var rand: [UInt8]
+    public var autn: [UInt8]
+    public var xres: [UInt8]
+    public var ck: [UInt8]
+    public var ik: [UInt8]
+}
+
+/// What the S-CSCF learns when it assigns itself to a registration (SAR/SAA, HSS-6).
+public struct RegistrationData: Sendable, Hashable {
+    public var subscriber: SubscriberRecord
+    /// The registered IMPU as provisioned.
+    public var impu: PublicIdentity
+    /// Non-barred IMPUs of the implicit registration set, default first.
+    public var implicitSet: [String]
+}
+
+public enum HSSError: Error, Sendable, Equatable {
+    case unknownUser
+    case identitiesDontMatch
+    case noAKACredentials
+    case sqnConflict
+}
+
+/// The Home Subscriber Server over a SubscriberStore: Cx-style look-ups done in process.
+public final class HSS: Sendable {
+    public let store: any SubscriberStore
+
+    public init(store: any SubscriberStore) { self.store = store }
+
+    /// SAR-like: checks that the IMPU belongs to the IMPI (29.228 IDENTITIES_DONT_MATCH otherwise).
+    public func registrationData(impi: String, impu: String) async throws -> RegistrationData {
+        guard let subscriber = try await store.subscriber(impi: impi) else { throw HSSError.unknownUser }
+        guard let identity = subscriber.publicIdentities.first(where: { sameIdentity($0.uri, impu) }) else {
+            throw HSSError.identitiesDontMatch
+        }
+        return RegistrationData(
+            subscriber: subscriber, impu: identity,
+            implicitSet: subscriber.publicIdentities.filter { !$0.barred }.map(\.uri))
+    }
+
+    /// MAR for IMS AKA: a fresh vector with the next SQN (HSS-3). SQN_HE moves on by one
+    /// SEQ step (IND bits zero, TS 33.102 Annex C.1.1), set with compare-and-set so two
+    /// S-CSCFs never hand out the same SQN.
+    public func akaVector(impi: String) async throws -> AuthVector {
+        for _ in 0..<8 {
+            guard let s = try await store.subscriber(impi: impi) else { throw HSSError.unknownUser }
+            guard let k = s.akaK, let opc = s.akaOPc else { throw HSSError.noAKACredentials }
+            let sqn = (s.sqn + 32) & 0xFFFF_FFFF_FFFF
+            guard try await store.compareAndSetSQN(impi: impi, expected: s.sqn, new: sqn) else { continue }
+            return try makeVector(k: k, opc: opc, amf: s.akaAMF, sqn: sqn)
+        }
+        throw HSSError.sqnConflict
+    }
+
+    /// MAR with AUTS (HSS-4): checks MAC-S, takes SQN_MS as the new base and returns a fresh
+    /// vector above it; nil when AUTS does not verify (the challenge then fails, 403).
+    public func resynchronise(impi: String, rand: [UInt8], auts: [UInt8]) async throws -> AuthVector? {
+        guard auts.count == 14, rand.count == 16 else { return nil }
+        guard let s = try await store.subscriber(impi: impi) else { throw HSSError.unknownUser }
+        guard let k = s.akaK, let opc = s.akaOPc else { throw HSSError.noAKACredentials }
+        let milenage = try Milenage(k: k, opc: opc)
+        let akStar = try milenage.f5star(rand: rand)
+        let sqnMS = zip(auts[0..<6], akStar).map { $0 ^ $1 }
+        // TS 33.102 §6.3.5: MAC-S is computed with the dummy AMF 0x0000.
+        let macS = try milenage.f1(rand: rand, sqn: sqnMS, amf: [0, 0]).macS
+        guard constantTimeEqual(macS, Array(auts[6..<14])) else { return nil }
+        let sqnValue = sqnMS.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let next = (sqnValue + 32) & 0xFFFF_FFFF_FFFF
+        guard try await store.compareAndSetSQN(impi: impi, expected: s.sqn, new: next) else {
+            throw HSSError.sqnConflict
+        }
+        return try makeVector(k: k, opc: opc, amf: s.akaAMF, sqn: next)
+    }
+
+    private func makeVector(k: [UInt8], opc: [UInt8], amf: [UInt8], sqn: UInt64) throws -> AuthVector {
+        var generator = SystemRandomNumberGenerator()
+        let rand = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let sqnBytes = (0..<6).map { UInt8(truncatingIfNeeded: sqn >> (8 * (5 - $0))) }
+        let milenage = try Milenage(k: k, opc: opc)
+        let macA = try milenage.f1(rand: rand, sqn: sqnBytes, amf: amf).macA
+        let v = try milenage.f2345(rand: rand)
+        return AuthVector(
+            rand: rand, autn: IMSAKA.autn(sqn: sqnBytes, ak: v.ak, amf: amf, macA: macA), xres: v.res, ck: v.ck,
+            ik: v.ik)
+    }
+}
+
+/// Public identities compare by scheme, user and host, case-insensitively in the host
+/// (RFC 3261 §19.1.4 in spirit); parameters are not part of an IMPU.
+public func sameIdentity(_ a: String, _ b: String) -> Bool {
+    canonicalIdentity(a) == canonicalIdentity(b)
+}
+
+/// `sip:user@host` or `tel:+number` without parameters, host lower-cased.
+public func canonicalIdentity(_ uri: String) -> String {
+    var text = Substring(uri)
+    if let semicolon = text.firstIndex(of: ";") { text = text[..<semicolon] }
+    if let question = text.firstIndex(of: "?") { text = text[..<question] }
+    guard let colon = text.firstIndex(of: ":") else { return String(text) }
+    let scheme = text[..<colon].lowercased()
+    let rest = text[text.index(after: colon)...]
+    if let at = rest.lastIndex(of: "@") {
+        return scheme + ":" + rest[..<at] + "@" + rest[rest.index(after: at)...].lowercased()
+    }
+    return scheme + ":" + (scheme == "tel" ? String(rest) : rest.lowercased())
+}
+
+/// Digest HA1 values for provisioning: the password itself is never stored (HSS-7).
+public func digestHA1(impi: String, realm: String, password: String) -> (md5: String, sha256: String) {
+    let p = Array(password.utf8)
+    return (
+        DigestAlgorithm.md5.ha1(username: impi, realm: realm, password: p),
+        DigestAlgorithm.sha256.ha1(username: impi, realm: realm, password: p)
+    )
+}

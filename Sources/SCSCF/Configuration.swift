@@ -1,0 +1,32 @@
+import NIOCore
+import SIPAuth
+
+/// What an operator sets for the registrar.
+public struct SCSCFConfiguration: Sendable {
+    /// Home domain and digest realm, e.g. `ims.example.com`.
+    public var homeDomain: String
+    /// Host (and port) of this S-CSCF, for Service-Route and GRUUs, e.g. `127.0.0.1:5060`.
+    public var hostPort: String
+    /// Source addresses (IP literals) whose `integrity-protected=auth-done` is honoured
+    /// (SCS-1). From anyone else the parameter is ignored.
+    public var trustedNodes: Set<String>
+    /// Shortest registration accepted (423 below it) and longest granted.
+    public var minExpires: UInt32 = 60
+    public var maxExpires: UInt32 = 600_000
+    /// Used when neither Contact `expires` nor Expires says (RFC 3261 §10.2.1.1).
+    public var defaultExpires: UInt32 = 3600
+    /// Key for signed nonces; all S-CSCFs sharing registrations should share it.
+    public var nonceKey: [UInt8]
+    public var nonceLifetime: Duration = .seconds(300)
+    /// How long an AKA challenge waits for its answer (reg-await-auth, SCS-32).
+    public var akaChallengeLifetime: Duration = .seconds(60)
+
+    public init(
+        homeDomain: String, hostPort: String, trustedNodes: Set<String> = [], nonceKey: [UInt8] = NonceMinter.makeKey()
+    ) {
+        self.homeDomain = homeDomain
+        self.hostPort = hostPort
+        self.trustedNodes = trustedNodes
+        self.nonceKey = nonceKey
+    }
+}

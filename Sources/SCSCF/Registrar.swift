@@ -1,0 +1,285 @@
+import Foundation
+import HSS
+import Logging
+import SIPAuth
+import SIPCore
+import SIPTransport
+import Storage
+import Synchronization
+
+/// The S-CSCF registrar (TS 24.229 §5.4.1; spec.md §7): picks the authentication scheme,
+/// challenges with Digest or IMS AKA from HSS data, honours `auth-done` only from trusted
+/// nodes, and keeps bindings that are stored before the 200 OK is sent.
+public final class Registrar: Sendable {
+    public let configuration: SCSCFConfiguration
+    let hss: HSS
+    let bindings: any BindingStore
+    let nonces: NonceMinter
+    let nonceCounts: NonceCountTracker
+    let akaChallenges = Mutex<[String: PendingAKA]>([:])
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    struct PendingAKA {
+        var vector: AuthVector
+        var nonce: String
+        var callID: String
+        var issued: Date
+    }
+
+    public init(
+        configuration: SCSCFConfiguration, hss: HSS, bindings: any BindingStore,
+        logger: Logger = Logger(label: "webims.scscf"), clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.configuration = configuration
+        self.hss = hss
+        self.bindings = bindings
+        self.nonces = NonceMinter(key: configuration.nonceKey, lifetime: configuration.nonceLifetime)
+        self.nonceCounts = NonceCountTracker(lifetime: configuration.nonceLifetime)
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// The request handler for a SIPEndpoint.
+    public var handler: SIPRequestHandler {
+        { request, peer in await self.handle(request, from: peer) }
+    }
+
+    public func handle(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
+        switch request.method {
+        case .register:
+            return await register(request, from: peer)
+        case .options:
+            var ok = reply(request, 200)
+            ok.headers.append(.allow, "REGISTER, OPTIONS")
+            return ok
+        case .ack:
+            return nil
+        default:
+            var response = reply(request, 405)
+            response.headers.append(.allow, "REGISTER, OPTIONS")
+            return response
+        }
+    }
+
+    // MARK: REGISTER
+
+    func register(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse {
+        let to: SIPAddress
+        let callID: String
+        let cseq: SIPCSeq
+        let authorization: SIPAuthField?
+        do {
+            to = try request.headers.to
+            callID = try request.headers.callID
+            cseq = try request.headers.cseq
+            authorization = try request.headers.authorizations().first { $0.isDigest }
+        } catch {
+            return reply(request, 400, error.reasonPhrase)
+        }
+        // RFC 3261 §8.2.2.3: option tags we do not support in Require.
+        let unsupported = request.headers.require.filter { !["path", "outbound", "gruu"].contains($0.lowercased()) }
+        if !unsupported.isEmpty {
+            var response = reply(request, 420)
+            response.headers.append(.unsupported, unsupported.joined(separator: ", "))
+            return response
+        }
+        let impu: String
+        switch to.uri {
+        case .sip(let uri):
+            impu = canonicalIdentity(SIPURI(isSecure: uri.isSecure, user: uri.user, host: uri.host).description)
+        case .tel(let tel): impu = "tel:" + tel.number
+        case .other: return reply(request, 403, "Unsupported Identity")
+        }
+
+        // SCS-1: `auth-done` counts only from a trusted node; from anyone else it is ignored.
+        if let authorization, let tna = TrustedNodeAuthorization(authorization) {
+            if isTrusted(peer) {
+                return await completeRegistration(
+                    request, impi: tna.impi, impu: impu, scheme: .trustedNode, tna: tna, callID: callID,
+                    cseq: cseq.sequence)
+            }
+            logger.notice("auth-done from untrusted \(peer.remoteAddress): ignored")
+        }
+
+        // IMPI from the Authorization username; without one, the subscription that owns the
+        // IMPU (24.229 5.4.1.1 item 3 derives the IMPI from the public identity).
+        let subscriber: SubscriberRecord
+        do {
+            if let username = authorization?.username, !username.isEmpty {
+                subscriber = try await hss.registrationData(impi: username, impu: impu).subscriber
+            } else if let owner = try await hss.store.subscriber(impu: impu) {
+                subscriber = owner
+            } else {
+                subscriber = try await hss.registrationData(impi: derivedIMPI(from: impu), impu: impu).subscriber
+            }
+        } catch {
+            return reply(request, 403, "Forbidden")
+        }
+        let impi = subscriber.impi
+        let wantsAKA =
+            subscriber.allowedSchemes.contains(.aka)
+            && (!subscriber.allowedSchemes.contains(.digest)
+                || (authorization?.algorithm?.uppercased().hasPrefix("AKA") ?? false))
+        if wantsAKA {
+            return await akaRegister(
+                request, impi: impi, impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+        }
+        guard subscriber.allowedSchemes.contains(.digest) else { return reply(request, 403, "Scheme Not Allowed") }
+        return await digestRegister(
+            request, subscriber: subscriber, impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+    }
+
+    func isTrusted(_ peer: SIPPeer) -> Bool {
+        guard let ip = peer.remoteAddress.ipAddress else { return false }
+        return configuration.trustedNodes.contains(ip)
+    }
+
+    // MARK: SIP Digest (SCS-10, SCS-11)
+
+    func digestRegister(
+        _ request: SIPRequest, subscriber: SubscriberRecord, impu: String, authorization: SIPAuthField?, callID: String,
+        cseq: SIPCSeq
+    ) async -> SIPResponse {
+        guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let response = auth.response,
+            !response.isEmpty
+        else { return digestChallenge(request, subscriber: subscriber, stale: false) }
+        let realm = configuration.homeDomain
+        switch nonces.check(nonce, realm: realm, now: clock()) {
+        case .invalid: return digestChallenge(request, subscriber: subscriber, stale: false)
+        case .stale: return digestChallenge(request, subscriber: subscriber, stale: true)
+        case .valid: break
+        }
+        guard let algorithm = DigestAlgorithm(parameter: auth.algorithm), algorithm == .md5 || algorithm == .sha256,
+            let ha1 = algorithm == .md5 ? subscriber.ha1MD5 : subscriber.ha1SHA256
+        else { return reply(request, 403, "Algorithm Not Allowed") }
+        let qop = auth.qop
+        if qop != nil {
+            guard let ncText = auth.nonceCount, let nc = UInt32(ncText, radix: 16), auth.cnonce != nil else {
+                return reply(request, 400, "Missing nc or cnonce")
+            }
+            // Replayed or reordered nonce-count: challenge afresh (SCS-10).
+            guard nonceCounts.accept(nonce: nonce, nc: nc) else {
+                return digestChallenge(request, subscriber: subscriber, stale: true)
+            }
+        }
+        let expected = algorithm.response(
+            ha1: ha1, nonce: nonce, nc: auth.nonceCount, cnonce: auth.cnonce, qop: qop, method: "REGISTER",
+            uri: auth.uri ?? "")
+        guard constantTimeEqual(Array(expected.utf8), Array(response.lowercased().utf8)) else {
+            return reply(request, 403, "Forbidden")
+        }
+        var ok = await completeRegistration(
+            request, impi: subscriber.impi, impu: impu, scheme: .digest, tna: nil, callID: callID, cseq: cseq.sequence)
+        if ok.statusCode == 200, let qop, let nc = auth.nonceCount, let cnonce = auth.cnonce {
+            let rspauth = algorithm.responseAuth(
+                ha1: ha1, nonce: nonce, nc: nc, cnonce: cnonce, qop: qop, uri: auth.uri ?? "")
+            ok.headers.append(.authenticationInfo, "qop=\(qop), rspauth=\"\(rspauth)\", cnonce=\"\(cnonce)\", nc=\(nc)")
+        }
+        return ok
+    }
+
+    func digestChallenge(_ request: SIPRequest, subscriber: SubscriberRecord, stale: Bool) -> SIPResponse {
+        var response = reply(request, 401)
+        let nonce = nonces.mint(realm: configuration.homeDomain, now: clock())
+        // RFC 7616 §3.7: the preferred algorithm first; MD5 for clients without SHA-256.
+        for (algorithm, present) in [
+            (DigestAlgorithm.sha256, subscriber.ha1SHA256 != nil), (.md5, subscriber.ha1MD5 != nil),
+        ]
+        where present {
+            var challenge = SIPAuthField.digest([])
+            challenge.set("realm", configuration.homeDomain, quoted: true)
+            challenge.set("nonce", nonce, quoted: true)
+            challenge.set("algorithm", algorithm.rawValue, quoted: false)
+            challenge.set("qop", "auth", quoted: true)
+            if stale { challenge.set("stale", "true", quoted: false) }
+            response.headers.append(.wwwAuthenticate, challenge.description)
+        }
+        return response
+    }
+
+    // MARK: IMS AKA (SCS-12 … SCS-14)
+
+    func akaRegister(
+        _ request: SIPRequest, impi: String, impu: String, authorization: SIPAuthField?, callID: String, cseq: SIPCSeq
+    ) async -> SIPResponse {
+        let now = clock()
+        let pending = akaChallenges.withLock { table -> PendingAKA? in
+            guard let p = table[impi] else { return nil }
+            if now.timeIntervalSince(p.issued) > TimeInterval(configuration.akaChallengeLifetime.components.seconds) {
+                table.removeValue(forKey: impi)
+                return nil
+            }
+            return p
+        }
+        guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let pending, pending.nonce == nonce,
+            pending.callID == callID
+        else { return await akaChallenge(request, impi: impi, vector: nil) }
+        let algorithm = DigestAlgorithm(parameter: auth.algorithm) ?? .akav1MD5
+        guard algorithm == .akav1MD5 || algorithm == .akav2MD5 else {
+            return reply(request, 403, "Algorithm Not Allowed")
+        }
+        _ = akaChallenges.withLock { $0.removeValue(forKey: impi) }
+        if let autsText = auth.auts {
+            // SCS-14: the UE saw our SQN as out of range; resynchronise and challenge again.
+            guard let auts = Data(base64Encoded: autsText).map(Array.init),
+                let vector = try? await hss.resynchronise(impi: impi, rand: pending.vector.rand, auts: auts)
+            else { return reply(request, 403, "Resynchronisation Failed") }
+            return await akaChallenge(request, impi: impi, vector: vector)
+        }
+        let password = IMSAKA.password(
+            algorithm: algorithm, res: pending.vector.xres, ik: pending.vector.ik, ck: pending.vector.ck)
+        let realm = auth.realm ?? configuration.homeDomain
+        let ha1 = algorithm.ha1(username: impi, realm: realm, password: password)
+        let expected = algorithm.response(
+            ha1: ha1, nonce: nonce, nc: auth.nonceCount, cnonce: auth.cnonce, qop: auth.qop, method: "REGISTER",
+            uri: auth.uri ?? "")
+        guard let given = auth.response, constantTimeEqual(Array(expected.utf8), Array(given.lowercased().utf8)) else {
+            return reply(request, 403, "Forbidden")
+        }
+        return await completeRegistration(
+            request, impi: impi, impu: impu, scheme: .aka, tna: nil, callID: callID, cseq: cseq.sequence)
+    }
+
+    func akaChallenge(_ request: SIPRequest, impi: String, vector: AuthVector?) async -> SIPResponse {
+        let v: AuthVector
+        if let vector {
+            v = vector
+        } else {
+            do { v = try await hss.akaVector(impi: impi) } catch { return reply(request, 403, "Forbidden") }
+        }
+        let nonce = IMSAKA.nonce(rand: v.rand, autn: v.autn)
+        let callID = (try? request.headers.callID) ?? ""
+        akaChallenges.withLock { $0[impi] = PendingAKA(vector: v, nonce: nonce, callID: callID, issued: clock()) }
+        var challenge = SIPAuthField.digest([])
+        challenge.set("realm", configuration.homeDomain, quoted: true)
+        challenge.set("nonce", nonce, quoted: true)
+        challenge.set("algorithm", DigestAlgorithm.akav1MD5.rawValue, quoted: false)
+        challenge.set("qop", "auth", quoted: true)
+        // For the P-CSCF only (24.229 §7.2A.1); the eP-CSCF strips them (EPC-12).
+        challenge.set("ik", hex(v.ik), quoted: true)
+        challenge.set("ck", hex(v.ck), quoted: true)
+        var response = reply(request, 401)
+        response.headers.append(.wwwAuthenticate, challenge.description)
+        return response
+    }
+
+    func derivedIMPI(from impu: String) -> String {
+        // 24.229 §5.4.1.1 item 3: without credentials the IMPI comes from the public identity.
+        if impu.hasPrefix("sip:") { return String(impu.dropFirst(4)) }
+        if impu.hasPrefix("sips:") { return String(impu.dropFirst(5)) }
+        return impu
+    }
+
+    func reply(_ request: SIPRequest, _ code: Int, _ reason: String? = nil) -> SIPResponse {
+        SIPResponse(replyingTo: request, statusCode: code, reasonPhrase: reason, toTag: toTag(for: request))
+    }
+
+    /// A stable To tag per dialog-less request, so retransmitted answers match.
+    func toTag(for request: SIPRequest) -> String {
+        let callID = (try? request.headers.callID) ?? ""
+        var hasher = Hasher()
+        hasher.combine(callID)
+        return "sc" + String(UInt64(bitPattern: Int64(hasher.finalize())) & 0xFF_FFFF_FFFF, radix: 36)
+    }
+}

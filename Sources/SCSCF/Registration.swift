@@ -1,0 +1,145 @@
+import Foundation
+import HSS
+import SIPAuth
+import SIPCore
+import Storage
+
+extension Registrar {
+    /// After authentication: identity checks, contact bookkeeping, a durable commit, then
+    /// the 200 OK of SCS-24 (RFC 3261 §10.3 steps 5–8; RFC 5626 §6; RFC 3327; RFC 3608).
+    func completeRegistration(
+        _ request: SIPRequest, impi: String, impu: String, scheme: AuthScheme, tna: TrustedNodeAuthorization?,
+        callID: String, cseq: UInt32
+    ) async -> SIPResponse {
+        let data: RegistrationData
+        do {
+            data = try await hss.registrationData(impi: impi, impu: impu)
+        } catch {
+            return reply(request, 403, "Forbidden")
+        }
+        guard !data.impu.barred else { return reply(request, 403, "Barred Identity") }
+        guard data.subscriber.allowedSchemes.contains(scheme) else { return reply(request, 403, "Scheme Not Allowed") }
+        if let tna, tna.wafID != nil || tna.wwsfID != nil {
+            // SCS-4 / HSS-5: a third-party authorization entity must be on the subscription's list.
+            let wafOK = tna.wafID.map { data.subscriber.allowedWAFs.contains($0) } ?? true
+            let wwsfOK = tna.wwsfID.map { data.subscriber.allowedWWSFs.contains($0) } ?? true
+            guard wafOK && wwsfOK else { return reply(request, 403, "Authorization Entity Not Allowed") }
+        }
+
+        let path: [SIPAddress]
+        let contactValue: SIPContactValue?
+        let expiresHeader: UInt32?
+        do {
+            path = try request.headers.path
+            contactValue = try request.headers.contact
+            expiresHeader = try request.headers.expires
+        } catch {
+            return reply(request, 400, error.reasonPhrase)
+        }
+        let now = Int64(clock().timeIntervalSince1970)
+        let firstPathHasOB = path.first?.uri.sipURI?.parameters.contains("ob") ?? false
+        let aors = data.implicitSet.isEmpty ? [impu] : data.implicitSet
+        let existing: [Binding]
+        do {
+            existing = try await bindings.bindings(aor: impu, now: now)
+        } catch {
+            return reply(request, 500, "Storage Unavailable")
+        }
+
+        var upserts: [Binding] = []
+        var removals: [(aor: String, key: String)] = []
+        var removedAny = false
+        var onlyRemovals = true
+        switch contactValue {
+        case nil:
+            onlyRemovals = false  // a query: just list the bindings (RFC 3261 §10.2.3)
+        case .wildcard?:
+            // RFC 3261 §10.2.2: `*` only with Expires: 0.
+            guard expiresHeader == 0 else { return reply(request, 400, "Wildcard Needs Expires 0") }
+            for b in existing where b.impi == impi {
+                if b.callID == callID && b.cseq >= cseq { return reply(request, 500, "Out of Order") }
+                for aor in aors { removals.append((aor, b.key)) }
+                removedAny = true
+            }
+        case .contacts(let contacts)?:
+            for contact in contacts {
+                let requested = contact.expires ?? expiresHeader ?? configuration.defaultExpires
+                let regID = contact.regID
+                let instance = contact.instance
+                if regID != nil && !path.isEmpty && !firstPathHasOB {
+                    // RFC 5626 §6: reg-id needs an outbound-aware first hop.
+                    return reply(request, 439)
+                }
+                let candidate = Binding(
+                    aor: impu, contact: contact.uri.description,
+                    contactHeader: SIPAddress(uri: contact.uri).description,
+                    instance: instance, regID: instance == nil ? nil : regID, impi: impi, expiresAt: 0, callID: callID,
+                    cseq: cseq, path: path.map(\.description), scheme: scheme)
+                if let old = existing.first(where: { $0.key == candidate.key }), old.callID == callID, old.cseq >= cseq
+                {
+                    return reply(request, 500, "Out of Order")  // RFC 3261 §10.3 step 7
+                }
+                if requested == 0 {
+                    if existing.contains(where: { $0.key == candidate.key }) { removedAny = true }
+                    for aor in aors { removals.append((aor, candidate.key)) }
+                    continue
+                }
+                onlyRemovals = false
+                if requested < configuration.minExpires {
+                    var response = reply(request, 423)
+                    response.headers.append(.minExpires, String(configuration.minExpires))
+                    return response
+                }
+                var binding = candidate
+                binding.expiresAt = now + Int64(min(requested, configuration.maxExpires))
+                for aor in aors {
+                    binding.aor = aor
+                    upserts.append(binding)
+                }
+            }
+            if onlyRemovals && !removedAny { return reply(request, 481) }  // SCS-30
+        }
+        do {
+            if !upserts.isEmpty || !removals.isEmpty {
+                // The 200 OK goes out only once this commit is durable (issue: durability).
+                try await bindings.apply(upserts: upserts, removals: removals)
+            }
+            let current = try await bindings.bindings(aor: impu, now: now)
+            return okResponse(
+                request, impu: impu, data: data, current: current, path: path, now: now,
+                outbound: firstPathHasOB && upserts.contains { $0.regID != nil })
+        } catch {
+            logger.error("binding commit failed: \(error)")
+            return reply(request, 500, "Storage Unavailable")
+        }
+    }
+
+    func okResponse(
+        _ request: SIPRequest, impu: String, data: RegistrationData, current: [Binding], path: [SIPAddress], now: Int64,
+        outbound: Bool
+    ) -> SIPResponse {
+        var ok = reply(request, 200)
+        for b in current {
+            guard var address = try? SIPAddress.parse(b.contactHeader) else { continue }
+            address.parameters.set("expires", String(max(0, b.expiresAt - now)))
+            if let instance = b.instance {
+                address.parameters.set("+sip.instance", quote("<\(instance)>"))
+                if let regID = b.regID { address.parameters.set("reg-id", String(regID)) }
+                // RFC 5627 §5: a public GRUU is the AOR with the instance id in `gr`.
+                address.parameters.set("pub-gruu", quote("\(impu);gr=\(instance)"))
+            }
+            ok.headers.append(.contact, address.description)
+        }
+        for p in path { ok.headers.append(.path, p.description) }
+        ok.headers.append(.serviceRoute, "<sip:orig@\(configuration.hostPort);lr>")
+        ok.headers.append(.pAssociatedURI, data.implicitSet.map { "<\($0)>" }.joined(separator: ", "))
+        if outbound { ok.headers.append(.require, "outbound") }
+        if let pcv = try? request.headers.pChargingVector {
+            var params = pcv
+            if let orig = pcv["orig-ioi"] { params.set("term-ioi", orig) }
+            params.set("orig-ioi", configuration.homeDomain)
+            ok.headers.append(.pChargingVector, String(params.description.dropFirst()))
+        }
+        return ok
+    }
+}

@@ -1,0 +1,388 @@
+import Foundation
+import HSS
+import NIOCore
+import SIPAuth
+import SIPCore
+import SIPTransport
+import Storage
+import Synchronization
+import Testing
+
+@testable import SCSCF
+
+let home = "ims.example.com"
+let aliceIMPI = "alice_private@ims.example.com"
+let aliceIMPU = "sip:alice@ims.example.com"
+let bobIMPI = "001010000000001@ims.example.com"
+let bobIMPU = "sip:001010000000001@ims.example.com"
+let setOneK: [UInt8] = bytes(hex: "465b5ce8b199b49faa5f0a2ee238a6bc") ?? []
+let setOneOPc: [UInt8] = bytes(hex: "cd63cb71954a9f4e48a5994e37a02baf") ?? []
+
+/// A clock tests can move.
+final class TestClock: Sendable {
+    let now = Mutex(Date(timeIntervalSince1970: 1_893_453_000))
+    func advance(_ seconds: TimeInterval) { now.withLock { $0 = $0.addingTimeInterval(seconds) } }
+    var read: @Sendable () -> Date { { self.now.withLock { $0 } } }
+}
+
+/// A real S-CSCF on loopback (UDP + TCP) over a fresh SQLite file, and a UA endpoint.
+struct Harness {
+    let storage: SQLiteStorage
+    let registrar: Registrar
+    let server: SIPEndpoint
+    let client: SIPEndpoint
+    let clock: TestClock
+    let path: String
+
+    static func start(clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"]) async throws -> Harness {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("scscf-\(UUID().uuidString).sqlite")
+            .path
+        let storage = try await SQLiteStorage.open(path: path)
+        let ha1 = digestHA1(impi: aliceIMPI, realm: home, password: "alice-secret")
+        try await storage.put(
+            SubscriberRecord(
+                impi: aliceIMPI, realm: home,
+                publicIdentities: [
+                    PublicIdentity(uri: aliceIMPU), PublicIdentity(uri: "tel:+15551234567"),
+                    PublicIdentity(uri: "sip:alice-barred@ims.example.com", barred: true),
+                ],
+                allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256,
+                allowedWAFs: ["waf.partner.example"]))
+        try await storage.put(
+            SubscriberRecord(
+                impi: bobIMPI, realm: home, publicIdentities: [PublicIdentity(uri: bobIMPU)], allowedSchemes: [.aka],
+                akaK: setOneK, akaOPc: setOneOPc, akaAMF: [0x80, 0x00], sqn: 0x20))
+        let clock = TestClock()
+        var config = SCSCFConfiguration(homeDomain: home, hostPort: "127.0.0.1", trustedNodes: trusted)
+        config.minExpires = 60
+        let registrar = Registrar(configuration: config, hss: HSS(store: storage), bindings: storage, clock: clock.read)
+        var serverConfig = SIPEndpointConfiguration()
+        serverConfig.udpPort = 0
+        serverConfig.tcpPort = 0
+        let server = try SIPEndpoint(configuration: serverConfig, handler: registrar.handler)
+        try await server.start()
+        var clientConfig = SIPEndpointConfiguration()
+        clientConfig.host = clientHost
+        clientConfig.udpPort = 0
+        clientConfig.timers = SIPTimers(t1: .milliseconds(50))
+        let client = try SIPEndpoint(configuration: clientConfig) { _, _ in nil }
+        try await client.start()
+        return Harness(storage: storage, registrar: registrar, server: server, client: client, clock: clock, path: path)
+    }
+
+    func stop() async {
+        await client.shutdown()
+        await server.shutdown()
+        await storage.close()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    func destination(_ transport: SIPTransportProtocol = .udp) -> SIPDestination {
+        SIPDestination(transport: transport, host: "127.0.0.1", port: server.address(transport)?.port ?? 0)
+    }
+
+    func send(_ request: SIPRequest, over transport: SIPTransportProtocol = .udp) async -> SIPResponse {
+        await client.send(request, to: destination(transport))
+    }
+}
+
+/// A REGISTER as a UE or the eP-CSCF would send it.
+struct UA {
+    var impu = aliceIMPU
+    var impi = aliceIMPI
+    var callID = UUID().uuidString
+    var cseq: UInt32 = 1
+    var contact =
+        "<sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1"
+    var path: String? = "<sip:fl-1@127.0.0.1;lr;ob>"
+
+    mutating func register(
+        authorization: String? = nil, expires: UInt32? = 3600, contact: String? = nil,
+        extra: [(SIPHeaderName, String)] = []
+    )
+        -> SIPRequest
+    {
+        var h = SIPHeaderFields()
+        h.append(.from, "<\(impu)>;tag=ua1")
+        h.append(.to, "<\(impu)>")
+        h.append(.callID, callID)
+        h.append(.cseq, SIPCSeq(cseq, .register).description)
+        cseq += 1
+        h.append(.contact, contact ?? self.contact)
+        if let path { h.append(.path, path) }
+        h.append(.supported, "path, outbound, gruu")
+        if let expires { h.append(.expires, String(expires)) }
+        if let authorization { h.append(.authorization, authorization) }
+        for (name, value) in extra { h.append(name, value) }
+        return SIPRequest(method: .register, uri: .sip(SIPURI(host: home)), headers: h)
+    }
+
+    func digestAnswer(to challenge: SIPAuthField, password: String, nc: String = "00000001") -> String {
+        let algorithm = DigestAlgorithm(parameter: challenge.algorithm) ?? .md5
+        let ha1 = algorithm.ha1(username: impi, realm: challenge.realm ?? "", password: Array(password.utf8))
+        let uri = "sip:\(home)"
+        let response = algorithm.response(
+            ha1: ha1, nonce: challenge.nonce ?? "", nc: nc, cnonce: "0a4f113b", qop: "auth", method: "REGISTER",
+            uri: uri)
+        return
+            "Digest username=\"\(impi)\", realm=\"\(challenge.realm ?? "")\", uri=\"\(uri)\", nonce=\"\(challenge.nonce ?? "")\", algorithm=\(algorithm.rawValue), qop=auth, nc=\(nc), cnonce=\"0a4f113b\", response=\"\(response)\""
+    }
+
+    var tna: String {
+        TrustedNodeAuthorization(impi: impi, realm: home, uri: "sip:\(home)").field.description
+    }
+}
+
+func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges()) ?? [] }
+
+@Suite(.serialized) struct DigestRegistrationTests {
+    @Test(arguments: ["MD5", "SHA-256"])
+    func registerChallengeAnswer200(algorithm: String) async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let first = await h.send(
+            ua.register(
+                authorization:
+                    "Digest username=\"\(aliceIMPI)\", realm=\"\(home)\", uri=\"sip:\(home)\", nonce=\"\", response=\"\""
+            ))
+        #expect(first.statusCode == 401)
+        let offered = challenges(first)
+        #expect(offered.map { $0.algorithm ?? "" } == ["SHA-256", "MD5"])
+        let challenge = try #require(offered.first { $0.algorithm == algorithm })
+        #expect(challenge.qop == "auth" && challenge.realm == home)
+        let ok = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "alice-secret")))
+        #expect(ok.statusCode == 200)
+        guard case .contacts(let contacts)? = try ok.headers.contact else {
+            Issue.record("no contacts")
+            await h.stop()
+            return
+        }
+        #expect(contacts.count == 1)
+        #expect(contacts[0].expires == 3600)
+        #expect(
+            contacts[0].address.parameters["pub-gruu"]
+                == "\(aliceIMPU);gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+        #expect(try ok.headers.serviceRoute.count == 1)
+        #expect(try ok.headers.pAssociatedURI.map(\.uri.description) == [aliceIMPU, "tel:+15551234567"])
+        #expect(try ok.headers.path.first?.uri.sipURI?.user == "fl-1")
+        #expect(ok.headers.require == ["outbound"])
+        let info = try SIPAuthField.parse("x " + (ok.headers[.authenticationInfo] ?? ""))
+        #expect(info["rspauth"]?.count == (algorithm == "MD5" ? 32 : 64))
+        // Stored before the 200 went out; the implicit set is registered too.
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).count == 1)
+        #expect(try await h.storage.bindings(aor: "tel:+15551234567", now: 0).count == 1)
+        await h.stop()
+    }
+
+    @Test func wrongPasswordIs403AndNothingIsStored() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let challenge = try #require(challenges(await h.send(ua.register())).first)
+        let response = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "wrong")))
+        #expect(response.statusCode == 403)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        await h.stop()
+    }
+
+    @Test func staleNonceAndReplayedNonceCountGetStaleChallenges() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let challenge = try #require(challenges(await h.send(ua.register())).first)
+        h.clock.advance(301)
+        let stale = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "alice-secret")))
+        #expect(stale.statusCode == 401)
+        #expect(challenges(stale).first?.stale == true)
+        let fresh = try #require(challenges(stale).first)
+        #expect(
+            await h.send(ua.register(authorization: ua.digestAnswer(to: fresh, password: "alice-secret"))).statusCode
+                == 200)
+        // The same nc again is a replay.
+        let replay = await h.send(ua.register(authorization: ua.digestAnswer(to: fresh, password: "alice-secret")))
+        #expect(replay.statusCode == 401)
+        #expect(challenges(replay).first?.stale == true)
+        // A forged nonce is simply challenged again, not stale.
+        var forged = fresh
+        forged.set("nonce", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", quoted: true)
+        let answer = await h.send(ua.register(authorization: ua.digestAnswer(to: forged, password: "alice-secret")))
+        #expect(answer.statusCode == 401 && challenges(answer).first?.stale == false)
+        await h.stop()
+    }
+
+    @Test func unknownUserAndBarredIdentityAre403() async throws {
+        let h = try await Harness.start()
+        var stranger = UA(impu: "sip:nobody@ims.example.com", impi: "nobody@ims.example.com")
+        #expect(await h.send(stranger.register()).statusCode == 403)
+        var barred = UA(impu: "sip:alice-barred@ims.example.com")
+        #expect(await h.send(barred.register(authorization: barred.tna)).statusCode == 403)
+        await h.stop()
+    }
+}
+
+@Suite(.serialized) struct TrustedNodeTests {
+    @Test func authDoneFromATrustedNodeRegistersWithoutChallenge() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let ok = await h.send(
+            ua.register(
+                authorization: ua.tna, extra: [(.pChargingVector, "icid-value=\"ep-1\";orig-ioi=ims.example.com")]))
+        #expect(ok.statusCode == 200)
+        #expect(try ok.headers.pChargingVector?["term-ioi"] == "ims.example.com")
+        let stored = try await h.storage.bindings(aor: aliceIMPU, now: 0)
+        #expect(stored.first?.scheme == .trustedNode)
+        #expect(stored.first?.path == ["<sip:fl-1@127.0.0.1;lr;ob>"])
+        await h.stop()
+    }
+
+    @Test func authDoneFromAnUntrustedAddressIsIgnored() async throws {
+        let h = try await Harness.start(clientHost: "127.0.0.2")
+        var ua = UA()
+        let response = await h.send(ua.register(authorization: ua.tna))
+        #expect(response.statusCode == 401)  // treated as unauthenticated: challenged
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        await h.stop()
+    }
+
+    @Test func thirdPartyAuthorizationEntityMustBeAllowed() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let allowed = TrustedNodeAuthorization(
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "waf.partner.example")
+        #expect(await h.send(ua.register(authorization: allowed.field.description)).statusCode == 200)
+        let other = TrustedNodeAuthorization(
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "waf.evil.example")
+        #expect(await h.send(ua.register(authorization: other.field.description)).statusCode == 403)
+        await h.stop()
+    }
+}
+
+@Suite(.serialized) struct BindingLifecycleTests {
+    @Test func reRegisterDeRegisterWildcardAndExpiry() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
+        // Refresh on the same Call-ID with a higher CSeq: still one binding.
+        let refreshed = await h.send(ua.register(authorization: ua.tna, expires: 600))
+        #expect(refreshed.statusCode == 200)
+        if case .contacts(let c)? = try refreshed.headers.contact { #expect(c.count == 1 && c[0].expires == 600) }
+        // A second device (other instance) adds a binding.
+        var other = UA(
+            contact:
+                "<sip:x@other.invalid;transport=ws>;+sip.instance=\"<urn:uuid:22222222-0000-0000-0000-000000000000>\";reg-id=1"
+        )
+        #expect(await h.send(other.register(authorization: other.tna)).statusCode == 200)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).count == 2)
+        // Expires 0 for one contact removes just that one.
+        let removed = await h.send(ua.register(authorization: ua.tna, expires: 0))
+        #expect(removed.statusCode == 200)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).count == 1)
+        // Removing it again: no such binding.
+        #expect(await h.send(ua.register(authorization: ua.tna, expires: 0)).statusCode == 481)
+        // Contact: * with Expires: 0 removes the rest.
+        #expect(await h.send(other.register(authorization: other.tna, expires: 0, contact: "*")).statusCode == 200)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        // Expiry: a binding is gone once its time has passed.
+        var short = UA()
+        #expect(await h.send(short.register(authorization: short.tna, expires: 60)).statusCode == 200)
+        let now = Int64(h.clock.read().timeIntervalSince1970)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: now + 59).count == 1)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: now + 61).isEmpty)
+        await h.stop()
+    }
+
+    @Test func intervalTooBriefOutOfOrderAndOutbound() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let brief = await h.send(ua.register(authorization: ua.tna, expires: 10))
+        #expect(brief.statusCode == 423)
+        #expect(try brief.headers.minExpires == 60)
+        // reg-id with a first Path lacking `ob`: 439 (RFC 5626 §6).
+        var noOB = UA(path: "<sip:fl-1@127.0.0.1;lr>")
+        #expect(await h.send(noOB.register(authorization: noOB.tna)).statusCode == 439)
+        // Older CSeq on the same Call-ID after a newer one: refused.
+        ua.cseq = 10
+        #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
+        ua.cseq = 5
+        #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 500)
+        // Require with an extension we do not know: 420 with Unsupported.
+        var strict = UA()
+        let bad = await h.send(strict.register(authorization: strict.tna, extra: [(.require, "path, foo")]))
+        #expect(bad.statusCode == 420)
+        #expect(bad.headers.unsupported == ["foo"])
+        await h.stop()
+    }
+
+    @Test func registrationsSurviveARestart() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        #expect(await h.send(ua.register(authorization: ua.tna), over: .tcp).statusCode == 200)
+        await h.server.shutdown()
+        await h.storage.close()
+        let reopened = try await SQLiteStorage.open(path: h.path)
+        #expect(try await reopened.bindings(aor: aliceIMPU, now: 0).count == 1)
+        await reopened.close()
+        await h.client.shutdown()
+        try? FileManager.default.removeItem(atPath: h.path)
+    }
+}
+
+@Suite(.serialized) struct AKARegistrationTests {
+    /// What a UE (ISIM) does with a challenge: check AUTN, compute RES (TS 33.102 §6.3.3).
+    func ueAnswer(_ challenge: SIPAuthField, ua: UA, sqnMS: UInt64? = nil) throws -> String {
+        let nonce = try #require(challenge.nonce)
+        let (rand, autn) = try #require(IMSAKA.split(nonce: nonce))
+        let m = try Milenage(k: setOneK, opc: setOneOPc)
+        let v = try m.f2345(rand: rand)
+        let sqn = zip(autn[0..<6], v.ak).map { $0 ^ $1 }
+        let mac = try m.f1(rand: rand, sqn: sqn, amf: Array(autn[6..<8])).macA
+        #expect(mac == Array(autn[8..<16]), "network authentication failed")
+        let uri = "sip:\(home)"
+        if let sqnMS {
+            // Out of range: answer with AUTS and an empty password (RFC 3310 §3.4).
+            let sqnBytes = (0..<6).map { UInt8(truncatingIfNeeded: sqnMS >> (8 * (5 - $0))) }
+            let akStar = try m.f5star(rand: rand)
+            let macS = try m.f1(rand: rand, sqn: sqnBytes, amf: [0, 0]).macS
+            let auts = Data(zip(sqnBytes, akStar).map { $0 ^ $1 } + macS).base64EncodedString()
+            let ha1 = DigestAlgorithm.akav1MD5.ha1(username: ua.impi, realm: home, password: [])
+            let response = DigestAlgorithm.akav1MD5.response(
+                ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "c1", qop: "auth", method: "REGISTER", uri: uri)
+            return
+                "Digest username=\"\(ua.impi)\", realm=\"\(home)\", uri=\"\(uri)\", nonce=\"\(nonce)\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c1\", auts=\"\(auts)\", response=\"\(response)\""
+        }
+        let ha1 = DigestAlgorithm.akav1MD5.ha1(username: ua.impi, realm: home, password: v.res)
+        let response = DigestAlgorithm.akav1MD5.response(
+            ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "c1", qop: "auth", method: "REGISTER", uri: uri)
+        return
+            "Digest username=\"\(ua.impi)\", realm=\"\(home)\", uri=\"\(uri)\", nonce=\"\(nonce)\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c1\", response=\"\(response)\""
+    }
+
+    @Test func akaChallengeAnswerAndResync() async throws {
+        let h = try await Harness.start()
+        var ua = UA(impu: bobIMPU, impi: bobIMPI)
+        let first = await h.send(
+            ua.register(
+                authorization:
+                    "Digest username=\"\(bobIMPI)\", realm=\"\(home)\", uri=\"sip:\(home)\", nonce=\"\", response=\"\"")
+        )
+        #expect(first.statusCode == 401)
+        let challenge = try #require(challenges(first).first)
+        #expect(challenge.algorithm == "AKAv1-MD5")
+        #expect(challenge.ik?.count == 32 && challenge.ck?.count == 32)
+        #expect(await h.send(ua.register(authorization: try ueAnswer(challenge, ua: ua))).statusCode == 200)
+        // A wrong RES is refused.
+        let again = try #require(challenges(await h.send(ua.register())).first)
+        var wrong = try ueAnswer(again, ua: ua)
+        wrong = wrong.replacingOccurrences(of: "response=\"", with: "response=\"0")
+        #expect(await h.send(ua.register(authorization: wrong)).statusCode == 403)
+        // Resync: the UE's SQN is far ahead; the HSS takes it and challenges again.
+        let third = try #require(challenges(await h.send(ua.register())).first)
+        let resync = await h.send(ua.register(authorization: try ueAnswer(third, ua: ua, sqnMS: 0x1000)))
+        #expect(resync.statusCode == 401)
+        let fresh = try #require(challenges(resync).first)
+        let (_, autn) = try #require(IMSAKA.split(nonce: fresh.nonce ?? ""))
+        #expect(fresh.nonce != third.nonce)
+        #expect(autn.count == 16)
+        #expect(await h.send(ua.register(authorization: try ueAnswer(fresh, ua: ua))).statusCode == 200)
+        #expect(try await h.storage.subscriber(impi: bobIMPI)?.sqn ?? 0 > 0x1000)
+        await h.stop()
+    }
+}
