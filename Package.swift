@@ -60,8 +60,7 @@ let package = Package(
         .executableTarget(
             name: "webims",
             dependencies: [
-                "SIPCore",
-                "SIPTransport",
+                "SIPCore", "SIPAuth", "SIPTransport", "Storage", "HSS", "SCSCF",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -182,9 +182,10 @@ public final class Registrar: Sendable {
     func digestChallenge(_ request: SIPRequest, subscriber: SubscriberRecord, stale: Bool) -> SIPResponse {
         var response = reply(request, 401)
         let nonce = nonces.mint(realm: configuration.homeDomain, now: clock())
-        // RFC 7616 §3.7: the preferred algorithm first; MD5 for clients without SHA-256.
+        // One challenge per algorithm the subscriber has an HA1 for, MD5 first: it is the IMS
+        // default (24.229 §5.4.1.2.1B) and many SIP clients answer only the first challenge.
         for (algorithm, present) in [
-            (DigestAlgorithm.sha256, subscriber.ha1SHA256 != nil), (.md5, subscriber.ha1MD5 != nil),
+            (DigestAlgorithm.md5, subscriber.ha1MD5 != nil), (.sha256, subscriber.ha1SHA256 != nil),
         ]
         where present {
             var challenge = SIPAuthField.digest([])

@@ -1,10 +1,14 @@
 import ArgumentParser
 import Dispatch
+import Foundation
+import HSS
 import Logging
 import NIOCore
 import NIOPosix
+import SCSCF
 import SIPCore
 import SIPTransport
+import Storage
 import Synchronization
 
 #if canImport(Glibc)
@@ -15,14 +19,13 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the webims functions in one process.",
         discussion: """
-            Today this starts the SIP transport (UDP and TCP) that the S-CSCF will use; it \
-            answers OPTIONS so SIP tools can check it is alive. The WWSF, WAF, eP-CSCF, \
-            S-CSCF registrar and HSS are coming and will start from this same command.
+            Today this starts the HSS and the S-CSCF registrar (SIP over UDP and TCP) on an \
+            SQLite store in the data directory, with a demo subscriber on first start. The \
+            WWSF, WAF and eP-CSCF are coming and will start from this same command.
             """
     )
 
-    @Option(help: "Directory for the database, certificates and keys.")
-    var dataDir: String = "./webims-data"
+    @OptionGroup var storage: StorageOptions
 
     @Option(help: "Address every listener binds to (loopback unless you say otherwise).")
     var host: String = "127.0.0.1"
@@ -30,43 +33,70 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "S-CSCF SIP port, UDP and TCP (0 picks a free port).")
     var sipPort: Int = 5060
 
+    @Option(help: "Home domain: the digest realm and the domain of the demo identities.")
+    var homeDomain: String = "ims.example.com"
+
+    @Option(help: "An address whose integrity-protected=auth-done the S-CSCF trusts (an eP-CSCF); repeatable.")
+    var trustedNode: [String] = []
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
     func run() async throws {
         var logger = Logger(label: "webims")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        try makeDirectory(dataDir)
+        let store = try await storage.open()
+        let demo = try await provisionDemoSubscriber(store)
 
+        var config = SCSCFConfiguration(
+            homeDomain: homeDomain, hostPort: "\(host):\(sipPort)", trustedNodes: Set(trustedNode),
+            nonceKey: try storage.secret(named: "nonce.key"))
+        config.defaultExpires = 3600
+        let registrar = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
         var sip = SIPEndpointConfiguration()
         sip.host = host
         sip.udpPort = sipPort
         sip.tcpPort = sipPort
-        let endpoint = try SIPEndpoint(configuration: sip, logger: logger) { request, _ in
-            switch request.method {
-            case .options:
-                var ok = SIPResponse(replyingTo: request, statusCode: 200, toTag: randomToken(length: 8))
-                ok.headers.append(.allow, "OPTIONS")
-                return ok
-            case .ack:
-                return nil
-            default:
-                return SIPResponse(
-                    replyingTo: request, statusCode: 501, reasonPhrase: "Not Implemented Yet",
-                    toTag: randomToken(length: 8))
+        let endpoint = try SIPEndpoint(configuration: sip, logger: logger, handler: registrar.handler)
+        try await endpoint.start()
+        let sweeper = Task {
+            // Expired bindings leave the store on time (the registrar never lists them anyway).
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(5))
+                _ = try? await store.removeExpired(now: Int64(Date().timeIntervalSince1970))
             }
         }
-        try await endpoint.start()
         let udp = endpoint.address(.udp).map(hostPort) ?? "-"
         let tcp = endpoint.address(.tcp).map(hostPort) ?? "-"
-        print("webims: SIP (S-CSCF port) listening on UDP \(udp) and TCP \(tcp); OPTIONS answered.")
-        print("webims: WWSF, WAF, eP-CSCF, S-CSCF registrar and HSS are coming; this command will start them.")
-        print("webims: data directory \(dataDir). Press Ctrl-C to stop.")
+        print("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
+        if let demo {
+            print("webims: demo subscriber \(demo.impi) (\(demo.impu)), SIP Digest password: \(demo.password)")
+        }
+        print("webims: WWSF, WAF and eP-CSCF are coming; this command will start them.")
+        print("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
         logger.info("ready")
 
         await waitForTerminationSignal()
         logger.info("shutting down")
+        sweeper.cancel()
         await endpoint.shutdown()
+        await store.close()
+    }
+
+    /// On an empty store: one subscriber to try things with. Its password is shown once
+    /// (only HA1 is stored).
+    func provisionDemoSubscriber(_ store: SQLiteStorage) async throws -> (impi: String, impu: String, password: String)?
+    {
+        guard try await store.allSubscribers().isEmpty else { return nil }
+        let impi = "alice@\(homeDomain)"
+        let impu = "sip:alice@\(homeDomain)"
+        let password = randomToken(length: 12)
+        let ha1 = digestHA1(impi: impi, realm: homeDomain, password: password)
+        try await store.put(
+            SubscriberRecord(
+                impi: impi, realm: homeDomain, publicIdentities: [PublicIdentity(uri: impu)],
+                allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
+        return (impi, impu, password)
     }
 }
 
@@ -106,10 +136,4 @@ private final class SignalOnce: @unchecked Sendable {
 
 func hostPort(_ address: SocketAddress) -> String {
     "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
-}
-
-func makeDirectory(_ path: String) throws {
-    if mkdir(path, 0o700) != 0 && errno != EEXIST {
-        throw ValidationError("cannot create data directory \(path): errno \(errno)")
-    }
 }

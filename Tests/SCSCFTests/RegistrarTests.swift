@@ -147,7 +147,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
             ))
         #expect(first.statusCode == 401)
         let offered = challenges(first)
-        #expect(offered.map { $0.algorithm ?? "" } == ["SHA-256", "MD5"])
+        #expect(offered.map { $0.algorithm ?? "" } == ["MD5", "SHA-256"])
         let challenge = try #require(offered.first { $0.algorithm == algorithm })
         #expect(challenge.qop == "auth" && challenge.realm == home)
         let ok = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "alice-secret")))

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import Storage
+
+/// Where the data lives: shared by `serve` and the provisioning commands, so they work on
+/// the same store — also while `serve` runs (SQLite WAL allows it).
+struct StorageOptions: ParsableArguments {
+    @Option(help: "Directory for the database, certificates and keys.")
+    var dataDir: String = "./webims-data"
+
+    @Option(help: "Database URL. Default: SQLite in the data directory. postgres://… is coming.")
+    var database: String?
+
+    var sqlitePath: String { (dataDir as NSString).appendingPathComponent("webims.sqlite") }
+
+    func open() async throws -> SQLiteStorage {
+        if let database, database.hasPrefix("postgres") {
+            throw ValidationError("PostgreSQL storage is not built yet; use the default SQLite store")
+        }
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        return try await SQLiteStorage.open(path: database ?? sqlitePath)
+    }
+
+    /// A secret kept in the data directory, made on first use (e.g. the nonce key).
+    func secret(named name: String, length: Int = 32) throws -> [UInt8] {
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let path = (dataDir as NSString).appendingPathComponent(name)
+        if let data = FileManager.default.contents(atPath: path), data.count == length { return Array(data) }
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        guard
+            FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600])
+        else {
+            throw ValidationError("cannot write \(path)")
+        }
+        return bytes
+    }
+}
