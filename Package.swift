@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Pure SIP values: no I/O and no dependencies, so the fuzz build stays quick.
@@ -34,6 +35,7 @@ let package = Package(
             name: "Storage",
             dependencies: [
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -68,17 +70,20 @@ let package = Package(
             ]
         ),
         // What tests, fuzz target and benchmarks share: spec messages, helpers.
-        .target(name: "WebIMSTesting", dependencies: ["SIPCore"]),
+        .target(
+            name: "WebIMSTesting",
+            dependencies: ["SIPCore", "Storage", .product(name: "PostgresNIO", package: "postgres-nio")]
+        ),
         // Plain executable (release, one core): `scripts/bench-sipcore`.
         .executableTarget(
             name: "SIPCoreBenchmark", dependencies: ["SIPCore", "WebIMSTesting"], path: "Benchmarks/SIPCoreBenchmark"),
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
         .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
         .testTarget(
             name: "SCSCFTests",
             dependencies: [
-                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage",
+                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage", "WebIMSTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

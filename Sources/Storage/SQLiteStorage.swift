@@ -264,6 +264,7 @@ final class WriteQueue: Sendable {
 public enum StorageError: Error, Sendable {
     case writeLost
     case migrationFailed(String)
+    case badDatabaseURL
 }
 
 private func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }

@@ -1,3 +1,5 @@
+import Logging
+
 /// The HSS's persistent data.
 public protocol SubscriberStore: Sendable {
     func subscriber(impi: String) async throws -> SubscriberRecord?
@@ -24,4 +26,23 @@ public protocol BindingStore: Sendable {
     func allBindings(now: Int64) async throws -> [Binding]
     /// Deletes expired bindings; returns what was deleted.
     func removeExpired(now: Int64) async throws -> [Binding]
+}
+
+/// Both stores in one database, as `serve` and the provisioning commands open it.
+public protocol DataStore: SubscriberStore, BindingStore {
+    func close() async
+}
+
+extension SQLiteStorage: DataStore {}
+extension PostgresStorage: DataStore {}
+
+/// Opens the store a URL names: `postgres://…` for PostgreSQL, anything else is a SQLite
+/// file path.
+public func openDataStore(_ location: String, logger: Logger = Logger(label: "webims.storage")) async throws
+    -> any DataStore
+{
+    if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
+        return try await PostgresStorage.open(url: location, logger: logger)
+    }
+    return try await SQLiteStorage.open(path: location, logger: logger)
 }

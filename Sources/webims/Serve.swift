@@ -85,7 +85,7 @@ struct Serve: AsyncParsableCommand {
 
     /// On an empty store: one subscriber to try things with. Its password is shown once
     /// (only HA1 is stored).
-    func provisionDemoSubscriber(_ store: SQLiteStorage) async throws -> (impi: String, impu: String, password: String)?
+    func provisionDemoSubscriber(_ store: any DataStore) async throws -> (impi: String, impu: String, password: String)?
     {
         guard try await store.allSubscribers().isEmpty else { return nil }
         let impi = "alice@\(homeDomain)"

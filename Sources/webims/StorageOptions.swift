@@ -8,17 +8,17 @@ struct StorageOptions: ParsableArguments {
     @Option(help: "Directory for the database, certificates and keys.")
     var dataDir: String = "./webims-data"
 
-    @Option(help: "Database URL. Default: SQLite in the data directory. postgres://… is coming.")
+    @Option(
+        help:
+            "Database: postgres://user[:password]@host[:port]/db for PostgreSQL, or a SQLite file path. Default: SQLite in the data directory."
+    )
     var database: String?
 
     var sqlitePath: String { (dataDir as NSString).appendingPathComponent("webims.sqlite") }
 
-    func open() async throws -> SQLiteStorage {
-        if let database, database.hasPrefix("postgres") {
-            throw ValidationError("PostgreSQL storage is not built yet; use the default SQLite store")
-        }
+    func open() async throws -> any DataStore {
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        return try await SQLiteStorage.open(path: database ?? sqlitePath)
+        return try await openDataStore(database ?? sqlitePath)
     }
 
     /// A secret kept in the data directory, made on first use (e.g. the nonce key).

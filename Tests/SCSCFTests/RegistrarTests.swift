@@ -7,6 +7,7 @@ import SIPTransport
 import Storage
 import Synchronization
 import Testing
+import WebIMSTesting
 
 @testable import SCSCF
 
@@ -27,17 +28,19 @@ final class TestClock: Sendable {
 
 /// A real S-CSCF on loopback (UDP + TCP) over a fresh SQLite file, and a UA endpoint.
 struct Harness {
-    let storage: SQLiteStorage
+    let storage: any DataStore
     let registrar: Registrar
     let server: SIPEndpoint
     let client: SIPEndpoint
     let clock: TestClock
-    let path: String
+    let location: String
 
-    static func start(clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"]) async throws -> Harness {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("scscf-\(UUID().uuidString).sqlite")
-            .path
-        let storage = try await SQLiteStorage.open(path: path)
+    static func start(
+        _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"]
+    )
+        async throws -> Harness
+    {
+        let (storage, location) = try await backend.makeFreshStore()
         let ha1 = digestHA1(impi: aliceIMPI, realm: home, password: "alice-secret")
         try await storage.put(
             SubscriberRecord(
@@ -67,14 +70,15 @@ struct Harness {
         clientConfig.timers = SIPTimers(t1: .milliseconds(50))
         let client = try SIPEndpoint(configuration: clientConfig) { _, _ in nil }
         try await client.start()
-        return Harness(storage: storage, registrar: registrar, server: server, client: client, clock: clock, path: path)
+        return Harness(
+            storage: storage, registrar: registrar, server: server, client: client, clock: clock, location: location)
     }
 
     func stop() async {
         await client.shutdown()
         await server.shutdown()
         await storage.close()
-        try? FileManager.default.removeItem(atPath: path)
+        if !location.hasPrefix("postgres") { try? FileManager.default.removeItem(atPath: location) }
     }
 
     func destination(_ transport: SIPTransportProtocol = .udp) -> SIPDestination {
@@ -136,9 +140,9 @@ struct UA {
 func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges()) ?? [] }
 
 @Suite(.serialized) struct DigestRegistrationTests {
-    @Test(arguments: ["MD5", "SHA-256"])
-    func registerChallengeAnswer200(algorithm: String) async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available, ["MD5", "SHA-256"])
+    func registerChallengeAnswer200(backend: StoreBackend, algorithm: String) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         let first = await h.send(
             ua.register(
@@ -174,8 +178,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func wrongPasswordIs403AndNothingIsStored() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func wrongPasswordIs403AndNothingIsStored(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         let challenge = try #require(challenges(await h.send(ua.register())).first)
         let response = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "wrong")))
@@ -184,8 +189,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func staleNonceAndReplayedNonceCountGetStaleChallenges() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func staleNonceAndReplayedNonceCountGetStaleChallenges(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         let challenge = try #require(challenges(await h.send(ua.register())).first)
         h.clock.advance(301)
@@ -208,8 +214,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func unknownUserAndBarredIdentityAre403() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func unknownUserAndBarredIdentityAre403(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var stranger = UA(impu: "sip:nobody@ims.example.com", impi: "nobody@ims.example.com")
         #expect(await h.send(stranger.register()).statusCode == 403)
         var barred = UA(impu: "sip:alice-barred@ims.example.com")
@@ -219,8 +226,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 }
 
 @Suite(.serialized) struct TrustedNodeTests {
-    @Test func authDoneFromATrustedNodeRegistersWithoutChallenge() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func authDoneFromATrustedNodeRegistersWithoutChallenge(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         let ok = await h.send(
             ua.register(
@@ -233,8 +241,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func authDoneFromAnUntrustedAddressIsIgnored() async throws {
-        let h = try await Harness.start(clientHost: "127.0.0.2")
+    @Test(arguments: StoreBackend.available)
+    func authDoneFromAnUntrustedAddressIsIgnored(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend, clientHost: "127.0.0.2")
         var ua = UA()
         let response = await h.send(ua.register(authorization: ua.tna))
         #expect(response.statusCode == 401)  // treated as unauthenticated: challenged
@@ -242,8 +251,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func thirdPartyAuthorizationEntityMustBeAllowed() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func thirdPartyAuthorizationEntityMustBeAllowed(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         let allowed = TrustedNodeAuthorization(
             impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "waf.partner.example")
@@ -256,8 +266,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 }
 
 @Suite(.serialized) struct BindingLifecycleTests {
-    @Test func reRegisterDeRegisterWildcardAndExpiry() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func reRegisterDeRegisterWildcardAndExpiry(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
         // Refresh on the same Call-ID with a higher CSeq: still one binding.
@@ -289,8 +300,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func intervalTooBriefOutOfOrderAndOutbound() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func intervalTooBriefOutOfOrderAndOutbound(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         let brief = await h.send(ua.register(authorization: ua.tna, expires: 10))
         #expect(brief.statusCode == 423)
@@ -311,17 +323,18 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
-    @Test func registrationsSurviveARestart() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func registrationsSurviveARestart(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA()
         #expect(await h.send(ua.register(authorization: ua.tna), over: .tcp).statusCode == 200)
         await h.server.shutdown()
         await h.storage.close()
-        let reopened = try await SQLiteStorage.open(path: h.path)
+        let reopened = try await openDataStore(h.location)
         #expect(try await reopened.bindings(aor: aliceIMPU, now: 0).count == 1)
         await reopened.close()
         await h.client.shutdown()
-        try? FileManager.default.removeItem(atPath: h.path)
+        if !h.location.hasPrefix("postgres") { try? FileManager.default.removeItem(atPath: h.location) }
     }
 }
 
@@ -355,8 +368,9 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
             "Digest username=\"\(ua.impi)\", realm=\"\(home)\", uri=\"\(uri)\", nonce=\"\(nonce)\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c1\", response=\"\(response)\""
     }
 
-    @Test func akaChallengeAnswerAndResync() async throws {
-        let h = try await Harness.start()
+    @Test(arguments: StoreBackend.available)
+    func akaChallengeAnswerAndResync(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend)
         var ua = UA(impu: bobIMPU, impi: bobIMPI)
         let first = await h.send(
             ua.register(

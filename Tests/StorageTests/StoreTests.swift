@@ -1,11 +1,8 @@
 import Foundation
 import Testing
+import WebIMSTesting
 
 @testable import Storage
-
-func temporaryDatabasePath() -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("webims-test-\(UUID().uuidString).sqlite").path
-}
 
 func alice(sqn: UInt64 = 0) -> SubscriberRecord {
     SubscriberRecord(
@@ -26,11 +23,12 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         path: ["<sip:fl-1@epcscf;lr;ob>"], scheme: .trustedNode)
 }
 
-@Suite struct SQLiteStorageTests {
-    @Test func subscribersRoundTripAndAreFoundByEveryIMPU() async throws {
-        let path = temporaryDatabasePath()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let db = try await SQLiteStorage.open(path: path)
+/// The same suite against every back-end: SQLite always, PostgreSQL when the test command
+/// started a server.
+@Suite struct StoreTests {
+    @Test(arguments: StoreBackend.available)
+    func subscribersRoundTripAndAreFoundByEveryIMPU(backend: StoreBackend) async throws {
+        let (db, _) = try await backend.makeFreshStore()
         try await db.put(alice())
         #expect(try await db.subscriber(impi: "alice_private@ims.example.com") == alice())
         #expect(try await db.subscriber(impu: "tel:+15551234567")?.impi == "alice_private@ims.example.com")
@@ -46,10 +44,9 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         await db.close()
     }
 
-    @Test func sqnAdvancesOnlyFromTheExpectedValue() async throws {
-        let path = temporaryDatabasePath()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let db = try await SQLiteStorage.open(path: path)
+    @Test(arguments: StoreBackend.available)
+    func sqnAdvancesOnlyFromTheExpectedValue(backend: StoreBackend) async throws {
+        let (db, _) = try await backend.makeFreshStore()
         try await db.put(alice(sqn: 32))
         #expect(try await db.compareAndSetSQN(impi: alice().impi, expected: 32, new: 64))
         #expect(try await db.compareAndSetSQN(impi: alice().impi, expected: 32, new: 96) == false)
@@ -57,10 +54,9 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         await db.close()
     }
 
-    @Test func aFailedWriteSpoilsNoOtherWriteInTheSameBatch() async throws {
-        let path = temporaryDatabasePath()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let db = try await SQLiteStorage.open(path: path)
+    @Test(arguments: StoreBackend.available)
+    func aFailedWriteSpoilsNoOtherWriteInTheSameBatch(backend: StoreBackend) async throws {
+        let (db, _) = try await backend.makeFreshStore()
         try await db.put(alice())
         // Bob claims alice's IMPU: a primary-key violation, in the same batch as good writes.
         let bob = SubscriberRecord(
@@ -87,10 +83,9 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         await db.close()
     }
 
-    @Test func bindingsAreKeyedByFlowAndExpire() async throws {
-        let path = temporaryDatabasePath()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let db = try await SQLiteStorage.open(path: path)
+    @Test(arguments: StoreBackend.available)
+    func bindingsAreKeyedByFlowAndExpire(backend: StoreBackend) async throws {
+        let (db, _) = try await backend.makeFreshStore()
         let aor = "sip:alice@ims.example.com"
         try await db.apply(
             upserts: [
@@ -112,10 +107,9 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         await db.close()
     }
 
-    @Test func everythingCommittedIsThereAfterReopening() async throws {
-        let path = temporaryDatabasePath()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let first = try await SQLiteStorage.open(path: path)
+    @Test(arguments: StoreBackend.available)
+    func everythingCommittedIsThereAfterReopening(backend: StoreBackend) async throws {
+        let (first, location) = try await backend.makeFreshStore()
         try await first.put(alice())
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<200 {
@@ -128,7 +122,7 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
             try await group.waitForAll()
         }
         await first.close()
-        let db = try await SQLiteStorage.open(path: path)  // migrations run again: a no-op
+        let db = try await openDataStore(location)  // migrations run again: a no-op
         #expect(try await db.allBindings(now: 0).count == 200)
         #expect(try await db.subscriber(impi: alice().impi) == alice())
         await db.close()
