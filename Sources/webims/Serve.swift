@@ -68,12 +68,12 @@ struct Serve: AsyncParsableCommand {
         }
         let udp = endpoint.address(.udp).map(hostPort) ?? "-"
         let tcp = endpoint.address(.tcp).map(hostPort) ?? "-"
-        print("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
+        say("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
         if let demo {
-            print("webims: demo subscriber \(demo.impi) (\(demo.impu)), SIP Digest password: \(demo.password)")
+            say("webims: demo subscriber \(demo.impi) (\(demo.impu)), SIP Digest password: \(demo.password)")
         }
-        print("webims: WWSF, WAF and eP-CSCF are coming; this command will start them.")
-        print("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
+        say("webims: WWSF, WAF and eP-CSCF are coming; this command will start them.")
+        say("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
         logger.info("ready")
 
         await waitForTerminationSignal()
@@ -136,4 +136,10 @@ private final class SignalOnce: @unchecked Sendable {
 
 func hostPort(_ address: SocketAddress) -> String {
     "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+}
+
+/// One line to standard output, unbuffered: scripts wait for these lines while the
+/// server runs (print would sit in a buffer when stdout is a file).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
