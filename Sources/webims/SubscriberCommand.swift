@@ -29,9 +29,26 @@ struct SubscriberCommand: AsyncParsableCommand {
         var schemes: String?
         @Option(help: "An allowed third-party WAF identity; repeatable.") var allowedWaf: [String] = []
         @Option(help: "An allowed third-party WWSF identity; repeatable.") var allowedWwsf: [String] = []
+        @Option(help: "Add this many subscribers: %d in --impi and --impu becomes 1…N (for load tests).")
+        var count: Int = 1
 
         func run() async throws {
             guard !impu.isEmpty else { throw ValidationError("give at least one --impu") }
+            guard count >= 1, count == 1 || (impi.contains("%d") && impu.allSatisfy { $0.contains("%d") }) else {
+                throw ValidationError("--count above 1 needs %d in --impi and every --impu")
+            }
+            let store = try await storage.open()
+            for n in 1...count {
+                let number = String(n)
+                try await add(
+                    to: store, impi: impi.replacingOccurrences(of: "%d", with: number),
+                    impus: impu.map { $0.replacingOccurrences(of: "%d", with: number) }, quiet: count > 1)
+            }
+            await store.close()
+            if count > 1 { print("added \(count) subscribers") }
+        }
+
+        func add(to store: any DataStore, impi: String, impus impu: [String], quiet: Bool) async throws {
             var record = SubscriberRecord(
                 impi: impi, realm: realm, publicIdentities: impu.map { PublicIdentity(uri: canonicalIdentity($0)) },
                 allowedSchemes: [], akaAMF: try hexArgument(amf, name: "--amf", length: 2), sqn: sqn,
@@ -65,9 +82,8 @@ struct SubscriberCommand: AsyncParsableCommand {
                 if record.akaK != nil { record.allowedSchemes.insert(.aka) }
                 record.allowedSchemes.insert(.trustedNode)
             }
-            let store = try await storage.open()
             try await store.put(record)
-            await store.close()
+            if quiet { return }
             print(
                 "subscriber \(impi): \(record.publicIdentities.map(\.uri).joined(separator: ", ")) [\(record.allowedSchemes.map(\.rawValue).sorted().joined(separator: ","))]"
             )
