@@ -1,6 +1,7 @@
 import Foundation
 import SIPAuth
 import Storage
+import Synchronization
 
 /// One IMS AKA authentication vector (TS 33.102 §6.3.2), as the HSS hands it to the S-CSCF.
 public struct AuthVector: Sendable, Hashable {
@@ -30,12 +31,34 @@ public enum HSSError: Error, Sendable, Equatable {
 /// The Home Subscriber Server over a SubscriberStore: Cx-style look-ups done in process.
 public final class HSS: Sendable {
     public let store: any SubscriberStore
+    /// Subscriber records read in the last `cacheLifetime`: a registration refresh then costs
+    /// no database read. Provisioning changes (a bar, a new IMPU) apply within that time.
+    let cache = Mutex<[String: (record: SubscriberRecord, read: ContinuousClock.Instant)]>([:])
+    let cacheLifetime: Duration
 
-    public init(store: any SubscriberStore) { self.store = store }
+    public init(store: any SubscriberStore, cacheLifetime: Duration = .seconds(2)) {
+        self.store = store
+        self.cacheLifetime = cacheLifetime
+    }
+
+    /// The subscriber, from the cache when it is fresh enough.
+    public func subscriber(impi: String) async throws -> SubscriberRecord? {
+        let now = ContinuousClock.now
+        if let hit = cache.withLock({ $0[impi] }), now - hit.read < cacheLifetime { return hit.record }
+        guard let record = try await store.subscriber(impi: impi) else {
+            _ = cache.withLock { $0.removeValue(forKey: impi) }
+            return nil
+        }
+        cache.withLock { table in
+            if table.count > 100_000 { table.removeAll(keepingCapacity: true) }
+            table[impi] = (record, now)
+        }
+        return record
+    }
 
     /// SAR-like: checks that the IMPU belongs to the IMPI (29.228 IDENTITIES_DONT_MATCH otherwise).
     public func registrationData(impi: String, impu: String) async throws -> RegistrationData {
-        guard let subscriber = try await store.subscriber(impi: impi) else { throw HSSError.unknownUser }
+        guard let subscriber = try await subscriber(impi: impi) else { throw HSSError.unknownUser }
         guard let identity = subscriber.publicIdentities.first(where: { sameIdentity($0.uri, impu) }) else {
             throw HSSError.identitiesDontMatch
         }

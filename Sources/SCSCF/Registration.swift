@@ -104,7 +104,13 @@ extension Registrar {
                 // The 200 OK goes out only once this commit is durable (issue: durability).
                 try await bindings.apply(upserts: upserts, removals: removals)
             }
-            let current = try await bindings.bindings(aor: impu, now: now)
+            // What the store now holds for this IMPU, without reading it back: the bindings
+            // found before, minus the removed, with the upserted replacing or joining them.
+            let removedKeys = Set(removals.filter { $0.aor == impu }.map(\.key))
+            var current = existing.filter { !removedKeys.contains($0.key) }
+            for b in upserts where b.aor == impu {
+                if let i = current.firstIndex(where: { $0.key == b.key }) { current[i] = b } else { current.append(b) }
+            }
             return okResponse(
                 request, impu: impu, data: data, current: current, path: path, now: now,
                 outbound: firstPathHasOB && upserts.contains { $0.regID != nil })
