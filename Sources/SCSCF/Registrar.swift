@@ -19,6 +19,7 @@ public final class Registrar: Sendable {
     let akaChallenges = Mutex<[String: PendingAKA]>([:])
     let logger: Logger
     let clock: @Sendable () -> Date
+    let regEvent: RegEventService
 
     struct PendingAKA {
         var vector: AuthVector
@@ -38,6 +39,12 @@ public final class Registrar: Sendable {
         self.nonceCounts = NonceCountTracker(lifetime: configuration.nonceLifetime)
         self.logger = logger
         self.clock = clock
+        self.regEvent = RegEventService(contactURI: "sip:scscf@\(configuration.hostPort)", logger: logger)
+    }
+
+    /// The endpoint NOTIFYs go out on (the reg event package needs to send requests).
+    public func attach(_ endpoint: SIPEndpoint) {
+        regEvent.endpoint.withLock { $0 = endpoint }
     }
 
     /// The request handler for a SIPEndpoint.
@@ -49,15 +56,17 @@ public final class Registrar: Sendable {
         switch request.method {
         case .register:
             return await register(request, from: peer)
+        case .subscribe:
+            return await subscribe(request, from: peer)
         case .options:
             var ok = reply(request, 200)
-            ok.headers.append(.allow, "REGISTER, OPTIONS")
+            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS")
             return ok
         case .ack:
             return nil
         default:
             var response = reply(request, 405)
-            response.headers.append(.allow, "REGISTER, OPTIONS")
+            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS")
             return response
         }
     }
@@ -128,6 +137,56 @@ public final class Registrar: Sendable {
         guard subscriber.allowedSchemes.contains(.digest) else { return reply(request, 403, "Scheme Not Allowed") }
         return await digestRegister(
             request, subscriber: subscriber, impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+    }
+
+    // MARK: reg event (SCS-31)
+
+    /// SUBSCRIBE to `reg` for a public identity. Only from a trusted node (the eP-CSCF that
+    /// relays the UE's own subscription, or subscribes itself): this S-CSCF authenticates
+    /// nothing but REGISTER.
+    func subscribe(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse {
+        guard
+            request.headers[.event].map({ equalsIgnoringASCIICase($0.split(separator: ";").first ?? "", "reg") })
+                ?? false
+        else {
+            var response = reply(request, 489)
+            response.headers.append(.allowEvents, "reg")
+            return response
+        }
+        guard isTrusted(peer) else { return reply(request, 403, "Not A Trusted Node") }
+        let target: String
+        switch request.uri {
+        case .sip(let uri):
+            target = canonicalIdentity(SIPURI(isSecure: uri.isSecure, user: uri.user, host: uri.host).description)
+        case .tel(let tel): target = "tel:" + tel.number
+        case .other: return reply(request, 404)
+        }
+        let requested: UInt32
+        do { requested = try request.headers.expires ?? 600_000 } catch {
+            return reply(request, 400, error.reasonPhrase)
+        }
+        let registration: RegistrationData
+        do {
+            guard let owner = try await hss.store.subscriber(impu: target) else { return reply(request, 404) }
+            registration = try await hss.registrationData(impi: owner.impi, impu: target)
+        } catch {
+            return reply(request, 404)
+        }
+        let now = clock()
+        let (response, key) = regEvent.subscribe(
+            request, registration: registration, expires: min(requested, configuration.maxExpires),
+            toTag: toTag(for: request), now: now)
+        if let key {
+            let nowSeconds = Int64(now.timeIntervalSince1970)
+            var state: [String: [Binding]] = [:]
+            for aor in registration.implicitSet {
+                state[aor] = (try? await bindings.bindings(aor: aor, now: nowSeconds)) ?? []
+            }
+            let service = regEvent
+            // RFC 6665 §4.2.1.4: the first NOTIFY follows the 200 at once.
+            Task { await service.notify(key, bindings: state, now: now) }
+        }
+        return response
     }
 
     func isTrusted(_ peer: SIPPeer) -> Bool {

@@ -111,12 +111,36 @@ extension Registrar {
             for b in upserts where b.aor == impu {
                 if let i = current.firstIndex(where: { $0.key == b.key }) { current[i] = b } else { current.append(b) }
             }
+            if !upserts.isEmpty || !removals.isEmpty {
+                announce(data: data, current: current, removed: existing.filter { removedKeys.contains($0.key) })
+            }
             return okResponse(
                 request, impu: impu, data: data, current: current, path: path, now: now,
                 outbound: firstPathHasOB && upserts.contains { $0.regID != nil })
         } catch {
             logger.error("binding commit failed: \(error)")
             return reply(request, 500, "Storage Unavailable")
+        }
+    }
+
+    /// NOTIFY every watcher of this registration set (RFC 3680 §5.2: on every change).
+    func announce(data: RegistrationData, current: [Binding], removed: [Binding]) {
+        let keys = regEvent.watchers(of: data.implicitSet)
+        guard !keys.isEmpty else { return }
+        var state: [String: [Binding]] = [:]
+        var terminated: [Binding] = []
+        for aor in data.implicitSet {
+            state[aor] = current.map {
+                var b = $0; b.aor = aor; return b
+            }
+            terminated += removed.map {
+                var b = $0; b.aor = aor; return b
+            }
+        }
+        let now = clock()
+        let service = regEvent
+        for key in keys {
+            Task { await service.notify(key, bindings: state, terminated: terminated, now: now) }
         }
     }
 

@@ -59,6 +59,7 @@ struct Serve: AsyncParsableCommand {
         sip.tcpPort = sipPort
         let endpoint = try SIPEndpoint(configuration: sip, logger: logger, handler: registrar.handler)
         try await endpoint.start()
+        registrar.attach(endpoint)
         let sweeper = Task {
             // Expired bindings leave the store on time (the registrar never lists them anyway).
             while !Task.isCancelled {
