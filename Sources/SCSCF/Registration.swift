@@ -123,6 +123,24 @@ extension Registrar {
         }
     }
 
+    /// Deletes bindings whose time has passed and tells their watchers (RFC 3680 event
+    /// `expired`). `serve` calls this every few seconds.
+    public func removeExpiredBindings() async {
+        let now = clock()
+        guard let expired = try? await bindings.removeExpired(now: Int64(now.timeIntervalSince1970)), !expired.isEmpty
+        else {
+            return
+        }
+        var announced = Set<String>()
+        // One NOTIFY per registration set: its bindings were stored once per IMPU of the set.
+        for binding in expired where !announced.contains(binding.impi) {
+            announced.insert(binding.impi)
+            guard let data = try? await hss.registrationData(impi: binding.impi, impu: binding.aor) else { continue }
+            let current = (try? await bindings.bindings(aor: binding.aor, now: Int64(now.timeIntervalSince1970))) ?? []
+            announce(data: data, current: current, removed: expired.filter { $0.aor == binding.aor })
+        }
+    }
+
     /// NOTIFY every watcher of this registration set (RFC 3680 §5.2: on every change).
     func announce(data: RegistrationData, current: [Binding], removed: [Binding]) {
         let keys = regEvent.watchers(of: data.implicitSet)

@@ -64,7 +64,7 @@ struct Serve: AsyncParsableCommand {
             // Expired bindings leave the store on time (the registrar never lists them anyway).
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(5))
-                _ = try? await store.removeExpired(now: Int64(Date().timeIntervalSince1970))
+                await registrar.removeExpiredBindings()
             }
         }
         let udp = endpoint.address(.udp).map(hostPort) ?? "-"

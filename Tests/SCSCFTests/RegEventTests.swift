@@ -78,6 +78,18 @@ final class Watcher: Sendable {
         let body2 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
         #expect(body2.contains("state=\"terminated\" event=\"unregistered\""))
 
+        // A binding that runs out is removed by the sweep and announced.
+        var short = UA(contact: "<sip:short@x.invalid;transport=ws>")
+        #expect(await h.send(short.register(authorization: short.tna, expires: 60)).statusCode == 200)
+        _ = await watcher.waitFor(count: 4)
+        h.clock.advance(61)
+        await h.registrar.removeExpiredBindings()
+        initial = await watcher.waitFor(count: 5)
+        let body4 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
+        #expect(initial.count == 5)
+        #expect(body4.contains("<uri>sip:short@x.invalid;transport=ws</uri>") && body4.contains("state=\"terminated\""))
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+
         // Other events are not ours; untrusted subscribers are refused.
         var other = subscribe
         other.headers[.event] = "presence"
