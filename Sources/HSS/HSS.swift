@@ -59,7 +59,13 @@ public final class HSS: Sendable {
     /// SAR-like: checks that the IMPU belongs to the IMPI (29.228 IDENTITIES_DONT_MATCH otherwise).
     public func registrationData(impi: String, impu: String) async throws -> RegistrationData {
         guard let subscriber = try await subscriber(impi: impi) else { throw HSSError.unknownUser }
-        guard let identity = subscriber.publicIdentities.first(where: { sameIdentity($0.uri, impu) }) else {
+        let target = canonicalIdentity(impu)
+        // Provisioned IMPUs are stored canonical; compare the cheap way first.
+        guard
+            let identity = subscriber.publicIdentities.first(where: {
+                $0.uri == target || canonicalIdentity($0.uri) == target
+            })
+        else {
             throw HSSError.identitiesDontMatch
         }
         return RegistrationData(

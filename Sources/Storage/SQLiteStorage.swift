@@ -6,7 +6,7 @@ import Synchronization
 
 /// Subscribers and bindings in one SQLite file (WAL). Reads use their own connection; every
 /// write goes through one writer connection that commits whatever is queued together
-/// (group commit), each write in its own savepoint so one failure spoils no other.
+/// (group commit); a failed write is retried alone so it spoils no other.
 ///
 /// Durability: WAL with `synchronous=NORMAL` — a committed transaction survives the
 /// process being killed (SIGKILL); it may be lost only if the OS itself crashes.
@@ -196,7 +196,7 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
 }
 
 /// Runs writes on the writer connection one batch at a time: whatever is queued when a
-/// batch starts commits together, each write inside its own savepoint.
+/// batch starts commits together in one transaction.
 final class WriteQueue: Sendable {
     typealias Work = @Sendable (SQLiteConnection) async throws -> Void
     private struct State {
@@ -236,27 +236,37 @@ final class WriteQueue: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
-            var outcomes: [Result<Void, any Error>] = []
-            do {
-                _ = try await connection.query("BEGIN IMMEDIATE")
-                for (work, _) in batch {
-                    do {
-                        _ = try await connection.query("SAVEPOINT w")
-                        try await work(connection)
-                        _ = try await connection.query("RELEASE w")
-                        outcomes.append(.success(()))
-                    } catch {
-                        _ = try? await connection.query("ROLLBACK TO w")
-                        _ = try? await connection.query("RELEASE w")
-                        outcomes.append(.failure(error))
-                    }
-                }
-                _ = try await connection.query("COMMIT")
-            } catch {
-                _ = try? await connection.query("ROLLBACK")
-                outcomes = batch.map { _ in .failure(error) }
+            var outcomes: [Result<Void, any Error>]
+            // Fast path: the whole batch in one transaction, no per-write statements.
+            // If anything in it fails, roll back and run each write alone, so one bad
+            // write spoils no other.
+            let together = await transaction(batch.map(\.0))
+            switch together {
+            case .success:
+                outcomes = batch.map { _ in .success(()) }
+            case .failure(let error) where batch.count == 1:
+                outcomes = [.failure(error)]
+            case .failure:
+                outcomes = []
+                for (work, _) in batch { outcomes.append(await transaction([work])) }
             }
             for ((_, continuation), outcome) in zip(batch, outcomes) { continuation.resume(with: outcome) }
+        }
+    }
+
+    private func transaction(_ works: [Work]) async -> Result<Void, any Error> {
+        do {
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            do {
+                for work in works { try await work(connection) }
+                _ = try await connection.query("COMMIT")
+                return .success(())
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                return .failure(error)
+            }
+        } catch {
+            return .failure(error)
         }
     }
 }
