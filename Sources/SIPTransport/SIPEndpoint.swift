@@ -73,8 +73,17 @@ public final class SIPEndpoint: Sendable {
             let connection = DatagramConnection(channel: channel)
             core.state.withLock { $0.udp = connection }
         }
-        if let port = c.tcpPort {
-            register(try await bindStream(port: port, transport: .tcp, tls: nil), as: .tcp)
+        if var port = c.tcpPort {
+            // Both asked for "any port": use UDP's for TCP too, so the endpoint has one port
+            // (a SIP URI names one); fall back to any free TCP port if it is taken.
+            if port == 0, c.udpPort == 0, let udp = address(.udp)?.port { port = udp }
+            let channel: any Channel
+            do {
+                channel = try await bindStream(port: port, transport: .tcp, tls: nil)
+            } catch  where c.tcpPort == 0 {
+                channel = try await bindStream(port: 0, transport: .tcp, tls: nil)
+            }
+            register(channel, as: .tcp)
         }
         if let port = c.tlsPort {
             guard let tls = c.tlsServerConfiguration else { throw SIPEndpointError.tlsNotConfigured }

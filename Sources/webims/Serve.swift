@@ -48,18 +48,28 @@ struct Serve: AsyncParsableCommand {
         let store = try await storage.open()
         let demo = try await provisionDemoSubscriber(store)
 
-        var config = SCSCFConfiguration(
-            homeDomain: homeDomain, hostPort: "\(host):\(sipPort)", trustedNodes: Set(trustedNode),
-            nonceKey: try storage.secret(named: "nonce.key"))
-        config.defaultExpires = 3600
-        let registrar = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
         var sip = SIPEndpointConfiguration()
         sip.host = host
         sip.udpPort = sipPort
         sip.tcpPort = sipPort
-        let endpoint = try SIPEndpoint(configuration: sip, logger: logger, handler: registrar.handler)
+        // The registrar needs the port actually bound (for Service-Route), so it is plugged
+        // in once the listeners are up; until then requests get 503.
+        let late = LateBound<Registrar>()
+        let endpoint = try SIPEndpoint(configuration: sip, logger: logger) { request, peer in
+            guard let registrar = late.value else {
+                return SIPResponse(replyingTo: request, statusCode: 503, toTag: randomToken(length: 8))
+            }
+            return await registrar.handle(request, from: peer)
+        }
         try await endpoint.start()
+        let boundPort = endpoint.address(.udp)?.port ?? sipPort
+        var config = SCSCFConfiguration(
+            homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode),
+            nonceKey: try storage.secret(named: "nonce.key"))
+        config.defaultExpires = 3600
+        let registrar = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
         registrar.attach(endpoint)
+        late.set(registrar)
         let sweeper = Task {
             // Expired bindings leave the store on time (the registrar never lists them anyway).
             while !Task.isCancelled {
@@ -99,6 +109,13 @@ struct Serve: AsyncParsableCommand {
                 allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
         return (impi, impu, password)
     }
+}
+
+/// A value that exists only after start-up, read from request handlers.
+final class LateBound<Value: Sendable>: Sendable {
+    private let storage = Mutex<Value?>(nil)
+    var value: Value? { storage.withLock { $0 } }
+    func set(_ value: Value) { storage.withLock { $0 = value } }
 }
 
 /// Suspends until SIGINT or SIGTERM.

@@ -28,6 +28,20 @@ final class Watcher: Sendable {
     }
 }
 
+/// SUBSCRIBE to alice's reg event (24.228 R3-1a: Event reg, Accept reginfo+xml).
+func regSubscribe(from: String, contact: String) throws -> SIPRequest {
+    var headers = SIPHeaderFields()
+    headers.append(.from, from)
+    headers.append(.to, "<\(aliceIMPU)>")
+    headers.append(.callID, UUID().uuidString)
+    headers.append(.cseq, "1 SUBSCRIBE")
+    headers.append(.contact, contact)
+    headers.append(.event, "reg")
+    headers.append(.accept, "application/reginfo+xml")
+    headers.append(.expires, "600")
+    return SIPRequest(method: .subscribe, uri: .sip(try SIPURI.parse(aliceIMPU)), headers: headers)
+}
+
 @Suite(.serialized) struct RegEventTests {
     @Test(arguments: StoreBackend.available)
     func subscribeGetsFullStateThenANotifyPerChange(backend: StoreBackend) async throws {
@@ -40,16 +54,8 @@ final class Watcher: Sendable {
         try await watcherEndpoint.start()
         let watcherPort = watcherEndpoint.address(.udp)?.port ?? 0
 
-        var headers = SIPHeaderFields()
-        headers.append(.from, "<sip:epcscf@127.0.0.1>;tag=w1")
-        headers.append(.to, "<\(aliceIMPU)>")
-        headers.append(.callID, UUID().uuidString)
-        headers.append(.cseq, "1 SUBSCRIBE")
-        headers.append(.contact, "<sip:epcscf@127.0.0.1:\(watcherPort)>")
-        headers.append(.event, "reg")
-        headers.append(.accept, "application/reginfo+xml")
-        headers.append(.expires, "600")
-        let subscribe = SIPRequest(method: .subscribe, uri: .sip(try SIPURI.parse(aliceIMPU)), headers: headers)
+        let subscribe = try regSubscribe(
+            from: "<sip:epcscf@127.0.0.1>;tag=w1", contact: "<sip:epcscf@127.0.0.1:\(watcherPort)>")
         let ok = await h.send(subscribe)
         #expect(ok.statusCode == 200)
         #expect(try ok.headers.expires == 600)
@@ -103,14 +109,7 @@ final class Watcher: Sendable {
 @Suite(.serialized) struct RegEventTrustTests {
     @Test func subscribeFromAnUntrustedAddressIs403() async throws {
         let h = try await Harness.start(.sqlite, clientHost: "127.0.0.2")
-        var headers = SIPHeaderFields()
-        headers.append(.from, "<sip:mallory@evil.example>;tag=m")
-        headers.append(.to, "<\(aliceIMPU)>")
-        headers.append(.callID, UUID().uuidString)
-        headers.append(.cseq, "1 SUBSCRIBE")
-        headers.append(.contact, "<sip:mallory@127.0.0.2:9>")
-        headers.append(.event, "reg")
-        let subscribe = SIPRequest(method: .subscribe, uri: .sip(try SIPURI.parse(aliceIMPU)), headers: headers)
+        let subscribe = try regSubscribe(from: "<sip:mallory@evil.example>;tag=m", contact: "<sip:mallory@127.0.0.2:9>")
         #expect(await h.send(subscribe).statusCode == 403)
         await h.stop()
     }

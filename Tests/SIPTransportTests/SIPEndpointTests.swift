@@ -308,3 +308,13 @@ func makeEndpoint(
         #expect(SIPDestination(uri: try SIPURI.parse("sip:h;transport=sctp")) == nil)
     }
 }
+
+@Suite struct BindingTests {
+    @Test func anyPortForUDPAndTCPIsOnePort() async throws {
+        let endpoint = try await makeEndpoint()
+        defer { Task { await endpoint.shutdown() } }
+        let udp = try #require(endpoint.address(.udp)?.port)
+        #expect(udp > 0)
+        #expect(endpoint.address(.tcp)?.port == udp)
+    }
+}
