@@ -49,6 +49,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The eP-CSCF: token validation (and, next, the WebSocket edge proxy).
+        .target(
+            name: "EPCSCF",
+            dependencies: ["SIPCore", "SIPAuth", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .target(
             name: "SIPTransport",
             dependencies: [
@@ -80,6 +85,10 @@ let package = Package(
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
         .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
+        .testTarget(
+            name: "EPCSCFTests",
+            dependencies: ["EPCSCF", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(
             name: "SCSCFTests",
             dependencies: [

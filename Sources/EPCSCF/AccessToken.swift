@@ -1,0 +1,203 @@
+import Crypto
+import Foundation
+import Synchronization
+
+/// What the eP-CSCF takes from a WAF access token (spec.md WAF-2, WAF-3; RFC 9068).
+public struct AccessTokenClaims: Sendable, Hashable {
+    public var issuer: String
+    public var subject: String
+    public var audience: [String]
+    public var expires: Date
+    public var notBefore: Date?
+    public var issuedAt: Date?
+    public var tokenID: String?
+    public var clientID: String?
+    public var scopes: [String]
+    public var impi: String
+    public var impus: [String]
+    public var wwsf: String
+}
+
+/// Why a token was refused, and the SIP answer it earns (EPC-18, RFC 6750 §3.1).
+public enum TokenError: Error, Sendable, Hashable {
+    case malformed
+    case wrongType
+    case algorithmNotAllowed
+    case unknownIssuer
+    case unknownKey
+    case badSignature
+    case wrongAudience
+    case expired
+    case notYetValid
+    case missingClaim(String)
+    case insufficientScope
+
+    /// 403 for a valid token without the scope (insufficient_scope); 401 invalid_token else.
+    public var statusCode: Int { self == .insufficientScope ? 403 : 401 }
+}
+
+/// The public keys of one trusted WAF, by `kid`.
+public struct TrustedIssuer: Sendable {
+    public var issuer: String
+    public var keys: [String: P256.Signing.PublicKey]
+
+    public init(issuer: String, keys: [String: P256.Signing.PublicKey]) {
+        self.issuer = issuer
+        self.keys = keys
+    }
+
+    /// Reads the EC P-256 keys of a JWKS document (RFC 7517); other keys are skipped.
+    public static func keys(fromJWKS data: Data) -> [String: P256.Signing.PublicKey] {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let keys = object["keys"] as? [[String: Any]]
+        else { return [:] }
+        var result: [String: P256.Signing.PublicKey] = [:]
+        for jwk in keys {
+            guard jwk["kty"] as? String == "EC", jwk["crv"] as? String == "P-256", let kid = jwk["kid"] as? String,
+                let x = (jwk["x"] as? String).flatMap(base64URLDecode),
+                let y = (jwk["y"] as? String).flatMap(base64URLDecode),
+                x.count == 32, y.count == 32,
+                let key = try? P256.Signing.PublicKey(x963Representation: [0x04] + x + y)
+            else { continue }
+            if let use = jwk["use"] as? String, use != "sig" { continue }
+            result[kid] = key
+        }
+        return result
+    }
+}
+
+/// Validates RFC 9068 JWT access tokens as EPC-16 orders: `typ` at+jwt, ES256 only (never
+/// `none`, never an HMAC — so a public key can never be used as an HMAC secret), a key
+/// chosen by `kid` from the configured WAFs only (`jku`, `jwk`, `x5u` are ignored), exact
+/// `iss`, our `aud`, `exp`/`nbf`/`iat` with bounded skew, the registration scope, and the
+/// project claims `impi`, `impu`, `wwsf`. A validated token is cached by its SHA-256 until
+/// it expires, so a refresh with the same token skips the signature check.
+public final class TokenValidator: Sendable {
+    let issuers: [String: TrustedIssuer]
+    let audience: String
+    let requiredScope: String
+    let clockSkew: TimeInterval
+    let clock: @Sendable () -> Date
+    let cache = Mutex<[SHA256Digest: AccessTokenClaims]>([:])
+    let cacheLimit: Int
+
+    public init(
+        issuers: [TrustedIssuer], audience: String, requiredScope: String = "ims-register",
+        clockSkew: TimeInterval = 60,
+        cacheLimit: Int = 100_000, clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.issuers = Dictionary(issuers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
+        self.audience = audience
+        self.requiredScope = requiredScope
+        self.clockSkew = clockSkew
+        self.cacheLimit = cacheLimit
+        self.clock = clock
+    }
+
+    public func validate(_ token: String) -> Result<AccessTokenClaims, TokenError> {
+        let now = clock()
+        let digest = SHA256.hash(data: Array(token.utf8))
+        if let cached = cache.withLock({ $0[digest] }) {
+            if cached.expires.addingTimeInterval(clockSkew) > now { return .success(cached) }
+            _ = cache.withLock { $0.removeValue(forKey: digest) }
+            return .failure(.expired)
+        }
+        let result = verify(token, now: now)
+        if case .success(let claims) = result {
+            cache.withLock { table in
+                if table.count >= cacheLimit { table = table.filter { $0.value.expires > now } }
+                if table.count < cacheLimit { table[digest] = claims }
+            }
+        }
+        return result
+    }
+
+    /// Forgets a cached token (revocation).
+    public func forget(_ token: String) {
+        _ = cache.withLock { $0.removeValue(forKey: SHA256.hash(data: Array(token.utf8))) }
+    }
+
+    func verify(_ token: String, now: Date) -> Result<AccessTokenClaims, TokenError> {
+        guard token.utf8.count <= 8_192 else { return .failure(.malformed) }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerBytes = base64URLDecode(String(parts[0])),
+            let payloadBytes = base64URLDecode(String(parts[1])), let signature = base64URLDecode(String(parts[2])),
+            let header = (try? JSONSerialization.jsonObject(with: Data(headerBytes))) as? [String: Any],
+            let claims = (try? JSONSerialization.jsonObject(with: Data(payloadBytes))) as? [String: Any]
+        else { return .failure(.malformed) }
+        // 1. typ (RFC 9068 §4).
+        guard let typ = header["typ"] as? String, ["at+jwt", "application/at+jwt"].contains(typ.lowercased()) else {
+            return .failure(.wrongType)
+        }
+        // 2. alg: ES256 only.
+        guard header["alg"] as? String == "ES256" else { return .failure(.algorithmNotAllowed) }
+        // 3. iss: exactly a configured WAF; the key from that WAF's keys only.
+        guard let issuer = claims["iss"] as? String, let trusted = issuers[issuer] else {
+            return .failure(.unknownIssuer)
+        }
+        guard let kid = header["kid"] as? String, let key = trusted.keys[kid] else { return .failure(.unknownKey) }
+        // 5. signature over the first two parts as sent.
+        guard signature.count == 64, let ecdsa = try? P256.Signing.ECDSASignature(rawRepresentation: signature),
+            key.isValidSignature(ecdsa, for: Array((parts[0] + "." + parts[1]).utf8))
+        else { return .failure(.badSignature) }
+        // 4. aud: a string or an array containing us.
+        let audience: [String]
+        if let single = claims["aud"] as? String {
+            audience = [single]
+        } else {
+            audience = claims["aud"] as? [String] ?? []
+        }
+        guard audience.contains(self.audience) else { return .failure(.wrongAudience) }
+        // 6. time claims, with bounded skew.
+        guard let exp = numericDate(claims["exp"]) else { return .failure(.missingClaim("exp")) }
+        guard exp.addingTimeInterval(clockSkew) > now else { return .failure(.expired) }
+        let nbf = numericDate(claims["nbf"])
+        if let nbf, nbf.addingTimeInterval(-clockSkew) > now { return .failure(.notYetValid) }
+        let iat = numericDate(claims["iat"])
+        if let iat, iat.addingTimeInterval(-clockSkew) > now { return .failure(.notYetValid) }
+        // 8. the claims the eP-CSCF needs (checked before scope: without them it is malformed).
+        guard let impi = claims["impi"] as? String, !impi.isEmpty else { return .failure(.missingClaim("impi")) }
+        let impus: [String]
+        if let single = claims["impu"] as? String {
+            impus = [single]
+        } else {
+            impus = (claims["impu"] as? [String]) ?? []
+        }
+        guard !impus.isEmpty else { return .failure(.missingClaim("impu")) }
+        guard let wwsf = claims["wwsf"] as? String, !wwsf.isEmpty else { return .failure(.missingClaim("wwsf")) }
+        // 7. scope.
+        let scopes = (claims["scope"] as? String)?.split(separator: " ").map(String.init) ?? []
+        guard scopes.contains(requiredScope) else { return .failure(.insufficientScope) }
+        return .success(
+            AccessTokenClaims(
+                issuer: issuer, subject: claims["sub"] as? String ?? impi, audience: audience, expires: exp,
+                notBefore: nbf,
+                issuedAt: iat, tokenID: claims["jti"] as? String, clientID: claims["client_id"] as? String,
+                scopes: scopes,
+                impi: impi, impus: impus, wwsf: wwsf))
+    }
+}
+
+/// RFC 7519 NumericDate: seconds since 1970, integer or not.
+func numericDate(_ value: Any?) -> Date? {
+    if let n = value as? NSNumber { return Date(timeIntervalSince1970: n.doubleValue) }
+    return nil
+}
+
+/// base64url without padding (RFC 7515 §2); nil on anything else.
+public func base64URLDecode(_ text: String) -> [UInt8]? {
+    guard
+        text.utf8.allSatisfy({
+            $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0)
+                || (0x61...0x7A).contains($0)
+        })
+    else { return nil }
+    var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    while s.utf8.count % 4 != 0 { s += "=" }
+    return Data(base64Encoded: s).map(Array.init)
+}
+
+public func base64URLEncode(_ bytes: [UInt8]) -> String {
+    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        .replacingOccurrences(of: "=", with: "")
+}

@@ -1,0 +1,179 @@
+import Crypto
+import Foundation
+import Synchronization
+import Testing
+
+@testable import EPCSCF
+
+let issuer = "https://waf.ims.example.com"
+let audience = "https://epcscf.ims.example.com"
+let t0 = Date(timeIntervalSince1970: 1_893_453_000)
+
+/// A WAF for tests: mints tokens the way spec.md WAF-3 describes, and forged variants.
+struct TestWAF {
+    let key = P256.Signing.PrivateKey()
+    let kid = "waf-test-1"
+
+    var trusted: TrustedIssuer { TrustedIssuer(issuer: issuer, keys: [kid: key.publicKey]) }
+
+    var claims: [String: Any] {
+        [
+            "iss": issuer, "sub": "alice_private@ims.example.com", "aud": audience,
+            "exp": t0.timeIntervalSince1970 + 3600, "iat": t0.timeIntervalSince1970 - 10,
+            "jti": UUID().uuidString, "client_id": "wwsf.ims.example.com", "scope": "ims-register",
+            "impi": "alice_private@ims.example.com", "impu": ["sip:alice@ims.example.com"],
+            "wwsf": "wwsf.ims.example.com",
+        ]
+    }
+
+    func token(
+        header: [String: Any] = [:], claims changes: [String: Any?] = [:],
+        signWith other: P256.Signing.PrivateKey? = nil
+    )
+        throws -> String
+    {
+        var h: [String: Any] = ["alg": "ES256", "typ": "at+jwt", "kid": kid]
+        for (k, v) in header { h[k] = v }
+        var c = claims
+        for (k, v) in changes { c[k] = v ?? nil }
+        for (k, v) in changes where v == nil { c.removeValue(forKey: k) }
+        let input = try part(h) + "." + part(c)
+        let signature = try (other ?? key).signature(for: Array(input.utf8))
+        return input + "." + base64URLEncode(Array(signature.rawRepresentation))
+    }
+
+    func part(_ object: [String: Any]) throws -> String {
+        base64URLEncode(Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])))
+    }
+}
+
+func validator(_ waf: TestWAF, now: Date = t0) -> TokenValidator {
+    TokenValidator(issuers: [waf.trusted], audience: audience, clock: { now })
+}
+
+@Suite struct TokenValidatorTests {
+    @Test func aGoodTokenGivesItsIdentities() throws {
+        let waf = TestWAF()
+        let claims = try validator(waf).validate(try waf.token()).get()
+        #expect(claims.impi == "alice_private@ims.example.com")
+        #expect(claims.impus == ["sip:alice@ims.example.com"])
+        #expect(claims.wwsf == "wwsf.ims.example.com")
+        #expect(claims.scopes == ["ims-register"])
+        // `application/at+jwt` is the same type; `aud` may be an array.
+        let other = try waf.token(header: ["typ": "application/at+jwt"], claims: ["aud": ["x", audience]])
+        #expect((try? validator(waf).validate(other).get()) != nil)
+    }
+
+    /// The forged-token matrix of the eP-CSCF issue, each with its exact verdict.
+    @Test func forgedTokensAreRefused() throws {
+        let waf = TestWAF()
+        let v = validator(waf)
+        let stranger = P256.Signing.PrivateKey()
+        let noneToken =
+            (try waf.part(["alg": "none", "typ": "at+jwt", "kid": waf.kid])) + "." + (try waf.part(waf.claims)) + "."
+        // HS256 "signed" with the WAF's public key as the secret: the classic key-confusion forgery.
+        let hsInput =
+            (try waf.part(["alg": "HS256", "typ": "at+jwt", "kid": waf.kid])) + "." + (try waf.part(waf.claims))
+        let hsMAC = HMAC<SHA256>.authenticationCode(
+            for: Array(hsInput.utf8), using: SymmetricKey(data: waf.key.publicKey.x963Representation))
+        let hsToken = hsInput + "." + base64URLEncode(Array(hsMAC))
+        let cases: [(String, String, TokenError)] = [
+            ("garbage", "not.a.token", .malformed),
+            ("two parts", "abc.def", .malformed),
+            ("alg none", noneToken, .algorithmNotAllowed),
+            ("HS256 with the public key", hsToken, .algorithmNotAllowed),
+            ("unknown key", try waf.token(signWith: stranger), .badSignature),
+            ("unknown kid", try waf.token(header: ["kid": "other"]), .unknownKey),
+            (
+                "jwk in header ignored",
+                try waf.token(header: ["kid": "other", "jwk": ["kty": "EC"]], signWith: stranger), .unknownKey
+            ),
+            ("expired", try waf.token(claims: ["exp": t0.timeIntervalSince1970 - 61]), .expired),
+            ("not yet valid", try waf.token(claims: ["nbf": t0.timeIntervalSince1970 + 120]), .notYetValid),
+            ("wrong iss", try waf.token(claims: ["iss": "https://evil.example"]), .unknownIssuer),
+            ("wrong aud", try waf.token(claims: ["aud": "https://other-epcscf.example"]), .wrongAudience),
+            ("missing scope", try waf.token(claims: ["scope": "openid"]), .insufficientScope),
+            ("typ JWT", try waf.token(header: ["typ": "JWT"]), .wrongType),
+            ("no typ", try waf.token(header: ["typ": nil as String?].compactMapValues { $0 }), .wrongType),
+            ("no impi", try waf.token(claims: ["impi": nil]), .missingClaim("impi")),
+            ("no impu", try waf.token(claims: ["impu": [String]()]), .missingClaim("impu")),
+            ("no wwsf", try waf.token(claims: ["wwsf": nil]), .missingClaim("wwsf")),
+            ("no exp", try waf.token(claims: ["exp": nil]), .missingClaim("exp")),
+        ]
+        for (name, token, expected) in cases {
+            var tampered = token
+            if name == "no typ" {
+                // Rebuild without typ: the helper always sets one.
+                let header = try waf.part(["alg": "ES256", "kid": waf.kid])
+                let input = header + "." + (try waf.part(waf.claims))
+                tampered =
+                    input + "."
+                    + base64URLEncode(Array(try waf.key.signature(for: Array(input.utf8)).rawRepresentation))
+            }
+            switch v.validate(tampered) {
+            case .success: Issue.record("\(name): accepted")
+            case .failure(let error): #expect(error == expected, "\(name)")
+            }
+        }
+        // Status codes: 403 only for a valid token lacking the scope.
+        #expect(TokenError.insufficientScope.statusCode == 403)
+        #expect(TokenError.badSignature.statusCode == 401)
+    }
+
+    @Test func aTamperedPayloadBreaksTheSignature() throws {
+        let waf = TestWAF()
+        let good = try waf.token()
+        let parts = good.split(separator: ".").map(String.init)
+        var claims = waf.claims
+        claims["impu"] = ["sip:bob@ims.example.com"]
+        let forged = parts[0] + "." + (try waf.part(claims)) + "." + parts[2]
+        #expect(validator(waf).validate(forged) == .failure(.badSignature))
+    }
+
+    @Test func theProjectHS256VectorIsRefused() {
+        // spec.md §10.7: an HS256 test token; HMAC is never accepted by the eP-CSCF.
+        let token =
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6IndhZi10ZXN0LTEifQ.eyJpc3MiOiJodHRwczovL3dhZi5pbXMuZXhhbXBsZS5jb20iLCJzdWIiOiJhbGljZV9wcml2YXRlQGltcy5leGFtcGxlLmNvbSIsImF1ZCI6Imh0dHBzOi8vZXBjc2NmLmltcy5leGFtcGxlLmNvbSIsImV4cCI6MTg5MzQ1NjAwMCwiaWF0IjoxODkzNDUyNDAwLCJqdGkiOiI1ZjJiOGMxZS0wZDRhLTRiN2UtOWMzZi0xYTJiM2M0ZDVlNmYiLCJjbGllbnRfaWQiOiJ3d3NmLmltcy5leGFtcGxlLmNvbSIsInNjb3BlIjoiaW1zLXJlZ2lzdGVyIiwiaW1waSI6ImFsaWNlX3ByaXZhdGVAaW1zLmV4YW1wbGUuY29tIiwiaW1wdSI6WyJzaXA6YWxpY2VAaW1zLmV4YW1wbGUuY29tIl0sInd3c2YiOiJ3d3NmLmltcy5leGFtcGxlLmNvbSJ9.DKha5oaq9a2zOgIb6KPM5bw_YzUGz195-I_EbK1mBF4"
+        let v = TokenValidator(issuers: [TestWAF().trusted], audience: audience, clock: { t0 })
+        #expect(v.validate(token) == .failure(.algorithmNotAllowed))
+    }
+
+    @Test func validatedTokensAreCachedUntilTheyExpire() throws {
+        let waf = TestWAF()
+        let clock = Clock()
+        let v = TokenValidator(issuers: [waf.trusted], audience: audience, clock: { clock.now })
+        let token = try waf.token()
+        #expect((try? v.validate(token).get()) != nil)
+        #expect(v.cache.withLock { $0.count } == 1)
+        clock.now = t0.addingTimeInterval(3600 + 61)
+        #expect(v.validate(token) == .failure(.expired))
+        #expect(v.cache.withLock { $0.count } == 0)
+    }
+
+    @Test func jwksKeysAreRead() throws {
+        let key = P256.Signing.PrivateKey().publicKey
+        let raw = Array(key.x963Representation)
+        let jwks: [String: Any] = [
+            "keys": [
+                [
+                    "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "x": base64URLEncode(Array(raw[1..<33])),
+                    "y": base64URLEncode(Array(raw[33..<65])),
+                ],
+                ["kty": "RSA", "kid": "r1", "n": "AQAB", "e": "AQAB"],
+                ["kty": "EC", "crv": "P-256", "kid": "bad", "x": "AAAA", "y": "AAAA"],
+            ]
+        ]
+        let keys = TrustedIssuer.keys(fromJWKS: try JSONSerialization.data(withJSONObject: jwks))
+        #expect(Array(keys.keys) == ["k1"])
+        #expect(keys["k1"]?.x963Representation == key.x963Representation)
+        #expect(TrustedIssuer.keys(fromJWKS: Data("garbage".utf8)).isEmpty)
+    }
+}
+
+final class Clock: Sendable {
+    let time = Mutex(t0)
+    var now: Date {
+        get { time.withLock { $0 } }
+        set { time.withLock { $0 = newValue } }
+    }
+}
