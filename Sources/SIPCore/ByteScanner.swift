@@ -247,3 +247,10 @@ public func equalsIgnoringASCIICase(_ a: some StringProtocol, _ b: some StringPr
     }
     return true
 }
+
+/// A random token for branches, tags and flow tokens: `length` characters of [0-9a-z].
+public func randomToken(length: Int = 16) -> String {
+    let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+    var generator = SystemRandomNumberGenerator()
+    return String(decoding: (0..<length).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
+}

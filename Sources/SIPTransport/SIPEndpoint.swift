@@ -215,10 +215,3 @@ public enum SIPEndpointError: Error, Sendable {
     case tlsNotConfigured
     case noListener(SIPTransportProtocol)
 }
-
-/// A random token for branches and tags: 16 characters of [0-9a-z].
-public func randomToken(length: Int = 16) -> String {
-    let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
-    var generator = SystemRandomNumberGenerator()
-    return String(decoding: (0..<length).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
-}

@@ -1,0 +1,244 @@
+import Foundation
+import SIPAuth
+import SIPCore
+
+/// The eP-CSCF's settings for REGISTER handling (spec.md §6).
+public struct EPCSCFConfiguration: Sendable {
+    /// Home domain: the realm in challenges and TNA headers.
+    public var homeDomain: String
+    /// Host[:port] of this eP-CSCF, for Path URIs.
+    public var hostPort: String
+    /// Written in P-Visited-Network-ID and as orig-ioi.
+    public var networkID: String
+    /// The WAF a WIC should get a token from (authz_server in Bearer challenges).
+    public var authorizationServer: String
+    public var requiredScope: String = "ims-register"
+
+    public init(homeDomain: String, hostPort: String, networkID: String? = nil, authorizationServer: String) {
+        self.homeDomain = homeDomain
+        self.hostPort = hostPort
+        self.networkID = networkID ?? homeDomain
+        self.authorizationServer = authorizationServer
+    }
+}
+
+/// What a REGISTER from a WIC becomes.
+public enum RegisterDecision: Sendable {
+    /// Forward this request to the S-CSCF.
+    case forward(SIPRequest)
+    /// Answer the WIC with this response; nothing goes to the S-CSCF.
+    case reject(SIPResponse)
+}
+
+/// The REGISTER rules of the eP-CSCF, as pure functions of the request, the flow and the
+/// token: everything the WebSocket side does to a REGISTER before it leaves for the S-CSCF.
+public struct RegisterProcessor: Sendable {
+    public let configuration: EPCSCFConfiguration
+    public let tokens: TokenValidator
+    let clock: @Sendable () -> Date
+
+    public init(
+        configuration: EPCSCFConfiguration, tokens: TokenValidator, clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.configuration = configuration
+        self.tokens = tokens
+        self.clock = clock
+    }
+
+    /// - Parameters:
+    ///   - flowToken: identifies the WebSocket flow in our Path URI (RFC 5626 style).
+    ///   - origin: the WebSocket handshake's Origin, to match the token's `wwsf`.
+    ///   - boundIMPI: the IMPI a successful Digest registration bound to this TLS session.
+    public func process(_ incoming: SIPRequest, flowToken: String, origin: String?, boundIMPI: String?)
+        -> RegisterDecision
+    {
+        var request = incoming
+        // EPC-14: whatever a WIC says about integrity protection goes first, unread.
+        let authorizations: [SIPAuthField]
+        do {
+            authorizations = try request.headers.authorizations()
+        } catch {
+            return .reject(reply(request, 400, "Malformed Authorization"))
+        }
+        request.headers.removeAll(.authorization)
+        var digest: SIPAuthField?
+        var bearer: String?
+        for var field in authorizations {
+            if field.isBearer {
+                guard let token = field.bearerToken, !token.isEmpty else {
+                    return .reject(reply(request, 400, "Malformed Authorization"))
+                }
+                bearer = token
+            } else if field.isDigest {
+                field.removeTrustedNodeParameters()
+                digest = field
+            } else {
+                return .reject(reply(request, 400, "Unsupported Authorization Scheme"))
+            }
+        }
+        let to: SIPAddress
+        let from: SIPAddress
+        do {
+            to = try request.headers.to
+            from = try request.headers.from
+        } catch {
+            return .reject(reply(request, 400, error.reasonPhrase))
+        }
+
+        if let bearer {
+            // Scenario 2/3: the token is the authentication (EPC-15 … EPC-20).
+            let claims: AccessTokenClaims
+            switch tokens.validate(bearer) {
+            case .success(let c): claims = c
+            case .failure(let error): return .reject(bearerChallenge(request, error: error))
+            }
+            let toIMPU = identity(of: to.uri)
+            // EPC-17: To among the token's IMPUs, From = To, any IMPI given = the token's.
+            guard claims.impus.contains(where: { identity(of: $0) == toIMPU }) else {
+                return .reject(reply(request, 403, "Identity Not In Token"))
+            }
+            guard identity(of: from.uri) == toIMPU else { return .reject(reply(request, 403, "From Must Equal To")) }
+            if let given = digest?.username, !given.isEmpty, given != claims.impi {
+                return .reject(reply(request, 403, "IMPI Not In Token"))
+            }
+            if let origin, !originMatches(origin, wwsf: claims.wwsf) {
+                return .reject(reply(request, 403, "Origin Does Not Match Token"))
+            }
+            // EPC-19: the TNA header replaces the Bearer one.
+            var tna = TrustedNodeAuthorization(
+                impi: claims.impi, realm: configuration.homeDomain, uri: request.uri.description)
+            if claims.issuer != configuration.authorizationServer, let host = URL(string: claims.issuer)?.host {
+                tna.wafID = host  // third-party WAF (spec.md §2.2 project decision)
+            }
+            request.headers.append(.authorization, tna.field.description)
+            // EPC-20: the registration may not outlive the token.
+            let remaining = UInt32(max(0, claims.expires.timeIntervalSince(clock()).rounded(.down)))
+            capExpires(&request, at: remaining)
+        } else if var digest {
+            // Scenario 1 over TLS (EPC-10): nothing on the very first REGISTER; tls-pending
+            // with a response; tls-yes once the TLS session is bound to the IMPI.
+            if let response = digest.response, !response.isEmpty {
+                let bound = boundIMPI != nil && boundIMPI == digest.username
+                digest.set("integrity-protected", bound ? "tls-yes" : "tls-pending", quoted: false)
+            }
+            request.headers.append(.authorization, digest.description)
+        } else {
+            return .reject(bearerChallenge(request, error: nil))
+        }
+        addPathAndCharging(&request, flowToken: flowToken)
+        return .forward(request)
+    }
+
+    /// EPC-12: ik and ck are for a P-CSCF setting up IPsec; the WIC never sees them.
+    public func processResponse(_ response: SIPResponse) -> SIPResponse {
+        guard response.statusCode == 401 || response.statusCode == 407 else { return response }
+        var out = response
+        for index in out.headers.indices
+        where out.headers[index].name == .wwwAuthenticate || out.headers[index].name == .proxyAuthenticate {
+            guard var challenge = try? SIPAuthField.parse(out.headers[index].value, header: out.headers[index].name)
+            else { continue }
+            challenge.remove("ik")
+            challenge.remove("ck")
+            out.headers[index].value = challenge.description
+        }
+        return out
+    }
+
+    // MARK: helpers
+
+    func addPathAndCharging(_ request: inout SIPRequest, flowToken: String) {
+        let wantsOutbound: Bool
+        if case .contacts(let contacts)? = try? request.headers.contact {
+            wantsOutbound = contacts.contains { $0.instance != nil && $0.regID != nil }
+        } else {
+            wantsOutbound = false
+        }
+        // EPC-7: our Path with the flow token; `ob` when the WIC uses outbound.
+        var parameters: SIPParameters = [SIPParameter("lr")]
+        if wantsOutbound { parameters.elements.append(SIPParameter("ob")) }
+        let (host, port) = splitHostPort(configuration.hostPort)
+        request.headers.prepend(
+            .path, SIPAddress(SIPURI(user: flowToken, host: host, port: port, parameters: parameters)).description)
+        if !request.headers.require.contains(where: { equalsIgnoringASCIICase($0, "path") }) {
+            request.headers.append(.require, "path")
+        }
+        // EPC-8.
+        request.headers[.pVisitedNetworkID] = quote(configuration.networkID)
+        request.headers[.pChargingVector] =
+            "icid-value=\(quote(randomICID()));orig-ioi=\(configuration.networkID)"
+    }
+
+    func capExpires(_ request: inout SIPRequest, at limit: UInt32) {
+        switch (try? request.headers.expires) ?? nil {
+        case 0?: break  // a de-registration stays one
+        case let requested? where requested <= limit: break
+        default: request.headers[.expires] = String(limit)
+        }
+        // Contact-level expires wins over the header (RFC 3261 §10.2.1.1): cap those too.
+        for index in request.headers.indices where request.headers[index].name == .contact {
+            guard var list = try? SIPAddress.parseList(request.headers[index].value) else { continue }
+            var changed = false
+            for i in list.indices {
+                if let value = list[i].parameters["expires"].flatMap({ UInt32($0) }), value > limit {
+                    list[i].parameters.set("expires", String(limit))
+                    changed = true
+                }
+            }
+            if changed { request.headers[index].value = list.map(\.description).joined(separator: ", ") }
+        }
+    }
+
+    /// EPC-18: 401 with a Bearer challenge; `error="invalid_token"` when a token was given;
+    /// 403 when the token is valid but lacks the scope.
+    func bearerChallenge(_ request: SIPRequest, error: TokenError?) -> SIPResponse {
+        if let error, error.statusCode == 403 { return reply(request, 403, "Insufficient Scope") }
+        var challenge = SIPAuthField(scheme: "Bearer")
+        challenge.set("realm", configuration.homeDomain, quoted: true)
+        challenge.set("scope", configuration.requiredScope, quoted: true)
+        challenge.set("authz_server", configuration.authorizationServer, quoted: true)
+        if error != nil { challenge.set("error", "invalid_token", quoted: true) }
+        var response = reply(request, 401)
+        response.headers.append(.wwwAuthenticate, challenge.description)
+        return response
+    }
+
+    func reply(_ request: SIPRequest, _ code: Int, _ reason: String? = nil) -> SIPResponse {
+        SIPResponse(replyingTo: request, statusCode: code, reasonPhrase: reason, toTag: "ep" + randomToken(length: 8))
+    }
+}
+
+/// `sip:user@host` (or `tel:number`) of a URI, host lower-cased, without parameters.
+func identity(of uri: AnyURI) -> String {
+    switch uri {
+    case .sip(let u): return (u.isSecure ? "sips:" : "sip:") + (u.user.map { $0 + "@" } ?? "") + u.host.lowercased()
+    case .tel(let t): return "tel:" + t.number
+    case .other(let s): return s
+    }
+}
+
+func identity(of text: String) -> String {
+    (try? AnyURI.parse(text)).map { identity(of: $0) } ?? text
+}
+
+/// EPC-17: the token's `wwsf` (a host name, or an origin) names the page's origin host.
+func originMatches(_ origin: String, wwsf: String) -> Bool {
+    let originHost = URL(string: origin)?.host?.lowercased() ?? origin.lowercased()
+    let wwsfHost = URL(string: wwsf)?.host?.lowercased() ?? wwsf.lowercased()
+    return originHost == wwsfHost
+}
+
+func splitHostPort(_ hostPort: String) -> (String, UInt16?) {
+    if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
+        let host = String(hostPort[...close])
+        let rest = hostPort[hostPort.index(after: close)...]
+        return (host, rest.hasPrefix(":") ? UInt16(rest.dropFirst()) : nil)
+    }
+    let parts = hostPort.split(separator: ":")
+    if parts.count == 2, let port = UInt16(parts[1]) { return (String(parts[0]), port) }
+    return (hostPort, nil)
+}
+
+/// A globally unique icid-value (EPC-8).
+func randomICID() -> String {
+    "ep-" + String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36) + "-" + randomToken(length: 12)
+}

@@ -1,0 +1,162 @@
+import Crypto
+import Foundation
+import SIPAuth
+import SIPCore
+import Testing
+
+@testable import EPCSCF
+
+func processor(_ waf: TestWAF) -> RegisterProcessor {
+    RegisterProcessor(
+        configuration: EPCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "epcscf.ims.example.com:7443", authorizationServer: issuer),
+        tokens: validator(waf), clock: { t0 })
+}
+
+/// spec.md §9.2 with a chosen Authorization (and optionally other From/To).
+func wicRegister(
+    authorization: String?, from: String = "sip:alice@ims.example.com", to: String = "sip:alice@ims.example.com",
+    expires: String = "600000"
+)
+    throws -> SIPRequest
+{
+    var h = SIPHeaderFields()
+    h.append(.via, "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks")
+    h.append(.maxForwards, "70")
+    h.append(.from, "<\(from)>;tag=5pf2k7d2")
+    h.append(.to, "<\(to)>")
+    h.append(.callID, "9fxced76sl")
+    h.append(.cseq, "1 REGISTER")
+    h.append(
+        .contact,
+        "<sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1"
+    )
+    h.append(.supported, "path, outbound, gruu")
+    if let authorization { h.append(.authorization, authorization) }
+    h.append(.expires, expires)
+    return SIPRequest(method: .register, uri: .sip(SIPURI(host: "ims.example.com")), headers: h)
+}
+
+func forwarded(_ decision: RegisterDecision) -> SIPRequest? {
+    if case .forward(let r) = decision { return r }
+    return nil
+}
+
+func rejected(_ decision: RegisterDecision) -> SIPResponse? {
+    if case .reject(let r) = decision { return r }
+    return nil
+}
+
+@Suite struct RegisterProcessorTests {
+    let origin = "https://wwsf.ims.example.com"
+
+    @Test func aTokenRegisterBecomesTheTNARegisterOfSpec94() throws {
+        let waf = TestWAF()
+        let p = processor(waf)
+        for form in ["Bearer \(try waf.token())", "Bearer access_token=\"\(try waf.token())\""] {
+            let out = try #require(
+                forwarded(
+                    p.process(
+                        try wicRegister(authorization: form), flowToken: "fl-7Hk2q9", origin: origin, boundIMPI: nil)))
+            let auth = try #require(try out.headers.authorizations().first)
+            #expect(TrustedNodeAuthorization(auth)?.impi == "alice_private@ims.example.com")
+            #expect(auth.description.contains("integrity-protected=auth-done"))
+            #expect(!out.headers.values(.authorization).contains { $0.hasPrefix("Bearer") })
+            let path = try out.headers.path
+            #expect(path.first?.description == "<sip:fl-7Hk2q9@epcscf.ims.example.com:7443;lr;ob>")
+            #expect(out.headers.require == ["path"])
+            #expect(out.headers.pVisitedNetworkIDs == ["ims.example.com"])
+            #expect(try out.headers.pChargingVector?["icid-value"]?.isEmpty == false)
+            // EPC-20: 600000 asked, the token has an hour left.
+            #expect(try out.headers.expires == 3600)
+        }
+    }
+
+    @Test func aWICCannotClaimAuthDone() throws {
+        let waf = TestWAF()
+        let forged =
+            "Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\", integrity-protected=auth-done"
+        let out = try #require(
+            forwarded(
+                processor(waf).process(
+                    try wicRegister(authorization: forged), flowToken: "f", origin: origin, boundIMPI: nil)))
+        let auth = try #require(try out.headers.authorizations().first)
+        // EPC-14: the parameter is gone; the S-CSCF will challenge.
+        #expect(auth.integrityProtected == nil)
+        #expect(TrustedNodeAuthorization(auth) == nil)
+    }
+
+    @Test func identityAndTokenFailuresGetTheirAnswers() throws {
+        let waf = TestWAF()
+        let p = processor(waf)
+        let good = try waf.token()
+        func status(_ request: SIPRequest, origin: String? = "https://wwsf.ims.example.com") -> Int? {
+            rejected(p.process(request, flowToken: "f", origin: origin, boundIMPI: nil))?.statusCode
+        }
+        #expect(status(try wicRegister(authorization: nil)) == 401)
+        #expect(status(try wicRegister(authorization: "Bearer garbage")) == 401)
+        #expect(status(try wicRegister(authorization: "Bearer \(try waf.token(claims: ["scope": "openid"]))")) == 403)
+        #expect(
+            status(
+                try wicRegister(
+                    authorization: "Bearer \(good)", from: "sip:bob@ims.example.com", to: "sip:bob@ims.example.com"))
+                == 403)
+        #expect(status(try wicRegister(authorization: "Bearer \(good)", from: "sip:bob@ims.example.com")) == 403)
+        #expect(status(try wicRegister(authorization: "Bearer \(good)", to: "sip:bob@ims.example.com")) == 403)
+        #expect(status(try wicRegister(authorization: "Bearer \(good)"), origin: "https://evil.example") == 403)
+        #expect(status(try wicRegister(authorization: "Bearer ")) == 400)
+        #expect(status(try wicRegister(authorization: "Basic YWxhZGRpbjpvcGVuc2VzYW1l")) == 400)
+        // The 401 for a bad token carries the RFC 8898 challenge with error="invalid_token".
+        let challenge = try #require(
+            rejected(
+                p.process(
+                    try wicRegister(authorization: "Bearer garbage"), flowToken: "f", origin: origin, boundIMPI: nil)))
+        let bearer = try #require(try challenge.headers.challenges().first)
+        #expect(bearer.isBearer)
+        #expect(bearer["realm"] == "ims.example.com" && bearer["scope"] == "ims-register")
+        #expect(bearer["authz_server"] == issuer && bearer["error"] == "invalid_token")
+        // Without any token: no error parameter.
+        let bare = try #require(
+            rejected(p.process(try wicRegister(authorization: nil), flowToken: "f", origin: origin, boundIMPI: nil)))
+        #expect(try bare.headers.challenges().first?["error"] == nil)
+    }
+
+    @Test func digestGetsTLSPendingThenTLSYesAndChallengesLoseIKCK() throws {
+        let waf = TestWAF()
+        let p = processor(waf)
+        let first =
+            "Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
+        let out1 = try #require(
+            forwarded(p.process(try wicRegister(authorization: first), flowToken: "f", origin: origin, boundIMPI: nil)))
+        #expect(try out1.headers.authorizations().first?.integrityProtected == nil)
+        let answer =
+            "Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"n\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\", response=\"701d8b75d7b420c7a2646ea676424729\""
+        let out2 = try #require(
+            forwarded(p.process(try wicRegister(authorization: answer), flowToken: "f", origin: origin, boundIMPI: nil))
+        )
+        #expect(try out2.headers.authorizations().first?.integrityProtected == "tls-pending")
+        let out3 = try #require(
+            forwarded(
+                p.process(
+                    try wicRegister(authorization: answer), flowToken: "f", origin: origin,
+                    boundIMPI: "alice_private@ims.example.com")))
+        #expect(try out3.headers.authorizations().first?.integrityProtected == "tls-yes")
+
+        var challenge = SIPResponse(statusCode: 401)
+        challenge.headers.append(
+            .wwwAuthenticate, "Digest realm=\"r\", nonce=\"n\", algorithm=AKAv1-MD5, qop=\"auth\", ik=\"00\", ck=\"11\""
+        )
+        let toWIC = p.processResponse(challenge)
+        #expect(toWIC.headers[.wwwAuthenticate] == "Digest realm=\"r\", nonce=\"n\", algorithm=AKAv1-MD5, qop=\"auth\"")
+    }
+
+    @Test func deRegistrationKeepsExpiresZero() throws {
+        let waf = TestWAF()
+        let out = try #require(
+            forwarded(
+                processor(waf).process(
+                    try wicRegister(authorization: "Bearer \(try waf.token())", expires: "0"), flowToken: "f",
+                    origin: "https://wwsf.ims.example.com", boundIMPI: nil)))
+        #expect(try out.headers.expires == 0)
+    }
+}
