@@ -52,7 +52,16 @@ let package = Package(
         // The eP-CSCF: token validation (and, next, the WebSocket edge proxy).
         .target(
             name: "EPCSCF",
-            dependencies: ["SIPCore", "SIPAuth", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "SIPCore", "SIPAuth", "SIPTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "SIPTransport",
@@ -87,7 +96,15 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
         .testTarget(
             name: "EPCSCFTests",
-            dependencies: ["EPCSCF", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "EPCSCF", "SCSCF", "HSS", "Storage", "SIPTransport", "WebIMSTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         .testTarget(
             name: "SCSCFTests",

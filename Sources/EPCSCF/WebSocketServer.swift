@@ -1,0 +1,253 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+import SIPCore
+import SIPTransport
+import Synchronization
+
+/// The W2 listener: SIP over secure WebSocket (RFC 7118) for WICs, in front of the S-CSCF.
+public struct WebSocketServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 7443
+    /// nil only for tests of the plain-HTTP refusal; WICs always get WSS (EPC-2).
+    public var tls: TLSConfiguration?
+    /// WWSF origins whose pages may open a flow (EPC-4, WWSF-6).
+    public var allowedOrigins: Set<String>
+    /// Lets non-browser clients without an Origin header in (an explicit operator choice).
+    public var allowMissingOrigin = false
+    /// Largest SIP message (one WebSocket message) accepted.
+    public var maxMessageSize = 65_536
+    /// Where REGISTERs go.
+    public var scscf: SIPDestination
+
+    public init(allowedOrigins: Set<String>, scscf: SIPDestination) {
+        self.allowedOrigins = allowedOrigins
+        self.scscf = scscf
+    }
+}
+
+public final class WebSocketServer: Sendable {
+    public let configuration: WebSocketServerConfiguration
+    let processor: RegisterProcessor
+    let sip: SIPEndpoint
+    let logger: Logger
+    let channel = Mutex<(any Channel)?>(nil)
+    let sslContext: NIOSSLContext?
+
+    public init(
+        configuration: WebSocketServerConfiguration, processor: RegisterProcessor, sip: SIPEndpoint, logger: Logger
+    ) throws {
+        self.configuration = configuration
+        self.processor = processor
+        self.sip = sip
+        self.logger = logger
+        self.sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
+    }
+
+    public var port: Int? { channel.withLock { $0?.localAddress?.port } }
+
+    public func start() async throws {
+        let server = self
+        let bound = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try server.setUp(channel) }
+            }
+            .bind(host: configuration.host, port: configuration.port).get()
+        channel.withLock { $0 = bound }
+    }
+
+    public func shutdown() async {
+        let open = channel.withLock { $0 }
+        try? await open?.close().get()
+    }
+
+    func setUp(_ channel: any Channel) throws {
+        let sync = channel.pipeline.syncOperations
+        if let sslContext { try sync.addHandler(NIOSSLServerHandler(context: sslContext)) }
+        let server = self
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: configuration.maxMessageSize,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeSucceededFuture(
+                    server.handshakeVerdict(head) == nil ? HTTPHeaders([("Sec-WebSocket-Protocol", "sip")]) : nil)
+            },
+            upgradePipelineHandler: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    let origin = head.headers.first(name: "origin")
+                    // The refusal handler is for HTTP; frames must not reach it.
+                    channel.pipeline.syncOperations.removeHandler(name: "handshake-refusal", promise: nil)
+                    try channel.pipeline.syncOperations.addHandler(
+                        SIPWebSocketHandler(server: server, origin: origin, flowToken: "fl-" + randomToken(length: 12)))
+                }
+            })
+        try sync.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+        try sync.addHandler(HandshakeRefusal(server: server), name: "handshake-refusal")
+    }
+
+    /// nil to upgrade; else the HTTP status that refuses the handshake and why.
+    func handshakeVerdict(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
+        let origin = head.headers.first(name: "origin")
+        if let origin {
+            guard configuration.allowedOrigins.contains(origin) else { return (.forbidden, "Origin not allowed") }
+        } else if !configuration.allowMissingOrigin {
+            return (.forbidden, "Origin required")
+        }
+        // A client may offer several protocols in one header (`foo, sip`).
+        let offered = head.headers["sec-websocket-protocol"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard offered.contains("sip") else { return (.badRequest, "Subprotocol sip required") }
+        guard head.headers.first(name: "upgrade")?.lowercased() == "websocket" else {
+            return (.upgradeRequired, "WebSocket only")
+        }
+        return nil
+    }
+
+    /// Handles one SIP message from a flow and returns what goes back down it.
+    func handle(_ bytes: ByteBuffer, flowToken: String, origin: String?, boundIMPI: String?) async -> (
+        SIPResponse?, String?
+    ) {
+        let parsed = bytes.withUnsafeReadableBytes { raw in
+            Result { () throws(SIPParseError) -> SIPMessage in
+                try SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parse(
+                    UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
+                    framing: .message)
+            }
+        }
+        let request: SIPRequest
+        switch parsed {
+        case .failure(let error):
+            let response = bytes.withUnsafeReadableBytes { raw in
+                SIPResponse.errorResponse(
+                    forUnparseable: UnsafeBufferPointer(
+                        start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
+                    error: error)
+            }
+            return (response, boundIMPI)
+        case .success(.response):
+            return (nil, boundIMPI)  // no requests of ours go up this flow yet
+        case .success(.request(let r)):
+            request = r
+        }
+        guard request.method == .register else {
+            if request.method == .ack { return (nil, boundIMPI) }
+            return (
+                SIPResponse(
+                    replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8)),
+                boundIMPI
+            )
+        }
+        switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {
+        case .reject(let response):
+            return (response, boundIMPI)
+        case .forward(let upstream):
+            let answer = processor.processResponse(await sip.send(upstream, to: configuration.scscf))
+            var bound = boundIMPI
+            // EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow.
+            if answer.statusCode == 200, let impi = (try? upstream.headers.authorizations())?.first?.username {
+                bound = impi
+            }
+            return (answer, bound)
+        }
+    }
+}
+
+/// Answers handshakes that were not upgraded: 403 for a foreign or missing Origin, 400
+/// without subprotocol `sip`, 426 for plain HTTP; then closes.
+final class HandshakeRefusal: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let server: WebSocketServer
+
+    init(server: WebSocketServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(let head) = unwrapInboundIn(data) else { return }
+        let (status, reason) = server.handshakeVerdict(head) ?? (.badRequest, "Bad handshake")
+        var headers = HTTPHeaders([("Content-Type", "text/plain"), ("Connection", "close")])
+        headers.add(name: "Content-Length", value: String(reason.utf8.count + 1))
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: reason + "\n")))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// One WIC flow: a SIP message per WebSocket message (RFC 7118 §5), text or binary.
+final class SIPWebSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+    let server: WebSocketServer
+    let origin: String?
+    let flowToken: String
+    let flow = FlowState()
+    var assembling: ByteBuffer?
+
+    init(server: WebSocketServer, origin: String?, flowToken: String) {
+        self.server = server
+        self.origin = origin
+        self.flowToken = flowToken
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .ping:
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            return
+        case .connectionClose:
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer()))
+            )
+            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            return
+        case .text, .binary:
+            assembling = frame.unmaskedData
+        case .continuation:
+            var data = frame.unmaskedData
+            assembling?.writeBuffer(&data)
+        default:
+            return
+        }
+        guard frame.fin, let message = assembling else {
+            if (assembling?.readableBytes ?? 0) > server.configuration.maxMessageSize {
+                // Too large: close with 1009 (RFC 6455 §7.4.1).
+                var code = context.channel.allocator.buffer(capacity: 2)
+                code.write(webSocketErrorCode: .messageTooLarge)
+                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)))
+                    .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            }
+            return
+        }
+        assembling = nil
+        let channel = context.channel
+        let server = self.server
+        let flowToken = self.flowToken
+        let origin = self.origin
+        let flow = self.flow
+        Task {
+            let (response, bound) = await server.handle(
+                message, flowToken: flowToken, origin: origin, boundIMPI: flow.boundIMPI.withLock { $0 })
+            flow.boundIMPI.withLock { $0 = bound }
+            guard let response, channel.isActive else { return }
+            let bytes = response.serialized()
+            channel.writeAndFlush(
+                WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        }
+    }
+
+}
+
+/// What a flow knows across its messages; shared with the tasks that handle them.
+final class FlowState: Sendable {
+    /// The IMPI a 200 OK bound to this TLS session (EPC-13, EPC-21).
+    let boundIMPI = Mutex<String?>(nil)
+}

@@ -1,0 +1,321 @@
+import Crypto
+import Foundation
+import HSS
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SCSCF
+import SIPAuth
+import SIPCore
+import SIPTransport
+import Storage
+import Synchronization
+import Testing
+import WebIMSTesting
+
+@testable import EPCSCF
+
+/// A WebSocket client written out by hand over TLS: the handshake as text, masked frames
+/// (RFC 6455 §5.2), so the test depends on nothing it is testing.
+final class RawWSSClient: Sendable {
+    let channel: any Channel
+    let collector: Collector
+
+    init(port: Int) async throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        let context = try NIOSSLContext(configuration: tls)
+        let collector = Collector()
+        self.collector = collector
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: nil))
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+    }
+
+    func send(_ bytes: [UInt8]) async throws { try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get() }
+
+    /// Sends the opening handshake; returns the HTTP status code.
+    func handshake(origin: String?, protocols: String?) async throws -> Int {
+        var text = "GET /sip HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        text += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        if let origin { text += "Origin: \(origin)\r\n" }
+        if let protocols { text += "Sec-WebSocket-Protocol: \(protocols)\r\n" }
+        text += "\r\n"
+        try await send(Array(text.utf8))
+        for _ in 0..<300 {
+            let bytes = collector.bytes.withLock { $0 }
+            if let end = find([13, 10, 13, 10], in: bytes) {
+                let head = String(decoding: bytes[0..<end], as: UTF8.self)
+                collector.bytes.withLock { $0.removeFirst(end + 4) }
+                collector.head.withLock { $0 = head }
+                return Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return 0
+    }
+
+    /// One masked text frame.
+    func sendText(_ text: String, opcode: UInt8 = 0x1) async throws {
+        let payload = Array(text.utf8)
+        var frame: [UInt8] = [0x80 | opcode]
+        if payload.count < 126 {
+            frame.append(0x80 | UInt8(payload.count))
+        } else if payload.count < 65536 {
+            frame.append(0x80 | 126)
+            frame += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        } else {
+            frame.append(0x80 | 127)
+            frame += (0..<8).map { UInt8(truncatingIfNeeded: UInt64(payload.count) >> (8 * (7 - $0))) }
+        }
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        frame += mask
+        frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        try await send(frame)
+    }
+
+    /// The next server frame's payload (opcode, bytes), or nil after a timeout.
+    func nextFrame() async -> (UInt8, [UInt8])? {
+        for _ in 0..<500 {
+            let frame: (UInt8, [UInt8])? = collector.bytes.withLock { bytes in
+                guard bytes.count >= 2 else { return nil }
+                var length = Int(bytes[1] & 0x7F)
+                var offset = 2
+                if length == 126 {
+                    guard bytes.count >= 4 else { return nil }
+                    length = Int(bytes[2]) << 8 | Int(bytes[3])
+                    offset = 4
+                } else if length == 127 {
+                    guard bytes.count >= 10 else { return nil }
+                    length = bytes[2..<10].reduce(0) { $0 << 8 | Int($1) }
+                    offset = 10
+                }
+                guard bytes.count >= offset + length else { return nil }
+                let result = (bytes[0] & 0x0F, Array(bytes[offset..<offset + length]))
+                bytes.removeFirst(offset + length)
+                return result
+            }
+            if let frame { return frame }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
+    func nextSIP() async -> SIPResponse? {
+        guard let (_, payload) = await nextFrame(), case .response(let r)? = try? SIPParser().parse(payload) else {
+            return nil
+        }
+        return r
+    }
+
+    var isClosed: Bool { collector.closed.withLock { $0 } }
+
+    func close() async { try? await channel.close().get() }
+
+    final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let bytes = Mutex<[UInt8]>([])
+        let head = Mutex<String>("")
+        let closed = Mutex(false)
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            bytes.withLock { $0.append(contentsOf: buffer.readableBytesView) }
+        }
+        func channelInactive(context: ChannelHandlerContext) { closed.withLock { $0 = true } }
+    }
+}
+
+func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+    guard haystack.count >= needle.count else { return nil }
+    for i in 0...(haystack.count - needle.count) where Array(haystack[i..<i + needle.count]) == needle { return i }
+    return nil
+}
+
+/// eP-CSCF (WSS) in front of a real S-CSCF on SQLite, with a test WAF.
+struct EdgeHarness {
+    let waf: TestWAF
+    let storage: any DataStore
+    let scscf: SIPEndpoint
+    let toSCSCF: SIPEndpoint
+    let server: WebSocketServer
+    let location: String
+
+    static let origin = "https://wwsf.ims.example.com"
+
+    static func start() async throws -> EdgeHarness {
+        let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
+        let ha1 = digestHA1(impi: "alice_private@ims.example.com", realm: "ims.example.com", password: "alice-secret")
+        try await storage.put(
+            SubscriberRecord(
+                impi: "alice_private@ims.example.com", realm: "ims.example.com",
+                publicIdentities: [PublicIdentity(uri: "sip:alice@ims.example.com")],
+                allowedSchemes: [.digest, .trustedNode],
+                ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
+        let registrar = Registrar(
+            configuration: SCSCFConfiguration(
+                homeDomain: "ims.example.com", hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"]),
+            hss: HSS(store: storage), bindings: storage)
+        var scscfConfig = SIPEndpointConfiguration()
+        scscfConfig.tcpPort = 0
+        let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
+        try await scscf.start()
+        var upstreamConfig = SIPEndpointConfiguration()
+        upstreamConfig.tcpPort = 0
+        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { _, _ in nil }
+        try await toSCSCF.start()
+        let cert = try makeTestCertificate()
+        var config = WebSocketServerConfiguration(
+            allowedOrigins: [origin],
+            scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
+        config.port = 0
+        config.tls = .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
+        let waf = TestWAF()
+        let processor = RegisterProcessor(
+            configuration: EPCSCFConfiguration(
+                homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: issuer),
+            tokens: TokenValidator(issuers: [waf.trusted], audience: audience))
+        let server = try WebSocketServer(
+            configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
+        try await server.start()
+        return EdgeHarness(
+            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, server: server, location: location)
+    }
+
+    init(
+        waf: TestWAF, storage: any DataStore, scscf: SIPEndpoint, toSCSCF: SIPEndpoint, server: WebSocketServer,
+        location: String
+    ) {
+        self.storage = storage
+        self.scscf = scscf
+        self.toSCSCF = toSCSCF
+        self.server = server
+        self.location = location
+        self.waf = waf
+    }
+
+    func stop() async {
+        await server.shutdown()
+        await toSCSCF.shutdown()
+        await scscf.shutdown()
+        await storage.close()
+        try? FileManager.default.removeItem(atPath: location)
+    }
+
+    func client() async throws -> RawWSSClient { try await RawWSSClient(port: server.port ?? 0) }
+}
+
+/// A token valid now (the tests' TestWAF uses a fixed t0; this one uses the real clock).
+func liveToken(_ waf: TestWAF) throws -> String {
+    let now = Date().timeIntervalSince1970
+    return try waf.token(claims: ["exp": now + 3600, "iat": now - 5])
+}
+
+@Suite(.serialized) struct WebSocketServerTests {
+    @Test func handshakeChecks() async throws {
+        let h = try await EdgeHarness.start()
+        for (origin, protocols, expected) in [
+            (EdgeHarness.origin, "sip", 101), (EdgeHarness.origin, "foo, sip", 101),
+            ("https://evil.example", "sip", 403),
+            (nil, "sip", 403), (EdgeHarness.origin, nil, 400), (EdgeHarness.origin, "xmpp", 400),
+        ] as [(String?, String?, Int)] {
+            let c = try await h.client()
+            #expect(
+                try await c.handshake(origin: origin, protocols: protocols) == expected,
+                "\(origin ?? "-") \(protocols ?? "-")")
+            if expected == 101 { #expect(c.collector.head.withLock { $0 }.contains("Sec-WebSocket-Protocol: sip")) }
+            await c.close()
+        }
+        await h.stop()
+    }
+
+    @Test func tokenRegistrationEndToEnd() async throws {
+        let h = try await EdgeHarness.start()
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
+        try await c.sendText(register)
+        let ok = try #require(await c.nextSIP())
+        #expect(ok.statusCode == 200)
+        #expect(try ok.headers.topVia.host == "df7jal23ls0d.invalid")
+        #expect(try ok.headers.serviceRoute.count == 1)
+        #expect(try ok.headers.pAssociatedURI.first?.uri.description == "sip:alice@ims.example.com")
+        let stored = try await h.storage.bindings(aor: "sip:alice@ims.example.com", now: 0)
+        #expect(stored.count == 1 && stored.first?.scheme == .trustedNode)
+        #expect(stored.first?.path.first?.contains(";ob") == true)
+        // A forged auth-done from the WIC is stripped: the S-CSCF challenges.
+        let forged = SpecMessages.register92.replacingOccurrences(
+            of: "Authorization: Bearer \(SpecMessages.token)",
+            with:
+                "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\", integrity-protected=auth-done"
+        ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2")
+        try await c.sendText(forged)
+        #expect(await c.nextSIP()?.statusCode == 401)
+        // Garbage gets no crash: an unanswerable message is dropped, the flow stays usable.
+        try await c.sendText("garbage\r\n\r\n")
+        try await c.sendText(register.replacingOccurrences(of: "CSeq: 1", with: "CSeq: 3"))
+        #expect(await c.nextSIP()?.statusCode == 200)
+        await c.close()
+        await h.stop()
+    }
+
+    @Test func digestRegistrationOverWSS() async throws {
+        let h = try await EdgeHarness.start()
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        let first = SpecMessages.register92.replacingOccurrences(
+            of: "Authorization: Bearer \(SpecMessages.token)",
+            with:
+                "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
+        )
+        try await c.sendText(first)
+        let challengeResponse = try #require(await c.nextSIP())
+        #expect(challengeResponse.statusCode == 401)
+        let challenge = try #require(try challengeResponse.headers.challenges().first { $0.algorithm == "MD5" })
+        #expect(challenge.ik == nil && challenge.ck == nil)
+        let nonce = try #require(challenge.nonce)
+        let ha1 = DigestAlgorithm.md5.ha1(
+            username: "alice_private@ims.example.com", realm: "ims.example.com", password: Array("alice-secret".utf8))
+        let response = DigestAlgorithm.md5.response(
+            ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "0a4f113b", qop: "auth", method: "REGISTER",
+            uri: "sip:ims.example.com")
+        let second = SpecMessages.register92.replacingOccurrences(
+            of: "Authorization: Bearer \(SpecMessages.token)",
+            with:
+                "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\(nonce)\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"\(response)\""
+        ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2")
+        try await c.sendText(second)
+        #expect(await c.nextSIP()?.statusCode == 200)
+        await c.close()
+        await h.stop()
+    }
+}
+
+/// A self-signed certificate from the openssl command line.
+func makeTestCertificate() throws -> (certificate: String, key: String) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("webims-tls-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    process.arguments = [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", "/CN=localhost", "-keyout", dir.appendingPathComponent("key.pem").path,
+        "-out", dir.appendingPathComponent("cert.pem").path,
+    ]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return (
+        try String(contentsOf: dir.appendingPathComponent("cert.pem"), encoding: .utf8),
+        try String(contentsOf: dir.appendingPathComponent("key.pem"), encoding: .utf8)
+    )
+}
