@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
+import SIPAuth
 import SIPCore
 import SIPTransport
 import Synchronization
@@ -22,6 +23,9 @@ public struct WebSocketServerConfiguration: Sendable {
     public var maxMessageSize = 65_536
     /// Where REGISTERs go.
     public var scscf: SIPDestination
+    /// After a flow closes, how long its contacts stay registered before the eP-CSCF
+    /// de-registers them (EPC-33) — unless the same instance registered on a new flow.
+    public var flowCloseGrace: Duration = .seconds(30)
 
     public init(allowedOrigins: Set<String>, scscf: SIPDestination) {
         self.allowedOrigins = allowedOrigins
@@ -36,6 +40,8 @@ public final class WebSocketServer: Sendable {
     let logger: Logger
     let channel = Mutex<(any Channel)?>(nil)
     let sslContext: NIOSSLContext?
+    /// +sip.instance → the flow that registered it last.
+    let latestFlowByInstance = Mutex<[String: String]>([:])
 
     public init(
         configuration: WebSocketServerConfiguration, processor: RegisterProcessor, sip: SIPEndpoint, logger: Logger
@@ -108,9 +114,7 @@ public final class WebSocketServer: Sendable {
     }
 
     /// Handles one SIP message from a flow and returns what goes back down it.
-    func handle(_ bytes: ByteBuffer, flowToken: String, origin: String?, boundIMPI: String?) async -> (
-        SIPResponse?, String?
-    ) {
+    func handle(_ bytes: ByteBuffer, flowToken: String, origin: String?, flow: FlowState) async -> SIPResponse? {
         let parsed = bytes.withUnsafeReadableBytes { raw in
             Result { () throws(SIPParseError) -> SIPMessage in
                 try SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parse(
@@ -121,38 +125,88 @@ public final class WebSocketServer: Sendable {
         let request: SIPRequest
         switch parsed {
         case .failure(let error):
-            let response = bytes.withUnsafeReadableBytes { raw in
+            return bytes.withUnsafeReadableBytes { raw in
                 SIPResponse.errorResponse(
                     forUnparseable: UnsafeBufferPointer(
                         start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
                     error: error)
             }
-            return (response, boundIMPI)
         case .success(.response):
-            return (nil, boundIMPI)  // no requests of ours go up this flow yet
+            return nil  // no requests of ours go up this flow yet
         case .success(.request(let r)):
             request = r
         }
         guard request.method == .register else {
-            if request.method == .ack { return (nil, boundIMPI) }
-            return (
-                SIPResponse(
-                    replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8)),
-                boundIMPI
-            )
+            if request.method == .ack { return nil }
+            return SIPResponse(
+                replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8))
         }
+        let boundIMPI = flow.state.withLock { $0.boundIMPI }
         switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {
         case .reject(let response):
-            return (response, boundIMPI)
+            return response
         case .forward(let upstream):
             let answer = processor.processResponse(await sip.send(upstream, to: configuration.scscf))
-            var bound = boundIMPI
-            // EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow.
-            if answer.statusCode == 200, let impi = (try? upstream.headers.authorizations())?.first?.username {
-                bound = impi
-            }
-            return (answer, bound)
+            if answer.statusCode == 200 { registered(upstream, on: flow, flowToken: flowToken) }
+            return answer
         }
+    }
+
+    /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
+    /// de-register should the flow die.
+    func registered(_ upstream: SIPRequest, on flow: FlowState, flowToken: String) {
+        let impi = (try? upstream.headers.authorizations())?.first?.username
+        var instance: String?
+        var removing = (try? upstream.headers.expires) == 0
+        if case .contacts(let contacts)? = try? upstream.headers.contact {
+            instance = contacts.first?.instance
+            if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
+        }
+        flow.state.withLock { state in
+            if let impi { state.boundIMPI = impi }
+            state.lastRegister = removing ? nil : upstream
+        }
+        if let instance, !removing { latestFlowByInstance.withLock { $0[instance] = flowToken } }
+    }
+
+    /// EPC-33: the flow is gone; after the grace period, de-register what it registered,
+    /// unless its instance has registered again on another flow meanwhile.
+    func flowClosed(_ flow: FlowState, flowToken: String) async {
+        try? await Task.sleep(for: configuration.flowCloseGrace)
+        guard let last = flow.state.withLock({ $0.lastRegister }) else { return }
+        if case .contacts(let contacts)? = try? last.headers.contact, let instance = contacts.first?.instance {
+            let stillOurs = latestFlowByInstance.withLock { table -> Bool in
+                guard table[instance] == flowToken else { return false }
+                table.removeValue(forKey: instance)
+                return true
+            }
+            guard stillOurs else { return }
+        }
+        guard let impi = flow.state.withLock({ $0.boundIMPI }) ?? (try? last.headers.authorizations())?.first?.username
+        else {
+            return
+        }
+        var request = last
+        request.headers.removeAll(.via)
+        request.headers.removeAll(.authorization)
+        request.headers.append(
+            .authorization,
+            TrustedNodeAuthorization(
+                impi: impi, realm: processor.configuration.homeDomain, uri: request.uri.description
+            )
+            .field.description)
+        request.headers[.expires] = "0"
+        if let index = request.headers.firstIndex(where: { $0.name == .contact }),
+            var list = try? SIPAddress.parseList(request.headers[index].value)
+        {
+            for i in list.indices { list[i].parameters.remove("expires") }
+            request.headers[index].value = list.map(\.description).joined(separator: ", ")
+        }
+        if let cseq = try? request.headers.cseq {
+            request.headers[.cseq] = SIPCSeq(cseq.sequence + 1, .register).description
+        }
+        let answer = await sip.send(request, to: configuration.scscf)
+        logger.info("flow \(flowToken) closed: de-registered its contacts (\(answer.statusCode))")
     }
 }
 
@@ -196,6 +250,14 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         self.flowToken = flowToken
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        let server = self.server
+        let flow = self.flow
+        let flowToken = self.flowToken
+        Task { await server.flowClosed(flow, flowToken: flowToken) }
+        context.fireChannelInactive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
@@ -234,9 +296,7 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         let origin = self.origin
         let flow = self.flow
         Task {
-            let (response, bound) = await server.handle(
-                message, flowToken: flowToken, origin: origin, boundIMPI: flow.boundIMPI.withLock { $0 })
-            flow.boundIMPI.withLock { $0 = bound }
+            let response = await server.handle(message, flowToken: flowToken, origin: origin, flow: flow)
             guard let response, channel.isActive else { return }
             let bytes = response.serialized()
             channel.writeAndFlush(
@@ -248,6 +308,11 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
 
 /// What a flow knows across its messages; shared with the tasks that handle them.
 final class FlowState: Sendable {
-    /// The IMPI a 200 OK bound to this TLS session (EPC-13, EPC-21).
-    let boundIMPI = Mutex<String?>(nil)
+    struct State {
+        /// The IMPI a 200 OK bound to this TLS session (EPC-13, EPC-21).
+        var boundIMPI: String?
+        /// The last REGISTER forwarded and accepted: what to undo if the flow dies.
+        var lastRegister: SIPRequest?
+    }
+    let state = Mutex(State())
 }

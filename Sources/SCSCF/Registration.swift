@@ -18,7 +18,12 @@ extension Registrar {
             return reply(request, 403, "Forbidden")
         }
         guard !data.impu.barred else { return reply(request, 403, "Barred Identity") }
-        guard data.subscriber.allowedSchemes.contains(scheme) else { return reply(request, 403, "Scheme Not Allowed") }
+        // A trusted node may always take registrations down (EPC-33: a WIC's flow died),
+        // whatever scheme registered them; anything else needs the subscriber's scheme.
+        guard data.subscriber.allowedSchemes.contains(scheme) || (scheme == .trustedNode && isRemovalOnly(request))
+        else {
+            return reply(request, 403, "Scheme Not Allowed")
+        }
         if let tna, tna.wafID != nil || tna.wwsfID != nil {
             // SCS-4 / HSS-5: a third-party authorization entity must be on the subscription's list.
             let wafOK = tna.wafID.map { data.subscriber.allowedWAFs.contains($0) } ?? true
@@ -120,6 +125,15 @@ extension Registrar {
         } catch {
             logger.error("binding commit failed: \(error)")
             return reply(request, 500, "Storage Unavailable")
+        }
+    }
+
+    func isRemovalOnly(_ request: SIPRequest) -> Bool {
+        let header = (try? request.headers.expires) ?? nil
+        switch (try? request.headers.contact) ?? nil {
+        case .wildcard?: return header == 0
+        case .contacts(let contacts)?: return !contacts.isEmpty && contacts.allSatisfy { ($0.expires ?? header) == 0 }
+        case nil: return false
         }
     }
 

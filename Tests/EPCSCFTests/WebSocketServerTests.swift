@@ -148,7 +148,7 @@ struct EdgeHarness {
 
     static let origin = "https://wwsf.ims.example.com"
 
-    static func start() async throws -> EdgeHarness {
+    static func start(grace: Duration = .seconds(30)) async throws -> EdgeHarness {
         let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
         let ha1 = digestHA1(impi: "alice_private@ims.example.com", realm: "ims.example.com", password: "alice-secret")
         try await storage.put(
@@ -174,6 +174,7 @@ struct EdgeHarness {
             allowedOrigins: [origin],
             scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
         config.port = 0
+        config.flowCloseGrace = grace
         config.tls = .makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
@@ -294,6 +295,53 @@ func liveToken(_ waf: TestWAF) throws -> String {
         try await c.sendText(second)
         #expect(await c.nextSIP()?.statusCode == 200)
         await c.close()
+        await h.stop()
+    }
+}
+
+@Suite(.serialized) struct FlowCloseTests {
+    func registeredClient(_ h: EdgeHarness, callID: String = "9fxced76sl") async throws -> RawWSSClient {
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
+            .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: \(callID)")
+        try await c.sendText(register)
+        #expect(await c.nextSIP()?.statusCode == 200)
+        return c
+    }
+
+    func bindingCount(_ h: EdgeHarness) async throws -> Int {
+        try await h.storage.bindings(aor: "sip:alice@ims.example.com", now: 0).count
+    }
+
+    @Test func aClosedFlowIsDeRegisteredAfterTheGracePeriod() async throws {
+        let h = try await EdgeHarness.start(grace: .milliseconds(300))
+        let c = try await registeredClient(h)
+        #expect(try await bindingCount(h) == 1)
+        await c.close()  // the tab is closed: no de-registration from the WIC
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await bindingCount(h) == 1)  // still within the grace period
+        var gone = false
+        for _ in 0..<100 {
+            if try await bindingCount(h) == 0 {
+                gone = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(gone)
+        await h.stop()
+    }
+
+    @Test func reRegisteringOnANewFlowKeepsTheBinding() async throws {
+        let h = try await EdgeHarness.start(grace: .milliseconds(300))
+        let first = try await registeredClient(h)
+        await first.close()
+        // Page reload: same +sip.instance, new WebSocket, within the grace period.
+        let second = try await registeredClient(h, callID: "reloaded-1")
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(try await bindingCount(h) == 1)
+        await second.close()
         await h.stop()
     }
 }
