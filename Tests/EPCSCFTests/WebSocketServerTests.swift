@@ -237,6 +237,44 @@ func liveToken(_ waf: TestWAF) throws -> String {
         await h.stop()
     }
 
+    @Test func oversizedFramesPingAndPlainTCP() async throws {
+        let h = try await EdgeHarness.start()
+        // Ping → pong with the same payload (RFC 6455 §5.5.2).
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        try await c.sendText("hi", opcode: 0x9)
+        let pong = await c.nextFrame()
+        #expect(pong?.0 == 0xA && pong?.1 == Array("hi".utf8))
+        // A frame over the 64 KiB limit: the flow is closed, the server lives on.
+        try await c.sendText(String(repeating: "A", count: 70_000))
+        var closed = false
+        for _ in 0..<200 {
+            if c.isClosed {
+                closed = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(closed)
+        // Plain TCP (no TLS) to the WSS port: never upgraded (EPC-2).
+        let plain = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: h.server.port ?? 0).get()
+        let text =
+            "GET /sip HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nOrigin: \(EdgeHarness.origin)\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+        try await plain.writeAndFlush(ByteBuffer(string: text)).get()
+        // The TLS handler refuses the bytes and closes; a bound keeps the test from hanging.
+        let started = ContinuousClock.now
+        let guardClose = plain.eventLoop.scheduleTask(in: .seconds(5)) { plain.close(promise: nil) }
+        try? await plain.closeFuture.get()
+        guardClose.cancel()
+        #expect(ContinuousClock.now - started < .seconds(4))
+        // Still serving.
+        let again = try await h.client()
+        #expect(try await again.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        await again.close()
+        await h.stop()
+    }
+
     @Test func tokenRegistrationEndToEnd() async throws {
         let h = try await EdgeHarness.start()
         let c = try await h.client()
