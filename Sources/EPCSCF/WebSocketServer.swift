@@ -26,6 +26,8 @@ public struct WebSocketServerConfiguration: Sendable {
     /// After a flow closes, how long its contacts stay registered before the eP-CSCF
     /// de-registers them (EPC-33) — unless the same instance registered on a new flow.
     public var flowCloseGrace: Duration = .seconds(30)
+    /// Our host in Record-Route and Via towards the S-CSCF side.
+    public var sipHost = "127.0.0.1"
 
     public init(allowedOrigins: Set<String>, scscf: SIPDestination) {
         self.allowedOrigins = allowedOrigins
@@ -42,6 +44,8 @@ public final class WebSocketServer: Sendable {
     let sslContext: NIOSSLContext?
     /// +sip.instance → the flow that registered it last.
     let latestFlowByInstance = Mutex<[String: String]>([:])
+    /// Open flows by token, for requests routed back to them (EPC-6).
+    let flows = Mutex<[String: (channel: any Channel, state: FlowState)]>([:])
 
     public init(
         configuration: WebSocketServerConfiguration, processor: RegisterProcessor, sip: SIPEndpoint, logger: Logger
@@ -131,15 +135,23 @@ public final class WebSocketServer: Sendable {
                         start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
                     error: error)
             }
-        case .success(.response):
-            return nil  // no requests of ours go up this flow yet
+        case .success(.response(let response)):
+            // The answer to a request we sent down this flow (matched by our Via branch).
+            if let branch = try? response.headers.topVia.branch {
+                let waiter = flow.state.withLock { $0.waiting.removeValue(forKey: branch) }
+                var answer = response
+                if let index = answer.headers.firstIndex(where: { $0.name == .via }) {
+                    answer.headers.remove(at: index)
+                }
+                waiter?.continuation.resume(returning: answer)
+            }
+            return nil
         case .success(.request(let r)):
             request = r
         }
         guard request.method == .register else {
             if request.method == .ack { return nil }
-            return SIPResponse(
-                replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8))
+            return await forwardOriginating(request, flowToken: flowToken, flow: flow)
         }
         let boundIMPI = flow.state.withLock { $0.boundIMPI }
         switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {
@@ -150,6 +162,66 @@ public final class WebSocketServer: Sendable {
             if answer.statusCode == 200 { registered(upstream, on: flow, flowToken: flowToken) }
             return answer
         }
+    }
+
+    /// Other requests from a registered flow (e.g. a reg-event SUBSCRIBE) go to the S-CSCF
+    /// with our Record-Route naming the flow, so what comes back for the dialog finds it.
+    /// A flow that has not registered may send nothing else (EPC-34: 403).
+    func forwardOriginating(_ request: SIPRequest, flowToken: String, flow: FlowState) async -> SIPResponse {
+        guard flow.state.withLock({ $0.boundIMPI }) != nil else {
+            return SIPResponse(
+                replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8))
+        }
+        var upstream = request
+        // Our own Route entries (the Path the WIC learnt) are consumed here.
+        upstream.headers.removeAll { field in
+            field.name == .route && (try? SIPAddress.parse(field.value))?.uri.sipURI?.user == flowToken
+        }
+        upstream.headers.removeAll(.pAssertedIdentity)
+        if let from = try? upstream.headers.from {
+            upstream.headers.append(.pAssertedIdentity, SIPAddress(uri: from.uri).description)
+        }
+        upstream.headers.prepend(.recordRoute, flowURI(flowToken).description)
+        return await sip.send(upstream, to: configuration.scscf)
+    }
+
+    /// Our URI for a flow, reachable from the S-CSCF side.
+    func flowURI(_ flowToken: String) -> SIPAddress {
+        let transport = configuration.scscf.transport
+        let port = sip.address(transport)?.port ?? 0
+        return SIPAddress(
+            SIPURI(
+                user: flowToken, host: configuration.sipHost, port: UInt16(clamping: port),
+                parameters: [SIPParameter("lr"), SIPParameter("transport", transport.rawValue.lowercased())]))
+    }
+
+    /// A request from the S-CSCF side for a flow (by the flow token in the top Route):
+    /// down the WebSocket, and the WIC's answer back; 430 when the flow is gone (RFC 5626).
+    public func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
+        var downstream = request
+        guard let index = downstream.headers.firstIndex(where: { $0.name == .route }),
+            let route = try? SIPAddress.parse(downstream.headers[index].value), let token = route.uri.sipURI?.user
+        else { return SIPResponse(replyingTo: request, statusCode: 404, toTag: randomToken(length: 8)) }
+        downstream.headers.remove(at: index)
+        guard let (channel, state) = flows.withLock({ $0[token] }), channel.isActive else {
+            return SIPResponse(replyingTo: request, statusCode: 430, toTag: randomToken(length: 8))
+        }
+        if request.method == .ack { return nil }
+        let branch = SIPVia.magicCookie + randomToken()
+        downstream.headers.prepend(
+            .via, SIPVia(transport: "WSS", host: configuration.sipHost, branch: branch).description)
+        let bytes = downstream.serialized()
+        let answer: SIPResponse = await withCheckedContinuation { continuation in
+            state.state.withLock { $0.waiting[branch] = (continuation, request) }
+            channel.writeAndFlush(
+                WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            // Timer F's worth of patience, then 408 (RFC 3261 §17.1.2.2).
+            channel.eventLoop.scheduleTask(in: .seconds(32)) {
+                let waiter = state.state.withLock { $0.waiting.removeValue(forKey: branch) }
+                waiter?.continuation.resume(returning: SIPResponse(replyingTo: request, statusCode: 408))
+            }
+        }
+        return answer
     }
 
     /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
@@ -250,10 +322,23 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         self.flowToken = flowToken
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        let entry = (channel: context.channel, state: flow)
+        server.flows.withLock { $0[flowToken] = entry }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         let server = self.server
         let flow = self.flow
         let flowToken = self.flowToken
+        _ = server.flows.withLock { $0.removeValue(forKey: flowToken) }
+        // Nobody will answer what is still waiting: 430 (RFC 5626 §5.3).
+        for waiter in flow.state.withLock({ state in
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }) {
+            waiter.continuation.resume(returning: SIPResponse(replyingTo: waiter.request, statusCode: 430))
+        }
         Task { await server.flowClosed(flow, flowToken: flowToken) }
         context.fireChannelInactive()
     }
@@ -313,6 +398,8 @@ final class FlowState: Sendable {
         var boundIMPI: String?
         /// The last REGISTER forwarded and accepted: what to undo if the flow dies.
         var lastRegister: SIPRequest?
+        /// Requests sent down the flow, waiting for the WIC's answer, by Via branch.
+        var waiting: [String: (continuation: CheckedContinuation<SIPResponse, Never>, request: SIPRequest)] = [:]
     }
     let state = Mutex(State())
 }

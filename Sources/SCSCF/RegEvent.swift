@@ -102,8 +102,8 @@ final class RegEventService: Sendable {
         }
         guard let (request, destination) = prepared else { return }
         let response = await endpoint.send(request, to: destination)
-        if response.statusCode == 481 || response.statusCode == 408 || response.statusCode >= 500 {
-            // The watcher is gone (RFC 6665 §4.2.2): drop the subscription.
+        if [404, 408, 430, 481].contains(response.statusCode) || response.statusCode >= 500 {
+            // The watcher is gone (RFC 6665 §4.2.2; 430: its flow failed, RFC 5626): drop it.
             _ = subscriptions.withLock { $0.removeValue(forKey: key) }
         }
     }

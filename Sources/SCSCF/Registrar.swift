@@ -42,6 +42,9 @@ public final class Registrar: Sendable {
         self.regEvent = RegEventService(contactURI: "sip:scscf@\(configuration.hostPort)", logger: logger)
     }
 
+    /// How many reg-event subscriptions this S-CSCF holds (for operators and tests).
+    public var regEventSubscriptionCount: Int { regEvent.subscriptions.withLock { $0.count } }
+
     /// The endpoint NOTIFYs go out on (the reg event package needs to send requests).
     public func attach(_ endpoint: SIPEndpoint) {
         regEvent.endpoint.withLock { $0 = endpoint }

@@ -145,6 +145,7 @@ struct EdgeHarness {
     let toSCSCF: SIPEndpoint
     let server: WebSocketServer
     let location: String
+    let registrar: Registrar
 
     static let origin = "https://wwsf.ims.example.com"
 
@@ -165,9 +166,14 @@ struct EdgeHarness {
         scscfConfig.tcpPort = 0
         let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
         try await scscf.start()
+        registrar.attach(scscf)
         var upstreamConfig = SIPEndpointConfiguration()
         upstreamConfig.tcpPort = 0
-        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { _, _ in nil }
+        // Requests from the S-CSCF side go to the flows; the server exists only later.
+        let late = LateServer()
+        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { request, peer in
+            await late.value?.terminating(request, from: peer)
+        }
         try await toSCSCF.start()
         let cert = try makeTestCertificate()
         var config = WebSocketServerConfiguration(
@@ -186,14 +192,17 @@ struct EdgeHarness {
         let server = try WebSocketServer(
             configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
         try await server.start()
+        late.set(server)
         return EdgeHarness(
-            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, server: server, location: location)
+            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, server: server, location: location,
+            registrar: registrar)
     }
 
     init(
         waf: TestWAF, storage: any DataStore, scscf: SIPEndpoint, toSCSCF: SIPEndpoint, server: WebSocketServer,
-        location: String
+        location: String, registrar: Registrar
     ) {
+        self.registrar = registrar
         self.storage = storage
         self.scscf = scscf
         self.toSCSCF = toSCSCF
@@ -211,6 +220,12 @@ struct EdgeHarness {
     }
 
     func client() async throws -> RawWSSClient { try await RawWSSClient(port: server.port ?? 0) }
+}
+
+final class LateServer: Sendable {
+    let storage = Mutex<WebSocketServer?>(nil)
+    var value: WebSocketServer? { storage.withLock { $0 } }
+    func set(_ server: WebSocketServer) { storage.withLock { $0 = server } }
 }
 
 /// A token valid now (the tests' TestWAF uses a fixed t0; this one uses the real clock).
@@ -333,6 +348,81 @@ func liveToken(_ waf: TestWAF) throws -> String {
         try await c.sendText(second)
         #expect(await c.nextSIP()?.statusCode == 200)
         await c.close()
+        await h.stop()
+    }
+}
+
+@Suite(.serialized) struct TerminatingTests {
+    @Test func aNotifyFromTheSCSCFReachesTheWICThroughItsFlow() async throws {
+        let h = try await EdgeHarness.start()
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
+        // Before registering, the flow may send nothing else (EPC-34).
+        let early = SpecMessages.crlf(
+            """
+            SUBSCRIBE sip:alice@ims.example.com SIP/2.0
+            Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKsub0
+            Max-Forwards: 70
+            From: <sip:alice@ims.example.com>;tag=s1
+            To: <sip:alice@ims.example.com>
+            Call-ID: sub-\(UUID().uuidString)
+            CSeq: 1 SUBSCRIBE
+            Contact: <sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>
+            Event: reg
+            Accept: application/reginfo+xml
+            Expires: 600
+            Content-Length: 0
+
+
+            """)
+        try await c.sendText(early)
+        #expect(await c.nextSIP()?.statusCode == 403)
+        try await c.sendText(register)
+        #expect(await c.nextSIP()?.statusCode == 200)
+        try await c.sendText(early.replacingOccurrences(of: "z9hG4bKsub0", with: "z9hG4bKsub1"))
+        var sawOK = false
+        var notify: SIPRequest?
+        for _ in 0..<2 {
+            guard let (_, payload) = await c.nextFrame() else { break }
+            switch try? SIPParser().parse(payload) {
+            case .response(let r)?: sawOK = r.statusCode == 200
+            case .request(let r)?:
+                notify = r
+                // The WIC answers its NOTIFY over the same flow.
+                try await c.sendText(SIPResponse(replyingTo: r, statusCode: 200).description)
+            default: break
+            }
+        }
+        #expect(sawOK)
+        let received = try #require(notify)
+        #expect(received.method == .notify)
+        #expect(String(decoding: received.body, as: UTF8.self).contains("sip:g8z4h2kq@df7jal23ls0d.invalid"))
+        #expect(!received.headers.contains(.route))  // our Route entry was consumed
+        // The S-CSCF got the 200: its subscription is still there.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(h.registrar.regEventSubscriptionCount == 1)
+        // The WIC's flow dies; the next change is NOTIFYd into a gone flow: 430, and the
+        // S-CSCF drops the subscription.
+        await c.close()
+        try await Task.sleep(for: .milliseconds(100))
+        let other = try await h.client()
+        #expect(try await other.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        try await other.sendText(
+            register.replacingOccurrences(of: "urn:uuid:f81d4fae", with: "urn:uuid:0000aaaa")
+                .replacingOccurrences(of: "g8z4h2kq@", with: "second@").replacingOccurrences(
+                    of: "Call-ID: 9fxced76sl", with: "Call-ID: other-1"))
+        #expect(await other.nextSIP()?.statusCode == 200)
+        var dropped = false
+        for _ in 0..<100 {
+            if h.registrar.regEventSubscriptionCount == 0 {
+                dropped = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(dropped)
+        await other.close()
         await h.stop()
     }
 }
