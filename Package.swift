@@ -83,21 +83,24 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // What tests, fuzz target and benchmarks share: spec messages, helpers.
+        // The spec.md §9 messages and a typed-view walker: shared by tests, fuzz target and
+        // benchmark, and light (SIPCore only) so the release benchmark build stays small.
+        .target(name: "SIPExamples", dependencies: ["SIPCore"]),
+        // What tests share: fresh SQLite/PostgreSQL stores, TLS certificates.
         .target(
             name: "WebIMSTesting",
             dependencies: ["SIPCore", "Storage", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         // Plain executable (release, one core): `scripts/bench-sipcore`.
         .executableTarget(
-            name: "SIPCoreBenchmark", dependencies: ["SIPCore", "WebIMSTesting"], path: "Benchmarks/SIPCoreBenchmark"),
-        .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "WebIMSTesting"]),
+            name: "SIPCoreBenchmark", dependencies: ["SIPCore", "SIPExamples"], path: "Benchmarks/SIPCoreBenchmark"),
+        .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "SIPExamples"]),
         .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
         .testTarget(
             name: "EPCSCFTests",
             dependencies: [
-                "EPCSCF", "SCSCF", "HSS", "Storage", "SIPTransport", "WebIMSTesting",
+                "EPCSCF", "SCSCF", "HSS", "Storage", "SIPTransport", "WebIMSTesting", "SIPExamples",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -118,6 +121,7 @@ let package = Package(
             dependencies: [
                 "SIPCore",
                 "SIPTransport",
+                "WebIMSTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -2,7 +2,7 @@
 // Each case runs for a fixed wall time after a warm-up and prints operations per second.
 import Foundation
 import SIPCore
-import WebIMSTesting
+import SIPExamples
 
 let register92 = SpecMessages.register92
 let ok95 = SpecMessages.ok95

@@ -7,6 +7,7 @@ import NIOSSL
 import SCSCF
 import SIPAuth
 import SIPCore
+import SIPExamples
 import SIPTransport
 import Storage
 import Synchronization
@@ -472,26 +473,4 @@ func liveToken(_ waf: TestWAF) throws -> String {
         await second.close()
         await h.stop()
     }
-}
-
-/// A self-signed certificate from the openssl command line.
-func makeTestCertificate() throws -> (certificate: String, key: String) {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("webims-tls-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: dir) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    process.arguments = [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=localhost", "-keyout", dir.appendingPathComponent("key.pem").path,
-        "-out", dir.appendingPathComponent("cert.pem").path,
-    ]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return (
-        try String(contentsOf: dir.appendingPathComponent("cert.pem"), encoding: .utf8),
-        try String(contentsOf: dir.appendingPathComponent("key.pem"), encoding: .utf8)
-    )
 }

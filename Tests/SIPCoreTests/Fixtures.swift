@@ -1,6 +1,6 @@
 import Foundation
 import SIPCore
-import WebIMSTesting
+import SIPExamples
 
 /// The spec.md §9 messages (from WebIMSTesting) and parse helpers for the tests.
 enum Fixtures {

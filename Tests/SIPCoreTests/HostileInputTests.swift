@@ -1,6 +1,6 @@
 import Foundation
+import SIPExamples
 import Testing
-import WebIMSTesting
 
 @testable import SIPCore
 

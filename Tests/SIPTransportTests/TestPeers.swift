@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SIPCore
 import Synchronization
+import WebIMSTesting
 
 @testable import SIPTransport
 
@@ -152,26 +153,4 @@ func options(
 
 func parse(_ buffer: ByteBuffer) -> SIPMessage? {
     try? SIPParser().parse(Array(buffer.readableBytesView), framing: .message)
-}
-
-/// A self-signed certificate made with the openssl command line, for TLS tests.
-func makeTestCertificate() throws -> (certificate: String, key: String) {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("webims-tls-\(randomToken())")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: dir) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    process.arguments = [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout", dir.appendingPathComponent("key.pem").path, "-out", dir.appendingPathComponent("cert.pem").path,
-    ]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return (
-        try String(contentsOf: dir.appendingPathComponent("cert.pem"), encoding: .utf8),
-        try String(contentsOf: dir.appendingPathComponent("key.pem"), encoding: .utf8)
-    )
 }
