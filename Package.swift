@@ -40,7 +40,7 @@ let package = Package(
             ]
         ),
         // Subscriber model, authentication vectors, provisioning.
-        .target(name: "HSS", dependencies: ["SIPAuth", "Storage"]),
+        .target(name: "HSS", dependencies: ["SIPCore", "SIPAuth", "Storage"]),
         // The registrar.
         .target(
             name: "SCSCF",

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SIPAuth
 import Synchronization
 
 /// What the eP-CSCF takes from a WAF access token (spec.md WAF-2, WAF-3; RFC 9068).
@@ -182,22 +183,4 @@ public final class TokenValidator: Sendable {
 func numericDate(_ value: Any?) -> Date? {
     if let n = value as? NSNumber { return Date(timeIntervalSince1970: n.doubleValue) }
     return nil
-}
-
-/// base64url without padding (RFC 7515 §2); nil on anything else.
-public func base64URLDecode(_ text: String) -> [UInt8]? {
-    guard
-        text.utf8.allSatisfy({
-            $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0)
-                || (0x61...0x7A).contains($0)
-        })
-    else { return nil }
-    var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-    while s.utf8.count % 4 != 0 { s += "=" }
-    return Data(base64Encoded: s).map(Array.init)
-}
-
-public func base64URLEncode(_ bytes: [UInt8]) -> String {
-    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-        .replacingOccurrences(of: "=", with: "")
 }

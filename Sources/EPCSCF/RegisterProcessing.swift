@@ -92,12 +92,12 @@ public struct RegisterProcessor: Sendable {
             case .success(let c): claims = c
             case .failure(let error): return .reject(bearerChallenge(request, error: error))
             }
-            let toIMPU = identity(of: to.uri)
+            let toIMPU = to.uri.publicIdentity
             // EPC-17: To among the token's IMPUs, From = To, any IMPI given = the token's.
-            guard claims.impus.contains(where: { identity(of: $0) == toIMPU }) else {
+            guard let toIMPU, claims.impus.contains(where: { canonicalPublicIdentity($0) == toIMPU }) else {
                 return .reject(reply(request, 403, "Identity Not In Token"))
             }
-            guard identity(of: from.uri) == toIMPU else { return .reject(reply(request, 403, "From Must Equal To")) }
+            guard from.uri.publicIdentity == toIMPU else { return .reject(reply(request, 403, "From Must Equal To")) }
             if let given = digest?.username, !given.isEmpty, given != claims.impi {
                 return .reject(reply(request, 403, "IMPI Not In Token"))
             }
@@ -205,19 +205,6 @@ public struct RegisterProcessor: Sendable {
     func reply(_ request: SIPRequest, _ code: Int, _ reason: String? = nil) -> SIPResponse {
         SIPResponse(replyingTo: request, statusCode: code, reasonPhrase: reason, toTag: "ep" + randomToken(length: 8))
     }
-}
-
-/// `sip:user@host` (or `tel:number`) of a URI, host lower-cased, without parameters.
-func identity(of uri: AnyURI) -> String {
-    switch uri {
-    case .sip(let u): return (u.isSecure ? "sips:" : "sip:") + (u.user.map { $0 + "@" } ?? "") + u.host.lowercased()
-    case .tel(let t): return "tel:" + t.number
-    case .other(let s): return s
-    }
-}
-
-func identity(of text: String) -> String {
-    (try? AnyURI.parse(text)).map { identity(of: $0) } ?? text
 }
 
 /// EPC-17: the token's `wwsf` (a host name, or an origin) names the page's origin host.

@@ -1,5 +1,6 @@
 import Foundation
 import SIPAuth
+import SIPCore
 import Storage
 import Synchronization
 
@@ -59,11 +60,11 @@ public final class HSS: Sendable {
     /// SAR-like: checks that the IMPU belongs to the IMPI (29.228 IDENTITIES_DONT_MATCH otherwise).
     public func registrationData(impi: String, impu: String) async throws -> RegistrationData {
         guard let subscriber = try await subscriber(impi: impi) else { throw HSSError.unknownUser }
-        let target = canonicalIdentity(impu)
+        let target = canonicalPublicIdentity(impu)
         // Provisioned IMPUs are stored canonical; compare the cheap way first.
         guard
             let identity = subscriber.publicIdentities.first(where: {
-                $0.uri == target || canonicalIdentity($0.uri) == target
+                $0.uri == target || canonicalPublicIdentity($0.uri) == target
             })
         else {
             throw HSSError.identitiesDontMatch
@@ -118,26 +119,6 @@ public final class HSS: Sendable {
             rand: rand, autn: IMSAKA.autn(sqn: sqnBytes, ak: v.ak, amf: amf, macA: macA), xres: v.res, ck: v.ck,
             ik: v.ik)
     }
-}
-
-/// Public identities compare by scheme, user and host, case-insensitively in the host
-/// (RFC 3261 §19.1.4 in spirit); parameters are not part of an IMPU.
-public func sameIdentity(_ a: String, _ b: String) -> Bool {
-    canonicalIdentity(a) == canonicalIdentity(b)
-}
-
-/// `sip:user@host` or `tel:+number` without parameters, host lower-cased.
-public func canonicalIdentity(_ uri: String) -> String {
-    var text = Substring(uri)
-    if let semicolon = text.firstIndex(of: ";") { text = text[..<semicolon] }
-    if let question = text.firstIndex(of: "?") { text = text[..<question] }
-    guard let colon = text.firstIndex(of: ":") else { return String(text) }
-    let scheme = text[..<colon].lowercased()
-    let rest = text[text.index(after: colon)...]
-    if let at = rest.lastIndex(of: "@") {
-        return scheme + ":" + rest[..<at] + "@" + rest[rest.index(after: at)...].lowercased()
-    }
-    return scheme + ":" + (scheme == "tel" ? String(rest) : rest.lowercased())
 }
 
 /// Digest HA1 values for provisioning: the password itself is never stored (HSS-7).

@@ -96,13 +96,7 @@ public final class Registrar: Sendable {
             response.headers.append(.unsupported, unsupported.joined(separator: ", "))
             return response
         }
-        let impu: String
-        switch to.uri {
-        case .sip(let uri):
-            impu = canonicalIdentity(SIPURI(isSecure: uri.isSecure, user: uri.user, host: uri.host).description)
-        case .tel(let tel): impu = "tel:" + tel.number
-        case .other: return reply(request, 403, "Unsupported Identity")
-        }
+        guard let impu = to.uri.publicIdentity else { return reply(request, 403, "Unsupported Identity") }
 
         // SCS-1: `auth-done` counts only from a trusted node; from anyone else it is ignored.
         if let authorization, let tna = TrustedNodeAuthorization(authorization) {
@@ -157,13 +151,7 @@ public final class Registrar: Sendable {
             return response
         }
         guard isTrusted(peer) else { return reply(request, 403, "Not A Trusted Node") }
-        let target: String
-        switch request.uri {
-        case .sip(let uri):
-            target = canonicalIdentity(SIPURI(isSecure: uri.isSecure, user: uri.user, host: uri.host).description)
-        case .tel(let tel): target = "tel:" + tel.number
-        case .other: return reply(request, 404)
-        }
+        guard let target = request.uri.publicIdentity else { return reply(request, 404) }
         let requested: UInt32
         do { requested = try request.headers.expires ?? 600_000 } catch {
             return reply(request, 400, error.reasonPhrase)

@@ -27,7 +27,7 @@ public struct NonceMinter: Sendable {
         let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         var body = withUnsafeBytes(of: millis.bigEndian) { Array($0) }
         body += (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return base64URL(body + mac(body, realm: realm))
+        return base64URLEncode(body + mac(body, realm: realm))
     }
 
     public enum Verdict: Sendable, Equatable {
@@ -39,7 +39,8 @@ public struct NonceMinter: Sendable {
     }
 
     public func check(_ nonce: String, realm: String, now: Date = Date()) -> Verdict {
-        guard let bytes = decodeBase64URL(nonce), bytes.count == 32 else { return .invalid }
+        // 32 bytes are 43 characters; anything much longer is not ours and not worth decoding.
+        guard nonce.utf8.count <= 64, let bytes = base64URLDecode(nonce), bytes.count == 32 else { return .invalid }
         let body = Array(bytes[0..<16])
         guard constantTimeEqual(mac(body, realm: realm), Array(bytes[16..<32])) else { return .invalid }
         let millis = body[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -90,17 +91,22 @@ public final class NonceCountTracker: Sendable {
     }
 }
 
-func base64URL(_ bytes: [UInt8]) -> String {
-    Data(bytes).base64EncodedString()
-        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-        .replacingOccurrences(of: "=", with: "")
-}
-
-func decodeBase64URL(_ text: String) -> [UInt8]? {
-    guard text.utf8.count <= 256 else { return nil }
+/// base64url without padding (RFC 7515 §2); nil on anything else.
+public func base64URLDecode(_ text: String) -> [UInt8]? {
+    guard
+        text.utf8.allSatisfy({
+            $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0)
+                || (0x61...0x7A).contains($0)
+        })
+    else { return nil }
     var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
     while s.utf8.count % 4 != 0 { s += "=" }
     return Data(base64Encoded: s).map(Array.init)
+}
+
+public func base64URLEncode(_ bytes: [UInt8]) -> String {
+    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        .replacingOccurrences(of: "=", with: "")
 }
 
 /// Compares MACs without leaking where they differ.

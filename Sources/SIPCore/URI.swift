@@ -102,6 +102,27 @@ public enum AnyURI: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension AnyURI {
+    /// The public identity (IMPU) this URI names, for comparing and storing identities:
+    /// scheme, user and host[:port] with the host lower-cased; URI parameters and headers are
+    /// not part of it. nil for schemes other than sip, sips and tel.
+    public var publicIdentity: String? {
+        switch self {
+        case .sip(let u):
+            return (u.isSecure ? "sips:" : "sip:") + (u.user.map { $0 + "@" } ?? "") + u.host.lowercased()
+                + (u.port.map { ":\($0)" } ?? "")
+        case .tel(let t): return "tel:" + t.number
+        case .other: return nil
+        }
+    }
+}
+
+/// An identity written as text, in the form `AnyURI.publicIdentity` gives; text that is no
+/// sip/sips/tel URI is returned unchanged.
+public func canonicalPublicIdentity(_ text: String) -> String {
+    (try? AnyURI.parse(text))?.publicIdentity ?? text
+}
+
 /// Where a URI stands decides what may follow it and whether `;params` are its own.
 enum URIContext {
     /// Request-URI or the whole text: parameters belong to the URI; ends at SP or end.

@@ -77,11 +77,6 @@ final class SIPStreamHandler: ChannelInboundHandler {
         connection = StreamConnection(channel: context.channel, transport: transport)
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        if let connection { core.connectionOpened(connection) }
-        context.fireChannelActive()
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         if let connection { core.connectionClosed(connection) }
         context.fireChannelInactive()

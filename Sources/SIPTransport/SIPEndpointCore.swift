@@ -257,8 +257,6 @@ final class SIPEndpointCore: Sendable {
 
     // MARK: connections
 
-    func connectionOpened(_ connection: StreamConnection) {}
-
     func connectionClosed(_ connection: StreamConnection) {
         state.withLock { state in
             for (destination, open) in state.outbound where open == connection {

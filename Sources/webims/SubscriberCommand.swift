@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HSS
 import SIPAuth
+import SIPCore
 import Storage
 
 /// `webims subscriber …`: HSS provisioning.
@@ -50,7 +51,8 @@ struct SubscriberCommand: AsyncParsableCommand {
 
         func add(to store: any DataStore, impi: String, impus impu: [String], quiet: Bool) async throws {
             var record = SubscriberRecord(
-                impi: impi, realm: realm, publicIdentities: impu.map { PublicIdentity(uri: canonicalIdentity($0)) },
+                impi: impi, realm: realm,
+                publicIdentities: impu.map { PublicIdentity(uri: canonicalPublicIdentity($0)) },
                 allowedSchemes: [], akaAMF: try hexArgument(amf, name: "--amf", length: 2), sqn: sqn,
                 allowedWAFs: allowedWaf, allowedWWSFs: allowedWwsf)
             if let password {
@@ -154,7 +156,7 @@ struct SubscriberCommand: AsyncParsableCommand {
 func setBarred(storage: StorageOptions, impu: String, barred: Bool) async throws {
     let store = try await storage.open()
     defer { Task { await store.close() } }
-    let uri = canonicalIdentity(impu)
+    let uri = canonicalPublicIdentity(impu)
     guard var s = try await store.subscriber(impu: uri) else { throw ValidationError("no subscriber has \(impu)") }
     for i in s.publicIdentities.indices where s.publicIdentities[i].uri == uri { s.publicIdentities[i].barred = barred }
     try await store.put(s)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SIPAuth
 import Synchronization
 import Testing
 

@@ -123,3 +123,17 @@ import Testing
         #expect(throws: SIPParseError.self) { try SIPAddress.parse(text) }
     }
 }
+
+@Suite struct PublicIdentityTests {
+    @Test func identitiesDropParametersAndFoldTheHost() throws {
+        #expect(
+            try AnyURI.parse("sip:alice@IMS.Example.COM;transport=ws?x=y").publicIdentity == "sip:alice@ims.example.com"
+        )
+        #expect(try AnyURI.parse("sips:Alice@h:5061").publicIdentity == "sips:Alice@h:5061")
+        #expect(try AnyURI.parse("tel:+1-555;phone-context=x").publicIdentity == "tel:+1-555")
+        #expect(try AnyURI.parse("urn:service:sos").publicIdentity == nil)
+        // A user part may hold ';' (RFC 3261 user-unreserved): it stays in the identity.
+        #expect(canonicalPublicIdentity("sip:+1555;npdi@H.example;user=phone") == "sip:+1555;npdi@h.example")
+        #expect(canonicalPublicIdentity("not a uri") == "not a uri")
+    }
+}
