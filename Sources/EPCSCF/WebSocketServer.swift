@@ -119,23 +119,13 @@ public final class WebSocketServer: Sendable {
 
     /// Handles one SIP message from a flow and returns what goes back down it.
     func handle(_ bytes: ByteBuffer, flowToken: String, origin: String?, flow: FlowState) async -> SIPResponse? {
-        let parsed = bytes.withUnsafeReadableBytes { raw in
-            Result { () throws(SIPParseError) -> SIPMessage in
-                try SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parse(
-                    UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
-                    framing: .message)
-            }
-        }
         let request: SIPRequest
-        switch parsed {
-        case .failure(let error):
-            return bytes.withUnsafeReadableBytes { raw in
-                SIPResponse.errorResponse(
-                    forUnparseable: UnsafeBufferPointer(
-                        start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
-                    error: error)
-            }
-        case .success(.response(let response)):
+        switch SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parse(
+            bytes, framing: .message)
+        {
+        case .malformed(_, let answer):
+            return answer
+        case .message(.response(let response)):
             // The answer to a request we sent down this flow (matched by our Via branch).
             if let branch = try? response.headers.topVia.branch {
                 let waiter = flow.state.withLock { $0.waiting.removeValue(forKey: branch) }
@@ -146,7 +136,7 @@ public final class WebSocketServer: Sendable {
                 waiter?.continuation.resume(returning: answer)
             }
             return nil
-        case .success(.request(let r)):
+        case .message(.request(let r)):
             request = r
         }
         guard request.method == .register else {

@@ -25,10 +25,7 @@ struct SIPStreamDecoder: ByteToMessageDecoder {
         }
         let frame: SIPStreamFrame
         do {
-            frame = try buffer.withUnsafeReadableBytes { raw in
-                try framer.nextFrame(
-                    UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count))
-            }
+            frame = try buffer.withUnsafeUInt8Bytes { try framer.nextFrame($0) }
         } catch let error as SIPParseError {
             failed = true
             let head = buffer.readSlice(length: min(buffer.readableBytes, 8_192)) ?? ByteBuffer()

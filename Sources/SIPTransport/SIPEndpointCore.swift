@@ -62,40 +62,28 @@ final class SIPEndpointCore: Sendable {
     // MARK: inbound
 
     func receive(_ buffer: ByteBuffer, from peer: SIPPeer, framing: SIPFraming) {
-        let parsed: Result<SIPMessage, SIPParseError> = buffer.withUnsafeReadableBytes { raw in
-            let bytes = UnsafeBufferPointer(
-                start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count)
-            return Result { () throws(SIPParseError) -> SIPMessage in try parser.parse(bytes, framing: framing) }
-        }
-        switch parsed {
-        case .success(.request(let request)):
+        switch parser.parse(buffer, framing: framing) {
+        case .message(.request(let request)):
             receive(request, from: peer)
-        case .success(.response(let response)):
+        case .message(.response(let response)):
             receive(response, from: peer)
-        case .failure(let error):
-            rejectUnparseable(buffer, error: error, from: peer, closeIfUnanswerable: framing == .stream)
+        case .malformed(let error, let answer):
+            reject(error, answer: answer, from: peer, closeIfUnanswerable: framing == .stream)
         }
     }
 
     func rejectUnframeable(_ head: ByteBuffer, error: SIPParseError, from peer: SIPPeer) {
-        rejectUnparseable(head, error: error, from: peer, closeIfUnanswerable: false)
+        let answer = head.withUnsafeUInt8Bytes { SIPResponse.errorResponse(forUnparseable: $0, error: error) }
+        reject(error, answer: answer, from: peer, closeIfUnanswerable: false)
     }
 
-    private func rejectUnparseable(
-        _ buffer: ByteBuffer, error: SIPParseError, from peer: SIPPeer, closeIfUnanswerable: Bool
-    ) {
+    private func reject(_ error: SIPParseError, answer: SIPResponse?, from peer: SIPPeer, closeIfUnanswerable: Bool) {
         // Log the reason, never the bytes: they may carry credentials.
         logger.debug("unparseable SIP from \(peer): \(error.reasonPhrase)")
-        let response = buffer.withUnsafeReadableBytes { raw in
-            SIPResponse.errorResponse(
-                forUnparseable: UnsafeBufferPointer(
-                    start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count),
-                error: error)
-        }
-        if var response {
+        if var answer {
             // Answer where the request really came from, as for a parsed one.
-            try? stampReceived(&response.headers, from: peer.remoteAddress)
-            send(response, over: peer.connection, defaultDestination: peer.remoteAddress)
+            try? stampReceived(&answer.headers, from: peer.remoteAddress)
+            send(answer, over: peer.connection, defaultDestination: peer.remoteAddress)
         } else if closeIfUnanswerable {
             peer.connection.close()
         }
