@@ -26,8 +26,40 @@ enum Migrations {
                 PRIMARY KEY (aor, binding_key))
             """,
             "CREATE INDEX bindings_expiry ON bindings(expires_at)",
-        ]
+        ],
+        // 2: the WWSF's accounts and sessions, the WAF's keys and revocations.
+        webSchema(blob: "BLOB"),
     ]
+
+    /// The same tables for SQLite and PostgreSQL (only the byte type differs).
+    static func webSchema(blob: String) -> [String] {
+        [
+            """
+            CREATE TABLE web_accounts (
+                username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, impi TEXT NOT NULL,
+                impus TEXT NOT NULL DEFAULT '', uses_pool INTEGER NOT NULL DEFAULT 0,
+                failed_logins INTEGER NOT NULL DEFAULT 0, locked_until BIGINT NOT NULL DEFAULT 0)
+            """,
+            """
+            CREATE TABLE web_sessions (
+                id_hash TEXT PRIMARY KEY, username TEXT NOT NULL REFERENCES web_accounts(username) ON DELETE CASCADE,
+                csrf_token TEXT NOT NULL, expires_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX web_sessions_user ON web_sessions(username)",
+            """
+            CREATE TABLE waf_keys (
+                kid TEXT PRIMARY KEY, private_key \(blob) NOT NULL, created_at BIGINT NOT NULL,
+                usable_from BIGINT NOT NULL, retired_at BIGINT)
+            """,
+            "CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
+            "CREATE TABLE revoked_subjects (subject TEXT PRIMARY KEY, issued_before BIGINT NOT NULL)",
+            """
+            CREATE TABLE impu_pool (
+                impu TEXT PRIMARY KEY,
+                username TEXT NOT NULL UNIQUE REFERENCES web_accounts(username) ON DELETE CASCADE)
+            """,
+        ]
+    }
 
     static func apply(on db: SQLiteConnection) async throws {
         _ = try await db.query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

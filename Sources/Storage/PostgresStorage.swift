@@ -89,7 +89,8 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
                 seq BIGSERIAL, PRIMARY KEY (aor, binding_key))
             """,
             "CREATE INDEX bindings_expiry ON bindings(expires_at)",
-        ]
+        ],
+        Migrations.webSchema(blob: "BYTEA"),
     ]
 
     // MARK: SubscriberStore
@@ -252,7 +253,7 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
         return result
     }
 
-    private func exists(_ rows: PostgresRowSequence) async throws -> Bool {
+    func exists(_ rows: PostgresRowSequence) async throws -> Bool {
         for try await _ in rows { return true }
         return false
     }

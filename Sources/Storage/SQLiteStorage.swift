@@ -277,12 +277,12 @@ public enum StorageError: Error, Sendable {
     case badDatabaseURL
 }
 
-private func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
-private func blob(_ value: [UInt8]?) -> SQLiteData { value.map { .blob(ByteBuffer(bytes: $0)) } ?? .null }
-private func bytes(_ data: SQLiteData?) -> [UInt8]? {
+func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+func blob(_ value: [UInt8]?) -> SQLiteData { value.map { .blob(ByteBuffer(bytes: $0)) } ?? .null }
+func bytes(_ data: SQLiteData?) -> [UInt8]? {
     if case .blob(let buffer)? = data { return Array(buffer.readableBytesView) }
     return nil
 }
-private func lines(_ data: SQLiteData?) -> [String] {
+func lines(_ data: SQLiteData?) -> [String] {
     (data?.string ?? "").split(separator: "\n").map(String.init)
 }

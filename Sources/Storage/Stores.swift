@@ -29,7 +29,7 @@ public protocol BindingStore: Sendable {
 }
 
 /// Both stores in one database, as `serve` and the provisioning commands open it.
-public protocol DataStore: SubscriberStore, BindingStore {
+public protocol DataStore: SubscriberStore, BindingStore, WebStore {
     func close() async
 }
 
