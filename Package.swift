@@ -102,8 +102,9 @@ let package = Package(
         .executableTarget(
             name: "webims",
             dependencies: [
-                "SIPCore", "SIPAuth", "SIPTransport", "Storage", "HSS", "SCSCF",
+                "SIPCore", "SIPAuth", "SIPTransport", "Storage", "HSS", "SCSCF", "EPCSCF", "WebAuth", "LocalPKI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

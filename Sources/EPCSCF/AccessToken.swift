@@ -32,6 +32,7 @@ public enum TokenError: Error, Sendable, Hashable {
     case notYetValid
     case missingClaim(String)
     case insufficientScope
+    case revoked
 
     /// 403 for a valid token without the scope (insufficient_scope); 401 invalid_token else.
     public var statusCode: Int { self == .insufficientScope ? 403 : 401 }
@@ -74,7 +75,10 @@ public struct TrustedIssuer: Sendable {
 /// project claims `impi`, `impu`, `wwsf`. A validated token is cached by its SHA-256 until
 /// it expires, so a refresh with the same token skips the signature check.
 public final class TokenValidator: Sendable {
-    let issuers: [String: TrustedIssuer]
+    /// Replaced whole when a WAF's JWKS changes (rotation), so a check sees one key set.
+    let issuers: Mutex<[String: TrustedIssuer]>
+    /// Revoked token ids, and subjects whose tokens issued up to a time are revoked.
+    let revoked = Mutex<(tokenIDs: Set<String>, subjects: [String: Int64])>(([], [:]))
     let audience: String
     let requiredScope: String
     let clockSkew: TimeInterval
@@ -87,7 +91,7 @@ public final class TokenValidator: Sendable {
         clockSkew: TimeInterval = 60,
         cacheLimit: Int = 100_000, clock: @escaping @Sendable () -> Date = { Date() }
     ) {
-        self.issuers = Dictionary(issuers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
+        self.issuers = Mutex(Dictionary(issuers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a }))
         self.audience = audience
         self.requiredScope = requiredScope
         self.clockSkew = clockSkew
@@ -95,22 +99,49 @@ public final class TokenValidator: Sendable {
         self.clock = clock
     }
 
+    /// Sets the keys of one WAF (after its JWKS was fetched or its key ring reloaded).
+    public func setKeys(_ keys: [String: P256.Signing.PublicKey], issuer: String) {
+        issuers.withLock { $0[issuer] = TrustedIssuer(issuer: issuer, keys: keys) }
+    }
+
+    /// The kids known for a WAF (to decide whether its JWKS must be fetched again).
+    public func knownKeyIDs(issuer: String) -> Set<String> {
+        issuers.withLock { Set($0[issuer]?.keys.keys ?? [:].keys) }
+    }
+
+    /// Replaces the revocation list; cached tokens are checked against it too.
+    public func setRevocations(tokenIDs: Set<String>, subjects: [String: Int64]) {
+        revoked.withLock { $0 = (tokenIDs, subjects) }
+    }
+
     public func validate(_ token: String) -> Result<AccessTokenClaims, TokenError> {
         let now = clock()
         let digest = SHA256.hash(data: Array(token.utf8))
         if let cached = cache.withLock({ $0[digest] }) {
+            if isRevoked(cached) { return .failure(.revoked) }
             if cached.expires.addingTimeInterval(clockSkew) > now { return .success(cached) }
             _ = cache.withLock { $0.removeValue(forKey: digest) }
             return .failure(.expired)
         }
         let result = verify(token, now: now)
         if case .success(let claims) = result {
+            if isRevoked(claims) { return .failure(.revoked) }
             cache.withLock { table in
                 if table.count >= cacheLimit { table = table.filter { $0.value.expires > now } }
                 if table.count < cacheLimit { table[digest] = claims }
             }
         }
         return result
+    }
+
+    func isRevoked(_ claims: AccessTokenClaims) -> Bool {
+        revoked.withLock { list in
+            if let id = claims.tokenID, list.tokenIDs.contains(id) { return true }
+            if let before = list.subjects[claims.subject] {
+                return Int64((claims.issuedAt ?? .distantPast).timeIntervalSince1970) <= before
+            }
+            return false
+        }
     }
 
     /// Forgets a cached token (revocation).
@@ -133,7 +164,7 @@ public final class TokenValidator: Sendable {
         // 2. alg: ES256 only.
         guard header["alg"] as? String == "ES256" else { return .failure(.algorithmNotAllowed) }
         // 3. iss: exactly a configured WAF; the key from that WAF's keys only.
-        guard let issuer = claims["iss"] as? String, let trusted = issuers[issuer] else {
+        guard let issuer = claims["iss"] as? String, let trusted = issuers.withLock({ $0[issuer] }) else {
             return .failure(.unknownIssuer)
         }
         guard let kid = header["kid"] as? String, let key = trusted.keys[kid] else { return .failure(.unknownKey) }

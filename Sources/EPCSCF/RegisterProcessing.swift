@@ -207,11 +207,16 @@ public struct RegisterProcessor: Sendable {
     }
 }
 
-/// EPC-17: the token's `wwsf` (a host name, or an origin) names the page's origin host.
+/// EPC-17: the token's `wwsf` names the page's origin: an origin (`https://host:port`)
+/// must match exactly (scheme, host, port); a bare host name matches the origin's host.
 func originMatches(_ origin: String, wwsf: String) -> Bool {
-    let originHost = URL(string: origin)?.host?.lowercased() ?? origin.lowercased()
-    let wwsfHost = URL(string: wwsf)?.host?.lowercased() ?? wwsf.lowercased()
-    return originHost == wwsfHost
+    guard let page = URLComponents(string: origin), let pageHost = page.host?.lowercased() else { return false }
+    if let claimed = URLComponents(string: wwsf), let scheme = claimed.scheme, let host = claimed.host {
+        func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : nil) }
+        return scheme.lowercased() == page.scheme?.lowercased() && host.lowercased() == pageHost
+            && port(claimed) == port(page)
+    }
+    return pageHost == wwsf.lowercased()
 }
 
 func splitHostPort(_ hostPort: String) -> (String, UInt16?) {

@@ -66,7 +66,9 @@ public enum LocalCertificateAuthority {
         }
         let serverKey = P256.Signing.PrivateKey()
         var names: [GeneralName] = hostNames.map { .dnsName($0) }
-        for address in ipAddresses { names.append(.ipAddress(ASN1OctetString(contentBytes: try ipBytes(address)[...]))) }
+        for address in ipAddresses {
+            names.append(.ipAddress(ASN1OctetString(contentBytes: try ipBytes(address)[...])))
+        }
         let certificate = try Certificate(
             version: .v3,
             serialNumber: Certificate.SerialNumber(),

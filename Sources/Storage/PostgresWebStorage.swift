@@ -49,9 +49,10 @@ extension PostgresStorage: WebStore {
 
     private func accounts(_ query: PostgresQuery) async throws -> [WebAccount] {
         var result: [WebAccount] = []
-        for try await (username, hash, impi, impus, pool, failed, locked) in try await client.query(query, logger: logger)
-            .decode((String, String, String, String, Int, Int, Int64).self)
-        {
+        for try await (username, hash, impi, impus, pool, failed, locked) in try await client.query(
+            query, logger: logger
+        )
+        .decode((String, String, String, String, Int, Int, Int64).self) {
             result.append(
                 WebAccount(
                     username: username, passwordHash: hash, impi: impi,

@@ -3,7 +3,9 @@ import SQLiteNIO
 
 extension SQLiteStorage: WebStore {
     public func account(username: String) async throws -> WebAccount? {
-        try await reader.query("SELECT * FROM web_accounts WHERE username = ?", [.text(username)]).first.map { self.account(from: $0) }
+        try await reader.query("SELECT * FROM web_accounts WHERE username = ?", [.text(username)]).first.map {
+            self.account(from: $0)
+        }
     }
 
     public func allAccounts() async throws -> [WebAccount] {
@@ -109,7 +111,8 @@ extension SQLiteStorage: WebStore {
     public func retireSigningKeys(except kid: String, at: Int64) async throws {
         try await queue.write { db in
             _ = try await db.query(
-                "UPDATE waf_keys SET retired_at = ? WHERE kid <> ? AND retired_at IS NULL", [.integer(Int(at)), .text(kid)])
+                "UPDATE waf_keys SET retired_at = ? WHERE kid <> ? AND retired_at IS NULL",
+                [.integer(Int(at)), .text(kid)])
         }
     }
 
@@ -159,7 +162,8 @@ extension SQLiteStorage: WebStore {
             }
             let taken = Set(try await db.query("SELECT impu FROM impu_pool").compactMap { $0.column("impu")?.string })
             guard let free = candidates.first(where: { !taken.contains($0) }) else { return nil }
-            _ = try await db.query("INSERT INTO impu_pool (impu, username) VALUES (?, ?)", [.text(free), .text(username)])
+            _ = try await db.query(
+                "INSERT INTO impu_pool (impu, username) VALUES (?, ?)", [.text(free), .text(username)])
             return free
         }
     }

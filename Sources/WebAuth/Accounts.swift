@@ -45,7 +45,9 @@ public final class AccountService: Sendable {
     public func authenticate(username: String, password: String, source: String?, now: Int64) async
         -> Result<WebAccount, LoginFailure>
     {
-        if let source, let wait = attemptsPerSource.hit(source, now: now) { return .failure(.rateLimited(retryAfter: wait)) }
+        if let source, let wait = attemptsPerSource.hit(source, now: now) {
+            return .failure(.rateLimited(retryAfter: wait))
+        }
         guard username.utf8.count <= 256, password.utf8.count <= 1_024,
             let account = try? await store.account(username: username)
         else {

@@ -6,6 +6,17 @@ import NIOSSL
 
 /// An HTTPS server for one router (the WWSF's or the WAF's own origin).
 public enum HTTPSServer {
+    /// Serves until the task is cancelled; `onListening` gets the bound port.
+    public static func run(
+        router: Router<WebRequestContext>, host: String, port: Int, certificateChainPEM: String, privateKeyPEM: String,
+        logger: Logger, onListening: @escaping @Sendable (Int) async -> Void
+    ) async throws {
+        let app = try make(
+            router: router, host: host, port: port, certificateChainPEM: certificateChainPEM,
+            privateKeyPEM: privateKeyPEM, logger: logger, onListening: onListening)
+        try await app.run()
+    }
+
     /// Builds the application; `onListening` gets the bound port (useful with port 0).
     public static func make(
         router: Router<WebRequestContext>, host: String, port: Int, certificateChainPEM: String, privateKeyPEM: String,

@@ -19,6 +19,8 @@ public struct WebRequestContext: RequestContext, RemoteAddressRequestContext {
     var sourceAddress: String? { remoteAddress?.ipAddress }
 }
 
+// Literal, valid field names: the initializer cannot fail on them.
+// swift-format-ignore: NeverForceUnwrap
 extension HTTPField.Name {
     static let csrfToken = Self("X-CSRF-Token")!
     static let contentSecurityPolicy = Self("Content-Security-Policy")!

@@ -176,7 +176,8 @@ public struct WAFRoutes: Sendable {
 func loginMessage(_ failure: LoginFailure, now: Int64) -> String {
     switch failure {
     case .invalidCredentials: "Wrong user name or password."
-    case .locked(let until): "Too many failed logins: this account is locked for \(max(1, (until - now + 59) / 60)) minutes."
+    case .locked(let until):
+        "Too many failed logins: this account is locked for \(max(1, (until - now + 59) / 60)) minutes."
     case .rateLimited(let wait): "Too many attempts from your address: try again in \(wait) seconds."
     }
 }

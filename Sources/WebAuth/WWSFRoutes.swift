@@ -58,9 +58,10 @@ public struct WWSFRoutes: Sendable {
 
     public func router() -> Router<WebRequestContext> {
         let router = Router(context: WebRequestContext.self)
-        let wss = URLComponents(string: configuration.epcscfURL).map { c in
-            "\(c.scheme ?? "wss")://\(c.host ?? "localhost")\(c.port.map { ":\($0)" } ?? "")"
-        } ?? configuration.epcscfURL
+        let wss =
+            URLComponents(string: configuration.epcscfURL).map { c in
+                "\(c.scheme ?? "wss")://\(c.host ?? "localhost")\(c.port.map { ":\($0)" } ?? "")"
+            } ?? configuration.epcscfURL
         router.add(
             middleware: SecurityHeaders(
                 contentSecurityPolicy:

@@ -1,15 +1,20 @@
 import ArgumentParser
 import Dispatch
+import EPCSCF
 import Foundation
 import HSS
+import LocalPKI
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SCSCF
+import SIPAuth
 import SIPCore
 import SIPTransport
 import Storage
 import Synchronization
+import WebAuth
 
 #if canImport(Glibc)
     import Glibc
@@ -17,15 +22,20 @@ import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start the webims functions in one process.",
+        abstract: "Start every webims function in one process.",
         discussion: """
-            Today this starts the HSS and the S-CSCF registrar (SIP over UDP and TCP) on an \
-            SQLite store in the data directory, with a demo subscriber on first start. The \
-            WWSF, WAF and eP-CSCF are coming and will start from this same command.
+            Starts the WWSF (HTTPS, serves the WIC and the demo page), the WAF (HTTPS, OAuth \
+            2.0 tokens), the eP-CSCF (SIP over secure WebSocket), the S-CSCF (SIP over UDP and \
+            TCP) and the HSS, on an SQLite store in the data directory (or PostgreSQL with \
+            --database). On first start it makes a local certificate authority, a server \
+            certificate for localhost, the WAF's signing key, and a demo subscriber with a web \
+            account, and prints the URL to open and the credentials. When every listener is up \
+            it writes <data-dir>/endpoints.json and logs `ready`.
             """
     )
 
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var web: WebOptions
 
     @Option(help: "Address every listener binds to (loopback unless you say otherwise).")
     var host: String = "127.0.0.1"
@@ -36,18 +46,48 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Home domain: the digest realm and the domain of the demo identities.")
     var homeDomain: String = "ims.example.com"
 
-    @Option(help: "An address whose integrity-protected=auth-done the S-CSCF trusts (an eP-CSCF); repeatable.")
+    @Option(
+        help:
+            "An address whose integrity-protected=auth-done the S-CSCF trusts (an eP-CSCF); repeatable. The in-process eP-CSCF is always trusted."
+    )
     var trustedNode: [String] = []
+
+    @Option(help: "A WWSF origin whose pages may open a WebSocket to the eP-CSCF, besides this WWSF's own; repeatable.")
+    var allowedOrigin: [String] = []
+
+    @Flag(help: "Let clients that send no Origin header (non-browser SIP clients) open WebSockets.")
+    var allowNoOrigin = false
+
+    @Option(help: "Seconds a closed WebSocket's registrations stay before the eP-CSCF de-registers them.")
+    var flowCloseGrace: Int = 30
+
+    @Option(help: "PEM certificate chain for the HTTPS and WSS listeners (default: made by the local CA).")
+    var tlsCertificate: String?
+
+    @Option(help: "PEM private key for --tls-certificate.")
+    var tlsKey: String?
+
+    @Option(help: "Folder of the WIC library and demo page served by the WWSF.")
+    var wicDir: String = "wic"
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
     func run() async throws {
-        var logger = Logger(label: "webims")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var configuredLogger = Logger(label: "webims")
+        configuredLogger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let logger = configuredLogger
         let store = try await storage.open()
-        let demo = try await provisionDemoSubscriber(store)
+        let identity = try serverIdentity()
 
+        let wwsfPort = web.wwsfPort == 0 ? try await freePort(host: host) : web.wwsfPort
+        let wafPort = web.wafPort == 0 ? try await freePort(host: host) : web.wafPort
+        let wwsfOrigin = origin("https", web.publicHost, wwsfPort)
+        let wafIssuer = origin("https", web.publicHost, wafPort)
+        let audience = web.audience(homeDomain: homeDomain)
+        let tokenLifetime = Int64(max(1, web.tokenLifetime))
+
+        // S-CSCF and HSS.
         var sip = SIPEndpointConfiguration()
         sip.host = host
         sip.udpPort = sipPort
@@ -64,41 +104,146 @@ struct Serve: AsyncParsableCommand {
         try await endpoint.start()
         let boundPort = endpoint.address(.udp)?.port ?? sipPort
         var config = SCSCFConfiguration(
-            homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode),
+            homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode + [host]),
             nonceKey: try storage.secret(named: "nonce.key"))
         config.defaultExpires = 3600
         let registrar = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
         registrar.attach(endpoint)
         late.set(registrar)
-        let sweeper = Task {
-            // Expired bindings leave the store on time (the registrar never lists them anyway).
+
+        // WAF and WWSF.
+        let accounts = AccountService(store: store, subscribers: store)
+        let keys = try await SigningKeyRing.load(store: store, tokenLifetimeLimit: tokenLifetime, now: unixNow())
+        let wwsfClient = OAuthClient(
+            id: "webims-wwsf", secret: base64URLEncode(try storage.secret(named: "waf-client-secret")),
+            redirectURIs: [wwsfOrigin + "/oauth/callback"], wwsf: wwsfOrigin)
+        let waf = AuthorizationServer(
+            configuration: WAFConfiguration(
+                issuer: wafIssuer, audience: audience, tokenLifetime: tokenLifetime,
+                clients: [wwsfClient] + (try web.extraWAFClients())),
+            keys: keys, accounts: accounts)
+        let demo = try await provisionDemo(store, accounts: accounts)
+
+        // eP-CSCF: WSS towards WICs, TCP towards the S-CSCF.
+        let lateEdge = LateBound<WebSocketServer>()
+        var upstream = SIPEndpointConfiguration()
+        upstream.host = host
+        upstream.tcpPort = 0
+        let toSCSCF = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
+            await lateEdge.value?.terminating(request, from: peer)
+        }
+        try await toSCSCF.start()
+        let tokens = TokenValidator(
+            issuers: [TrustedIssuer(issuer: wafIssuer, keys: keys.publicKeys())], audience: audience)
+        let processor = RegisterProcessor(
+            configuration: EPCSCFConfiguration(
+                homeDomain: homeDomain, hostPort: "\(host):\(toSCSCF.address(.tcp)?.port ?? 0)",
+                authorizationServer: wafIssuer),
+            tokens: tokens)
+        var edgeConfig = WebSocketServerConfiguration(
+            allowedOrigins: Set([wwsfOrigin] + allowedOrigin),
+            scscf: SIPDestination(transport: .tcp, host: host, port: endpoint.address(.tcp)?.port ?? boundPort))
+        edgeConfig.host = host
+        edgeConfig.port = web.wssPort
+        edgeConfig.sipHost = host
+        edgeConfig.allowMissingOrigin = allowNoOrigin
+        edgeConfig.flowCloseGrace = .seconds(max(0, flowCloseGrace))
+        edgeConfig.tls = try tlsConfiguration(identity)
+        let edge = try WebSocketServer(configuration: edgeConfig, processor: processor, sip: toSCSCF, logger: logger)
+        try await edge.start()
+        lateEdge.set(edge)
+        let epcscfURL = "wss://\(web.publicHost):\(edge.port ?? web.wssPort)"
+
+        let wwsf = WWSFRoutes(
+            configuration: WWSFConfiguration(
+                origin: wwsfOrigin, epcscfURL: epcscfURL, homeDomain: homeDomain, wafIssuer: wafIssuer,
+                staticDirectory: FileManager.default.fileExists(atPath: wicDir) ? wicDir : nil),
+            waf: waf, client: wwsfClient)
+        let wafRoutes = WAFRoutes(server: waf)
+
+        let background = Task {
+            // Expired bindings leave the store on time; a key rotated by another node or by
+            // `webims waf rotate-key`, and new revocations, reach the eP-CSCF within 5 s.
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(5))
                 await registrar.removeExpiredBindings()
+                try? await keys.reload(now: unixNow())
+                tokens.setKeys(keys.publicKeys(), issuer: wafIssuer)
+                if let list = try? await store.revocations(now: unixNow()) {
+                    tokens.setRevocations(tokenIDs: list.tokenIDs, subjects: list.subjects)
+                }
             }
         }
-        let udp = endpoint.address(.udp).map(hostPort) ?? "-"
-        let tcp = endpoint.address(.tcp).map(hostPort) ?? "-"
-        say("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
-        if let demo {
-            say("webims: demo subscriber \(demo.impi) (\(demo.impu)), SIP Digest password: \(demo.password)")
-        }
-        say("webims: WWSF, WAF and eP-CSCF are coming; this command will start them.")
-        say("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
-        logger.info("ready")
 
-        await waitForTerminationSignal()
-        logger.info("shutting down")
-        sweeper.cancel()
+        let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
+        let host = self.host
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await HTTPSServer.run(
+                    router: wwsf.router(), host: host, port: wwsfPort,
+                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+                    logger: logger, onListening: { listeningContinuation.yield($0) })
+            }
+            group.addTask {
+                try await HTTPSServer.run(
+                    router: wafRoutes.router(), host: host, port: wafPort,
+                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+                    logger: logger, onListening: { listeningContinuation.yield($0) })
+            }
+            var up = 0
+            for await _ in listening {
+                up += 1
+                if up == 2 { break }
+            }
+            let udp = endpoint.address(.udp).map(hostPort) ?? "-"
+            let tcp = endpoint.address(.tcp).map(hostPort) ?? "-"
+            try Endpoints(
+                wwsf: wwsfOrigin + "/", wafIssuer: wafIssuer, epcscf: epcscfURL, scscf: "\(host):\(boundPort)",
+                homeDomain: homeDomain, audience: audience, metrics: nil
+            ).write(dataDir: storage.dataDir)
+            say("webims: WWSF  \(wwsfOrigin)/  (open this in a browser)")
+            say("webims: WAF   \(wafIssuer)  (issuer; metadata at /.well-known/oauth-authorization-server)")
+            say("webims: eP-CSCF \(epcscfURL)  (SIP over secure WebSocket, Origin \(wwsfOrigin))")
+            say("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
+            if let demo {
+                say("webims: demo web account: user \(demo.username), password \(demo.webPassword)")
+                say("webims: demo subscriber \(demo.impi) (\(demo.impu)), SIP Digest password: \(demo.sipPassword)")
+            }
+            if let ca = identity.caCertificatePath {
+                say("webims: TLS by a local CA: trust \(ca) in your browser (or accept the warning once per port)")
+            }
+            say("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
+            logger.info("ready")
+
+            await waitForTerminationSignal()
+            logger.info("shutting down")
+            group.cancelAll()
+        }
+        background.cancel()
+        await edge.shutdown()
+        await toSCSCF.shutdown()
         await endpoint.shutdown()
         await store.close()
     }
 
-    /// On an empty store: one subscriber to try things with. Its password is shown once
-    /// (only HA1 is stored).
-    func provisionDemoSubscriber(_ store: any DataStore) async throws -> (impi: String, impu: String, password: String)?
-    {
-        guard try await store.allSubscribers().isEmpty else { return nil }
+    func serverIdentity() throws -> ServerIdentity {
+        if let certificate = tlsCertificate {
+            guard let key = tlsKey else { throw ValidationError("--tls-certificate needs --tls-key") }
+            return try LocalCertificateAuthority.serverIdentity(certificatePath: certificate, keyPath: key)
+        }
+        var names = ["localhost"]
+        if !names.contains(web.publicHost) && !web.publicHost.allSatisfy({ $0.isNumber || $0 == "." || $0 == ":" }) {
+            names.append(web.publicHost)
+        }
+        return try LocalCertificateAuthority.serverIdentity(in: storage.dataDir + "/tls", hostNames: names)
+    }
+
+    /// On an empty store: one subscriber with a web account to try things with. The
+    /// passwords are shown once (only HA1 and a PBKDF2 hash are stored).
+    func provisionDemo(_ store: any DataStore, accounts: AccountService) async throws -> (
+        impi: String, impu: String, sipPassword: String, username: String, webPassword: String
+    )? {
+        guard try await store.allSubscribers().isEmpty, try await store.allAccounts().isEmpty else { return nil }
         let impi = "alice@\(homeDomain)"
         let impu = "sip:alice@\(homeDomain)"
         let password = randomToken(length: 12)
@@ -107,8 +252,21 @@ struct Serve: AsyncParsableCommand {
             SubscriberRecord(
                 impi: impi, realm: homeDomain, publicIdentities: [PublicIdentity(uri: impu)],
                 allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
-        return (impi, impu, password)
+        let webPassword = randomToken(length: 12)
+        try await store.put(
+            WebAccount(username: "alice", passwordHash: try PasswordHasher().hash(webPassword), impi: impi))
+        return (impi, impu, password, "alice", webPassword)
     }
+}
+
+func tlsConfiguration(_ identity: ServerIdentity) throws -> TLSConfiguration {
+    var tls = TLSConfiguration.makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(identity.certificateChainPEM.utf8)).map {
+            .certificate($0)
+        },
+        privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(identity.privateKeyPEM.utf8), format: .pem)))
+    tls.minimumTLSVersion = .tlsv12
+    return tls
 }
 
 /// A value that exists only after start-up, read from request handlers.

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+import WebAuth
+
+/// Where the web-facing functions listen and what their URLs are.
+struct WebOptions: ParsableArguments {
+    @Option(help: "Host name in the URLs webims prints and puts in tokens (the certificate covers localhost).")
+    var publicHost: String = "localhost"
+
+    @Option(help: "WWSF HTTPS port (serves the WIC and the demo page; 0 picks a free port).")
+    var wwsfPort: Int = 8443
+
+    @Option(help: "WAF HTTPS port, its own origin (0 picks a free port).")
+    var wafPort: Int = 8444
+
+    @Option(help: "eP-CSCF secure WebSocket port (0 picks a free port).")
+    var wssPort: Int = 7443
+
+    @Option(help: "Lifetime of the access tokens the WAF issues, in seconds.")
+    var tokenLifetime: Int = 3_600
+
+    @Option(help: "The eP-CSCF's identifier: the `aud` of every token. Default: https://epcscf.<home domain>.")
+    var epcscfID: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "JSON file of further OAuth clients of the WAF.",
+            discussion:
+                #"An array of {"id", "secret" (omit for a public client), "redirect_uris": [...], "wwsf"}."#))
+    var wafClients: String?
+
+    func audience(homeDomain: String) -> String { epcscfID ?? "https://epcscf.\(homeDomain)" }
+
+    func extraWAFClients() throws -> [OAuthClient] {
+        guard let path = wafClients else { return [] }
+        struct Entry: Decodable {
+            var id: String
+            var secret: String?
+            var redirect_uris: [String]
+            var wwsf: String
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read \(path)")
+        }
+        return try JSONDecoder().decode([Entry].self, from: data).map {
+            OAuthClient(id: $0.id, secret: $0.secret, redirectURIs: $0.redirect_uris, wwsf: $0.wwsf)
+        }
+    }
+}
+
+/// What `serve` writes to `<data-dir>/endpoints.json` once every listener is up, so
+/// scripts, tests and the other commands find it.
+struct Endpoints: Codable {
+    var wwsf: String
+    var wafIssuer: String
+    var epcscf: String
+    var scscf: String
+    var homeDomain: String
+    var audience: String
+    var metrics: String?
+
+    enum CodingKeys: String, CodingKey {
+        case wwsf, epcscf, scscf, metrics, audience
+        case wafIssuer = "waf_issuer"
+        case homeDomain = "home_domain"
+    }
+
+    static func read(dataDir: String) -> Endpoints? {
+        guard let data = FileManager.default.contents(atPath: dataDir + "/endpoints.json") else { return nil }
+        return try? JSONDecoder().decode(Endpoints.self, from: data)
+    }
+
+    func write(dataDir: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let path = dataDir + "/endpoints.json"
+        try encoder.encode(self).write(to: URL(fileURLWithPath: path + ".tmp"))
+        guard rename(path + ".tmp", path) == 0 else { throw ValidationError("cannot write \(path)") }
+    }
+}
+
+/// A free TCP port on `host` (for options set to 0 whose value must be known before the
+/// listener starts, e.g. to put it in an origin).
+func freePort(host: String) async throws -> Int {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .bind(host: host, port: 0).get()
+    let port = channel.localAddress?.port ?? 0
+    try await channel.close()
+    return port
+}
+
+func origin(_ scheme: String, _ host: String, _ port: Int) -> String {
+    "\(scheme)://\(host)\(port == 443 ? "" : ":\(port)")"
+}

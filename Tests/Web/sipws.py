@@ -1,0 +1,79 @@
+"""A small SIP-over-WebSocket client for tests: what a WIC sends, built by hand."""
+import random
+import ssl
+import string
+
+from websockets.sync.client import connect
+
+
+def rand(n=10):
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(n))
+
+
+class SIPResponse:
+    def __init__(self, text):
+        head, _, self.body = text.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        self.status = int(parts[1])
+        self.reason = parts[2] if len(parts) > 2 else ""
+        self.headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers.append((name.strip().lower(), value.strip()))
+        self.text = text
+
+    def header(self, name):
+        for n, v in self.headers:
+            if n == name.lower():
+                return v
+        return None
+
+    def all(self, name):
+        return [v for n, v in self.headers if n == name.lower()]
+
+
+class WIC:
+    """One WebSocket flow registering one IMPU, the way wic.js does."""
+
+    def __init__(self, url, origin, cafile, impu, instance=None):
+        ctx = ssl.create_default_context(cafile=cafile)
+        self.ws = connect(url, subprotocols=["sip"], origin=origin, ssl=ctx, open_timeout=10)
+        self.impu = impu
+        self.host = rand() + ".invalid"
+        self.call_id = rand(16)
+        self.cseq = 0
+        self.tag = rand(8)
+        self.instance = instance or "<urn:uuid:%s-%s-4%s-a%s-%s>" % (rand(8), rand(4), rand(3), rand(3), rand(12))
+
+    def register(self, authorization=None, expires=600):
+        self.cseq += 1
+        domain = self.impu.split("@", 1)[1]
+        lines = [
+            "REGISTER sip:%s SIP/2.0" % domain,
+            "Via: SIP/2.0/WSS %s;branch=z9hG4bK%s" % (self.host, rand(12)),
+            "Max-Forwards: 70",
+            "From: <%s>;tag=%s" % (self.impu, self.tag),
+            "To: <%s>" % self.impu,
+            "Call-ID: %s" % self.call_id,
+            "CSeq: %d REGISTER" % self.cseq,
+            'Contact: <sip:%s@%s;transport=ws>;+sip.instance="%s";reg-id=1;expires=%d'
+            % (rand(6), self.host, self.instance, expires),
+            "Supported: path, outbound, gruu",
+        ]
+        if authorization:
+            lines.append("Authorization: " + authorization)
+        lines.append("Content-Length: 0")
+        self.ws.send("\r\n".join(lines) + "\r\n\r\n")
+        return self.receive()
+
+    def receive(self, timeout=10):
+        while True:
+            message = self.ws.recv(timeout=timeout)
+            if isinstance(message, bytes):
+                message = message.decode()
+            if message.startswith("SIP/2.0"):
+                return SIPResponse(message)
+
+    def close(self):
+        self.ws.close()
