@@ -80,7 +80,12 @@ public struct WWSFRoutes: Sendable {
         }
         router.post("/api/login") { request, context in try await login(request, context: context) }
         router.post("/api/logout") { request, _ in
-            guard let (cookieValue, session) = await authorizedSession(request) else { return unauthorized() }
+            let cookieValue: String
+            let session: WebSession
+            switch await authorizedSession(request) {
+            case .success(let s): (cookieValue, session) = s
+            case .failure(let refusal): return refusal.response
+            }
             await accounts.endSession(cookie: cookieValue)
             if let account = try? await accounts.store.account(username: session.username), account.usesIMPUPool {
                 try? await accounts.store.releasePoolIMPU(username: session.username)
@@ -102,7 +107,11 @@ public struct WWSFRoutes: Sendable {
                 ])
         }
         router.post("/api/token") { request, _ in
-            guard let (_, session) = await authorizedSession(request) else { return unauthorized() }
+            let session: WebSession
+            switch await authorizedSession(request) {
+            case .success(let s): session = s.1
+            case .failure(let refusal): return refusal.response
+            }
             let now = clock()
             guard let account = try? await accounts.store.account(username: session.username) else {
                 return unauthorized()
@@ -129,13 +138,17 @@ public struct WWSFRoutes: Sendable {
         errorResponse(.unauthorized, "not_logged_in", "Log in first.")
     }
 
-    /// The session of a state-changing request: cookie plus the CSRF token header.
-    func authorizedSession(_ request: Request) async -> (String, WebSession)? {
+    /// The session of a state-changing request: cookie plus the CSRF token header; the
+    /// error answer (401 without a session, 403 without the right CSRF token) otherwise.
+    func authorizedSession(_ request: Request) async -> Result<(String, WebSession), SessionRefusal> {
         guard let value = cookie(request, Self.sessionCookie),
-            let session = await accounts.session(cookie: value, now: clock()),
-            let sent = request.headers[.csrfToken], sent == session.csrfToken
-        else { return nil }
-        return (value, session)
+            let session = await accounts.session(cookie: value, now: clock())
+        else { return .failure(SessionRefusal(response: unauthorized())) }
+        guard let sent = request.headers[.csrfToken], sent == session.csrfToken else {
+            return .failure(
+                SessionRefusal(response: errorResponse(.forbidden, "csrf", "Missing or wrong X-CSRF-Token.")))
+        }
+        return .success((value, session))
     }
 
     func login(_ request: Request, context: WebRequestContext) async throws -> Response {
@@ -177,6 +190,10 @@ public struct WWSFRoutes: Sendable {
                 headers: [.setCookie: setCookie(Self.sessionCookie, value, maxAge: session.expiresAt - now)])
         }
     }
+}
+
+struct SessionRefusal: Error {
+    var response: Response
 }
 
 /// The files of the `wic/` folder, read once at start (they are small) and served with a

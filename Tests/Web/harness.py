@@ -1,0 +1,97 @@
+"""Starts the real `webims serve` on free ports in a throw-away data directory."""
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+# requests lets these override a session's own CA file; tests trust the server's local CA.
+for _name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_name, None)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BINARY = os.environ.get("WEBIMS_BIN", os.path.join(ROOT, ".build", "debug", "webims"))
+
+
+def webims(data_dir, *args, input=None, check=True):
+    """Runs a `webims` command against a data directory; returns its stdout."""
+    result = subprocess.run(
+        [BINARY, *args, "--data-dir", data_dir], input=input, capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError("webims %s failed: %s %s" % (" ".join(args), result.stdout, result.stderr))
+    return result.stdout
+
+
+class Server:
+    def __init__(self, *extra, data_dir=None, wss_port=0, wwsf_port=0, waf_port=0, sip_port=0):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="webims-test-")
+        self.args = [
+            BINARY, "serve", "--data-dir", self.data_dir, "--wwsf-port", str(wwsf_port), "--waf-port",
+            str(waf_port), "--wss-port", str(wss_port), "--sip-port", str(sip_port), "--wic-dir",
+            os.path.join(ROOT, "wic"), *extra,
+        ]
+        self.output = []
+        self.start()
+
+    def start(self):
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+        )
+        threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
+        if not self.ready.wait(60):
+            self.stop()
+            raise RuntimeError("webims serve did not get ready:\n" + self.log)
+        with open(os.path.join(self.data_dir, "endpoints.json")) as f:
+            self.endpoints = json.load(f)
+        self.wwsf = self.endpoints["wwsf"].rstrip("/")
+        self.waf = self.endpoints["waf_issuer"]
+        self.epcscf = self.endpoints["epcscf"]
+        self.ca = os.path.join(self.data_dir, "tls", "ca.pem")
+        for line in self.log.splitlines():
+            m = re.search(r"demo web account: user (\S+), password (\S+)", line)
+            if m:
+                self.demo_user, self.demo_password = m.group(1), m.group(2)
+            m = re.search(r"demo subscriber (\S+) \((\S+)\), SIP Digest password: (\S+)", line)
+            if m:
+                self.demo_impi, self.demo_impu, self.demo_sip_password = m.groups()
+
+    def _pump(self, process):
+        for line in process.stdout:
+            self.output.append(line)
+            if "] ready" in line or line.rstrip().endswith(" ready"):
+                self.ready.set()
+
+    @property
+    def log(self):
+        return "".join(self.output)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def cli(self, *args, **kw):
+        return webims(self.data_dir, *args, **kw)
+
+
+def wait_for(predicate, timeout=15, interval=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
