@@ -11,6 +11,7 @@ struct WebIMS: AsyncParsableCommand {
             TS 24.371).
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, SubscriberCommand.self, AccountCommand.self, TokenCommand.self, WAFCommand.self]
+        subcommands: [Serve.self, SubscriberCommand.self, AccountCommand.self, TokenCommand.self, WAFCommand.self, RegistrationsCommand.self,
+        ]
     )
 }

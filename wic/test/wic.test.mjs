@@ -1,0 +1,241 @@
+// Unit tests of wic.js: `node --test wic/test/`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseMessage, header, headerValues, buildMessage, params, parseAuth, addressURI, md5, digestResponse, refreshDelay, backoffDelay, redact, splitCommas, WIC } from "../wic.js";
+
+test("md5 matches RFC 1321 test suite", () => {
+  assert.equal(md5(""), "d41d8cd98f00b204e9800998ecf8427e");
+  assert.equal(md5("abc"), "900150983cd24fb0d6963f7d28e17f72");
+  assert.equal(md5("message digest"), "f96b697d7cb7938d525a2f31aaf161d0");
+  assert.equal(md5("12345678901234567890123456789012345678901234567890123456789012345678901234567890"), "57edf4a22be3c955ac49da2e2107b67a");
+});
+
+test("HTTP Digest, RFC 2617 §3.5 example (spec.md §10.4)", async () => {
+  const r = await digestResponse({ username: "Mufasa", realm: "testrealm@host.com", password: "Circle Of Life", method: "GET", uri: "/dir/index.html", nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093", qop: "auth", nc: "00000001", cnonce: "0a4f113b" });
+  assert.equal(r, "6629fae49393a05397450978507c4ef1");
+});
+
+test("HTTP Digest SHA-256, RFC 7616 §3.9.1 example", async () => {
+  const r = await digestResponse({ algorithm: "SHA-256", username: "Mufasa", realm: "http-auth@example.org", password: "Circle of Life", method: "GET", uri: "/dir/index.html", nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", qop: "auth", nc: "00000001", cnonce: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ" });
+  assert.equal(r, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
+});
+
+test("parses a 200 OK with folded and compact headers", () => {
+  const text = "SIP/2.0 200 OK\r\nv: SIP/2.0/WSS a.invalid;branch=z9hG4bK1\r\nP-Associated-URI: <sip:alice@ims.example.com>,\r\n <tel:+15551234>\r\nm: <sip:x@a.invalid;transport=ws>;expires=600;pub-gruu=\"sip:alice@ims.example.com;gr=urn:uuid:1\"\r\nl: 0\r\n\r\n";
+  const m = parseMessage(text);
+  assert.equal(m.status, 200);
+  assert.equal(header(m, "Via"), "SIP/2.0/WSS a.invalid;branch=z9hG4bK1");
+  assert.deepEqual(headerValues(m, "p-associated-uri").map(addressURI), ["sip:alice@ims.example.com", "tel:+15551234"]);
+  const contact = params(header(m, "contact"));
+  assert.equal(contact.expires, "600");
+  assert.equal(contact["pub-gruu"], "sip:alice@ims.example.com;gr=urn:uuid:1");
+  assert.equal(params(header(m, "via")).branch, "z9hG4bK1");
+});
+
+test("parses requests and refuses garbage", () => {
+  const m = parseMessage("NOTIFY sip:x@a.invalid;transport=ws SIP/2.0\r\nEvent: reg\r\n\r\n<reginfo/>");
+  assert.equal(m.method, "NOTIFY");
+  assert.equal(m.body, "<reginfo/>");
+  assert.throws(() => parseMessage("HTTP/1.1 200 OK\r\n\r\n"));
+  assert.throws(() => parseMessage("SIP/2.0 200 OK\r\nno colon here\r\n\r\n"));
+  assert.throws(() => parseMessage(42));
+});
+
+test("auth headers: quoted commas are not split", () => {
+  const a = parseAuth('Digest realm="ims.example.com", nonce="a,b", qop="auth,auth-int", algorithm=SHA-256');
+  assert.equal(a.scheme, "digest");
+  assert.equal(a.params.nonce, "a,b");
+  assert.equal(a.params.qop, "auth,auth-int");
+  assert.equal(a.params.algorithm, "SHA-256");
+  const b = parseAuth('Bearer realm="ims.example.com", error="invalid_token", authz_server="https://waf"');
+  assert.equal(b.params.error, "invalid_token");
+  assert.deepEqual(splitCommas('<sip:a;x="1,2">, "Bob, Jr" <sip:b>'), ['<sip:a;x="1,2">', '"Bob, Jr" <sip:b>']);
+});
+
+test("builds a message with Content-Length and round-trips", () => {
+  const text = buildMessage({ method: "REGISTER", uri: "sip:ims.example.com", headers: [["Via", "SIP/2.0/WSS h.invalid;branch=z9hG4bKx"], ["Content-Length", "99"]], body: "é" });
+  assert.match(text, /Content-Length: 2\r\n\r\né$/);
+  assert.equal(parseMessage(text).uri, "sip:ims.example.com");
+});
+
+test("refresh timing follows 24.229 5.1.1.4.1 and the token", () => {
+  assert.equal(refreshDelay(3600, 0, 0), 3000 * 1000); // > 1200 s: 600 s before expiry
+  assert.equal(refreshDelay(1200, 0, 0), 600 * 1000); // ≤ 1200 s: half-way
+  assert.equal(refreshDelay(20, 0, 0), 10 * 1000);
+  // A token with 20 s left, granted 3600: refresh before the token lapses.
+  const now = 1_000_000;
+  const d = refreshDelay(3600, now + 20_000, now);
+  assert.ok(d < 20_000 && d >= 1000, String(d));
+  assert.ok(refreshDelay(0, 0, 0) >= 1000); // never a busy loop
+});
+
+test("backoff grows, is capped, and is jittered", () => {
+  assert.equal(backoffDelay(0, () => 0), 500);
+  assert.equal(backoffDelay(10, () => 1), 30000);
+  const spread = new Set(Array.from({ length: 20 }, (_, i) => backoffDelay(4, () => i / 20)));
+  assert.ok(spread.size > 10);
+  for (let a = 0; a < 30; a++) assert.ok(backoffDelay(a, Math.random) <= 30000);
+});
+
+test("the trace never shows a token or a digest response", () => {
+  const t = redact('REGISTER sip:x SIP/2.0\r\nAuthorization: Bearer eyJ.abc.def\r\n\r\n');
+  assert.ok(!t.includes("eyJ"));
+  const d = redact('Authorization: Digest username="a", response="0123abcd"\r\n');
+  assert.ok(!d.includes("0123abcd"));
+});
+
+// A scripted eP-CSCF behind a fake WebSocket, and a fake clock.
+class FakeClock {
+  constructor() { this.t = 1_000_000; this.timers = []; this.id = 0; }
+  now() { return this.t; }
+  setTimeout(f, ms) { const id = ++this.id; this.timers.push({ id, at: this.t + ms, f }); return id; }
+  clearTimeout(id) { this.timers = this.timers.filter((x) => x.id !== id); }
+  async advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      this.timers.sort((a, b) => a.at - b.at);
+      const next = this.timers[0];
+      if (!next || next.at > end) break;
+      this.timers.shift();
+      this.t = next.at;
+      next.f();
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    }
+    this.t = end;
+  }
+}
+
+function fakeNetwork(answer) {
+  const sockets = [];
+  class FakeWS {
+    constructor(url, protocol) {
+      this.url = url; this.protocol = protocol; this.readyState = 0; this.sent = [];
+      sockets.push(this);
+      setImmediate(() => { this.readyState = 1; this.onopen?.(); });
+    }
+    send(text) {
+      this.sent.push(text);
+      const request = parseMessage(text);
+      const reply = answer(request, this);
+      if (reply) setImmediate(() => this.onmessage?.({ data: reply }));
+    }
+    close() { this.readyState = 3; }
+    drop() { this.readyState = 3; this.onclose?.(); }
+  }
+  return { FakeWS, sockets };
+}
+
+function ok(request, expires) {
+  const copy = ["via", "from", "to", "call-id", "cseq"].map((n) => [n, header(request, n)]);
+  if (request.method !== "REGISTER") return buildMessage({ status: 200, reason: "OK", headers: copy });
+  const contact = header(request, "contact").replace(/;expires=\d+/, "") + `;expires=${expires}`;
+  return buildMessage({ status: 200, reason: "OK", headers: [...copy, ["Contact", contact], ["P-Associated-URI", "<sip:alice@ims.example.com>"], ["Service-Route", "<sip:orig@scscf;lr>"], ["Path", "<sip:fl-1@ep;lr;ob>"]] });
+}
+
+function until(predicate, clock) {
+  return (async () => { for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setImmediate(r)); })();
+}
+
+test("token registration, refresh with a fresh token on the same socket, reconnect with backoff", async () => {
+  const clock = new FakeClock();
+  let issued = 0;
+  const registers = [];
+  const { FakeWS, sockets } = fakeNetwork((request) => {
+    if (request.method === "REGISTER") registers.push(request);
+    return ok(request, 20);
+  });
+  const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage: null, random: () => 0.5 });
+  wic.useToken(async () => ({ token: `tok${++issued}`, expires_at: clock.now() / 1000 + 20, impus: ["sip:alice@ims.example.com"] }));
+  const events = [];
+  for (const name of ["registered", "refreshing", "reconnecting"]) wic.addEventListener(name, () => events.push(name));
+  const reg = await wic.register();
+  assert.equal(reg.impu, "sip:alice@ims.example.com");
+  assert.equal(reg.expires, 20);
+  assert.match(header(registers[0], "authorization"), /^Bearer tok1$/);
+  assert.match(header(registers[0], "contact"), /\+sip\.instance="<urn:uuid:[0-9a-f-]{36}>";reg-id=1/);
+  assert.equal(header(registers[0], "supported"), "path, outbound, gruu");
+  // Refreshes at half of 20 s, each with a new token, on the same socket, same Call-ID.
+  await clock.advance(10_500);
+  await until(() => registers.length >= 2);
+  assert.equal(registers.length, 2);
+  assert.match(header(registers[1], "authorization"), /^Bearer tok2$/);
+  assert.equal(header(registers[1], "call-id"), header(registers[0], "call-id"));
+  assert.equal(sockets.filter((s) => s.sent.some((t) => t.startsWith("REGISTER"))).length, 1);
+  // The socket drops: reconnect after a jittered backoff, then register again.
+  sockets[0].drop();
+  assert.equal(wic.state, "reconnecting");
+  await clock.advance(1_000);
+  await until(() => registers.length >= 3 && wic.state === "registered");
+  assert.equal(registers.length, 3);
+  assert.equal(sockets.length, 2);
+  assert.equal(wic.state, "registered");
+  assert.deepEqual(events.slice(0, 3), ["registered", "refreshing", "registered"]);
+  assert.ok(events.includes("reconnecting"));
+  await wic.unregister();
+  assert.equal(header(parseMessage(sockets[1].sent.filter((t) => t.startsWith("REGISTER")).at(-1)), "expires"), "0");
+});
+
+test("digest: answers the 401, and a refused token is replaced once", async () => {
+  const clock = new FakeClock();
+  const seen = [];
+  const { FakeWS } = fakeNetwork((request) => {
+    if (request.method !== "REGISTER") return ok(request, 600);
+    seen.push(header(request, "authorization"));
+    const auth = parseAuth(header(request, "authorization"));
+    if (auth.scheme === "digest" && !auth.params.response) {
+      const copy = ["via", "from", "to", "call-id", "cseq"].map((n) => [n, header(request, n)]);
+      return buildMessage({ status: 401, reason: "Unauthorized", headers: [...copy, ["WWW-Authenticate", 'Digest realm="ims.example.com", nonce="n1", qop="auth", algorithm=MD5']] });
+    }
+    return ok(request, 600);
+  });
+  const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage: null });
+  wic.useDigest({ impi: "alice@ims.example.com", impu: "sip:alice@ims.example.com", password: "pw" });
+  await wic.register();
+  assert.equal(wic.state, "registered");
+  assert.match(seen[0], /response=""/);
+  const second = parseAuth(seen[1]).params;
+  const expected = await digestResponse({ username: "alice@ims.example.com", realm: "ims.example.com", password: "pw", method: "REGISTER", uri: "sip:ims.example.com", nonce: "n1", qop: "auth", nc: second.nc, cnonce: second.cnonce });
+  assert.equal(second.response, expected);
+
+  // Bearer refused once → a new token, then the second refusal stops with a reason.
+  const tokens = [];
+  const { FakeWS: WS2 } = fakeNetwork((request) => {
+    if (request.method !== "REGISTER") return ok(request, 600);
+    tokens.push(header(request, "authorization"));
+    const copy = ["via", "from", "to", "call-id", "cseq"].map((n) => [n, header(request, n)]);
+    return buildMessage({ status: 401, reason: "Unauthorized", headers: [...copy, ["WWW-Authenticate", 'Bearer realm="ims.example.com", error="invalid_token"']] });
+  });
+  const w2 = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: WS2, clock, storage: null });
+  let n = 0;
+  w2.useToken(async () => ({ token: `t${++n}`, expires_at: 2e9, impus: ["sip:alice@ims.example.com"] }));
+  let failure = null;
+  w2.addEventListener("failed", (e) => { failure = e.detail.reason; });
+  await w2.register();
+  assert.deepEqual(tokens, ["Bearer t1", "Bearer t2"]);
+  assert.equal(w2.state, "failed");
+  assert.match(failure, /token/);
+});
+
+test("423 uses Min-Expires; the instance id is kept in storage", async () => {
+  const clock = new FakeClock();
+  const expiresSent = [];
+  const { FakeWS } = fakeNetwork((request) => {
+    if (request.method !== "REGISTER") return ok(request, 600);
+    const e = Number(header(request, "expires"));
+    expiresSent.push(e);
+    if (e < 3600) {
+      const copy = ["via", "from", "to", "call-id", "cseq"].map((n) => [n, header(request, n)]);
+      return buildMessage({ status: 423, reason: "Interval Too Brief", headers: [...copy, ["Min-Expires", "3600"]] });
+    }
+    return ok(request, 3600);
+  });
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
+  const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage, expires: 60 });
+  wic.useToken(async () => ({ token: "t", expires_at: 2e9, impus: ["sip:alice@ims.example.com"] }));
+  await wic.register();
+  assert.deepEqual(expiresSent.slice(0, 2), [60, 3600]);
+  const again = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage });
+  assert.equal(again.instanceId, wic.instanceId);
+});

@@ -1,0 +1,715 @@
+// wic.js — the webims WebRTC IMS Client (WIC) library.
+//
+// A plain ES module with no dependencies. It finds the WWSF, logs the user in, opens a
+// secure WebSocket to the eP-CSCF (RFC 7118, subprotocol "sip") and keeps an IMS
+// registration alive: with a WAF token (TS 24.371, scenario 2/3) or with SIP Digest
+// (scenario 1). See README.md beside this file for the API.
+
+// ---------------------------------------------------------------------------------------
+// SIP messages: a small builder and parser (RFC 3261 §7, one message per WebSocket message)
+
+/** Parses one SIP message; throws on anything that is not one. */
+export function parseMessage(text) {
+  if (typeof text !== "string") throw new Error("not text");
+  const split = text.indexOf("\r\n\r\n");
+  const head = split < 0 ? text : text.slice(0, split);
+  const body = split < 0 ? "" : text.slice(split + 4);
+  const lines = head.split("\r\n");
+  // Unfold continuation lines (RFC 3261 §7.3.1).
+  const unfolded = [];
+  for (const line of lines) {
+    if (/^[ \t]/.test(line) && unfolded.length > 1) unfolded[unfolded.length - 1] += " " + line.trim();
+    else unfolded.push(line);
+  }
+  const start = unfolded[0] || "";
+  const message = { headers: [], body };
+  let m;
+  if ((m = /^SIP\/2\.0 (\d{3}) ?(.*)$/.exec(start))) {
+    message.status = Number(m[1]);
+    message.reason = m[2];
+  } else if ((m = /^([A-Z]+) (\S+) SIP\/2\.0$/.exec(start))) {
+    message.method = m[1];
+    message.uri = m[2];
+  } else {
+    throw new Error("not a SIP start line");
+  }
+  for (const line of unfolded.slice(1)) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw new Error("bad header line");
+    message.headers.push([expandCompact(line.slice(0, colon).trim()), line.slice(colon + 1).trim()]);
+  }
+  return message;
+}
+
+const COMPACT = { v: "via", f: "from", t: "to", i: "call-id", m: "contact", l: "content-length", c: "content-type", k: "supported", o: "event", u: "allow-events" };
+function expandCompact(name) {
+  const lower = name.toLowerCase();
+  return COMPACT[lower] || lower;
+}
+
+/** First value of a header (names are case-insensitive; compact forms understood). */
+export function header(message, name) {
+  const key = expandCompact(name);
+  const found = message.headers.find(([n]) => n === key);
+  return found ? found[1] : undefined;
+}
+
+/** Every value of a header, comma-separated values split (not for auth headers). */
+export function headerValues(message, name) {
+  const key = expandCompact(name);
+  return message.headers.filter(([n]) => n === key).flatMap(([, v]) => splitCommas(v));
+}
+
+/** Splits on commas outside quotes and angle brackets. */
+export function splitCommas(value) {
+  return splitOutside(value, ",").map((part) => part.trim()).filter((part) => part);
+}
+
+/** Splits on a separator outside quotes (and outside <...> when asked). */
+function splitOutside(text, separator) {
+  const parts = [];
+  let quoted = false, depth = 0, current = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === "\\" && i + 1 < text.length) { current += c + text[++i]; continue; }
+      if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === "<") depth++;
+    else if (c === ">") depth--;
+    else if (c === separator && depth === 0) { parts.push(current); current = ""; continue; }
+    current += c;
+  }
+  parts.push(current);
+  return parts;
+}
+
+/**
+ * `key=value` parameters: the header parameters after `;` (never those inside a
+ * name-addr's <URI>), or an auth-param list when `separator` is ",".
+ */
+export function params(text, separator = ";") {
+  const result = {};
+  const parts = separator === "," ? splitCommas(text) : splitOutside(text, ";").slice(1);
+  for (const part of parts) {
+    const eq = part.indexOf("=");
+    const key = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    let value = eq < 0 ? "" : part.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1).replace(/\\(.)/g, "$1");
+    if (key) result[key] = value;
+  }
+  return result;
+}
+
+/** A challenge or credentials header: { scheme, params }. */
+export function parseAuth(value) {
+  const space = value.indexOf(" ");
+  const scheme = space < 0 ? value : value.slice(0, space);
+  return { scheme: scheme.toLowerCase(), params: space < 0 ? {} : params(value.slice(space + 1), ",") };
+}
+
+/** The URI inside `<...>` of a name-addr, or the addr-spec up to its parameters. */
+export function addressURI(value) {
+  const m = /<([^>]*)>/.exec(value);
+  return m ? m[1] : value.split(";")[0].trim();
+}
+
+/** Serialises a request or response; Content-Length always written. */
+export function buildMessage({ method, uri, status, reason, headers, body = "" }) {
+  const start = method ? `${method} ${uri} SIP/2.0` : `SIP/2.0 ${status} ${reason}`;
+  const lines = [start];
+  for (const [name, value] of headers) if (name.toLowerCase() !== "content-length") lines.push(`${name}: ${value}`);
+  lines.push(`Content-Length: ${new TextEncoder().encode(body).length}`);
+  return lines.join("\r\n") + "\r\n\r\n" + body;
+}
+
+/** A random token of lower-case letters and digits. */
+export function randomToken(length = 10, random = Math.random) {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  let out = "";
+  for (let i = 0; i < length; i++) out += alphabet[Math.floor(random() * alphabet.length)];
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Digest (RFC 2617 / RFC 7616): MD5 written here because WebCrypto has none.
+
+/** MD5 (RFC 1321) of a string's UTF-8 bytes, as 32 hex digits. */
+export function md5(text) {
+  const bytes = new TextEncoder().encode(text);
+  const length = bytes.length;
+  const words = new Uint32Array((((length + 8) >>> 6) + 1) * 16);
+  for (let i = 0; i < length; i++) words[i >> 2] |= bytes[i] << ((i % 4) * 8);
+  words[length >> 2] |= 0x80 << ((length % 4) * 8);
+  words[words.length - 2] = (length * 8) >>> 0;
+  words[words.length - 1] = Math.floor(length / 0x20000000);
+  const S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+  const K = Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) >>> 0);
+  let a0 = 0x67452301, b0 = 0xefcdab89, c0 = 0x98badcfe, d0 = 0x10325476;
+  for (let chunk = 0; chunk < words.length; chunk += 16) {
+    let a = a0, b = b0, c = c0, d = d0;
+    for (let i = 0; i < 64; i++) {
+      let f, g;
+      if (i < 16) { f = (b & c) | (~b & d); g = i; }
+      else if (i < 32) { f = (d & b) | (~d & c); g = (5 * i + 1) % 16; }
+      else if (i < 48) { f = b ^ c ^ d; g = (3 * i + 5) % 16; }
+      else { f = c ^ (b | ~d); g = (7 * i) % 16; }
+      const rotate = S[(i >> 4) * 4 + (i % 4)];
+      const sum = (a + f + K[i] + words[chunk + g]) >>> 0;
+      a = d; d = c; c = b;
+      b = (b + ((sum << rotate) | (sum >>> (32 - rotate)))) >>> 0;
+    }
+    a0 = (a0 + a) >>> 0; b0 = (b0 + b) >>> 0; c0 = (c0 + c) >>> 0; d0 = (d0 + d) >>> 0;
+  }
+  return [a0, b0, c0, d0].map((w) => Array.from({ length: 4 }, (_, i) => ((w >>> (i * 8)) & 0xff).toString(16).padStart(2, "0")).join("")).join("");
+}
+
+async function sha256Hex(text) {
+  const digest = await globalThis.crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The Digest `response` (RFC 2617 §3.2.2; RFC 7616 for SHA-256). */
+export async function digestResponse({ algorithm = "MD5", username, realm, password, method, uri, nonce, qop, nc, cnonce }) {
+  const hash = /^SHA-256$/i.test(algorithm) ? sha256Hex : async (t) => md5(t);
+  const ha1 = await hash(`${username}:${realm}:${password}`);
+  const ha2 = await hash(`${method}:${uri}`);
+  return qop ? hash(`${ha1}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`) : hash(`${ha1}:${nonce}:${ha2}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Timing
+
+/**
+ * Milliseconds until the next refresh. TS 24.229 5.1.1.4.1: 600 s before expiry when the
+ * granted expiry exceeds 1200 s, else at half of it (spec.md WIC-9). A token that runs
+ * out first moves it earlier (the WIC needs a fresh one before it lapses).
+ */
+export function refreshDelay(grantedSeconds, tokenExpiresAtMs, nowMs) {
+  let seconds = grantedSeconds > 1200 ? grantedSeconds - 600 : grantedSeconds / 2;
+  if (tokenExpiresAtMs) {
+    const tokenLeft = (tokenExpiresAtMs - nowMs) / 1000;
+    seconds = Math.min(seconds, Math.max(1, tokenLeft - Math.max(5, tokenLeft / 10)));
+  }
+  return Math.max(1000, Math.floor(seconds * 1000));
+}
+
+/** Exponential backoff with full jitter: a restarted server is not hit by every browser at once. */
+export function backoffDelay(attempt, random = Math.random, baseMs = 1000, capMs = 30000) {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 16));
+  return Math.floor(baseMs / 2 + random() * (ceiling - baseMs / 2));
+}
+
+// ---------------------------------------------------------------------------------------
+// The client
+
+const defaultClock = {
+  now: () => Date.now(),
+  setTimeout: (f, ms) => globalThis.setTimeout(f, ms),
+  clearTimeout: (id) => globalThis.clearTimeout(id),
+};
+
+/** Reasons a person can read, by status code. */
+const REASONS = {
+  403: "The network refused this identity (403 Forbidden).",
+  404: "This identity is not known to the network (404).",
+  420: "The network needs a feature this client lacks (420 Bad Extension): a configuration error.",
+  408: "The network did not answer in time (408).",
+  503: "The IMS core is unavailable right now (503).",
+};
+
+export class WIC extends EventTarget {
+  /**
+   * Finds the WWSF (a configured URI wins; otherwise https://wwsf.<home domain>/, the
+   * project's convention, spec.md WWSF-1) and reads its /.well-known/webims.
+   */
+  static async discover({ wwsf, homeDomain, fetch = globalThis.fetch.bind(globalThis), ...options } = {}) {
+    const base = (wwsf || (homeDomain ? `https://wwsf.${homeDomain}` : globalThis.location?.origin) || "").replace(/\/$/, "");
+    if (!base) throw new Error("Give a WWSF URI or a home domain.");
+    const response = await fetch(`${base}/.well-known/webims`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`WWSF discovery failed (${response.status}).`);
+    const doc = await response.json();
+    return new WIC({ wwsf: base, epcscf: doc.epcscf, homeDomain: doc.home_domain || homeDomain, fetch, ...options });
+  }
+
+  constructor({ wwsf, epcscf, homeDomain, fetch = globalThis.fetch?.bind(globalThis), WebSocket: WS = globalThis.WebSocket,
+    storage = globalThis.localStorage, clock = defaultClock, random = Math.random, expires = 600000 } = {}) {
+    super();
+    Object.assign(this, { wwsf, epcscf, homeDomain, _fetch: fetch, _WS: WS, _storage: storage, _clock: clock, _random: random, requestedExpires: expires });
+    this.state = "idle"; // idle | connecting | registering | registered | unregistering | reconnecting | failed
+    this.registration = null;
+    this._pending = new Map(); // branch → {resolve, reject, timer}
+    this._queue = Promise.resolve();
+    this._host = randomToken(12, random) + ".invalid";
+    this._contactUser = randomToken(8, random);
+    this._callId = randomToken(20, random);
+    this._cseq = 0;
+    this._tag = randomToken(10, random);
+    this._attempt = 0;
+    this._wanted = false;
+    this.instanceId = this._instance();
+  }
+
+  // ----- credentials
+
+  /** Logs in at the WWSF; from now on tokens come from it. */
+  async login(username, password) {
+    const r = await this._fetch(`${this.wwsf}/api/login`, {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username, password }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error_description || `Login failed (${r.status}).`);
+    this._csrf = body.csrf;
+    this.username = body.username;
+    this.useToken(() => this._wwsfToken());
+    return body;
+  }
+
+  /** Picks up a WWSF session the browser already has (after a page reload). */
+  async resumeSession() {
+    const r = await this._fetch(`${this.wwsf}/api/session`, { credentials: "same-origin" });
+    if (!r.ok) return null;
+    const body = await r.json();
+    this._csrf = body.csrf;
+    this.username = body.username;
+    this.useToken(() => this._wwsfToken());
+    return body;
+  }
+
+  /** Registers with tokens from `getToken()` → {token, expires_at (s), impus}. */
+  useToken(getToken) {
+    this._credentials = { kind: "token", getToken };
+  }
+
+  /** Registers with SIP Digest (scenario 1). */
+  useDigest({ impi, impu, password }) {
+    this._credentials = { kind: "digest", impi, impu, password };
+  }
+
+  async _wwsfToken() {
+    const r = await this._fetch(`${this.wwsf}/api/token`, {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": this._csrf || "" },
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      const error = new Error(body.error_description || `No token from the WWSF (${r.status}).`);
+      error.fatal = r.status === 401 || r.status === 403;
+      throw error;
+    }
+    return body;
+  }
+
+  // ----- registration
+
+  /** Registers and keeps the registration alive until unregister(). */
+  async register() {
+    if (!this._credentials) throw new Error("Log in or give credentials first.");
+    this._wanted = true;
+    return this._serial(() => this._register(false));
+  }
+
+  /** De-registers (Expires: 0) and closes the flow. */
+  async unregister() {
+    this._wanted = false;
+    this._clearTimer();
+    const result = await this._serial(async () => {
+      if (!this._ws || this._ws.readyState !== 1 || !this.registration) return null;
+      this._setState("unregistering");
+      try {
+        return await this._sendRegister(0);
+      } catch {
+        return null;
+      }
+    });
+    this.registration = null;
+    this._closeSocket();
+    this._setState("idle");
+    this.dispatchEvent(new CustomEvent("unregistered", { detail: { reason: "requested" } }));
+    return result;
+  }
+
+  /** Logs out of the WWSF after de-registering. */
+  async logout() {
+    await this.unregister();
+    if (this._csrf) {
+      await this._fetch(`${this.wwsf}/api/logout`, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": this._csrf } }).catch(() => {});
+    }
+    this._csrf = null;
+    this._credentials = null;
+  }
+
+  /** Best effort on page hide: send the de-registration without waiting. */
+  unregisterOnPageHide(target = globalThis) {
+    target.addEventListener?.("pagehide", () => {
+      if (!this.registration || !this._ws || this._ws.readyState !== 1) return;
+      this._wanted = false;
+      this._clearTimer();
+      try { this._ws.send(this._registerRequest(0, this._lastAuthorization)); } catch { /* closing anyway */ }
+    });
+  }
+
+  _serial(work) {
+    const run = this._queue.then(work, work);
+    this._queue = run.catch(() => {});
+    return run;
+  }
+
+  async _register(refreshing) {
+    this._setState(refreshing ? "refreshing" : "registering");
+    if (refreshing) this.dispatchEvent(new CustomEvent("refreshing"));
+    try {
+      await this._connect();
+      let response = await this._sendRegister(this.requestedExpires);
+      if (response.status === 200) return this._registered(response);
+      this._fail(response);
+    } catch (error) {
+      if (!this._wanted) return null;
+      if (error.fatal) return this._failed(error.message);
+      this._scheduleReconnect(error.message);
+    }
+    return null;
+  }
+
+  /** One REGISTER exchange including the 401/423/439 answers (WIC-6, WIC-10, WIC-14). */
+  async _sendRegister(expires) {
+    const creds = this._credentials;
+    let authorization, token, retried = false, tokenRetried = false;
+    if (creds.kind === "token") {
+      token = await creds.getToken();
+      this._token = token;
+      authorization = `Bearer ${token.token}`;
+    } else {
+      const realm = this.homeDomain;
+      authorization = `Digest username="${creds.impi}", realm="${realm}", uri="sip:${realm}", nonce="", response=""`;
+    }
+    let noRegId = false;
+    for (let round = 0; round < 4; round++) {
+      const request = this._registerRequest(expires, authorization, noRegId);
+      this._lastAuthorization = authorization;
+      const response = await this._transaction(request);
+      if (response.status === 401) {
+        const challenges = headerValuesRaw(response, "www-authenticate").map(parseAuth);
+        const bearer = challenges.find((c) => c.scheme === "bearer");
+        const digest = challenges.find((c) => c.scheme === "digest" && (!c.params.algorithm || /^(MD5|SHA-256)$/i.test(c.params.algorithm)));
+        if (creds.kind === "token" && bearer && !tokenRetried) {
+          // RFC 6750 §3.1: a refused token is not sent again; get a fresh one, once.
+          tokenRetried = true;
+          token = await creds.getToken();
+          this._token = token;
+          authorization = `Bearer ${token.token}`;
+          continue;
+        }
+        if (creds.kind === "digest" && digest && (!retried || digest.params.stale === "true")) {
+          retried = true;
+          authorization = await this._digestAuthorization(digest.params);
+          continue;
+        }
+        return response;
+      }
+      if (response.status === 423) {
+        const min = Number(header(response, "min-expires"));
+        if (!min || min <= expires) return response;
+        expires = min;
+        this.requestedExpires = min;
+        continue;
+      }
+      if (response.status === 439 && !noRegId) { noRegId = true; continue; }
+      return response;
+    }
+    throw new Error("The registration did not settle.");
+  }
+
+  async _digestAuthorization(challenge) {
+    const { impi, password } = this._credentials;
+    const uri = `sip:${this.homeDomain}`;
+    const algorithm = challenge.algorithm || "MD5";
+    const qop = (challenge.qop || "").split(",").map((q) => q.trim()).includes("auth") ? "auth" : undefined;
+    const cnonce = randomToken(16, this._random);
+    const nc = "00000001";
+    const response = await digestResponse({ algorithm, username: impi, realm: challenge.realm, password, method: "REGISTER", uri, nonce: challenge.nonce, qop, nc, cnonce });
+    let value = `Digest username="${impi}", realm="${challenge.realm}", nonce="${challenge.nonce}", uri="${uri}", response="${response}", algorithm=${algorithm}`;
+    if (qop) value += `, qop=${qop}, nc=${nc}, cnonce="${cnonce}"`;
+    if (challenge.opaque !== undefined) value += `, opaque="${challenge.opaque}"`;
+    return value;
+  }
+
+  _impu() {
+    if (this._credentials.kind === "digest") return this._credentials.impu;
+    return (this._token && this._token.impus && this._token.impus[0]) || this.registration?.impu;
+  }
+
+  _registerRequest(expires, authorization, noRegId = false) {
+    const impu = this._impu();
+    const branch = "z9hG4bK" + randomToken(16, this._random);
+    let contact = `<sip:${this._contactUser}@${this._host};transport=ws>;+sip.instance="${this.instanceId}"`;
+    if (!noRegId) contact += ";reg-id=1";
+    contact += `;expires=${expires}`;
+    const headers = [
+      ["Via", `SIP/2.0/WSS ${this._host};branch=${branch}`],
+      ["Max-Forwards", "70"],
+      ["From", `<${impu}>;tag=${this._tag}`],
+      ["To", `<${impu}>`],
+      ["Call-ID", this._callId],
+      ["CSeq", `${++this._cseq} REGISTER`],
+      ["Contact", contact],
+      ["Expires", String(expires)],
+      ["Supported", "path, outbound, gruu"],
+      ["User-Agent", "webims-wic/0.1"],
+    ];
+    if (authorization) headers.push(["Authorization", authorization]);
+    return { branch, text: buildMessage({ method: "REGISTER", uri: `sip:${this.homeDomain}`, headers }) };
+  }
+
+  _registered(response) {
+    const contacts = headerValues(response, "contact");
+    const ours = contacts.find((c) => c.includes(this.instanceId) || c.includes(this._host));
+    const contactParams = ours ? params(ours) : {};
+    const expires = Number(contactParams.expires ?? header(response, "expires") ?? 0);
+    const now = this._clock.now();
+    const associated = headerValues(response, "p-associated-uri").map(addressURI);
+    const path = headerValues(response, "path").map(addressURI);
+    this.registration = {
+      impu: associated[0] || this._impu(),
+      associatedURIs: associated,
+      serviceRoute: headerValues(response, "service-route"),
+      gruu: contactParams["pub-gruu"],
+      expires,
+      expiresAt: now + expires * 1000,
+      flow: path[0] || null,
+      scheme: this._credentials.kind,
+    };
+    this._attempt = 0;
+    this._setState("registered");
+    this.dispatchEvent(new CustomEvent("registered", { detail: this.registration }));
+    const tokenExpiresAt = this._token && this._credentials.kind === "token" ? this._token.expires_at * 1000 : 0;
+    this._schedule(refreshDelay(expires, tokenExpiresAt, now), () => this._serial(() => this._register(true)));
+    this._subscribeRegEvent(expires).catch(() => {});
+    return this.registration;
+  }
+
+  _fail(response) {
+    const bearer = headerValuesRaw(response, "www-authenticate").map(parseAuth).find((c) => c.scheme === "bearer");
+    let reason = REASONS[response.status] || `Registration refused: ${response.status} ${response.reason}.`;
+    if (response.status === 401) reason = bearer ? "The network refused the login token." : "Wrong IMS credentials.";
+    if (response.status >= 500 || response.status === 408) {
+      this._scheduleReconnect(reason);
+      return;
+    }
+    this._failed(reason, response.status);
+  }
+
+  _failed(reason, status) {
+    this._wanted = false;
+    this._clearTimer();
+    this.registration = null;
+    this._setState("failed");
+    this.dispatchEvent(new CustomEvent("failed", { detail: { reason, status } }));
+  }
+
+  // ----- reg event (WIC-12)
+
+  async _subscribeRegEvent(expires) {
+    if (this._subscribed === this._ws) return;
+    this._subscribed = this._ws;
+    const impu = this.registration.impu;
+    const branch = "z9hG4bK" + randomToken(16, this._random);
+    this._subscription = { callId: randomToken(20, this._random), tag: randomToken(10, this._random) };
+    const headers = [
+      ["Via", `SIP/2.0/WSS ${this._host};branch=${branch}`],
+      ["Max-Forwards", "70"],
+      ...this.registration.serviceRoute.map((r) => ["Route", r]),
+      ["From", `<${impu}>;tag=${this._subscription.tag}`],
+      ["To", `<${impu}>`],
+      ["Call-ID", this._subscription.callId],
+      ["CSeq", "1 SUBSCRIBE"],
+      ["Contact", `<sip:${this._contactUser}@${this._host};transport=ws;ob>`],
+      ["Event", "reg"],
+      ["Accept", "application/reginfo+xml"],
+      ["Expires", String(expires)],
+    ];
+    return this._transaction({ branch, text: buildMessage({ method: "SUBSCRIBE", uri: impu, headers }) });
+  }
+
+  _onRequest(request) {
+    const answer = (status, reason) => {
+      const names = { via: "Via", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };
+      const headers = request.headers.filter(([n]) => names[n]).map(([n, v]) => [names[n], v]);
+      const to = headers.find(([n]) => n === "To");
+      if (to && !/;\s*tag=/.test(to[1])) to[1] += `;tag=${randomToken(8, this._random)}`;
+      this._send(buildMessage({ status, reason, headers }));
+    };
+    if (request.method === "NOTIFY" && /^reg/i.test(header(request, "event") || "")) {
+      answer(200, "OK");
+      this._onRegInfo(request.body, header(request, "subscription-state") || "");
+      return;
+    }
+    if (request.method === "OPTIONS") return answer(200, "OK");
+    answer(405, "Method Not Allowed");
+  }
+
+  /** Reads reginfo (RFC 3680): our contact terminated by the network = de-registered. */
+  _onRegInfo(xml, subscriptionState) {
+    this.dispatchEvent(new CustomEvent("reginfo", { detail: { xml } }));
+    if (!this.registration) return;
+    const contacts = [...xml.matchAll(/<contact\b([^>]*)>([\s\S]*?)<\/contact>/g)];
+    const ours = contacts.find(([, , inner]) => inner.includes(this._host));
+    const terminated = ours ? /state="terminated"/.test(ours[1]) : /^terminated/i.test(subscriptionState);
+    if (terminated && this.state === "registered") {
+      const event = ours && /event="([^"]*)"/.exec(ours[1]);
+      const why = event ? event[1] : "terminated";
+      this.registration = null;
+      this._clearTimer();
+      this._wanted = false;
+      this._setState("idle");
+      this.dispatchEvent(new CustomEvent("unregistered", { detail: { reason: `network (${why})` } }));
+    }
+  }
+
+  // ----- transport
+
+  _connect() {
+    if (this._ws && this._ws.readyState === 1) return Promise.resolve();
+    this._closeSocket();
+    this._setState("connecting");
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new this._WS(this.epcscf, "sip");
+      } catch (error) {
+        return reject(error);
+      }
+      this._ws = ws;
+      ws.onopen = () => {
+        // WIC-3: without the `sip` subprotocol it is not our server.
+        if (ws.protocol !== "sip") {
+          ws.close();
+          const error = new Error("The server did not accept the SIP WebSocket subprotocol.");
+          error.fatal = true;
+          return reject(error);
+        }
+        resolve();
+      };
+      ws.onerror = () => reject(new Error("Cannot reach the eP-CSCF."));
+      ws.onclose = () => {
+        reject(new Error("The connection to the eP-CSCF closed."));
+        if (this._ws === ws) this._onSocketClosed();
+      };
+      ws.onmessage = (event) => this._onMessage(event.data);
+    });
+  }
+
+  _onMessage(data) {
+    const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+    if (text === "\r\n" || text === "\r\n\r\n") return; // RFC 5626 keep-alive
+    this.dispatchEvent(new CustomEvent("message", { detail: { direction: "in", text } }));
+    let message;
+    try {
+      message = parseMessage(text);
+    } catch {
+      return; // not SIP: nothing to answer
+    }
+    if (message.method) return this._onRequest(message);
+    const via = header(message, "via") || "";
+    const branch = params(via).branch;
+    const pending = this._pending.get(branch);
+    if (!pending || message.status < 200) return;
+    this._pending.delete(branch);
+    this._clock.clearTimeout(pending.timer);
+    pending.resolve(message);
+  }
+
+  _transaction({ branch, text }) {
+    return new Promise((resolve, reject) => {
+      const timer = this._clock.setTimeout(() => {
+        this._pending.delete(branch);
+        reject(new Error("The eP-CSCF did not answer in time."));
+      }, 32000);
+      this._pending.set(branch, { resolve, reject, timer });
+      try {
+        this._send(text);
+      } catch (error) {
+        this._pending.delete(branch);
+        this._clock.clearTimeout(timer);
+        reject(error);
+      }
+    });
+  }
+
+  _send(text) {
+    if (!this._ws || this._ws.readyState !== 1) throw new Error("Not connected to the eP-CSCF.");
+    this._ws.send(text);
+    this.dispatchEvent(new CustomEvent("message", { detail: { direction: "out", text: redact(text) } }));
+  }
+
+  _onSocketClosed() {
+    this._ws = null;
+    this._subscribed = null;
+    for (const [, pending] of this._pending) {
+      this._clock.clearTimeout(pending.timer);
+      pending.reject(new Error("The connection to the eP-CSCF closed."));
+    }
+    this._pending.clear();
+    if (this._wanted) this._scheduleReconnect("The connection to the eP-CSCF was lost.");
+  }
+
+  _scheduleReconnect(reason) {
+    if (!this._wanted) return;
+    const delay = backoffDelay(this._attempt++, this._random);
+    this._setState("reconnecting");
+    this.dispatchEvent(new CustomEvent("reconnecting", { detail: { reason, delay, attempt: this._attempt } }));
+    this._schedule(delay, () => this._serial(() => this._register(false)));
+  }
+
+  _schedule(ms, work) {
+    this._clearTimer();
+    this._timer = this._clock.setTimeout(() => {
+      this._timer = null;
+      work();
+    }, ms);
+  }
+
+  _clearTimer() {
+    if (this._timer) this._clock.clearTimeout(this._timer);
+    this._timer = null;
+  }
+
+  _closeSocket() {
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onclose = null;
+      try { ws.close(); } catch { /* already closed */ }
+    }
+  }
+
+  _setState(state) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
+  }
+
+  /** A stable +sip.instance per browser (RFC 5626 §4.1), kept in localStorage. */
+  _instance() {
+    const key = "webims.instance";
+    let id = null;
+    try { id = this._storage?.getItem(key); } catch { /* storage blocked */ }
+    if (!id || !/^<urn:uuid:[0-9a-f-]{36}>$/.test(id)) {
+      const hex = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
+      id = `<urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}>`;
+      try { this._storage?.setItem(key, id); } catch { /* not kept: a new instance next time */ }
+    }
+    return id;
+  }
+}
+
+/** Auth header values are not split on commas. */
+function headerValuesRaw(message, name) {
+  return message.headers.filter(([n]) => n === name).map(([, v]) => v);
+}
+
+/** The SIP trace never shows tokens or digest responses. */
+export function redact(text) {
+  return text
+    .replace(/^(Authorization:\s*Bearer\s+)\S+/gim, "$1[token]")
+    .replace(/(response=")[0-9a-f]+"/gi, '$1[redacted]"');
+}
