@@ -70,6 +70,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder of the WIC library and demo page served by the WWSF.")
     var wicDir: String = "wic"
 
+    @Option(help: "Shortest registration the S-CSCF accepts, in seconds (423 below it; at most half the token lifetime).")
+    var minExpires: Int = 60
+
+    @Option(help: "Longest registration the S-CSCF grants, in seconds.")
+    var maxExpires: Int = 600_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -107,6 +113,10 @@ struct Serve: AsyncParsableCommand {
             homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode + [host]),
             nonceKey: try storage.secret(named: "nonce.key"))
         config.defaultExpires = 3600
+        // The eP-CSCF caps a token registration at the token's lifetime, so the registrar
+        // must accept registrations that short (else every token registration gets 423).
+        config.minExpires = UInt32(clamping: max(1, min(minExpires, Int(tokenLifetime) / 2)))
+        config.maxExpires = UInt32(clamping: max(Int(config.minExpires), maxExpires))
         let registrar = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
         registrar.attach(endpoint)
         late.set(registrar)
