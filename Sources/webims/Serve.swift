@@ -70,7 +70,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder of the WIC library and demo page served by the WWSF.")
     var wicDir: String = "wic"
 
-    @Option(help: "Shortest registration the S-CSCF accepts, in seconds (423 below it; at most half the token lifetime).")
+    @Option(
+        help: "Shortest registration the S-CSCF accepts, in seconds (423 below it; at most half the token lifetime).")
     var minExpires: Int = 60
 
     @Option(help: "Longest registration the S-CSCF grants, in seconds.")

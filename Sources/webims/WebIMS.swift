@@ -11,7 +11,9 @@ struct WebIMS: AsyncParsableCommand {
             TS 24.371).
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, SubscriberCommand.self, AccountCommand.self, TokenCommand.self, WAFCommand.self, RegistrationsCommand.self,
+        subcommands: [
+            Serve.self, SubscriberCommand.self, AccountCommand.self, TokenCommand.self, WAFCommand.self,
+            RegistrationsCommand.self,
         ]
     )
 }
