@@ -109,6 +109,19 @@ public final class TokenValidator: Sendable {
         issuers.withLock { Set($0[issuer]?.keys.keys ?? [:].keys) }
     }
 
+    /// The configured issuer of a token whose `kid` we do not know yet (before any
+    /// signature check): its keys may have rotated, so they are worth fetching again.
+    public func issuerMissingKey(for token: String) -> String? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard token.utf8.count <= 8_192, parts.count == 3, let headerBytes = base64URLDecode(String(parts[0])),
+            let payloadBytes = base64URLDecode(String(parts[1])),
+            let header = (try? JSONSerialization.jsonObject(with: Data(headerBytes))) as? [String: Any],
+            let claims = (try? JSONSerialization.jsonObject(with: Data(payloadBytes))) as? [String: Any],
+            let kid = header["kid"] as? String, let issuer = claims["iss"] as? String
+        else { return nil }
+        return issuers.withLock { $0[issuer].map { $0.keys[kid] == nil } ?? false } ? issuer : nil
+    }
+
     /// Replaces the revocation list; cached tokens are checked against it too.
     public func setRevocations(tokenIDs: Set<String>, subjects: [String: Int64]) {
         revoked.withLock { $0 = (tokenIDs, subjects) }

@@ -28,6 +28,21 @@ public struct WebSocketServerConfiguration: Sendable {
     public var flowCloseGrace: Duration = .seconds(30)
     /// Our host in Record-Route and Via towards the S-CSCF side.
     public var sipHost = "127.0.0.1"
+    /// A WebSocket ping goes to every flow this often (RFC 6455 §5.5.2); a flow silent for
+    /// `idleTimeout` (no frame at all, not even a pong) is closed.
+    public var pingInterval: Duration = .seconds(30)
+    public var idleTimeout: Duration = .seconds(95)
+    /// TLS and the WebSocket handshake must be done this soon after connecting.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// Open connections from one address, and in all: one client cannot starve the others.
+    public var maxConnectionsPerAddress = 500
+    public var maxConnections = 50_000
+    /// SIP messages a flow may send: a burst, then this many per second; beyond it the
+    /// flow is closed (1008 policy violation).
+    public var messageBurst = 60
+    public var messagesPerSecond = 20
+    /// Remote WAFs whose keys are fetched again when a token names an unknown kid.
+    public var keyFetchers: [String: WAFKeyFetcher] = [:]
 
     public init(allowedOrigins: Set<String>, scscf: SIPDestination) {
         self.allowedOrigins = allowedOrigins
@@ -46,6 +61,8 @@ public final class WebSocketServer: Sendable {
     let latestFlowByInstance = Mutex<[String: String]>([:])
     /// Open flows by token, for requests routed back to them (EPC-6).
     let flows = Mutex<[String: (channel: any Channel, state: FlowState)]>([:])
+    /// Open connections by remote address (handshaking or not).
+    let connections = Mutex<(total: Int, byAddress: [String: Int])>((0, [:]))
 
     public init(
         configuration: WebSocketServerConfiguration, processor: RegisterProcessor, sip: SIPEndpoint, logger: Logger
@@ -58,6 +75,10 @@ public final class WebSocketServer: Sendable {
     }
 
     public var port: Int? { channel.withLock { $0?.localAddress?.port } }
+
+    /// Open WebSocket flows and TCP connections (flows plus handshakes in progress).
+    public var openFlows: Int { flows.withLock { $0.count } }
+    public var openConnections: Int { connections.withLock { $0.total } }
 
     public func start() async throws {
         let server = self
@@ -77,6 +98,31 @@ public final class WebSocketServer: Sendable {
     }
 
     func setUp(_ channel: any Channel) throws {
+        // Caps first, before any TLS work is spent on the connection.
+        let address = channel.remoteAddress?.ipAddress ?? "?"
+        let admitted = connections.withLock { state -> Bool in
+            guard state.total < configuration.maxConnections,
+                state.byAddress[address, default: 0] < configuration.maxConnectionsPerAddress
+            else { return false }
+            state.total += 1
+            state.byAddress[address, default: 0] += 1
+            return true
+        }
+        guard admitted else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [server = self] _ in
+            server.connections.withLock { state in
+                state.total -= 1
+                let left = state.byAddress[address, default: 1] - 1
+                state.byAddress[address] = left > 0 ? left : nil
+            }
+        }
+        // A connection that never finishes TLS and the upgrade is closed.
+        channel.eventLoop.scheduleTask(in: .init(configuration.handshakeTimeout)) {
+            channel.pipeline.handler(type: SIPWebSocketHandler.self).whenFailure { _ in channel.close(promise: nil) }
+        }
         let sync = channel.pipeline.syncOperations
         if let sslContext { try sync.addHandler(NIOSSLServerHandler(context: sslContext)) }
         let server = self
@@ -143,6 +189,11 @@ public final class WebSocketServer: Sendable {
             if request.method == .ack { return nil }
             return await forwardOriginating(request, flowToken: flowToken, flow: flow)
         }
+        if !configuration.keyFetchers.isEmpty, let token = bearerToken(in: request),
+            let issuer = processor.tokens.issuerMissingKey(for: token), let fetcher = configuration.keyFetchers[issuer]
+        {
+            await fetcher.refreshIfDue()
+        }
         let boundIMPI = flow.state.withLock { $0.boundIMPI }
         switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {
         case .reject(let response):
@@ -152,6 +203,11 @@ public final class WebSocketServer: Sendable {
             if answer.statusCode == 200 { registered(upstream, on: flow, flowToken: flowToken) }
             return answer
         }
+    }
+
+    func bearerToken(in request: SIPRequest) -> String? {
+        guard let fields = try? request.headers.authorizations() else { return nil }
+        return fields.lazy.compactMap(\.bearerToken).first
     }
 
     /// Other requests from a registered flow (e.g. a reg-event SUBSCRIBE) go to the S-CSCF
@@ -305,16 +361,53 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
     let flowToken: String
     let flow = FlowState()
     var assembling: ByteBuffer?
+    var lastFrame = NIODeadline.now()
+    var keepAlive: RepeatedTask?
+    /// Token bucket of SIP messages.
+    var allowance: Double
+    var allowanceAt = NIODeadline.now()
 
     init(server: WebSocketServer, origin: String?, flowToken: String) {
         self.server = server
         self.origin = origin
         self.flowToken = flowToken
+        self.allowance = Double(server.configuration.messageBurst)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         let entry = (channel: context.channel, state: flow)
         server.flows.withLock { $0[flowToken] = entry }
+        let interval = TimeAmount(server.configuration.pingInterval)
+        let idle = TimeAmount(server.configuration.idleTimeout)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        keepAlive = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            let (handler, context) = loopBound.value
+            if NIODeadline.now() - handler.lastFrame > idle {
+                context.close(promise: nil)
+            } else {
+                context.writeAndFlush(
+                    handler.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())),
+                    promise: nil)
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        keepAlive?.cancel()
+        keepAlive = nil
+    }
+
+    /// Takes one message from the bucket; false when the flow is over its rate.
+    func admitMessage() -> Bool {
+        let now = NIODeadline.now()
+        let elapsed = Double((now - allowanceAt).nanoseconds) / 1e9
+        allowanceAt = now
+        allowance = min(
+            Double(server.configuration.messageBurst),
+            allowance + elapsed * Double(server.configuration.messagesPerSecond))
+        guard allowance >= 1 else { return false }
+        allowance -= 1
+        return true
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -335,6 +428,7 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        lastFrame = .now()
         switch frame.opcode {
         case .ping:
             context.writeAndFlush(
@@ -365,6 +459,14 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
             return
         }
         assembling = nil
+        guard admitMessage() else {
+            // Over its message rate: 1008 policy violation (RFC 6455 §7.4.1).
+            var code = context.channel.allocator.buffer(capacity: 2)
+            code.write(webSocketErrorCode: .policyViolation)
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)))
+                .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            return
+        }
         let channel = context.channel
         let server = self.server
         let flowToken = self.flowToken

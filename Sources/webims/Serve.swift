@@ -61,6 +61,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a closed WebSocket's registrations stay before the eP-CSCF de-registers them.")
     var flowCloseGrace: Int = 30
 
+    @Option(
+        help:
+            "Another WAF whose tokens the eP-CSCF accepts (its issuer URL; keys from its metadata's JWKS over HTTPS); repeatable."
+    )
+    var wafIssuer: [String] = []
+
+    @Option(help: "PEM CA certificates to trust (besides the system's) when fetching other WAFs' keys.")
+    var wafCA: String?
+
+    @Option(help: "Most open WebSocket connections from one address (more are refused at once).")
+    var maxConnectionsPerAddress: Int = 500
+
+    @Option(help: "Most open WebSocket connections in all.")
+    var maxConnections: Int = 50_000
+
     @Option(help: "PEM certificate chain for the HTTPS and WSS listeners (default: made by the local CA).")
     var tlsCertificate: String?
 
@@ -84,6 +99,7 @@ struct Serve: AsyncParsableCommand {
         var configuredLogger = Logger(label: "webims")
         configuredLogger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let logger = configuredLogger
+        raiseOpenFileLimit()
         let store = try await storage.open()
         let identity = try serverIdentity()
 
@@ -144,8 +160,18 @@ struct Serve: AsyncParsableCommand {
             await lateEdge.value?.terminating(request, from: peer)
         }
         try await toSCSCF.start()
+        let remoteIssuers = self.wafIssuer.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+            .filter { $0 != wafIssuer }
         let tokens = TokenValidator(
-            issuers: [TrustedIssuer(issuer: wafIssuer, keys: keys.publicKeys())], audience: audience)
+            issuers: [TrustedIssuer(issuer: wafIssuer, keys: keys.publicKeys())]
+                + remoteIssuers.map { TrustedIssuer(issuer: $0, keys: [:]) }, audience: audience)
+        var clientTLS = TLSConfiguration.makeClientConfiguration()
+        if let wafCA {
+            clientTLS.additionalTrustRoots = [.file(wafCA)]
+        }
+        let fetchers = remoteIssuers.map {
+            WAFKeyFetcher(issuer: $0, validator: tokens, tls: clientTLS, logger: logger)
+        }
         let processor = RegisterProcessor(
             configuration: EPCSCFConfiguration(
                 homeDomain: homeDomain, hostPort: "\(host):\(toSCSCF.address(.tcp)?.port ?? 0)",
@@ -159,6 +185,9 @@ struct Serve: AsyncParsableCommand {
         edgeConfig.sipHost = host
         edgeConfig.allowMissingOrigin = allowNoOrigin
         edgeConfig.flowCloseGrace = .seconds(max(0, flowCloseGrace))
+        edgeConfig.maxConnectionsPerAddress = max(1, maxConnectionsPerAddress)
+        edgeConfig.maxConnections = max(1, maxConnections)
+        edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
         edgeConfig.tls = try tlsConfiguration(identity)
         let edge = try WebSocketServer(configuration: edgeConfig, processor: processor, sip: toSCSCF, logger: logger)
         try await edge.start()
@@ -172,6 +201,7 @@ struct Serve: AsyncParsableCommand {
             waf: waf, client: wwsfClient)
         let wafRoutes = WAFRoutes(server: waf)
 
+        let fetching = fetchers.map { fetcher in Task { await fetcher.run() } }
         let background = Task {
             // Expired bindings leave the store on time; a key rotated by another node or by
             // `webims waf rotate-key`, and new revocations, reach the eP-CSCF within 5 s.
@@ -231,6 +261,7 @@ struct Serve: AsyncParsableCommand {
             group.cancelAll()
         }
         background.cancel()
+        for task in fetching { task.cancel() }
         await edge.shutdown()
         await toSCSCF.shutdown()
         await endpoint.shutdown()
@@ -268,6 +299,14 @@ struct Serve: AsyncParsableCommand {
             WebAccount(username: "alice", passwordHash: try PasswordHasher().hash(webPassword), impi: impi))
         return (impi, impu, password, "alice", webPassword)
     }
+}
+
+/// Every WebSocket is a file descriptor: use the whole hard limit, not the soft 1024.
+func raiseOpenFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 func tlsConfiguration(_ identity: ServerIdentity) throws -> TLSConfiguration {

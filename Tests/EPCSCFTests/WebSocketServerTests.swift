@@ -353,6 +353,61 @@ func liveToken(_ waf: TestWAF) throws -> String {
     }
 }
 
+extension WebSocketServerTests {
+    /// IMS AKA over WSS with the TS 35.208 test set 1 keys (AKAv1-MD5, lab profile per
+    /// spec.md WIC-7): 401 without ik/ck at the WIC, then RES from Milenage → 200.
+    @Test func akaRegistrationOverWSS() async throws {
+        let h = try await EdgeHarness.start()
+        let k = bytes(hex: "465b5ce8b199b49faa5f0a2ee238a6bc") ?? []
+        let opc = bytes(hex: "cd63cb71954a9f4e48a5994e37a02baf") ?? []
+        let impi = "aka_private@ims.example.com"
+        try await h.storage.put(
+            SubscriberRecord(
+                impi: impi, realm: "ims.example.com", publicIdentities: [PublicIdentity(uri: "sip:aka@ims.example.com")],
+                allowedSchemes: [.aka], akaK: k, akaOPc: opc, akaAMF: [0x80, 0x00], sqn: 0x20))
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        func register(cseq: Int, authorization: String) -> String {
+            SpecMessages.register92.replacingOccurrences(of: "alice@ims.example.com", with: "aka@ims.example.com")
+                .replacingOccurrences(
+                    of: "Authorization: Bearer \(SpecMessages.token)", with: "Authorization: " + authorization
+                ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: \(cseq)")
+        }
+        try await c.sendText(
+            register(
+                cseq: 1,
+                authorization:
+                    "Digest username=\"\(impi)\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
+            ))
+        let challengeResponse = try #require(await c.nextSIP())
+        #expect(challengeResponse.statusCode == 401)
+        let challenge = try #require(try challengeResponse.headers.challenges().first)
+        #expect(challenge.algorithm == "AKAv1-MD5")
+        // TS 24.229 5.2.2: the keys never reach the WIC.
+        #expect(challenge.ik == nil && challenge.ck == nil)
+        let nonce = try #require(challenge.nonce)
+        let (rand, autn) = try #require(IMSAKA.split(nonce: nonce))
+        let m = try Milenage(k: k, opc: opc)
+        let v = try m.f2345(rand: rand)
+        let sqn = zip(autn[0..<6], v.ak).map { $0 ^ $1 }
+        #expect(try m.f1(rand: rand, sqn: sqn, amf: Array(autn[6..<8])).macA == Array(autn[8..<16]))
+        let ha1 = DigestAlgorithm.akav1MD5.ha1(username: impi, realm: "ims.example.com", password: v.res)
+        let response = DigestAlgorithm.akav1MD5.response(
+            ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "c1", qop: "auth", method: "REGISTER",
+            uri: "sip:ims.example.com")
+        try await c.sendText(
+            register(
+                cseq: 2,
+                authorization:
+                    "Digest username=\"\(impi)\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\(nonce)\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c1\", response=\"\(response)\""
+            ))
+        #expect(await c.nextSIP()?.statusCode == 200)
+        #expect(try await h.storage.bindings(aor: "sip:aka@ims.example.com", now: 0).first?.scheme == .aka)
+        await c.close()
+        await h.stop()
+    }
+}
+
 @Suite(.serialized) struct TerminatingTests {
     @Test func aNotifyFromTheSCSCFReachesTheWICThroughItsFlow() async throws {
         let h = try await EdgeHarness.start()
