@@ -17,7 +17,8 @@ public final class WAFKeyFetcher: Sendable {
     let tls: TLSConfiguration
     let minimumInterval: Duration
     let logger: Logger
-    let lastAttempt = Mutex<ContinuousClock.Instant?>(nil)
+    /// When a token with an unknown kid last made us fetch (the periodic refresh does not count).
+    let lastOnDemand = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(
         issuer: String, validator: TokenValidator, tls: TLSConfiguration = .makeClientConfiguration(),
@@ -32,7 +33,6 @@ public final class WAFKeyFetcher: Sendable {
 
     /// Fetches metadata and JWKS now; returns the number of keys installed.
     @discardableResult public func refresh() async throws -> Int {
-        lastAttempt.withLock { $0 = .now }
         let metadata = try await HTTPSGet.json(issuer + "/.well-known/oauth-authorization-server", tls: tls)
         // RFC 8414 §3.3: the metadata must name the issuer we asked.
         guard metadata["issuer"] as? String == issuer, let jwksURI = metadata["jwks_uri"] as? String,
@@ -46,9 +46,10 @@ public final class WAFKeyFetcher: Sendable {
         return keys.count
     }
 
-    /// A refresh, unless one was attempted within the minimum interval.
-    public func refreshIfDue() async {
-        let due = lastAttempt.withLock { last in
+    /// A refresh for a token naming an unknown kid, unless one was made for that reason
+    /// within the minimum interval.
+    public func refreshForUnknownKey() async {
+        let due = lastOnDemand.withLock { last in
             guard let last, ContinuousClock.now - last < minimumInterval else {
                 last = .now
                 return true
@@ -56,6 +57,10 @@ public final class WAFKeyFetcher: Sendable {
             return false
         }
         guard due else { return }
+        await refreshLogged()
+    }
+
+    func refreshLogged() async {
         do {
             let count = try await refresh()
             logger.info("WAF keys of \(issuer) refreshed: \(count) keys")
@@ -67,7 +72,7 @@ public final class WAFKeyFetcher: Sendable {
     /// Refreshes every `period` until cancelled (first at once).
     public func run(period: Duration = .seconds(300)) async {
         while !Task.isCancelled {
-            await refreshIfDue()
+            await refreshLogged()
             try? await Task.sleep(for: period)
         }
     }

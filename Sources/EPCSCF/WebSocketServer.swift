@@ -192,7 +192,7 @@ public final class WebSocketServer: Sendable {
         if !configuration.keyFetchers.isEmpty, let token = bearerToken(in: request),
             let issuer = processor.tokens.issuerMissingKey(for: token), let fetcher = configuration.keyFetchers[issuer]
         {
-            await fetcher.refreshIfDue()
+            await fetcher.refreshForUnknownKey()
         }
         let boundIMPI = flow.state.withLock { $0.boundIMPI }
         switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {

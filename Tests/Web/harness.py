@@ -78,6 +78,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        time.sleep(0.1)  # let the reader thread take the last lines
+        if self.process.stdout:
+            self.process.stdout.close()
 
     def restart(self):
         self.stop()
