@@ -140,7 +140,9 @@ enum HTTPSGet {
         headers.add(name: "Host", value: components.port.map { "\(host):\($0)" } ?? host)
         headers.add(name: "Accept", value: "application/json")
         headers.add(name: "Connection", value: "close")
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)), promise: nil)
+        channel.write(
+            HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)),
+            promise: nil)
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         defer {
             timer.cancel()

@@ -62,7 +62,7 @@ public final class WebSocketServer: Sendable {
     /// Open flows by token, for requests routed back to them (EPC-6).
     let flows = Mutex<[String: (channel: any Channel, state: FlowState)]>([:])
     /// Open connections by remote address (handshaking or not).
-    let connections = Mutex<(total: Int, byAddress: [String: Int])>((0, [:]))
+    let connections = Mutex<(total: Int, byAddress: [String: Int], highWater: Int)>((0, [:], 0))
 
     public init(
         configuration: WebSocketServerConfiguration, processor: RegisterProcessor, sip: SIPEndpoint, logger: Logger
@@ -79,6 +79,14 @@ public final class WebSocketServer: Sendable {
     /// Open WebSocket flows and TCP connections (flows plus handshakes in progress).
     public var openFlows: Int { flows.withLock { $0.count } }
     public var openConnections: Int { connections.withLock { $0.total } }
+
+    /// The most connections open at once since the last call, and now.
+    public func takeConnectionHighWater() -> (highWater: Int, now: Int) {
+        connections.withLock { state in
+            defer { state.highWater = state.total }
+            return (state.highWater, state.total)
+        }
+    }
 
     public func start() async throws {
         let server = self
@@ -105,6 +113,7 @@ public final class WebSocketServer: Sendable {
                 state.byAddress[address, default: 0] < configuration.maxConnectionsPerAddress
             else { return false }
             state.total += 1
+            state.highWater = max(state.highWater, state.total)
             state.byAddress[address, default: 0] += 1
             return true
         }

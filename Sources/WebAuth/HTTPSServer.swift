@@ -3,20 +3,50 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import ServiceLifecycle
+
+/// The HTTPS servers of one process (WWSF, WAF), run as a service group so that a
+/// shutdown lets requests in flight finish (graceful), instead of cancelling them.
+public final class HTTPSServers: Sendable {
+    public struct Site {
+        public var router: Router<WebRequestContext>
+        public var host: String
+        public var port: Int
+
+        public init(router: Router<WebRequestContext>, host: String, port: Int) {
+            self.router = router
+            self.host = host
+            self.port = port
+        }
+    }
+
+    let group: ServiceGroup
+
+    public init(
+        sites: [Site], certificateChainPEM: String, privateKeyPEM: String, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void
+    ) throws {
+        var services: [any Service] = []
+        for site in sites {
+            services.append(
+                try HTTPSServer.make(
+                    router: site.router, host: site.host, port: site.port, certificateChainPEM: certificateChainPEM,
+                    privateKeyPEM: privateKeyPEM, logger: logger, onListening: onListening))
+        }
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .notice)
+        group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: quiet))
+    }
+
+    /// Serves until `shutdown()`.
+    public func run() async throws { try await group.run() }
+
+    /// Stops accepting, lets open requests finish, then `run()` returns.
+    public func shutdown() async { await group.triggerGracefulShutdown() }
+}
 
 /// An HTTPS server for one router (the WWSF's or the WAF's own origin).
 public enum HTTPSServer {
-    /// Serves until the task is cancelled; `onListening` gets the bound port.
-    public static func run(
-        router: Router<WebRequestContext>, host: String, port: Int, certificateChainPEM: String, privateKeyPEM: String,
-        logger: Logger, onListening: @escaping @Sendable (Int) async -> Void
-    ) async throws {
-        let app = try make(
-            router: router, host: host, port: port, certificateChainPEM: certificateChainPEM,
-            privateKeyPEM: privateKeyPEM, logger: logger, onListening: onListening)
-        try await app.run()
-    }
-
     /// Builds the application; `onListening` gets the bound port (useful with port 0).
     public static func make(
         router: Router<WebRequestContext>, host: String, port: Int, certificateChainPEM: String, privateKeyPEM: String,

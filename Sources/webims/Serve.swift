@@ -208,6 +208,7 @@ struct Serve: AsyncParsableCommand {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(5))
                 await registrar.removeExpiredBindings()
+                MemoryTrimmer.afterLoad(edge.takeConnectionHighWater())
                 try? await keys.reload(now: unixNow())
                 tokens.setKeys(keys.publicKeys(), issuer: wafIssuer)
                 if let list = try? await store.revocations(now: unixNow()) {
@@ -218,19 +219,15 @@ struct Serve: AsyncParsableCommand {
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
         let host = self.host
+        let https = try HTTPSServers(
+            sites: [
+                .init(router: wwsf.router(), host: host, port: wwsfPort),
+                .init(router: wafRoutes.router(), host: host, port: wafPort),
+            ],
+            certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM, logger: logger,
+            onListening: { listeningContinuation.yield($0) })
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await HTTPSServer.run(
-                    router: wwsf.router(), host: host, port: wwsfPort,
-                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
-                    logger: logger, onListening: { listeningContinuation.yield($0) })
-            }
-            group.addTask {
-                try await HTTPSServer.run(
-                    router: wafRoutes.router(), host: host, port: wafPort,
-                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
-                    logger: logger, onListening: { listeningContinuation.yield($0) })
-            }
+            group.addTask { try await https.run() }
             var up = 0
             for await _ in listening {
                 up += 1
@@ -254,11 +251,13 @@ struct Serve: AsyncParsableCommand {
                 say("webims: TLS by a local CA: trust \(ca) in your browser (or accept the warning once per port)")
             }
             say("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
+            say("webims: ready")
             logger.info("ready")
 
             await waitForTerminationSignal()
             logger.info("shutting down")
-            group.cancelAll()
+            await https.shutdown()
+            try await group.waitForAll()
         }
         background.cancel()
         for task in fetching { task.cancel() }
@@ -299,6 +298,20 @@ struct Serve: AsyncParsableCommand {
             WebAccount(username: "alice", passwordHash: try PasswordHasher().hash(webPassword), impi: impi))
         return (impi, impu, password, "alice", webPassword)
     }
+}
+
+/// After a burst of connections closes, hands the freed heap back to the system (glibc
+/// keeps it otherwise), so resident memory returns towards its baseline.
+enum MemoryTrimmer {
+    static func afterLoad(_ stats: (highWater: Int, now: Int)) {
+        if stats.highWater - stats.now >= 100, let trim = mallocTrim { _ = trim(0) }
+    }
+
+    /// glibc's malloc_trim, looked up at run time (the Glibc module does not export it).
+    static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
 }
 
 /// Every WebSocket is a file descriptor: use the whole hard limit, not the soft 1024.

@@ -363,7 +363,8 @@ extension WebSocketServerTests {
         let impi = "aka_private@ims.example.com"
         try await h.storage.put(
             SubscriberRecord(
-                impi: impi, realm: "ims.example.com", publicIdentities: [PublicIdentity(uri: "sip:aka@ims.example.com")],
+                impi: impi, realm: "ims.example.com",
+                publicIdentities: [PublicIdentity(uri: "sip:aka@ims.example.com")],
                 allowedSchemes: [.aka], akaK: k, akaOPc: opc, akaAMF: [0x80, 0x00], sqn: 0x20))
         let c = try await h.client()
         #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)

@@ -63,7 +63,7 @@ class Server:
     def _pump(self, process):
         for line in process.stdout:
             self.output.append(line)
-            if "] ready" in line or line.rstrip().endswith(" ready"):
+            if line.startswith("webims: ready"):
                 self.ready.set()
 
     @property
