@@ -61,15 +61,18 @@ public final class Registrar: Sendable {
             return await register(request, from: peer)
         case .subscribe:
             return await subscribe(request, from: peer)
-        case .options:
+        // OPTIONS to the S-CSCF itself (no user part, or its own contact) is answered here.
+        case .options where [nil, "scscf"].contains(request.uri.sipURI?.user):
             var ok = reply(request, 200)
-            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS")
+            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY")
             return ok
         case .ack:
             return nil
+        case .options, .message, .notify, .info:
+            return await terminating(request, from: peer)
         default:
             var response = reply(request, 405)
-            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS")
+            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY")
             return response
         }
     }

@@ -37,6 +37,18 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @OptionGroup var web: WebOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "The functions this process runs, comma separated: wwsf, waf, ep-cscf, s-cscf, hss (default: all).",
+            discussion: "The WWSF needs the WAF in the same process; the HSS runs with the S-CSCF."))
+    var role: String = "wwsf,waf,ep-cscf,s-cscf,hss"
+
+    @Option(help: "The eP-CSCF's next hop when the S-CSCF runs elsewhere, e.g. sip:10.0.0.5:5060;transport=tcp.")
+    var scscfURI: String?
+
+    @Option(help: "The eP-CSCF's WSS URL the WWSF announces when the eP-CSCF runs elsewhere.")
+    var publicEPCSCF: String?
+
     @Option(help: "Address every listener binds to (loopback unless you say otherwise).")
     var host: String = "127.0.0.1"
 
@@ -100,154 +112,209 @@ struct Serve: AsyncParsableCommand {
         configuredLogger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let logger = configuredLogger
         raiseOpenFileLimit()
+        let roles = try Role.parse(role)
         let store = try await storage.open()
-        let identity = try serverIdentity()
+        let needsTLS = roles.contains(.wwsf) || roles.contains(.epcscf)
+        let identity = needsTLS ? try serverIdentity() : nil
 
         let wwsfPort = web.wwsfPort == 0 ? try await freePort(host: host) : web.wwsfPort
         let wafPort = web.wafPort == 0 ? try await freePort(host: host) : web.wafPort
         let wwsfOrigin = origin("https", web.publicHost, wwsfPort)
-        let wafIssuer = origin("https", web.publicHost, wafPort)
+        let localIssuer = origin("https", web.publicHost, wafPort)
         let audience = web.audience(homeDomain: homeDomain)
         let tokenLifetime = Int64(max(1, web.tokenLifetime))
+        let demo = roles.contains(.scscf) || roles.contains(.wwsf) ? try await provisionDemo(store) : nil
 
         // S-CSCF and HSS.
-        var sip = SIPEndpointConfiguration()
-        sip.host = host
-        sip.udpPort = sipPort
-        sip.tcpPort = sipPort
-        // The registrar needs the port actually bound (for Service-Route), so it is plugged
-        // in once the listeners are up; until then requests get 503.
-        let late = LateBound<Registrar>()
-        let endpoint = try SIPEndpoint(configuration: sip, logger: logger) { request, peer in
-            guard let registrar = late.value else {
-                return SIPResponse(replyingTo: request, statusCode: 503, toTag: randomToken(length: 8))
+        var scscfEndpoint: SIPEndpoint?
+        var registrar: Registrar?
+        var scscfHostPort: String?
+        if roles.contains(.scscf) {
+            var sip = SIPEndpointConfiguration()
+            sip.host = host
+            sip.udpPort = sipPort
+            sip.tcpPort = sipPort
+            // The registrar needs the port actually bound (for Service-Route), so it is
+            // plugged in once the listeners are up; until then requests get 503.
+            let late = LateBound<Registrar>()
+            let endpoint = try SIPEndpoint(configuration: sip, logger: logger) { request, peer in
+                guard let registrar = late.value else {
+                    return SIPResponse(replyingTo: request, statusCode: 503, toTag: randomToken(length: 8))
+                }
+                return await registrar.handle(request, from: peer)
             }
-            return await registrar.handle(request, from: peer)
+            try await endpoint.start()
+            let boundPort = endpoint.address(.udp)?.port ?? sipPort
+            var config = SCSCFConfiguration(
+                homeDomain: homeDomain, hostPort: "\(host):\(boundPort)",
+                trustedNodes: Set(trustedNode + (roles.contains(.epcscf) ? [host] : [])),
+                nonceKey: try storage.secret(named: "nonce.key"))
+            config.defaultExpires = 3600
+            // The eP-CSCF caps a token registration at the token's lifetime, so the registrar
+            // must accept registrations that short (else every token registration gets 423).
+            config.minExpires = UInt32(clamping: max(1, min(minExpires, Int(tokenLifetime) / 2)))
+            config.maxExpires = UInt32(clamping: max(Int(config.minExpires), maxExpires))
+            let r = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
+            r.attach(endpoint)
+            late.set(r)
+            scscfEndpoint = endpoint
+            registrar = r
+            scscfHostPort = "\(host):\(boundPort)"
         }
-        try await endpoint.start()
-        let boundPort = endpoint.address(.udp)?.port ?? sipPort
-        var config = SCSCFConfiguration(
-            homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode + [host]),
-            nonceKey: try storage.secret(named: "nonce.key"))
-        config.defaultExpires = 3600
-        // The eP-CSCF caps a token registration at the token's lifetime, so the registrar
-        // must accept registrations that short (else every token registration gets 423).
-        config.minExpires = UInt32(clamping: max(1, min(minExpires, Int(tokenLifetime) / 2)))
-        config.maxExpires = UInt32(clamping: max(Int(config.minExpires), maxExpires))
-        let registrar = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
-        registrar.attach(endpoint)
-        late.set(registrar)
 
-        // WAF and WWSF.
-        let accounts = AccountService(store: store, subscribers: store)
-        let keys = try await SigningKeyRing.load(store: store, tokenLifetimeLimit: tokenLifetime, now: unixNow())
-        let wwsfClient = OAuthClient(
-            id: "webims-wwsf", secret: base64URLEncode(try storage.secret(named: "waf-client-secret")),
-            redirectURIs: [wwsfOrigin + "/oauth/callback"], wwsf: wwsfOrigin)
-        let waf = AuthorizationServer(
-            configuration: WAFConfiguration(
-                issuer: wafIssuer, audience: audience, tokenLifetime: tokenLifetime,
-                clients: [wwsfClient] + (try web.extraWAFClients())),
-            keys: keys, accounts: accounts)
-        let demo = try await provisionDemo(store, accounts: accounts)
+        // WAF (its keys live in the store, so every WAF node signs with the same ones).
+        var waf: AuthorizationServer?
+        var keys: SigningKeyRing?
+        var wwsfClient: OAuthClient?
+        if roles.contains(.waf) {
+            let ring = try await SigningKeyRing.load(store: store, tokenLifetimeLimit: tokenLifetime, now: unixNow())
+            let client = OAuthClient(
+                id: "webims-wwsf", secret: base64URLEncode(try storage.secret(named: "waf-client-secret")),
+                redirectURIs: [wwsfOrigin + "/oauth/callback"], wwsf: wwsfOrigin)
+            waf = AuthorizationServer(
+                configuration: WAFConfiguration(
+                    issuer: localIssuer, audience: audience, tokenLifetime: tokenLifetime,
+                    clients: [client] + (try web.extraWAFClients())),
+                keys: ring, accounts: AccountService(store: store, subscribers: store))
+            keys = ring
+            wwsfClient = client
+        }
 
-        // eP-CSCF: WSS towards WICs, TCP towards the S-CSCF.
-        let lateEdge = LateBound<WebSocketServer>()
-        var upstream = SIPEndpointConfiguration()
-        upstream.host = host
-        upstream.tcpPort = 0
-        let toSCSCF = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
-            await lateEdge.value?.terminating(request, from: peer)
+        // eP-CSCF: WSS towards WICs, SIP over TCP towards the S-CSCF.
+        var edge: WebSocketServer?
+        var toSCSCF: SIPEndpoint?
+        var tokens: TokenValidator?
+        var fetchers: [WAFKeyFetcher] = []
+        var epcscfURL: String?
+        if roles.contains(.epcscf), let identity {
+            let next: SIPDestination
+            if let uri = scscfURI {
+                guard let parsed = try? SIPURI.parse(uri), let destination = SIPDestination(uri: parsed) else {
+                    throw ValidationError("--scscf-uri: not a SIP URI: \(uri)")
+                }
+                next = destination
+            } else if let scscfEndpoint {
+                next = SIPDestination(
+                    transport: .tcp, host: host, port: scscfEndpoint.address(.tcp)?.port ?? sipPort)
+            } else {
+                throw ValidationError("--role ep-cscf without s-cscf needs --scscf-uri")
+            }
+            let lateEdge = LateBound<WebSocketServer>()
+            var upstream = SIPEndpointConfiguration()
+            upstream.host = host
+            upstream.tcpPort = 0
+            let sip = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
+                await lateEdge.value?.terminating(request, from: peer)
+            }
+            try await sip.start()
+            let remoteIssuers = self.wafIssuer.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+                .filter { keys == nil || $0 != localIssuer }
+            guard keys != nil || !remoteIssuers.isEmpty else {
+                throw ValidationError("--role ep-cscf without waf needs --waf-issuer")
+            }
+            let validator = TokenValidator(
+                issuers: (keys.map { [TrustedIssuer(issuer: localIssuer, keys: $0.publicKeys())] } ?? [])
+                    + remoteIssuers.map { TrustedIssuer(issuer: $0, keys: [:]) }, audience: audience)
+            var clientTLS = TLSConfiguration.makeClientConfiguration()
+            if let wafCA { clientTLS.additionalTrustRoots = [.file(wafCA)] }
+            fetchers = remoteIssuers.map {
+                WAFKeyFetcher(issuer: $0, validator: validator, tls: clientTLS, logger: logger)
+            }
+            let processor = RegisterProcessor(
+                configuration: EPCSCFConfiguration(
+                    homeDomain: homeDomain, hostPort: "\(host):\(sip.address(.tcp)?.port ?? 0)",
+                    authorizationServer: keys != nil ? localIssuer : (remoteIssuers.first ?? localIssuer)),
+                tokens: validator)
+            var edgeConfig = WebSocketServerConfiguration(
+                allowedOrigins: Set((roles.contains(.wwsf) ? [wwsfOrigin] : []) + allowedOrigin), scscf: next)
+            edgeConfig.host = host
+            edgeConfig.port = web.wssPort
+            edgeConfig.sipHost = host
+            edgeConfig.allowMissingOrigin = allowNoOrigin
+            edgeConfig.flowCloseGrace = .seconds(max(0, flowCloseGrace))
+            edgeConfig.maxConnectionsPerAddress = max(1, maxConnectionsPerAddress)
+            edgeConfig.maxConnections = max(1, maxConnections)
+            edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
+            edgeConfig.tls = try tlsConfiguration(identity)
+            let server = try WebSocketServer(
+                configuration: edgeConfig, processor: processor, sip: sip, logger: logger)
+            try await server.start()
+            lateEdge.set(server)
+            edge = server
+            toSCSCF = sip
+            tokens = validator
+            epcscfURL = "wss://\(web.publicHost):\(server.port ?? web.wssPort)"
         }
-        try await toSCSCF.start()
-        let remoteIssuers = self.wafIssuer.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-            .filter { $0 != wafIssuer }
-        let tokens = TokenValidator(
-            issuers: [TrustedIssuer(issuer: wafIssuer, keys: keys.publicKeys())]
-                + remoteIssuers.map { TrustedIssuer(issuer: $0, keys: [:]) }, audience: audience)
-        var clientTLS = TLSConfiguration.makeClientConfiguration()
-        if let wafCA {
-            clientTLS.additionalTrustRoots = [.file(wafCA)]
-        }
-        let fetchers = remoteIssuers.map {
-            WAFKeyFetcher(issuer: $0, validator: tokens, tls: clientTLS, logger: logger)
-        }
-        let processor = RegisterProcessor(
-            configuration: EPCSCFConfiguration(
-                homeDomain: homeDomain, hostPort: "\(host):\(toSCSCF.address(.tcp)?.port ?? 0)",
-                authorizationServer: wafIssuer),
-            tokens: tokens)
-        var edgeConfig = WebSocketServerConfiguration(
-            allowedOrigins: Set([wwsfOrigin] + allowedOrigin),
-            scscf: SIPDestination(transport: .tcp, host: host, port: endpoint.address(.tcp)?.port ?? boundPort))
-        edgeConfig.host = host
-        edgeConfig.port = web.wssPort
-        edgeConfig.sipHost = host
-        edgeConfig.allowMissingOrigin = allowNoOrigin
-        edgeConfig.flowCloseGrace = .seconds(max(0, flowCloseGrace))
-        edgeConfig.maxConnectionsPerAddress = max(1, maxConnectionsPerAddress)
-        edgeConfig.maxConnections = max(1, maxConnections)
-        edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
-        edgeConfig.tls = try tlsConfiguration(identity)
-        let edge = try WebSocketServer(configuration: edgeConfig, processor: processor, sip: toSCSCF, logger: logger)
-        try await edge.start()
-        lateEdge.set(edge)
-        let epcscfURL = "wss://\(web.publicHost):\(edge.port ?? web.wssPort)"
 
-        let wwsf = WWSFRoutes(
-            configuration: WWSFConfiguration(
-                origin: wwsfOrigin, epcscfURL: epcscfURL, homeDomain: homeDomain, wafIssuer: wafIssuer,
-                staticDirectory: FileManager.default.fileExists(atPath: wicDir) ? wicDir : nil),
-            waf: waf, client: wwsfClient)
-        let wafRoutes = WAFRoutes(server: waf)
+        // HTTPS: the WWSF (with the co-located WAF) and the WAF's own origin.
+        var sites: [HTTPSServers.Site] = []
+        if roles.contains(.wwsf), let waf, let wwsfClient {
+            let wwsf = WWSFRoutes(
+                configuration: WWSFConfiguration(
+                    origin: wwsfOrigin, epcscfURL: epcscfURL ?? publicEPCSCF ?? "", homeDomain: homeDomain,
+                    wafIssuer: localIssuer,
+                    staticDirectory: FileManager.default.fileExists(atPath: wicDir) ? wicDir : nil),
+                waf: waf, client: wwsfClient)
+            sites.append(.init(router: wwsf.router(), host: host, port: wwsfPort))
+        }
+        if let waf { sites.append(.init(router: WAFRoutes(server: waf).router(), host: host, port: wafPort)) }
 
         let fetching = fetchers.map { fetcher in Task { await fetcher.run() } }
-        let background = Task {
+        let background = Task { [registrar, keys, tokens, edge] in
             // Expired bindings leave the store on time; a key rotated by another node or by
             // `webims waf rotate-key`, and new revocations, reach the eP-CSCF within 5 s.
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(5))
-                await registrar.removeExpiredBindings()
-                MemoryTrimmer.afterLoad(edge.takeConnectionHighWater())
-                try? await keys.reload(now: unixNow())
-                tokens.setKeys(keys.publicKeys(), issuer: wafIssuer)
-                if let list = try? await store.revocations(now: unixNow()) {
+                await registrar?.removeExpiredBindings()
+                if let keys {
+                    try? await keys.reload(now: unixNow())
+                    tokens?.setKeys(keys.publicKeys(), issuer: localIssuer)
+                }
+                if let tokens, let list = try? await store.revocations(now: unixNow()) {
                     tokens.setRevocations(tokenIDs: list.tokenIDs, subjects: list.subjects)
                 }
+                if let edge { MemoryTrimmer.afterLoad(edge.takeConnectionHighWater()) }
             }
         }
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
-        let host = self.host
-        let https = try HTTPSServers(
-            sites: [
-                .init(router: wwsf.router(), host: host, port: wwsfPort),
-                .init(router: wafRoutes.router(), host: host, port: wafPort),
-            ],
-            certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM, logger: logger,
-            onListening: { listeningContinuation.yield($0) })
+        let https =
+            sites.isEmpty
+            ? nil
+            : try HTTPSServers(
+                sites: sites, certificateChainPEM: identity?.certificateChainPEM ?? "",
+                privateKeyPEM: identity?.privateKeyPEM ?? "", logger: logger,
+                onListening: { listeningContinuation.yield($0) })
+        let siteCount = sites.count
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await https.run() }
+            if let https { group.addTask { try await https.run() } }
             var up = 0
-            for await _ in listening {
-                up += 1
-                if up == 2 { break }
+            if siteCount > 0 {
+                for await _ in listening {
+                    up += 1
+                    if up == siteCount { break }
+                }
             }
-            let udp = endpoint.address(.udp).map(hostPort) ?? "-"
-            let tcp = endpoint.address(.tcp).map(hostPort) ?? "-"
             try Endpoints(
-                wwsf: wwsfOrigin + "/", wafIssuer: wafIssuer, epcscf: epcscfURL, scscf: "\(host):\(boundPort)",
-                homeDomain: homeDomain, audience: audience, metrics: nil
+                wwsf: roles.contains(.wwsf) ? wwsfOrigin + "/" : nil, wafIssuer: waf != nil ? localIssuer : nil,
+                epcscf: epcscfURL, scscf: scscfHostPort, homeDomain: homeDomain, audience: audience, metrics: nil
             ).write(dataDir: storage.dataDir)
-            say("webims: WWSF  \(wwsfOrigin)/  (open this in a browser)")
-            say("webims: WAF   \(wafIssuer)  (issuer; metadata at /.well-known/oauth-authorization-server)")
-            say("webims: eP-CSCF \(epcscfURL)  (SIP over secure WebSocket, Origin \(wwsfOrigin))")
-            say("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
+            say("webims: roles \(Role.allCases.filter(roles.contains).map(\.rawValue).joined(separator: ", "))")
+            if roles.contains(.wwsf) { say("webims: WWSF  \(wwsfOrigin)/  (open this in a browser)") }
+            if waf != nil {
+                say("webims: WAF   \(localIssuer)  (issuer; metadata at /.well-known/oauth-authorization-server)")
+            }
+            if let epcscfURL { say("webims: eP-CSCF \(epcscfURL)  (SIP over secure WebSocket)") }
+            if let scscfEndpoint {
+                let udp = scscfEndpoint.address(.udp).map(hostPort) ?? "-"
+                let tcp = scscfEndpoint.address(.tcp).map(hostPort) ?? "-"
+                say("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
+            }
             if let demo {
                 say("webims: demo web account: user \(demo.username), password \(demo.webPassword)")
                 say("webims: demo subscriber \(demo.impi) (\(demo.impu)), SIP Digest password: \(demo.sipPassword)")
             }
-            if let ca = identity.caCertificatePath {
+            if let ca = identity?.caCertificatePath {
                 say("webims: TLS by a local CA: trust \(ca) in your browser (or accept the warning once per port)")
             }
             say("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
@@ -256,14 +323,14 @@ struct Serve: AsyncParsableCommand {
 
             await waitForTerminationSignal()
             logger.info("shutting down")
-            await https.shutdown()
+            await https?.shutdown()
             try await group.waitForAll()
         }
         background.cancel()
         for task in fetching { task.cancel() }
-        await edge.shutdown()
-        await toSCSCF.shutdown()
-        await endpoint.shutdown()
+        await edge?.shutdown()
+        await toSCSCF?.shutdown()
+        await scscfEndpoint?.shutdown()
         await store.close()
     }
 
@@ -281,7 +348,7 @@ struct Serve: AsyncParsableCommand {
 
     /// On an empty store: one subscriber with a web account to try things with. The
     /// passwords are shown once (only HA1 and a PBKDF2 hash are stored).
-    func provisionDemo(_ store: any DataStore, accounts: AccountService) async throws -> (
+    func provisionDemo(_ store: any DataStore) async throws -> (
         impi: String, impu: String, sipPassword: String, username: String, webPassword: String
     )? {
         guard try await store.allSubscribers().isEmpty, try await store.allAccounts().isEmpty else { return nil }
@@ -330,6 +397,34 @@ func tlsConfiguration(_ identity: ServerIdentity) throws -> TLSConfiguration {
         privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(identity.privateKeyPEM.utf8), format: .pem)))
     tls.minimumTLSVersion = .tlsv12
     return tls
+}
+
+/// The functions `serve` can run (ARCHITECTURE.md).
+enum Role: String, CaseIterable {
+    case wwsf
+    case waf
+    case epcscf = "ep-cscf"
+    case scscf = "s-cscf"
+    case hss
+
+    static func parse(_ text: String) throws -> Set<Role> {
+        var roles = Set<Role>()
+        for name in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) {
+            guard let role = Role(rawValue: name) else {
+                throw ValidationError(
+                    "unknown role \(name); roles are \(allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            roles.insert(role)
+        }
+        guard !roles.isEmpty else { throw ValidationError("--role names no function") }
+        if roles.contains(.wwsf) && !roles.contains(.waf) {
+            throw ValidationError("the WWSF needs the WAF in the same process (--role wwsf,waf)")
+        }
+        // The HSS is the S-CSCF's in-process Cx: one goes with the other.
+        if roles.contains(.scscf) { roles.insert(.hss) }
+        if roles.contains(.hss) { roles.insert(.scscf) }
+        return roles
+    }
 }
 
 /// A value that exists only after start-up, read from request handlers.

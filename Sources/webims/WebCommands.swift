@@ -208,7 +208,7 @@ func wafServer(store: any DataStore, storage: StorageOptions, web: WebOptions, h
     let endpoints = Endpoints.read(dataDir: storage.dataDir)
     let issuer = endpoints?.wafIssuer ?? origin("https", web.publicHost, web.wafPort)
     let wwsf =
-        endpoints.map { String($0.wwsf.dropLast($0.wwsf.hasSuffix("/") ? 1 : 0)) }
+        endpoints?.wwsf.map { String($0.dropLast($0.hasSuffix("/") ? 1 : 0)) }
         ?? origin("https", web.publicHost, web.wwsfPort)
     let audience = endpoints?.audience ?? web.audience(homeDomain: homeDomain)
     let lifetime = Int64(max(1, web.tokenLifetime))

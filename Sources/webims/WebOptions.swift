@@ -53,10 +53,10 @@ struct WebOptions: ParsableArguments {
 /// What `serve` writes to `<data-dir>/endpoints.json` once every listener is up, so
 /// scripts, tests and the other commands find it.
 struct Endpoints: Codable {
-    var wwsf: String
-    var wafIssuer: String
-    var epcscf: String
-    var scscf: String
+    var wwsf: String?
+    var wafIssuer: String?
+    var epcscf: String?
+    var scscf: String?
     var homeDomain: String
     var audience: String
     var metrics: String?
