@@ -13,6 +13,9 @@ public struct EPCSCFConfiguration: Sendable {
     /// The WAF a WIC should get a token from (authz_server in Bearer challenges).
     public var authorizationServer: String
     public var requiredScope: String = "ims-register"
+    /// The transport on which we take requests from the S-CSCF side (`transport=` in our
+    /// Path, so the S-CSCF reaches us by it; RFC 3263 would pick UDP without it).
+    public var pathTransport: String? = "tcp"
 
     public init(homeDomain: String, hostPort: String, networkID: String? = nil, authorizationServer: String) {
         self.homeDomain = homeDomain
@@ -156,6 +159,7 @@ public struct RegisterProcessor: Sendable {
         // EPC-7: our Path with the flow token; `ob` when the WIC uses outbound.
         var parameters: SIPParameters = [SIPParameter("lr")]
         if wantsOutbound { parameters.elements.append(SIPParameter("ob")) }
+        if let transport = configuration.pathTransport { parameters.elements.append(SIPParameter("transport", transport)) }
         let (host, port) = splitHostPort(configuration.hostPort)
         request.headers.prepend(
             .path, SIPAddress(SIPURI(user: flowToken, host: host, port: port, parameters: parameters)).description)

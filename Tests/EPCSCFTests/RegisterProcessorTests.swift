@@ -63,7 +63,7 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
             #expect(auth.description.contains("integrity-protected=auth-done"))
             #expect(!out.headers.values(.authorization).contains { $0.hasPrefix("Bearer") })
             let path = try out.headers.path
-            #expect(path.first?.description == "<sip:fl-7Hk2q9@epcscf.ims.example.com:7443;lr;ob>")
+            #expect(path.first?.description == "<sip:fl-7Hk2q9@epcscf.ims.example.com:7443;lr;ob;transport=tcp>")
             #expect(out.headers.require == ["path"])
             #expect(out.headers.pVisitedNetworkIDs == ["ims.example.com"])
             #expect(try out.headers.pChargingVector?["icid-value"]?.isEmpty == false)

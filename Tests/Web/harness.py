@@ -27,8 +27,11 @@ def webims(data_dir, *args, input=None, check=True):
 
 
 class Server:
-    def __init__(self, *extra, data_dir=None, wss_port=0, wwsf_port=0, waf_port=0, sip_port=0):
+    def __init__(self, *extra, data_dir=None, wss_port=0, wwsf_port=0, waf_port=0, sip_port=0, database=None):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="webims-test-")
+        self.database = database
+        if database:
+            extra = (*extra, "--database", database)
         self.args = [
             BINARY, "serve", "--data-dir", self.data_dir, "--wwsf-port", str(wwsf_port), "--waf-port",
             str(waf_port), "--wss-port", str(wss_port), "--sip-port", str(sip_port), "--wic-dir",
@@ -48,9 +51,10 @@ class Server:
             raise RuntimeError("webims serve did not get ready:\n" + self.log)
         with open(os.path.join(self.data_dir, "endpoints.json")) as f:
             self.endpoints = json.load(f)
-        self.wwsf = self.endpoints["wwsf"].rstrip("/")
-        self.waf = self.endpoints["waf_issuer"]
-        self.epcscf = self.endpoints["epcscf"]
+        self.wwsf = (self.endpoints.get("wwsf") or "").rstrip("/")
+        self.waf = self.endpoints.get("waf_issuer")
+        self.epcscf = self.endpoints.get("epcscf")
+        self.scscf = self.endpoints.get("scscf")
         self.ca = os.path.join(self.data_dir, "tls", "ca.pem")
         for line in self.log.splitlines():
             m = re.search(r"demo web account: user (\S+), password (\S+)", line)
@@ -87,6 +91,8 @@ class Server:
         self.start()
 
     def cli(self, *args, **kw):
+        if self.database and args and args[0] in ("subscriber", "account", "token", "waf", "registrations"):
+            args = (*args, "--database", self.database)
         return webims(self.data_dir, *args, **kw)
 
 

@@ -75,5 +75,30 @@ class WIC:
             if message.startswith("SIP/2.0"):
                 return SIPResponse(message)
 
+    def answer_requests(self):
+        """From now on a thread answers every request that comes down the flow with 200 OK
+        and keeps it in `self.received`."""
+        import threading
+
+        self.received = []
+
+        def loop():
+            while True:
+                try:
+                    message = self.ws.recv()
+                except Exception:
+                    return
+                if isinstance(message, bytes):
+                    message = message.decode()
+                if message.startswith("SIP/2.0"):
+                    continue
+                head = message.split("\r\n\r\n", 1)[0].split("\r\n")
+                keep = [l for l in head[1:] if l.split(":", 1)[0].strip().lower() in ("via", "from", "to", "call-id", "cseq")]
+                keep = [l + (";tag=" + rand(6) if l.lower().startswith("to:") and "tag=" not in l else "") for l in keep]
+                self.ws.send("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
+                self.received.append(message)
+
+        threading.Thread(target=loop, daemon=True).start()
+
     def close(self):
         self.ws.close()
