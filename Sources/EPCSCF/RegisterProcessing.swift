@@ -93,7 +93,9 @@ public struct RegisterProcessor: Sendable {
             let claims: AccessTokenClaims
             switch tokens.validate(bearer) {
             case .success(let c): claims = c
-            case .failure(let error): return .reject(bearerChallenge(request, error: error))
+            case .failure(let error):
+                EdgeMetrics.tokenFailure(error)
+                return .reject(bearerChallenge(request, error: error))
             }
             let toIMPU = to.uri.publicIdentity
             // EPC-17: To among the token's IMPUs, From = To, any IMPI given = the token's.
@@ -159,7 +161,9 @@ public struct RegisterProcessor: Sendable {
         // EPC-7: our Path with the flow token; `ob` when the WIC uses outbound.
         var parameters: SIPParameters = [SIPParameter("lr")]
         if wantsOutbound { parameters.elements.append(SIPParameter("ob")) }
-        if let transport = configuration.pathTransport { parameters.elements.append(SIPParameter("transport", transport)) }
+        if let transport = configuration.pathTransport {
+            parameters.elements.append(SIPParameter("transport", transport))
+        }
         let (host, port) = splitHostPort(configuration.hostPort)
         request.headers.prepend(
             .path, SIPAddress(SIPURI(user: flowToken, host: host, port: port, parameters: parameters)).description)

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -118,6 +119,7 @@ public final class WebSocketServer: Sendable {
             return true
         }
         guard admitted else {
+            EdgeMetrics.refused.increment()
             channel.close(promise: nil)
             return
         }
@@ -208,7 +210,13 @@ public final class WebSocketServer: Sendable {
         case .reject(let response):
             return response
         case .forward(let upstream):
+            let start = ContinuousClock.now
             let answer = processor.processResponse(await sip.send(upstream, to: configuration.scscf))
+            EdgeMetrics.registerDuration.recordNanoseconds(
+                (ContinuousClock.now - start).components.attoseconds / 1_000_000_000
+                    + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
+            Counter(label: "webims_epcscf_registers_total", dimensions: [("status", String(answer.statusCode))])
+                .increment()
             if answer.statusCode == 200 { registered(upstream, on: flow, flowToken: flowToken) }
             return answer
         }
@@ -385,7 +393,11 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         let entry = (channel: context.channel, state: flow)
-        server.flows.withLock { $0[flowToken] = entry }
+        let open = server.flows.withLock { flows in
+            flows[flowToken] = entry
+            return flows.count
+        }
+        EdgeMetrics.flows.record(open)
         let interval = TimeAmount(server.configuration.pingInterval)
         let idle = TimeAmount(server.configuration.idleTimeout)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -423,7 +435,11 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         let server = self.server
         let flow = self.flow
         let flowToken = self.flowToken
-        _ = server.flows.withLock { $0.removeValue(forKey: flowToken) }
+        let open = server.flows.withLock { flows in
+            flows.removeValue(forKey: flowToken)
+            return flows.count
+        }
+        EdgeMetrics.flows.record(open)
         // Nobody will answer what is still waiting: 430 (RFC 5626 §5.3).
         for waiter in flow.state.withLock({ state in
             defer { state.waiting.removeAll() }

@@ -58,7 +58,10 @@ public final class Registrar: Sendable {
     public func handle(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         switch request.method {
         case .register:
-            return await register(request, from: peer)
+            let start = ContinuousClock.now
+            let response = await register(request, from: peer)
+            RegistrarMetrics.record(request, response, since: start)
+            return response
         case .subscribe:
             return await subscribe(request, from: peer)
         // OPTIONS to the S-CSCF itself (no user part, or its own contact) is answered here.

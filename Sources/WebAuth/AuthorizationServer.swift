@@ -95,11 +95,14 @@ public final class AuthorizationServer: Sendable {
     public let keys: SigningKeyRing
     public let accounts: AccountService
     let codes = Mutex<[String: PendingCode]>([:])
+    /// RFC 8414 metadata, serialized once.
+    public let metadataBytes: [UInt8]
 
     public init(configuration: WAFConfiguration, keys: SigningKeyRing, accounts: AccountService) {
         self.configuration = configuration
         self.keys = keys
         self.accounts = accounts
+        self.metadataBytes = (try? json(Self.metadata(configuration))) ?? []
     }
 
     // MARK: Issuing
@@ -278,7 +281,9 @@ public final class AuthorizationServer: Sendable {
     // MARK: Metadata
 
     /// RFC 8414 authorization server metadata.
-    public func metadata() -> [String: Any] {
+    public func metadata() -> [String: Any] { Self.metadata(configuration) }
+
+    static func metadata(_ configuration: WAFConfiguration) -> [String: Any] {
         let base = configuration.issuer
         return [
             "issuer": base,

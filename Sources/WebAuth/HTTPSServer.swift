@@ -24,9 +24,9 @@ public final class HTTPSServers: Sendable {
 
     public init(
         sites: [Site], certificateChainPEM: String, privateKeyPEM: String, logger: Logger,
-        onListening: @escaping @Sendable (Int) async -> Void
+        otherServices: [any Service] = [], onListening: @escaping @Sendable (Int) async -> Void
     ) throws {
-        var services: [any Service] = []
+        var services: [any Service] = otherServices
         for site in sites {
             services.append(
                 try HTTPSServer.make(

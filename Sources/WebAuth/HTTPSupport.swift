@@ -61,6 +61,13 @@ func jsonResponse(_ status: HTTPResponse.Status, _ object: Any, headers: HTTPFie
     return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
+/// A JSON document already serialized (cached documents: JWKS, metadata).
+func jsonResponse(_ status: HTTPResponse.Status, bytes: [UInt8], cacheControl: String) -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json", .cacheControl: cacheControl],
+        body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+}
+
 func errorResponse(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:])
     -> Response
 {

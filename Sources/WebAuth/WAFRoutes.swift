@@ -22,12 +22,10 @@ public struct WAFRoutes: Sendable {
             middleware: SecurityHeaders(
                 contentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"))
         router.get("/.well-known/oauth-authorization-server") { _, _ in
-            jsonResponse(.ok, server.metadata(), headers: [.cacheControl: "max-age=300"])
+            jsonResponse(.ok, bytes: server.metadataBytes, cacheControl: "max-age=300")
         }
         router.get("/jwks.json") { _, _ in
-            var response = jsonResponse(.ok, server.keys.jwks())
-            response.headers[.cacheControl] = "max-age=60"
-            return response
+            jsonResponse(.ok, bytes: server.keys.jwksBytes(), cacheControl: "max-age=60")
         }
         router.get("/authorize") { request, _ in await authorize(request) }
         router.post("/authorize") { request, context in try await authorizeLogin(request, context: context) }

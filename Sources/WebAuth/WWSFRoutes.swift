@@ -118,6 +118,7 @@ public struct WWSFRoutes: Sendable {
             }
             do {
                 let issued = try await waf.issueToken(for: account, client: client, now: now)
+                WebMetrics.tokensIssued.increment()
                 return jsonResponse(
                     .ok,
                     [
@@ -169,6 +170,7 @@ public struct WWSFRoutes: Sendable {
             username: username, password: password, source: context.sourceAddress, now: now)
         {
         case .failure(let failure):
+            WebMetrics.login(failure)
             let message = loginMessage(failure, now: now)
             switch failure {
             case .invalidCredentials:
@@ -180,6 +182,7 @@ public struct WWSFRoutes: Sendable {
                 return errorResponse(.tooManyRequests, "rate_limited", message, headers: [.retryAfter: "\(wait)"])
             }
         case .success(let account):
+            WebMetrics.login(nil)
             let (value, session) = try await accounts.startSession(username: account.username, now: now)
             return jsonResponse(
                 .ok,

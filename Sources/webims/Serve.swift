@@ -49,6 +49,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The eP-CSCF's WSS URL the WWSF announces when the eP-CSCF runs elsewhere.")
     var publicEPCSCF: String?
 
+    @Option(help: "Port of the Prometheus /metrics endpoint (plain HTTP; 0 picks a free port; -1 turns it off).")
+    var metricsPort: Int = 9464
+
     @Option(help: "Address every listener binds to (loopback unless you say otherwise).")
     var host: String = "127.0.0.1"
 
@@ -113,6 +116,7 @@ struct Serve: AsyncParsableCommand {
         let logger = configuredLogger
         raiseOpenFileLimit()
         let roles = try Role.parse(role)
+        let registry = MetricsEndpoint.bootstrap()
         let store = try await storage.open()
         let needsTLS = roles.contains(.wwsf) || roles.contains(.epcscf)
         let identity = needsTLS ? try serverIdentity() : nil
@@ -278,14 +282,26 @@ struct Serve: AsyncParsableCommand {
         }
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
+        let metricsPortBox = LateBound<Int>()
+        let metrics =
+            metricsPort < 0
+            ? []
+            : [
+                MetricsEndpoint.service(
+                    registry: registry, host: host, port: metricsPort, logger: logger,
+                    onListening: {
+                        metricsPortBox.set($0)
+                        listeningContinuation.yield($0)
+                    })
+            ]
         let https =
-            sites.isEmpty
+            sites.isEmpty && metrics.isEmpty
             ? nil
             : try HTTPSServers(
                 sites: sites, certificateChainPEM: identity?.certificateChainPEM ?? "",
-                privateKeyPEM: identity?.privateKeyPEM ?? "", logger: logger,
+                privateKeyPEM: identity?.privateKeyPEM ?? "", logger: logger, otherServices: metrics,
                 onListening: { listeningContinuation.yield($0) })
-        let siteCount = sites.count
+        let siteCount = sites.count + metrics.count
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let https { group.addTask { try await https.run() } }
             var up = 0
@@ -297,7 +313,8 @@ struct Serve: AsyncParsableCommand {
             }
             try Endpoints(
                 wwsf: roles.contains(.wwsf) ? wwsfOrigin + "/" : nil, wafIssuer: waf != nil ? localIssuer : nil,
-                epcscf: epcscfURL, scscf: scscfHostPort, homeDomain: homeDomain, audience: audience, metrics: nil
+                epcscf: epcscfURL, scscf: scscfHostPort, homeDomain: homeDomain, audience: audience,
+                metrics: metricsPortBox.value.map { "http://\(host):\($0)/metrics" }
             ).write(dataDir: storage.dataDir)
             say("webims: roles \(Role.allCases.filter(roles.contains).map(\.rawValue).joined(separator: ", "))")
             if roles.contains(.wwsf) { say("webims: WWSF  \(wwsfOrigin)/  (open this in a browser)") }
@@ -317,6 +334,7 @@ struct Serve: AsyncParsableCommand {
             if let ca = identity?.caCertificatePath {
                 say("webims: TLS by a local CA: trust \(ca) in your browser (or accept the warning once per port)")
             }
+            if let port = metricsPortBox.value { say("webims: metrics http://\(host):\(port)/metrics") }
             say("webims: data in \(storage.dataDir). Press Ctrl-C to stop.")
             say("webims: ready")
             logger.info("ready")

@@ -34,7 +34,7 @@ class Server:
             extra = (*extra, "--database", database)
         self.args = [
             BINARY, "serve", "--data-dir", self.data_dir, "--wwsf-port", str(wwsf_port), "--waf-port",
-            str(waf_port), "--wss-port", str(wss_port), "--sip-port", str(sip_port), "--wic-dir",
+            str(waf_port), "--wss-port", str(wss_port), "--sip-port", str(sip_port), "--metrics-port", "0", "--wic-dir",
             os.path.join(ROOT, "wic"), *extra,
         ]
         self.output = []

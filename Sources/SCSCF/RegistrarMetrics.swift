@@ -1,0 +1,31 @@
+import Metrics
+import SIPCore
+
+/// What operators watch at the registrar: REGISTERs by scheme and final status, and how
+/// long they take (the store's durable commit included).
+enum RegistrarMetrics {
+    static let duration = Metrics.Timer(label: "webims_scscf_register_duration_seconds")
+
+    static func record(_ request: SIPRequest, _ response: SIPResponse, since start: ContinuousClock.Instant) {
+        duration.recordInterval(since: start)
+        Counter(
+            label: "webims_scscf_registrations_total",
+            dimensions: [("scheme", scheme(of: request)), ("status", String(response.statusCode))]
+        ).increment()
+    }
+
+    /// The scheme a REGISTER uses, from its credentials (no credentials: `none`).
+    static func scheme(of request: SIPRequest) -> String {
+        guard let auth = (try? request.headers.authorizations())?.first else { return "none" }
+        if let protected = auth["integrity-protected"], protected.lowercased() == "auth-done" { return "tna" }
+        if auth.algorithm?.uppercased().hasPrefix("AKA") == true { return "aka" }
+        return auth.scheme.lowercased() == "digest" ? "digest" : "other"
+    }
+}
+
+extension Metrics.Timer {
+    func recordInterval(since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,60 @@
+"""Issue 7: the Prometheus /metrics endpoint reflects what happened."""
+import re
+import unittest
+
+import requests
+
+import sipws
+from harness import Server
+
+
+class MetricsTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def metrics(self):
+        r = requests.get(self.server.endpoints["metrics"], timeout=5)
+        self.assertEqual(r.status_code, 200)
+        self.assertTrue(r.headers["Content-Type"].startswith("text/plain"))
+        return r.text
+
+    def value(self, text, name, **labels):
+        for line in text.splitlines():
+            if line.startswith(name) and all('%s="%s"' % kv in line for kv in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def test_counters_gauges_and_histograms(self):
+        s = self.server
+        http = requests.Session()
+        http.verify = s.ca
+        r = http.post(s.wwsf + "/api/login", json={"username": s.demo_user, "password": "wrong"})
+        self.assertEqual(r.status_code, 401)
+        r = http.post(s.wwsf + "/api/login", json={"username": s.demo_user, "password": s.demo_password})
+        csrf = r.json()["csrf"]
+        token = http.post(s.wwsf + "/api/token", headers={"X-CSRF-Token": csrf}).json()["token"]
+        wic = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)
+        self.assertEqual(wic.register("Bearer garbage").status, 401)
+        self.assertEqual(wic.register("Bearer " + token).status, 200)
+        text = self.metrics()
+        self.assertEqual(self.value(text, "webims_wwsf_logins_total", result="ok"), 1)
+        self.assertEqual(self.value(text, "webims_wwsf_logins_total", result="invalid_credentials"), 1)
+        self.assertEqual(self.value(text, "webims_waf_tokens_issued_total"), 1)
+        self.assertEqual(self.value(text, "webims_epcscf_token_failures_total", reason="malformed"), 1)
+        self.assertEqual(self.value(text, "webims_scscf_registrations_total", scheme="tna", status="200"), 1)
+        self.assertEqual(self.value(text, "webims_epcscf_flows"), 1)
+        self.assertGreaterEqual(self.value(text, "webims_scscf_register_duration_seconds_count"), 1)
+        self.assertIn("webims_epcscf_register_duration_seconds_bucket", text)
+        # No identity, token or password in the metrics.
+        self.assertNotIn("alice", text)
+        self.assertNotIn(token[:20], text)
+        wic.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
