@@ -42,6 +42,8 @@ public struct WebSocketServerConfiguration: Sendable {
     /// flow is closed (1008 policy violation).
     public var messageBurst = 60
     public var messagesPerSecond = 20
+    /// Logs every SIP message of every flow (redacted) when set (`--sip-trace`).
+    public var trace: SIPTrace?
     /// Remote WAFs whose keys are fetched again when a token names an unknown kid.
     public var keyFetchers: [String: WAFKeyFetcher] = [:]
 
@@ -274,6 +276,9 @@ public final class WebSocketServer: Sendable {
         downstream.headers.prepend(
             .via, SIPVia(transport: "WSS", host: configuration.sipHost, branch: branch).description)
         let bytes = downstream.serialized()
+        configuration.trace?.record(
+            .outgoing, .request(downstream), peer: channel.remoteAddress.map { "\($0)" } ?? "?",
+            via: "WSS flow \(token)")
         let answer: SIPResponse = await withCheckedContinuation { continuation in
             state.state.withLock { $0.waiting[branch] = (continuation, request) }
             channel.writeAndFlush(
@@ -497,9 +502,13 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         let flowToken = self.flowToken
         let origin = self.origin
         let flow = self.flow
+        let trace = server.configuration.trace
+        let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
+        trace?.record(.incoming, message, peer: peer, via: "WSS flow \(flowToken)")
         Task {
             let response = await server.handle(message, flowToken: flowToken, origin: origin, flow: flow)
             guard let response, channel.isActive else { return }
+            trace?.record(.outgoing, .response(response), peer: peer, via: "WSS flow \(flowToken)")
             let bytes = response.serialized()
             channel.writeAndFlush(
                 WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)

@@ -23,6 +23,8 @@ public struct SIPEndpointConfiguration: Sendable {
     public var timers: SIPTimers = SIPTimers()
     /// A stream connection that sends nothing this long is closed (keep-alives count).
     public var idleTimeout: TimeAmount = .seconds(300)
+    /// Logs every message in and out (redacted) when set.
+    public var trace: SIPTrace?
 
     public init() {}
 }
@@ -48,7 +50,7 @@ public final class SIPEndpoint: Sendable {
         self.group = eventLoopGroup
         self.core = SIPEndpointCore(
             logger: logger, limits: configuration.limits, timers: configuration.timers,
-            eventLoop: eventLoopGroup.next(), handler: handler)
+            eventLoop: eventLoopGroup.next(), trace: configuration.trace, handler: handler)
         self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
     }
 

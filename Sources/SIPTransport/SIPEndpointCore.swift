@@ -15,6 +15,7 @@ final class SIPEndpointCore: Sendable {
     let timers: SIPTimers
     let handler: SIPRequestHandler
     let eventLoop: any EventLoop
+    let trace: SIPTrace?
     let state = Mutex(State())
 
     struct State {
@@ -50,8 +51,9 @@ final class SIPEndpointCore: Sendable {
 
     init(
         logger: Logger, limits: SIPParserLimits, timers: SIPTimers, eventLoop: any EventLoop,
-        handler: @escaping SIPRequestHandler
+        trace: SIPTrace? = nil, handler: @escaping SIPRequestHandler
     ) {
+        self.trace = trace
         self.logger = logger
         self.parser = SIPParser(limits: limits)
         self.timers = timers
@@ -62,6 +64,7 @@ final class SIPEndpointCore: Sendable {
     // MARK: inbound
 
     func receive(_ buffer: ByteBuffer, from peer: SIPPeer, framing: SIPFraming) {
+        trace?.record(.incoming, buffer, peer: "\(peer.remoteAddress)", via: peer.transport.rawValue)
         switch parser.parse(buffer, framing: framing) {
         case .message(.request(let request)):
             receive(request, from: peer)
@@ -166,6 +169,9 @@ final class SIPEndpointCore: Sendable {
         let destination =
             connection.transport == .udp ? responseDestination(for: response, default: defaultDestination) : nil
         if connection.isActive {
+            trace?.record(
+                .outgoing, .response(response), peer: "\(destination ?? defaultDestination)",
+                via: connection.transport.rawValue)
             connection.write(.response(response), to: destination)
         } else {
             logger.debug("response \(response.statusCode) dropped: connection to \(defaultDestination) is gone")
@@ -213,6 +219,9 @@ final class SIPEndpointCore: Sendable {
         state.withLock {
             $0.clientTransactions[key] = ClientTransaction(continuation: continuation, request: request)
         }
+        trace?.record(
+            .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection",
+            via: connection.transport.rawValue)
         connection.write(.request(request), to: remote)
         // Timer F: no final response in 64·T1 → 408 (RFC 3261 §17.1.2.2).
         let timeout = eventLoop.scheduleTask(in: timers.transactionTimeout) {

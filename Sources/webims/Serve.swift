@@ -49,6 +49,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The eP-CSCF's WSS URL the WWSF announces when the eP-CSCF runs elsewhere.")
     var publicEPCSCF: String?
 
+    @Flag(
+        help: "Log every SIP message in and out with its flow and peer (tokens, Digest responses, AKA keys redacted).")
+    var sipTrace = false
+
     @Option(help: "Port of the Prometheus /metrics endpoint (plain HTTP; 0 picks a free port; -1 turns it off).")
     var metricsPort: Int = 9464
 
@@ -117,6 +121,7 @@ struct Serve: AsyncParsableCommand {
         raiseOpenFileLimit()
         let roles = try Role.parse(role)
         let registry = MetricsEndpoint.bootstrap()
+        let trace = sipTrace ? SIPTrace(logger: Logger(label: "webims.sip-trace")) : nil
         let store = try await storage.open()
         let needsTLS = roles.contains(.wwsf) || roles.contains(.epcscf)
         let identity = needsTLS ? try serverIdentity() : nil
@@ -138,6 +143,7 @@ struct Serve: AsyncParsableCommand {
             sip.host = host
             sip.udpPort = sipPort
             sip.tcpPort = sipPort
+            sip.trace = trace
             // The registrar needs the port actually bound (for Service-Route), so it is
             // plugged in once the listeners are up; until then requests get 503.
             let late = LateBound<Registrar>()
@@ -207,6 +213,7 @@ struct Serve: AsyncParsableCommand {
             var upstream = SIPEndpointConfiguration()
             upstream.host = host
             upstream.tcpPort = 0
+            upstream.trace = trace
             let sip = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
                 await lateEdge.value?.terminating(request, from: peer)
             }
@@ -240,6 +247,7 @@ struct Serve: AsyncParsableCommand {
             edgeConfig.maxConnections = max(1, maxConnections)
             edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
             edgeConfig.tls = try tlsConfiguration(identity)
+            edgeConfig.trace = trace
             let server = try WebSocketServer(
                 configuration: edgeConfig, processor: processor, sip: sip, logger: logger)
             try await server.start()
