@@ -92,6 +92,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most open WebSocket connections from one address (more are refused at once).")
     var maxConnectionsPerAddress: Int = 500
 
+    @Option(
+        help: "SIP messages per second one WebSocket flow may send (burst: 3 s worth); over it, the flow is closed.")
+    var flowMessageRate: Int = 20
+
     @Option(help: "Most open WebSocket connections in all.")
     var maxConnections: Int = 50_000
 
@@ -245,6 +249,8 @@ struct Serve: AsyncParsableCommand {
             edgeConfig.flowCloseGrace = .seconds(max(0, flowCloseGrace))
             edgeConfig.maxConnectionsPerAddress = max(1, maxConnectionsPerAddress)
             edgeConfig.maxConnections = max(1, maxConnections)
+            edgeConfig.messagesPerSecond = max(1, flowMessageRate)
+            edgeConfig.messageBurst = max(3, flowMessageRate * 3)
             edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
             edgeConfig.tls = try tlsConfiguration(identity)
             edgeConfig.trace = trace

@@ -13,7 +13,7 @@ struct WebIMS: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Serve.self, SubscriberCommand.self, AccountCommand.self, TokenCommand.self, WAFCommand.self,
-            RegistrationsCommand.self,
+            RegistrationsCommand.self, BenchCommand.self,
         ]
     )
 }

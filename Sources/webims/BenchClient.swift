@@ -1,0 +1,157 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SIPCore
+import Synchronization
+
+/// One WIC flow for the load generator: TLS, the WebSocket opening handshake and masked
+/// frames written out by hand (RFC 6455), one SIP transaction at a time.
+final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    // Touched on the channel's event loop only.
+    private var buffer: [UInt8] = []
+    private var open = false
+    private var handshake: EventLoopPromise<Void>?
+    private var pending: EventLoopPromise<SIPResponse>?
+    let channel: any Channel
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    static func connect(
+        host: String, port: Int, path: String, origin: String, tls: NIOSSLContext, serverName: String?
+    ) async throws -> BenchFlow {
+        let box = Mutex<BenchFlow?>(nil)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let flow = BenchFlow(channel: channel)
+                    box.withLock { $0 = flow }
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                    try channel.pipeline.syncOperations.addHandler(flow)
+                }
+            }
+            .connect(host: host, port: port).get()
+        guard let flow = box.withLock({ $0 }) else { throw BenchError.connect }
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let request =
+            "GET \(path) HTTP/1.1\r\nHost: \(serverName ?? host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n"
+            + "Origin: \(origin)\r\n\r\n"
+        channel.eventLoop.execute {
+            flow.handshake = promise
+            channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
+        }
+        try await promise.futureResult.get()
+        return flow
+    }
+
+    /// Sends a request and waits for its final response (the server answers each REGISTER once).
+    func transaction(_ request: SIPRequest, timeout: TimeAmount = .seconds(32)) async throws -> SIPResponse {
+        let payload = request.serialized()
+        let promise = channel.eventLoop.makePromise(of: SIPResponse.self)
+        channel.eventLoop.execute {
+            self.pending = promise
+            var frame = ByteBuffer()
+            frame.writeInteger(UInt8(0x81))
+            let mask: [UInt8] = (0..<4).map { _ in UInt8.random(in: 0...255) }
+            if payload.count < 126 {
+                frame.writeInteger(UInt8(0x80 | payload.count))
+            } else {
+                frame.writeInteger(UInt8(0x80 | 126))
+                frame.writeInteger(UInt16(payload.count))
+            }
+            frame.writeBytes(mask)
+            frame.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset & 3] })
+            self.channel.writeAndFlush(frame, promise: nil)
+        }
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(BenchError.timeout) }
+        defer { timer.cancel() }
+        return try await promise.futureResult.get()
+    }
+
+    func close() { channel.close(promise: nil) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        buffer.append(contentsOf: unwrapInboundIn(data).readableBytesView)
+        if !open {
+            guard let end = findCRLFCRLF(buffer) else { return }
+            let head = String(decoding: buffer[0..<end], as: UTF8.self)
+            buffer.removeFirst(end + 4)
+            if head.hasPrefix("HTTP/1.1 101") {
+                open = true
+                handshake?.succeed(())
+            } else {
+                handshake?.fail(BenchError.refused(String(head.prefix(40))))
+            }
+            handshake = nil
+        }
+        while let (opcode, payload) = nextFrame() {
+            guard opcode == 0x1 || opcode == 0x2 else { continue }
+            if case .response(let response)? = try? SIPParser().parse(payload), response.statusCode >= 200 {
+                pending?.succeed(response)
+                pending = nil
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshake?.fail(BenchError.closed)
+        pending?.fail(BenchError.closed)
+        handshake = nil
+        pending = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func nextFrame() -> (UInt8, [UInt8])? {
+        guard buffer.count >= 2 else { return nil }
+        var length = Int(buffer[1] & 0x7F)
+        var offset = 2
+        if length == 126 {
+            guard buffer.count >= 4 else { return nil }
+            length = Int(buffer[2]) << 8 | Int(buffer[3])
+            offset = 4
+        } else if length == 127 {
+            guard buffer.count >= 10 else { return nil }
+            length = buffer[2..<10].reduce(0) { $0 << 8 | Int($1) }
+            offset = 10
+        }
+        guard buffer.count >= offset + length else { return nil }
+        let frame = (buffer[0] & 0x0F, Array(buffer[offset..<offset + length]))
+        buffer.removeFirst(offset + length)
+        return frame
+    }
+
+    private func findCRLFCRLF(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for i in 0...(bytes.count - 4)
+        where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return i
+        }
+        return nil
+    }
+}
+
+enum BenchError: Error, CustomStringConvertible {
+    case connect
+    case timeout
+    case closed
+    case refused(String)
+
+    var description: String {
+        switch self {
+        case .connect: "cannot connect"
+        case .timeout: "no answer in time"
+        case .closed: "connection closed"
+        case .refused(let head): "handshake refused: \(head)"
+        }
+    }
+}
