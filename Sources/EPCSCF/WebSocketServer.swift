@@ -103,9 +103,22 @@ public final class WebSocketServer: Sendable {
         channel.withLock { $0 = bound }
     }
 
-    public func shutdown() async {
+    /// Stops accepting, tells every WIC it is going away (close 1001, RFC 6455 §7.4.1) so it
+    /// reconnects elsewhere or later, and lets requests in flight finish for up to `grace`.
+    public func shutdown(grace: Duration = .seconds(2)) async {
         let open = channel.withLock { $0 }
         try? await open?.close().get()
+        let channels = flows.withLock { $0.values.map(\.channel) }
+        for channel in channels {
+            var code = channel.allocator.buffer(capacity: 2)
+            code.write(webSocketErrorCode: .goingAway)
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: code), promise: nil)
+        }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, flows.withLock({ !$0.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for channel in channels { try? await channel.close().get() }
     }
 
     func setUp(_ channel: any Channel) throws {

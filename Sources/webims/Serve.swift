@@ -39,6 +39,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "A file of settings: `name = value` lines (names as the options here, without --).",
+            discussion: "Precedence: command line, then WEBIMS_* environment variables, then this file."))
+    var config: String?
+
+    @Option(
+        help: ArgumentHelp(
             "The functions this process runs, comma separated: wwsf, waf, ep-cscf, s-cscf, hss (default: all).",
             discussion: "The WWSF needs the WAF in the same process; the HSS runs with the S-CSCF."))
     var role: String = "wwsf,waf,ep-cscf,s-cscf,hss"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct WebIMS: AsyncParsableCommand {
@@ -16,4 +17,17 @@ struct WebIMS: AsyncParsableCommand {
             RegistrationsCommand.self, BenchCommand.self,
         ]
     )
+
+    /// `serve` also reads WEBIMS_* variables and a config file (ConfigLayering).
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "serve" {
+            do {
+                arguments = ["serve"] + (try ConfigLayering.layered(Array(arguments.dropFirst()), command: Serve.self))
+            } catch {
+                exit(withError: error)
+            }
+        }
+        await main(arguments)
+    }
 }

@@ -32,11 +32,13 @@ class Server:
         self.database = database
         if database:
             extra = (*extra, "--database", database)
-        self.args = [
-            BINARY, "serve", "--data-dir", self.data_dir, "--wwsf-port", str(wwsf_port), "--waf-port",
-            str(waf_port), "--wss-port", str(wss_port), "--sip-port", str(sip_port), "--metrics-port", "0", "--wic-dir",
-            os.path.join(ROOT, "wic"), *extra,
-        ]
+        ports = [("--wwsf-port", wwsf_port), ("--waf-port", waf_port), ("--wss-port", wss_port),
+                 ("--sip-port", sip_port), ("--metrics-port", 0)]
+        self.args = [BINARY, "serve", "--data-dir", self.data_dir, "--wic-dir", os.path.join(ROOT, "wic")]
+        for name, value in ports:
+            if value is not None:  # None: leave it to the environment or the config file
+                self.args += [name, str(value)]
+        self.args += list(extra)
         self.output = []
         self.start()
 

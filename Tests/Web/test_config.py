@@ -1,0 +1,79 @@
+"""Issue 7: settings from the command line beat WEBIMS_* variables, which beat the config
+file; unknown names are refused; roles run subsets."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import unittest
+
+from harness import BINARY, Server
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ConfigTests(unittest.TestCase):
+    def port_of(self, server):
+        return int(server.epcscf.rsplit(":", 1)[1])
+
+    def test_precedence(self):
+        a, b, c = free_port(), free_port(), free_port()
+        config = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        config.write("# webims settings\nwss-port = %d\nhome-domain = conf.example.com\nsip-trace = true\n"
+                     "allowed-origin = https://one.example\nallowed-origin = https://two.example\n" % a)
+        config.close()
+        # File alone.
+        s = Server("--config", config.name, wss_port=None)
+        try:
+            self.assertEqual(self.port_of(s), a)
+            self.assertEqual(s.endpoints["home_domain"], "conf.example.com")
+        finally:
+            s.stop()
+        # The environment beats the file.
+        os.environ["WEBIMS_WSS_PORT"] = str(b)
+        try:
+            s = Server("--config", config.name, wss_port=None)
+            try:
+                self.assertEqual(self.port_of(s), b)
+                self.assertEqual(s.endpoints["home_domain"], "conf.example.com")
+            finally:
+                s.stop()
+            # The command line beats both.
+            s = Server("--config", config.name, wss_port=c)
+            try:
+                self.assertEqual(self.port_of(s), c)
+            finally:
+                s.stop()
+        finally:
+            del os.environ["WEBIMS_WSS_PORT"]
+
+    def test_unknown_settings_are_refused(self):
+        config = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        config.write("wss-prot = 1\n")
+        config.close()
+        r = subprocess.run([BINARY, "serve", "--config", config.name, "--data-dir", tempfile.mkdtemp()],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not a serve option", r.stderr)
+        r = subprocess.run([BINARY, "serve", "--role", "pcscf", "--data-dir", tempfile.mkdtemp()],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("unknown role", r.stderr)
+
+    def test_role_subset(self):
+        s = Server("--role", "s-cscf")
+        try:
+            self.assertIn("webims: roles s-cscf, hss", s.log)
+            self.assertIsNone(s.endpoints.get("wwsf"))
+            self.assertIsNone(s.endpoints.get("epcscf"))
+            self.assertTrue(s.endpoints.get("scscf"))
+        finally:
+            s.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
