@@ -39,6 +39,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard scheme == "token" || scheme == "digest" else { throw ValidationError("--scheme token|digest") }
+        raiseOpenFileLimit()
         guard let endpoints = Endpoints.read(dataDir: storage.dataDir), let wss = endpoints.epcscf,
             let url = URLComponents(string: wss), let host = url.host, let port = url.port
         else { throw ValidationError("no eP-CSCF in \(storage.dataDir)/endpoints.json: start serve first") }
