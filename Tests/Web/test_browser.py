@@ -85,6 +85,12 @@ class BrowserTests(unittest.TestCase):
         self.assertIn("SIP/2.0 200 OK", trace)
         self.assertIn("Bearer [token]", trace)
         self.assertNotIn("Bearer eyJ", trace)
+        # WIC-12: it subscribed to its reg event; the full-state NOTIFY came down its flow.
+        self.assertTrue(wait_for(lambda: "NOTIFY " in self.text("trace"), timeout=10), "no reg-event NOTIFY")
+        trace = self.text("trace")
+        self.assertIn("SUBSCRIBE sip:alice@ims.example.com SIP/2.0", trace)
+        self.assertIn("Event: reg", trace)
+        self.assertIn('state="active"', trace)
         if os.environ.get("WEBIMS_SCREENSHOT"):
             self.driver.save_screenshot(os.environ["WEBIMS_SCREENSHOT"])
         # Logout de-registers at the S-CSCF.

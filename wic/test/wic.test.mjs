@@ -239,3 +239,26 @@ test("423 uses Min-Expires; the instance id is kept in storage", async () => {
   const again = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage });
   assert.equal(again.instanceId, wic.instanceId);
 });
+
+test("a reg-event NOTIFY terminating our contact surfaces as a network de-registration", async () => {
+  const clock = new FakeClock();
+  let socket = null;
+  const { FakeWS } = fakeNetwork((request, ws) => { socket = ws; return ok(request, 600); });
+  const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage: null });
+  wic.useToken(async () => ({ token: "t", expires_at: 2e9, impus: ["sip:alice@ims.example.com"] }));
+  await wic.register();
+  await until(() => socket && socket.sent.some((t) => t.startsWith("SUBSCRIBE ")));
+  const subscribe = parseMessage(socket.sent.find((t) => t.startsWith("SUBSCRIBE ")));
+  assert.equal(header(subscribe, "event"), "reg");
+  assert.equal(header(subscribe, "route"), "<sip:orig@scscf;lr>"); // the Service-Route
+  let reason = null;
+  wic.addEventListener("unregistered", (e) => { reason = e.detail.reason; });
+  const host = wic._host;
+  const xml = `<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="1" state="full"><registration aor="sip:alice@ims.example.com" id="a" state="terminated"><contact id="c" state="terminated" event="deactivated"><uri>sip:x@${host};transport=ws</uri></contact></registration></reginfo>`;
+  const notify = buildMessage({ method: "NOTIFY", uri: `sip:x@${host};transport=ws`, headers: [["Via", "SIP/2.0/WSS ep;branch=z9hG4bKn1"], ["From", "<sip:alice@ims.example.com>;tag=s"], ["To", "<sip:alice@ims.example.com>;tag=w"], ["Call-ID", "n1"], ["CSeq", "2 NOTIFY"], ["Event", "reg"], ["Subscription-State", "terminated"]], body: xml });
+  socket.onmessage({ data: notify });
+  assert.equal(reason, "network (deactivated)");
+  assert.equal(wic.state, "idle");
+  const answer = parseMessage(socket.sent.at(-1));
+  assert.equal(answer.status, 200); // the NOTIFY was answered
+});
