@@ -42,6 +42,10 @@ public struct WebSocketServerConfiguration: Sendable {
     /// flow is closed (1008 policy violation).
     public var messageBurst = 60
     public var messagesPerSecond = 20
+    /// The S-CSCF in this same process, if any: requests go to it by a function call
+    /// instead of over TCP (no serializing, parsing or transaction twice). Requests from the
+    /// S-CSCF to the flows still arrive over SIP, by the Path.
+    public var localSCSCF: SIPRequestHandler?
     /// Logs every SIP message of every flow (redacted) when set (`--sip-trace`).
     public var trace: SIPTrace?
     /// Remote WAFs whose keys are fetched again when a token names an unknown kid.
@@ -226,7 +230,7 @@ public final class WebSocketServer: Sendable {
             return response
         case .forward(let upstream):
             let start = ContinuousClock.now
-            let answer = processor.processResponse(await sip.send(upstream, to: configuration.scscf))
+            let answer = processor.processResponse(await toSCSCF(upstream))
             EdgeMetrics.registerDuration.recordNanoseconds(
                 (ContinuousClock.now - start).components.attoseconds / 1_000_000_000
                     + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
@@ -235,6 +239,18 @@ public final class WebSocketServer: Sendable {
             if answer.statusCode == 200 { registered(upstream, on: flow, flowToken: flowToken) }
             return answer
         }
+    }
+
+    /// Sends a request on to the S-CSCF: in process when it runs here, else over SIP.
+    func toSCSCF(_ request: SIPRequest) async -> SIPResponse {
+        guard let local = configuration.localSCSCF else { return await sip.send(request, to: configuration.scscf) }
+        var request = request
+        if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
+        let address = sip.address(.tcp) ?? (try? SocketAddress(ipAddress: configuration.sipHost, port: 0))
+        guard let address else { return SIPResponse(replyingTo: request, statusCode: 500) }
+        let peer = SIPPeer(
+            transport: .tcp, remoteAddress: address, localAddress: nil, connection: InProcessConnection())
+        return await local(request, peer) ?? SIPResponse(replyingTo: request, statusCode: 500)
     }
 
     func bearerToken(in request: SIPRequest) -> String? {
@@ -260,7 +276,7 @@ public final class WebSocketServer: Sendable {
             upstream.headers.append(.pAssertedIdentity, SIPAddress(uri: from.uri).description)
         }
         upstream.headers.prepend(.recordRoute, flowURI(flowToken).description)
-        return await sip.send(upstream, to: configuration.scscf)
+        return await toSCSCF(upstream)
     }
 
     /// Our URI for a flow, reachable from the S-CSCF side.
@@ -358,7 +374,7 @@ public final class WebSocketServer: Sendable {
         if let cseq = try? request.headers.cseq {
             request.headers[.cseq] = SIPCSeq(cseq.sequence + 1, .register).description
         }
-        let answer = await sip.send(request, to: configuration.scscf)
+        let answer = await toSCSCF(request)
         logger.info("flow \(flowToken) closed: de-registered its contacts (\(answer.statusCode))")
     }
 }
@@ -528,6 +544,16 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         }
     }
 
+}
+
+/// The "connection" of a request handed to the in-process S-CSCF: answers come back as the
+/// handler's return value, so nothing is ever written to it.
+struct InProcessConnection: SIPConnection {
+    var transport: SIPTransportProtocol { .tcp }
+    var isActive: Bool { true }
+    func write(_ message: SIPMessage, to remote: SocketAddress?) {}
+    func writeRaw(_ bytes: [UInt8]) {}
+    func close() {}
 }
 
 /// What a flow knows across its messages; shared with the tasks that handle them.

@@ -260,6 +260,7 @@ struct Serve: AsyncParsableCommand {
             edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
             edgeConfig.tls = try tlsConfiguration(identity)
             edgeConfig.trace = trace
+            if scscfURI == nil, let registrar { edgeConfig.localSCSCF = registrar.handler }
             let server = try WebSocketServer(
                 configuration: edgeConfig, processor: processor, sip: sip, logger: logger)
             try await server.start()

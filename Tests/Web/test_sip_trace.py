@@ -1,6 +1,7 @@
 """Issue 7: --sip-trace shows every SIP message with its flow and peer, secrets redacted."""
 import hashlib
 import re
+import socket
 import time
 import unittest
 
@@ -14,7 +15,12 @@ def md5(s):
 
 class SIPTraceTests(unittest.TestCase):
     def test_trace_is_complete_and_redacted(self):
-        s = Server("--sip-trace")
+        # The eP-CSCF reaches its S-CSCF over TCP here (in one process it would call it
+        # directly), so both hops are on the wire.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        s = Server("--sip-trace", "--scscf-uri", "sip:127.0.0.1:%d;transport=tcp" % port, sip_port=port)
         try:
             token = s.cli("token", "issue", "--account", s.demo_user).strip()
             wic = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)
