@@ -15,6 +15,10 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     let writer: SQLiteConnection
     let queue: WriteQueue
     public let path: String
+    /// Every binding by AOR, in insertion order: the file is this process's alone (SQLite
+    /// is the single-node store), so reads of the registrar are served from memory and
+    /// every committed write updates it. An AOR missing here is read from the file.
+    let bindingCacheBox = BindingCache()
 
     /// Opens (creating if needed) the database file and brings its schema up to date.
     public static func open(path: String, logger: Logger = Logger(label: "webims.storage")) async throws
@@ -137,10 +141,14 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     // MARK: BindingStore
 
     public func bindings(aor: String, now: Int64) async throws -> [Binding] {
-        try await reader.query(
-            "SELECT * FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY rowid", [.text(aor), .integer(Int(now))]
+        if let cached = bindingCacheBox.lookup(aor) { return cached.filter { $0.expiresAt > now } }
+        let writesBefore = bindingCacheBox.writeCount(aor)
+        let rows = try await reader.query(
+            "SELECT * FROM bindings WHERE aor = ? ORDER BY rowid", [.text(aor)]
         )
         .compactMap(binding(from:))
+        bindingCacheBox.fill(aor, rows, writesBefore: writesBefore)
+        return rows.filter { $0.expiresAt > now }
     }
 
     public func allBindings(now: Int64) async throws -> [Binding] {
@@ -149,6 +157,19 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     }
 
     public func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws {
+        let removalPairs = removals.map { RemovalPair(aor: $0.aor, key: $0.key) }
+        let touched = Set(upserts.map(\.aor) + removals.map(\.aor))
+        do {
+            try await write(upserts: upserts, removals: removalPairs)
+        } catch {
+            // Whatever the cache holds for these AORs may now be ahead of the file.
+            bindingCacheBox.evict(touched)
+            throw error
+        }
+    }
+
+    private func write(upserts: [Binding], removals: [RemovalPair]) async throws {
+        let cache = bindingCacheBox
         let removals = removals.map { [$0.aor, $0.key] }
         try await queue.write { db in
             for (aor, key) in removals.map({ ($0[0], $0[1]) }) {
@@ -173,12 +194,18 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
                         .text(b.scheme.rawValue),
                     ])
             }
+            // In commit order (the write queue's), so the cache follows the file.
+            cache.apply(upserts: upserts, removals: removals.map { ($0[0], $0[1]) })
         }
     }
 
     public func removeExpired(now: Int64) async throws -> [Binding] {
-        try await queue.write { db in
-            try await db.query("DELETE FROM bindings WHERE expires_at <= ? RETURNING *", [.integer(Int(now))])
+        let cache = bindingCacheBox
+        return try await queue.write { db in
+            let rows = try await db.query(
+                "DELETE FROM bindings WHERE expires_at <= ? RETURNING *", [.integer(Int(now))])
+            cache.removeExpired(now: now)
+            return rows
         }.compactMap(binding(from:))
     }
 
@@ -193,6 +220,70 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
             callID: row.column("call_id")?.string ?? "", cseq: UInt32(clamping: row.column("cseq")?.integer ?? 0),
             path: lines(row.column("path")), scheme: scheme)
     }
+}
+
+/// The in-memory copy of the bindings table (see `SQLiteStorage.bindingCacheBox`).
+final class BindingCache: Sendable {
+    struct State {
+        var table: [String: [Binding]] = [:]
+        /// Writes seen per AOR, so rows read from the file before a write are not kept.
+        var writes: [String: UInt64] = [:]
+    }
+    let state = Mutex(State())
+
+    /// The AOR's bindings if known here.
+    func lookup(_ aor: String) -> [Binding]? { state.withLock { $0.table[aor] } }
+
+    func writeCount(_ aor: String) -> UInt64 { state.withLock { $0.writes[aor, default: 0] } }
+
+    /// Keeps rows read from the file, unless a write touched the AOR since the read began.
+    func fill(_ aor: String, _ rows: [Binding], writesBefore: UInt64) {
+        state.withLock { state in
+            if state.table[aor] == nil, state.writes[aor, default: 0] == writesBefore { state.table[aor] = rows }
+        }
+    }
+
+    func evict(_ aors: Set<String>) {
+        state.withLock { state in
+            for aor in aors {
+                state.table[aor] = nil
+                state.writes[aor, default: 0] &+= 1
+            }
+        }
+    }
+
+    func apply(upserts: [Binding], removals: [(String, String)]) {
+        state.withLock { state in
+            for (aor, key) in removals {
+                state.writes[aor, default: 0] &+= 1
+                state.table[aor]?.removeAll { $0.key == key }
+            }
+            for binding in upserts {
+                state.writes[binding.aor, default: 0] &+= 1
+                // Only AORs already known here; others are read from the file when asked.
+                guard var list = state.table[binding.aor] else { continue }
+                if let index = list.firstIndex(where: { $0.key == binding.key }) {
+                    list[index] = binding
+                } else {
+                    list.append(binding)
+                }
+                state.table[binding.aor] = list
+            }
+        }
+    }
+
+    func removeExpired(now: Int64) {
+        state.withLock { state in
+            for (aor, list) in state.table where list.contains(where: { $0.expiresAt <= now }) {
+                state.table[aor] = list.filter { $0.expiresAt > now }
+            }
+        }
+    }
+}
+
+private struct RemovalPair: Sendable {
+    var aor: String
+    var key: String
 }
 
 /// Runs writes on the writer connection one batch at a time: whatever is queued when a
