@@ -218,6 +218,8 @@ public struct RegisterProcessor: Sendable {
 /// EPC-17: the token's `wwsf` names the page's origin: an origin (`https://host:port`)
 /// must match exactly (scheme, host, port); a bare host name matches the origin's host.
 func originMatches(_ origin: String, wwsf: String) -> Bool {
+    // Both are usually the same origin text: no parsing needed then.
+    if origin.lowercased() == wwsf.lowercased() { return origin.contains("://") }
     guard let page = URLComponents(string: origin), let pageHost = page.host?.lowercased() else { return false }
     if let claimed = URLComponents(string: wwsf), let scheme = claimed.scheme, let host = claimed.host {
         func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : nil) }

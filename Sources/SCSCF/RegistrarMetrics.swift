@@ -14,12 +14,14 @@ enum RegistrarMetrics {
         ).increment()
     }
 
-    /// The scheme a REGISTER uses, from its credentials (no credentials: `none`).
+    /// The scheme a REGISTER claims, from the raw Authorization text (no credentials:
+    /// `none`); a label only, so no full parse.
     static func scheme(of request: SIPRequest) -> String {
-        guard let auth = (try? request.headers.authorizations())?.first else { return "none" }
-        if let protected = auth["integrity-protected"], protected.lowercased() == "auth-done" { return "tna" }
-        if auth.algorithm?.uppercased().hasPrefix("AKA") == true { return "aka" }
-        return auth.scheme.lowercased() == "digest" ? "digest" : "other"
+        guard let field = request.headers.first(where: { $0.name == .authorization }) else { return "none" }
+        let value = field.value.lowercased()
+        if value.contains("auth-done") { return "tna" }
+        if value.contains("algorithm=aka") || value.contains("algorithm=\"aka") { return "aka" }
+        return value.hasPrefix("digest") ? "digest" : "other"
     }
 }
 

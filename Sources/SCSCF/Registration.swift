@@ -85,6 +85,16 @@ extension Registrar {
                     return reply(request, 500, "Out of Order")  // RFC 3261 §10.3 step 7
                 }
                 if requested == 0 {
+                    // RFC 5626: an outbound binding belongs to its flow. A removal sent for
+                    // an old flow (another Call-ID, another Path) after the same instance
+                    // re-registered over a new one — the eP-CSCF's flow-close clean-up racing
+                    // a page reload — must not take the new registration away.
+                    if let old = existing.first(where: { $0.key == candidate.key }), candidate.instance != nil,
+                        old.callID != callID, !path.isEmpty, old.path != candidate.path
+                    {
+                        removedAny = true
+                        continue
+                    }
                     if existing.contains(where: { $0.key == candidate.key }) { removedAny = true }
                     for aor in aors { removals.append((aor, candidate.key)) }
                     continue

@@ -202,6 +202,10 @@ public func unquote(_ text: String) -> String {
 
 /// Writes `text` as a quoted-string, escaping `"` and `\`.
 public func quote(_ text: String) -> String {
+    // Most values need no escaping: wrap them as they are.
+    if !text.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 == 0x0D || $0 == 0x0A }) {
+        return "\"" + text + "\""
+    }
     var out = "\""
     out.reserveCapacity(text.utf8.count + 2)
     for ch in text.unicodeScalars {
@@ -250,7 +254,19 @@ public func equalsIgnoringASCIICase(_ a: some StringProtocol, _ b: some StringPr
 
 /// A random token for branches, tags and flow tokens: `length` characters of [0-9a-z].
 public func randomToken(length: Int = 16) -> String {
-    let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
     var generator = SystemRandomNumberGenerator()
-    return String(decoding: (0..<length).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
+    var bytes = [UInt8]()
+    bytes.reserveCapacity(length)
+    // Twelve base-36 digits from each 64-bit draw (36^12 < 2^64): one system call per
+    // twelve characters instead of one per character.
+    while bytes.count < length {
+        var draw = generator.next()
+        for _ in 0..<min(12, length - bytes.count) {
+            bytes.append(tokenAlphabet[Int(draw % 36)])
+            draw /= 36
+        }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
+
+private let tokenAlphabet: [UInt8] = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
