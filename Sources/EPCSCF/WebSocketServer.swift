@@ -236,7 +236,7 @@ public final class WebSocketServer: Sendable {
                     + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
             Counter(label: "webims_epcscf_registers_total", dimensions: [("status", String(answer.statusCode))])
                 .increment()
-            if answer.statusCode == 200 { registered(upstream, on: flow, flowToken: flowToken) }
+            if answer.statusCode == 200 { registered(upstream, answer: answer, on: flow, flowToken: flowToken) }
             return answer
         }
     }
@@ -265,6 +265,19 @@ public final class WebSocketServer: Sendable {
         guard flow.state.withLock({ $0.boundIMPI }) != nil else {
             return SIPResponse(
                 replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8))
+        }
+        // Only identities registered over this flow may be asserted (P-Asserted-Identity) or
+        // watched (reg event): one WIC cannot speak or listen for another.
+        let registered = flow.state.withLock { $0.registeredIMPUs }
+        guard let from = (try? request.headers.from)?.uri.publicIdentity, registered.contains(from) else {
+            return SIPResponse(
+                replyingTo: request, statusCode: 403, reasonPhrase: "Identity Not Registered",
+                toTag: randomToken(length: 8))
+        }
+        if request.method == .subscribe, let target = request.uri.publicIdentity, !registered.contains(target) {
+            return SIPResponse(
+                replyingTo: request, statusCode: 403, reasonPhrase: "Not Your Registration",
+                toTag: randomToken(length: 8))
         }
         var upstream = request
         // Our own Route entries (the Path the WIC learnt) are consumed here.
@@ -323,8 +336,10 @@ public final class WebSocketServer: Sendable {
 
     /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
     /// de-register should the flow die.
-    func registered(_ upstream: SIPRequest, on flow: FlowState, flowToken: String) {
+    func registered(_ upstream: SIPRequest, answer: SIPResponse, on flow: FlowState, flowToken: String) {
         let impi = (try? upstream.headers.authorizations())?.first?.username
+        // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
+        let associated = ((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity }
         var instance: String?
         var removing = (try? upstream.headers.expires) == 0
         if case .contacts(let contacts)? = try? upstream.headers.contact {
@@ -334,6 +349,7 @@ public final class WebSocketServer: Sendable {
         flow.state.withLock { state in
             if let impi { state.boundIMPI = impi }
             state.lastRegister = removing ? nil : upstream
+            state.registeredIMPUs = removing ? [] : Set(associated)
         }
         if let instance, !removing { latestFlowByInstance.withLock { $0[instance] = flowToken } }
     }
@@ -563,6 +579,8 @@ final class FlowState: Sendable {
         var boundIMPI: String?
         /// The last REGISTER forwarded and accepted: what to undo if the flow dies.
         var lastRegister: SIPRequest?
+        /// The public identities registered over this flow (P-Associated-URI of the 200).
+        var registeredIMPUs: Set<String> = []
         /// Requests sent down the flow, waiting for the WIC's answer, by Via branch.
         var waiting: [String: (continuation: CheckedContinuation<SIPResponse, Never>, request: SIPRequest)] = [:]
     }

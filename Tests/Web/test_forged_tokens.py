@@ -121,6 +121,29 @@ class ForgedTokenTests(unittest.TestCase):
         self.expect(403, "Bearer " + self.token(), impu_from=other)  # From differs from To
         self.expect(403, "Bearer " + self.token(wwsf="https://evil.example"))  # wwsf is not the page's origin
 
+    def test_a_registered_wic_cannot_speak_or_listen_for_another(self):
+        wic = sipws.WIC(self.server.epcscf, self.server.wwsf, self.server.ca, IMPU)
+        try:
+            self.assertEqual(wic.register("Bearer " + self.token()).status, 200)
+
+            def send(method, uri, sender, extra=""):
+                wic.ws.send(
+                    "%s %s SIP/2.0\r\nVia: SIP/2.0/WSS %s;branch=z9hG4bK%s\r\nMax-Forwards: 70\r\n"
+                    "From: <%s>;tag=x1\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: 1 %s\r\n%sContent-Length: 0\r\n\r\n"
+                    % (method, uri, wic.host, sipws.rand(), sender, uri, sipws.rand(), method, extra))
+                return wic.receive()
+
+            bob = "sip:bob@ims.example.com"
+            r = send("MESSAGE", bob, bob)  # From an identity it did not register
+            self.assertEqual((r.status, r.reason), (403, "Identity Not Registered"))
+            r = send("SUBSCRIBE", bob, IMPU, "Event: reg\r\nExpires: 600\r\n")  # someone else's reg state
+            self.assertEqual((r.status, r.reason), (403, "Not Your Registration"))
+            r = send("SUBSCRIBE", IMPU, IMPU, "Event: reg\r\nExpires: 600\r\nContact: <sip:w@%s;transport=ws;ob>\r\n"
+                     % wic.host)  # its own: fine
+            self.assertEqual(r.status, 200, r.text)
+        finally:
+            wic.close()
+
     def test_a_wic_cannot_claim_auth_done(self):
         forged = ('Digest username="alice@ims.example.com", realm="ims.example.com", uri="sip:ims.example.com", '
                   'nonce="", response="", integrity-protected="auth-done"')
