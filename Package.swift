@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "EPCSCF",
             dependencies: [
-                "SIPCore", "SIPAuth", "SIPTransport",
+                "SIPCore", "SIPAuth", "SIPTransport", "HTTPSClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -90,12 +90,23 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // A small HTTPS client: WAF metadata/JWKS for the eP-CSCF, a remote WAF's token
+        // endpoint for the WWSF.
+        .target(
+            name: "HTTPSClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         // WWSF (web login, the WIC's token endpoint, discovery) and WAF (OAuth 2.0
         // authorization server issuing RFC 9068 access tokens) over HTTPS.
         .target(
             name: "WebAuth",
             dependencies: [
-                "Storage", "SIPAuth",
+                "Storage", "SIPAuth", "HTTPSClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -293,6 +293,10 @@ export class WIC extends EventTarget {
     });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) {
+      // A WAF at another origin: the user signs in there; the page comes back by itself.
+      if (body.error === "authorization_required" && body.authorize_url && globalThis.location?.assign) {
+        globalThis.location.assign(body.authorize_url);
+      }
       const error = new Error(body.error_description || `No token from the WWSF (${r.status}).`);
       error.fatal = r.status === 401 || r.status === 403;
       throw error;

@@ -106,12 +106,6 @@ private func decodeFormComponent(_ text: Substring) -> String? {
     text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
 }
 
-func formEncode(_ value: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
-}
-
 func queryParameters(_ request: Request) -> [String: String]? {
     formParameters(Substring(request.uri.query ?? ""))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPSClient
 import HTTPTypes
 import Hummingbird
 import NIOCore

@@ -39,17 +39,20 @@ public struct WWSFRoutes: Sendable {
     /// The WWSF's client registration at the WAF (co-located: tokens come over the back
     /// channel, an in-process call).
     let client: OAuthClient
+    /// A WAF at another origin to get tokens from instead (third-party WAF).
+    let remote: RemoteWAF?
     let files: StaticFiles
     let clock: @Sendable () -> Int64
     static let sessionCookie = "__Host-webims-session"
 
     public init(
-        configuration: WWSFConfiguration, waf: AuthorizationServer, client: OAuthClient,
+        configuration: WWSFConfiguration, waf: AuthorizationServer, client: OAuthClient, remote: RemoteWAF? = nil,
         clock: @escaping @Sendable () -> Int64 = unixNow
     ) {
         self.configuration = configuration
         self.waf = waf
         self.client = client
+        self.remote = remote
         self.files = StaticFiles(directory: configuration.staticDirectory)
         self.clock = clock
     }
@@ -87,6 +90,7 @@ public struct WWSFRoutes: Sendable {
             case .failure(let refusal): return refusal.response
             }
             await accounts.endSession(cookie: cookieValue)
+            remote?.forget(session: session.idHash)
             if let account = try? await accounts.store.account(username: session.username), account.usesIMPUPool {
                 try? await accounts.store.releasePoolIMPU(username: session.username)
             }
@@ -116,6 +120,25 @@ public struct WWSFRoutes: Sendable {
             guard let account = try? await accounts.store.account(username: session.username) else {
                 return unauthorized()
             }
+            if let remote {
+                // Third-party WAF: the token the session got from it, or the way to get one.
+                guard let held = remote.token(session: session.idHash, now: now) else {
+                    return jsonResponse(
+                        .unauthorized,
+                        [
+                            "error": "authorization_required",
+                            "error_description": "Sign in at the authorization server \(remote.issuer) first.",
+                            "authorize_url": configuration.origin + "/oauth/start",
+                        ])
+                }
+                return jsonResponse(
+                    .ok,
+                    [
+                        "token": held.token, "token_type": "Bearer", "expires_at": held.expiresAt,
+                        "expires_in": held.expiresAt - now, "impi": held.impi ?? account.impi, "impus": held.impus,
+                        "epcscf": configuration.epcscfURL,
+                    ])
+            }
             do {
                 let issued = try await waf.issueToken(for: account, client: client, now: now)
                 WebMetrics.tokensIssued.increment()
@@ -129,6 +152,36 @@ public struct WWSFRoutes: Sendable {
             } catch {
                 return errorResponse(.serviceUnavailable, "token_unavailable", "No token can be issued now.")
             }
+        }
+        router.get("/oauth/start") { request, _ in
+            guard let remote, let value = cookie(request, Self.sessionCookie),
+                let session = await accounts.session(cookie: value, now: clock())
+            else { return redirect(to: "/") }
+            return redirect(
+                to: remote.authorizationURL(
+                    session: session.idHash, redirectURI: configuration.origin + "/oauth/callback",
+                    scope: "ims-register", now: clock()))
+        }
+        router.get("/oauth/callback") { request, _ in
+            guard let remote, let query = queryParameters(request) else { return redirect(to: "/") }
+            guard let code = query["code"], let state = query["state"] else {
+                let reason = query["error_description"] ?? query["error"] ?? "no code"
+                return htmlResponse(
+                    .badRequest,
+                    "<!doctype html><title>Not authorized</title><p>The authorization server said: \(htmlEscape(reason)).</p><p><a href=\"/\">Back</a></p>"
+                )
+            }
+            do {
+                try await remote.redeem(
+                    code: code, state: state, iss: query["iss"], redirectURI: configuration.origin + "/oauth/callback",
+                    now: clock())
+            } catch {
+                return htmlResponse(
+                    .badGateway,
+                    "<!doctype html><title>Not authorized</title><p>\(htmlEscape(String(describing: error))).</p><p><a href=\"/\">Back</a></p>"
+                )
+            }
+            return redirect(to: "/")
         }
         router.get("/**") { request, _ in files.response(for: request.uri.path) }
         router.get("/") { request, _ in files.response(for: "/index.html") }

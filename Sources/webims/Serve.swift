@@ -92,6 +92,15 @@ struct Serve: AsyncParsableCommand {
     )
     var wafIssuer: [String] = []
 
+    @Option(help: "A WAF at another origin the WWSF gets tokens from (its issuer URL), instead of the local one.")
+    var wwsfWafIssuer: String?
+
+    @Option(help: "The WWSF's client id at --wwsf-waf-issuer.")
+    var wwsfWafClientId: String = "webims-wwsf"
+
+    @Option(help: "The WWSF's client secret at --wwsf-waf-issuer (better in WEBIMS_WWSF_WAF_CLIENT_SECRET).")
+    var wwsfWafClientSecret: String?
+
     @Option(help: "PEM CA certificates to trust (besides the system's) when fetching other WAFs' keys.")
     var wafCA: String?
 
@@ -274,12 +283,21 @@ struct Serve: AsyncParsableCommand {
         // HTTPS: the WWSF (with the co-located WAF) and the WAF's own origin.
         var sites: [HTTPSServers.Site] = []
         if roles.contains(.wwsf), let waf, let wwsfClient {
+            var remote: RemoteWAF?
+            if let issuer = wwsfWafIssuer {
+                guard let secret = wwsfWafClientSecret else {
+                    throw ValidationError("--wwsf-waf-issuer needs --wwsf-waf-client-secret")
+                }
+                var clientTLS = TLSConfiguration.makeClientConfiguration()
+                if let wafCA { clientTLS.additionalTrustRoots = [.file(wafCA)] }
+                remote = RemoteWAF(issuer: issuer, clientID: wwsfWafClientId, clientSecret: secret, tls: clientTLS)
+            }
             let wwsf = WWSFRoutes(
                 configuration: WWSFConfiguration(
                     origin: wwsfOrigin, epcscfURL: epcscfURL ?? publicEPCSCF ?? "", homeDomain: homeDomain,
-                    wafIssuer: localIssuer,
+                    wafIssuer: remote?.issuer ?? localIssuer,
                     staticDirectory: FileManager.default.fileExists(atPath: wicDir) ? wicDir : nil),
-                waf: waf, client: wwsfClient)
+                waf: waf, client: wwsfClient, remote: remote)
             sites.append(.init(router: wwsf.router(), host: host, port: wwsfPort))
         }
         if let waf { sites.append(.init(router: WAFRoutes(server: waf).router(), host: host, port: wafPort)) }
