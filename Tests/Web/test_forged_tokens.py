@@ -151,6 +151,20 @@ class ForgedTokenTests(unittest.TestCase):
         # Treated as a plain first Digest REGISTER: the S-CSCF challenges it.
         self.assertTrue(any(v.startswith("Digest") for n, v in r.headers if n == "www-authenticate"), r.text)
 
+    def test_z_revocation_reaches_the_edge(self):
+        """Runs last (it revokes alice's tokens): a token the eP-CSCF has cached is refused
+        within seconds of `webims token revoke`."""
+        token = self.token()
+        self.expect(200, "Bearer " + token)  # validated and cached
+        time.sleep(1.1)
+        self.server.cli("token", "revoke", "--account", self.server.demo_user)
+        deadline = time.time() + 10
+        status = 200
+        while time.time() < deadline and status == 200:
+            time.sleep(0.5)
+            status = self.register("Bearer " + token).status
+        self.assertEqual(status, 401)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
