@@ -41,28 +41,34 @@ public struct WAFRoutes: Sendable {
             }
         }
         router.post("/introspect") { request, context in
-            var request = request
-            guard let form = try await readBody(&request, context: context) as? [String: String],
-                let token = form["token"]
-            else { return errorResponse(.badRequest, "invalid_request", "token is required") }
-            let credentials =
-                basicCredentials(request) ?? form["client_id"].map { ($0, form["client_secret"]) }
+            guard let (token, credentials) = try await tokenRequest(request, context: context) else {
+                return errorResponse(.badRequest, "invalid_request", "token is required")
+            }
             switch await server.introspect(token, clientCredentials: credentials, now: clock()) {
             case .success(let answer): return jsonResponse(.ok, answer)
             case .failure(let e): return oauthError(e)
             }
         }
         router.post("/revoke") { request, context in
-            var request = request
-            guard let form = try await readBody(&request, context: context) as? [String: String],
-                let token = form["token"]
-            else { return errorResponse(.badRequest, "invalid_request", "token is required") }
-            let credentials =
-                basicCredentials(request) ?? form["client_id"].map { ($0, form["client_secret"]) }
+            guard let (token, credentials) = try await tokenRequest(request, context: context) else {
+                return errorResponse(.badRequest, "invalid_request", "token is required")
+            }
             if let e = await server.revoke(token, clientCredentials: credentials) { return oauthError(e) }
             return Response(status: .ok, headers: [.cacheControl: "no-store"])
         }
         return router
+    }
+
+    /// The `token` of an introspection or revocation form, and the client's credentials
+    /// (HTTP Basic, or client_id/client_secret in the form).
+    func tokenRequest(_ request: Request, context: WebRequestContext) async throws
+        -> (String, (id: String, secret: String?)?)?
+    {
+        var request = request
+        guard let form = try await readBody(&request, context: context) as? [String: String],
+            let token = form["token"]
+        else { return nil }
+        return (token, basicCredentials(request) ?? form["client_id"].map { ($0, form["client_secret"]) })
     }
 
     func oauthError(_ e: OAuthError) -> Response {
