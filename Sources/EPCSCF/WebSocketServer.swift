@@ -194,8 +194,10 @@ public final class WebSocketServer: Sendable {
     }
 
     /// Handles one SIP message from a flow and returns what goes back down it.
-    func handle(_ bytes: ByteBuffer, flowToken: String, origin: String?, flow: FlowState) async -> SIPResponse? {
-        let request: SIPRequest
+    func handle(
+        _ bytes: ByteBuffer, flowToken: String, origin: String?, flow: FlowState, remote: SocketAddress? = nil
+    ) async -> SIPResponse? {
+        var request: SIPRequest
         switch SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parse(
             bytes, framing: .message)
         {
@@ -215,6 +217,9 @@ public final class WebSocketServer: Sendable {
         case .message(.request(let r)):
             request = r
         }
+        // RFC 7118 §5.3 / RFC 3261 §18.2.1: note where the request really came from (the
+        // WIC's Via names a `.invalid` host), so nothing ever routes by that name.
+        if let remote { try? stampReceived(&request.headers, from: remote) }
         guard request.method == .register else {
             if request.method == .ack { return nil }
             return await forwardOriginating(request, flowToken: flowToken, flow: flow)
@@ -551,7 +556,8 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
         trace?.record(.incoming, message, peer: peer, via: "WSS flow \(flowToken)")
         Task {
-            let response = await server.handle(message, flowToken: flowToken, origin: origin, flow: flow)
+            let response = await server.handle(
+                message, flowToken: flowToken, origin: origin, flow: flow, remote: channel.remoteAddress)
             guard let response, channel.isActive else { return }
             trace?.record(.outgoing, .response(response), peer: peer, via: "WSS flow \(flowToken)")
             let bytes = response.serialized()

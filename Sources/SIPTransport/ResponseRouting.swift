@@ -3,7 +3,7 @@ import SIPCore
 
 /// RFC 3261 §18.2.1 and RFC 3581: a server notes where a request really came from in the
 /// top Via, so the response can find its way back through NATs.
-func stampReceived(_ headers: inout SIPHeaderFields, from remote: SocketAddress) throws(SIPParseError) {
+public func stampReceived(_ headers: inout SIPHeaderFields, from remote: SocketAddress) throws(SIPParseError) {
     guard let index = headers.firstIndex(where: { $0.name == .via }) else {
         throw SIPParseError(.missingHeader, header: .via)
     }

@@ -74,7 +74,10 @@ class ForgedTokenTests(unittest.TestCase):
         return r
 
     def test_a_good_token_registers(self):
-        self.expect(200, "Bearer " + self.token())
+        r = self.expect(200, "Bearer " + self.token())
+        # The eP-CSCF noted where the request came from (RFC 7118 §5.3): the WIC's Via
+        # names only a .invalid host.
+        self.assertRegex(r.header("via"), r"^SIP/2.0/WSS \S+\.invalid;branch=\S+;received=127\.0\.0\.1")
 
     def test_the_matrix(self):
         public = self.key.public_key().public_bytes(serialization.Encoding.X962,
