@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "WebAuth",
             dependencies: [
-                "Storage", "SIPAuth", "HTTPSClient",
+                "Storage", "SIPCore", "SIPAuth", "HTTPSClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -157,11 +157,6 @@ public final class TokenValidator: Sendable {
         }
     }
 
-    /// Forgets a cached token (revocation).
-    public func forget(_ token: String) {
-        _ = cache.withLock { $0.removeValue(forKey: SHA256.hash(data: Array(token.utf8))) }
-    }
-
     func verify(_ token: String, now: Date) -> Result<AccessTokenClaims, TokenError> {
         guard token.utf8.count <= 8_192 else { return .failure(.malformed) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)

@@ -83,8 +83,7 @@ public final class WebSocketServer: Sendable {
 
     public var port: Int? { channel.withLock { $0?.localAddress?.port } }
 
-    /// Open WebSocket flows and TCP connections (flows plus handshakes in progress).
-    public var openFlows: Int { flows.withLock { $0.count } }
+    /// Open TCP connections (flows plus handshakes in progress).
     public var openConnections: Int { connections.withLock { $0.total } }
 
     /// The most connections open at once since the last call, and now.

@@ -129,34 +129,19 @@ final class RegEventService: Sendable {
             let active = bindings[aor] ?? []
             let gone = terminated.filter { $0.aor == aor }
             let state = active.isEmpty ? (gone.isEmpty ? "init" : "terminated") : "active"
-            xml += "  <registration aor=\"\(escapeXML(aor))\" id=\"r\(index)\" state=\"\(state)\">\n"
+            xml += "  <registration aor=\"\(escapeMarkup(aor))\" id=\"r\(index)\" state=\"\(state)\">\n"
             for (n, b) in active.enumerated() {
                 xml +=
                     "    <contact id=\"c\(index)-\(n)\" state=\"active\" event=\"registered\" expires=\"\(max(0, b.expiresAt - nowSeconds))\">"
-                xml += "<uri>\(escapeXML(b.contact))</uri></contact>\n"
+                xml += "<uri>\(escapeMarkup(b.contact))</uri></contact>\n"
             }
             for (n, b) in gone.enumerated() {
                 xml += "    <contact id=\"t\(index)-\(n)\" state=\"terminated\" event=\"unregistered\">"
-                xml += "<uri>\(escapeXML(b.contact))</uri></contact>\n"
+                xml += "<uri>\(escapeMarkup(b.contact))</uri></contact>\n"
             }
             xml += "  </registration>\n"
         }
         xml += "</reginfo>\n"
         return xml
     }
-}
-
-func escapeXML(_ text: String) -> String {
-    var out = ""
-    for ch in text {
-        switch ch {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        case "'": out += "&apos;"
-        default: out.append(ch)
-        }
-    }
-    return out
 }

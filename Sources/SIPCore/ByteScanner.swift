@@ -270,3 +270,20 @@ public func randomToken(length: Int = 16) -> String {
 }
 
 private let tokenAlphabet: [UInt8] = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+
+/// Text for XML (reginfo bodies) or HTML (web pages): the five markup characters escaped.
+public func escapeMarkup(_ text: String) -> String {
+    var out = ""
+    out.reserveCapacity(text.utf8.count)
+    for ch in text {
+        switch ch {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "\"": out += "&quot;"
+        case "'": out += "&#39;"
+        default: out.append(ch)
+        }
+    }
+    return out
+}

@@ -281,8 +281,6 @@ public final class AuthorizationServer: Sendable {
     // MARK: Metadata
 
     /// RFC 8414 authorization server metadata.
-    public func metadata() -> [String: Any] { Self.metadata(configuration) }
-
     static func metadata(_ configuration: WAFConfiguration) -> [String: Any] {
         let base = configuration.issuer
         return [

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import SIPCore
 
 /// Our request context: Hummingbird's core storage plus the peer address (login rate limits).
 public struct WebRequestContext: RequestContext, RemoteAddressRequestContext {
@@ -147,21 +148,6 @@ func cookie(_ request: Request, _ name: String) -> String? {
 /// A `__Host-` cookie: Secure, HttpOnly, SameSite=Strict, Path=/ (RFC 6265bis §4.1.3.2).
 func setCookie(_ name: String, _ value: String, maxAge: Int64) -> String {
     "\(name)=\(value); Path=/; Max-Age=\(maxAge); Secure; HttpOnly; SameSite=Strict"
-}
-
-func htmlEscape(_ text: String) -> String {
-    var out = ""
-    for c in text {
-        switch c {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        case "'": out += "&#39;"
-        default: out.append(c)
-        }
-    }
-    return out
 }
 
 public func unixNow() -> Int64 { Int64(Date().timeIntervalSince1970) }

@@ -3,6 +3,7 @@ import HTTPSClient
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import SIPCore
 
 /// The WAF's HTTP face (W4): metadata, JWKS, the authorization code flow with its own
 /// login form, token, introspection and revocation endpoints.
@@ -148,16 +149,16 @@ public struct WAFRoutes: Sendable {
         }
         return htmlResponse(
             HTTPResponse.Status(code: e.status),
-            page("Authorization refused", "<p>\(htmlEscape(e.description)) (\(htmlEscape(e.code))).</p>"))
+            page("Authorization refused", "<p>\(escapeMarkup(e.description)) (\(escapeMarkup(e.code))).</p>"))
     }
 
     func loginForm(parameters: [String: String], message: String?) -> Response {
         let csrf = randomSecret()
         var hidden = ""
         for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
-            hidden += "<input type=\"hidden\" name=\"\(htmlEscape(name))\" value=\"\(htmlEscape(value))\">\n"
+            hidden += "<input type=\"hidden\" name=\"\(escapeMarkup(name))\" value=\"\(escapeMarkup(value))\">\n"
         }
-        let note = message.map { "<p role=\"alert\">\(htmlEscape($0))</p>" } ?? ""
+        let note = message.map { "<p role=\"alert\">\(escapeMarkup($0))</p>" } ?? ""
         let body = """
             \(note)
             <form method="post" action="/authorize">
@@ -173,8 +174,8 @@ public struct WAFRoutes: Sendable {
     }
 
     func page(_ title: String, _ body: String) -> String {
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>\(htmlEscape(title))</title></head>"
-            + "<body><h1>\(htmlEscape(title))</h1>\n\(body)</body></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>\(escapeMarkup(title))</title></head>"
+            + "<body><h1>\(escapeMarkup(title))</h1>\n\(body)</body></html>"
     }
 }
 

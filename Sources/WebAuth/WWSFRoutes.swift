@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import SIPCore
 import Storage
 
 public struct WWSFConfiguration: Sendable {
@@ -168,7 +169,7 @@ public struct WWSFRoutes: Sendable {
                 let reason = query["error_description"] ?? query["error"] ?? "no code"
                 return htmlResponse(
                     .badRequest,
-                    "<!doctype html><title>Not authorized</title><p>The authorization server said: \(htmlEscape(reason)).</p><p><a href=\"/\">Back</a></p>"
+                    "<!doctype html><title>Not authorized</title><p>The authorization server said: \(escapeMarkup(reason)).</p><p><a href=\"/\">Back</a></p>"
                 )
             }
             do {
@@ -178,7 +179,7 @@ public struct WWSFRoutes: Sendable {
             } catch {
                 return htmlResponse(
                     .badGateway,
-                    "<!doctype html><title>Not authorized</title><p>\(htmlEscape(String(describing: error))).</p><p><a href=\"/\">Back</a></p>"
+                    "<!doctype html><title>Not authorized</title><p>\(escapeMarkup(String(describing: error))).</p><p><a href=\"/\">Back</a></p>"
                 )
             }
             return redirect(to: "/")

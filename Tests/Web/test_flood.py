@@ -98,6 +98,9 @@ class FloodTests(unittest.TestCase):
         loop = asyncio.new_event_loop()
         garbage, held, capped = loop.run_until_complete(flood())
         self.assertGreaterEqual(len(held), 1400, "the server stopped accepting TLS connections")
+        # The address over its cap got at most its 300; the rest were refused before TLS.
+        self.assertLessEqual(len(capped), 300)
+        self.assertGreaterEqual(len(capped), 250)
         # While the flood holds its connections, a legitimate WIC still registers.
         self.assertEqual(self.legit_register(), 200)
         peak = rss_kib(pid)
