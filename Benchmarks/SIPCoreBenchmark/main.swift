@@ -18,6 +18,13 @@ func now() -> Double {
 func measure(_ name: String, seconds: Double = 2.0, _ body: () throws -> Int) rethrows -> Int {
     var sink = 0
     if CommandLine.arguments.count > 2, !name.contains(CommandLine.arguments[2]) { return 0 }
+    // A fixed count instead of a fixed time, for counting instructions under callgrind
+    // (this VM's timings vary by up to 2× from one run to the next).
+    if let fixed = ProcessInfo.processInfo.environment["SIPCORE_BENCH_ITERATIONS"].flatMap(Int.init) {
+        for _ in 0..<fixed { sink &+= try body() }
+        print("\(name): \(fixed) iterations")
+        return sink
+    }
     for _ in 0..<2_000 { sink &+= try body() }  // warm-up
     var count = 0
     let start = now()

@@ -60,29 +60,37 @@ public struct SIPAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses one address; nothing may follow it.
     public static func parse(_ text: String) throws(SIPParseError) -> SIPAddress {
-        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPAddress in
-            var scanner = ByteScanner(bytes)
-            scanner.skipLWS()
-            let address = try scanner.readAddress()
-            scanner.skipLWS()
-            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
-            return address
-        }
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPAddress in try parse(bytes: bytes, source: nil) }
+    }
+
+    static func parse(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?) throws(SIPParseError) -> SIPAddress {
+        var scanner = ByteScanner(bytes, source: source)
+        scanner.skipLWS()
+        let address = try scanner.readAddress()
+        scanner.skipLWS()
+        guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+        return address
     }
 
     /// Parses a comma-separated list of addresses (Route, Path, P-Associated-URI, Contact).
     public static func parseList(_ text: String) throws(SIPParseError) -> [SIPAddress] {
         try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> [SIPAddress] in
-            var scanner = ByteScanner(bytes)
             var result: [SIPAddress] = []
-            scanner.skipLWS()
-            repeat {
-                result.append(try scanner.readAddress())
-            } while scanner.consumeSeparator(UInt8(ascii: ","))
-            scanner.skipLWS()
-            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+            try parseList(bytes: bytes, source: nil) { result.append($0) }
             return result
         }
+    }
+
+    static func parseList(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, _ each: (SIPAddress) -> Void)
+        throws(SIPParseError)
+    {
+        var scanner = ByteScanner(bytes, source: source)
+        scanner.skipLWS()
+        repeat {
+            each(try scanner.readAddress())
+        } while scanner.consumeSeparator(UInt8(ascii: ","))
+        scanner.skipLWS()
+        guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
     }
 }
 
@@ -151,22 +159,41 @@ public enum SIPContactValue: Sendable, Hashable {
 
     /// Parses all Contact field values of a message together.
     public static func parse(fieldValues: [String]) throws(SIPParseError) -> SIPContactValue {
+        var parser = Accumulator()
+        for value in fieldValues {
+            try withUTF8Bytes(value) { (bytes) throws(SIPParseError) in try parser.add(bytes, source: nil) }
+        }
+        return try parser.finish()
+    }
+
+    /// Collects the contacts of one or more field values.
+    struct Accumulator {
         var contacts: [SIPContact] = []
         var sawWildcard = false
-        for value in fieldValues {
-            let trimmed = value.trimmingLWS()
-            if trimmed == "*" {
+        var fields = 0
+
+        mutating func add(_ bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?) throws(SIPParseError) {
+            fields += 1
+            var s = 0
+            var e = bytes.count
+            while s < e, isLWS(bytes[s]) { s += 1 }
+            while e > s, isLWS(bytes[e - 1]) { e -= 1 }
+            if e - s == 1, bytes[s] == UInt8(ascii: "*") {
                 sawWildcard = true
-                continue
+                return
             }
-            for address in try SIPAddress.parseList(value) { contacts.append(SIPContact(address)) }
+            if contacts.isEmpty { contacts.reserveCapacity(2) }
+            try SIPAddress.parseList(bytes: bytes, source: source) { contacts.append(SIPContact($0)) }
         }
-        if sawWildcard {
-            // RFC 3261 §10.2.2: `*` stands alone.
-            guard contacts.isEmpty, fieldValues.count == 1 else { throw SIPParseError(.invalidHeader) }
-            return .wildcard
+
+        func finish() throws(SIPParseError) -> SIPContactValue {
+            if sawWildcard {
+                // RFC 3261 §10.2.2: `*` stands alone.
+                guard contacts.isEmpty, fields == 1 else { throw SIPParseError(.invalidHeader) }
+                return .wildcard
+            }
+            return .contacts(contacts)
         }
-        return .contacts(contacts)
     }
 }
 

@@ -18,14 +18,26 @@ public struct AuthParameter: Sendable, Hashable {
 /// `ck`) and `Bearer` in both `Bearer <token>` and `Bearer access_token="…"` forms.
 public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
     public var scheme: String
-    /// `Bearer eyJ…`: the token68 form (RFC 6750 §2.1, RFC 8898).
-    public var token68: String?
+    /// A parsed token stays bytes of the message until it is read.
+    var token: LazyText?
     public var parameters: [AuthParameter]
+
+    /// `Bearer eyJ…`: the token68 form (RFC 6750 §2.1, RFC 8898).
+    public var token68: String? {
+        get { token?.string }
+        set { token = newValue.map(LazyText.init) }
+    }
 
     public init(scheme: String, token68: String? = nil, parameters: [AuthParameter] = []) {
         self.scheme = scheme
-        self.token68 = token68
+        self.token = token68.map(LazyText.init)
         self.parameters = parameters
+    }
+
+    init(scheme: String, token: LazyText) {
+        self.scheme = scheme
+        self.token = token
+        self.parameters = []
     }
 
     public static func digest(_ parameters: [AuthParameter]) -> SIPAuthField {
@@ -100,11 +112,21 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
     public static func parse(_ text: String, header: SIPHeaderName = .authorization)
         throws(SIPParseError) -> SIPAuthField
     {
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPAuthField in
+            try parse(bytes: bytes, source: nil, header: header)
+        }
+    }
+
+    static func parse(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, header: SIPHeaderName)
+        throws(SIPParseError)
+        -> SIPAuthField
+    {
         do {
-            return try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPAuthField in
-                var scanner = ByteScanner(bytes)
+            return try { () throws(SIPParseError) -> SIPAuthField in
+                var scanner = ByteScanner(bytes, source: source)
                 scanner.skipLWS()
-                guard let scheme = scanner.read(CharClass.token) else {
+                let schemeStart = scanner.index
+                guard let scheme = scanner.readWord(CharClass.token) else {
                     throw SIPParseError(.invalidHeader)
                 }
                 let afterScheme = scanner.index
@@ -113,15 +135,16 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
                 guard scanner.index > afterScheme else { throw SIPParseError(.invalidHeader) }
                 // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
                 let t68Start = scanner.index
-                while let b = scanner.peek(), scanner.isClass(b, CharClass.token68) {
-                    scanner.index += 1
-                }
+                scanner.index = scanToken68(bytes, from: scanner.index, to: scanner.end)
                 let t68Body = scanner.index
                 while scanner.consume(UInt8(ascii: "=")) {}
                 let t68End = scanner.index
                 scanner.skipLWS()
-                if t68Body > t68Start, scanner.isAtEnd, !equalsIgnoringASCIICase(scheme, "Digest") {
+                if t68Body > t68Start, scanner.isAtEnd, !asciiEquals(bytes, schemeStart, afterScheme, "Digest") {
                     // Digest always carries auth-params (RFC 7616 §3.4); a lone token is malformed.
+                    if let source {
+                        return SIPAuthField(scheme: scheme, token: LazyText(source, t68Start, t68End))
+                    }
                     return SIPAuthField(scheme: scheme, token68: scanner.string(t68Start, t68End))
                 }
                 scanner.index = t68Start
@@ -143,9 +166,30 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
                 scanner.skipLWS()
                 guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
                 return SIPAuthField(scheme: scheme, parameters: params)
-            }
+            }()
         } catch {
             throw error.in(header)
         }
     }
+}
+
+/// The end of the run of token68 characters (RFC 7235: ALPHA DIGIT - . _ ~ + /) from
+/// `start`. Bearer tokens are a kilobyte or more: eight table look-ups are combined per
+/// step, so the loop branches once per eight bytes.
+@inline(__always)
+func scanToken68(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
+    guard let base = bytes.baseAddress else { return start }
+    let t = CharClass.table
+    let bit = CharClass.token68
+    var i = start
+    while i + 8 <= end {
+        let p = base + i
+        let all =
+            t[Int(p[0])] & t[Int(p[1])] & t[Int(p[2])] & t[Int(p[3])]
+            & t[Int(p[4])] & t[Int(p[5])] & t[Int(p[6])] & t[Int(p[7])]
+        if all & bit == 0 { break }
+        i += 8
+    }
+    while i < end, t[Int(base[i])] & bit != 0 { i += 1 }
+    return i
 }

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 // Byte-level helpers shared by every parser in SIPCore. SIP's grammar is ASCII at the
 // delimiters, so scanning UTF-8 bytes and slicing at ASCII bytes keeps slices valid UTF-8.
 
@@ -82,12 +90,15 @@ struct ByteScanner {
     var index: Int
     let end: Int
     let classes: UnsafePointer<UInt16>
+    /// The array `bytes` lives in, when there is one: values may then point into it.
+    let source: ByteSource?
 
-    init(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0, to end: Int? = nil) {
+    init(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0, to end: Int? = nil, source: ByteSource? = nil) {
         self.bytes = bytes
         self.index = start
         self.end = end ?? bytes.count
         self.classes = CharClass.table
+        self.source = source
     }
 
     @inline(__always)
@@ -132,9 +143,24 @@ struct ByteScanner {
         return index > start ? makeString(bytes, start, index) : nil
     }
 
+    /// Like `read`, for words that are nearly always one of a few: those come back as
+    /// literals (no `String` made, no reference counting).
+    mutating func readWord(_ bit: UInt16) -> String? {
+        let start = index
+        while index < end, isClass(bytes[index], bit) { index += 1 }
+        guard index > start else { return nil }
+        return commonWord(UnsafeBufferPointer(rebasing: bytes[start..<index])) ?? makeString(bytes, start, index)
+    }
+
     /// Reads bytes that are in `bit` or are a valid `%HH` escape (RFC 3261 `escaped`).
     mutating func readEscaped(_ bits: UInt16) throws(SIPParseError) -> String? {
         let start = index
+        try skipEscaped(bits)
+        return index > start ? makeString(bytes, start, index) : nil
+    }
+
+    /// Steps over bytes that are in `bit` or are a valid `%HH` escape.
+    mutating func skipEscaped(_ bits: UInt16) throws(SIPParseError) {
         while index < end {
             let b = bytes[index]
             if isClass(b, bits) {
@@ -149,12 +175,17 @@ struct ByteScanner {
                 break
             }
         }
-        return index > start ? makeString(bytes, start, index) : nil
     }
 
     /// Reads a quoted-string and returns it with its quotes and escapes as written.
     mutating func readQuotedRaw() throws(SIPParseError) -> String {
         let start = index
+        try skipQuoted()
+        return makeString(bytes, start, index)
+    }
+
+    /// Steps over a quoted-string, checking it.
+    mutating func skipQuoted() throws(SIPParseError) {
         guard consume(UInt8(ascii: "\"")) else { throw SIPParseError(.unterminatedQuote) }
         while index < end {
             let b = bytes[index]
@@ -166,7 +197,7 @@ struct ByteScanner {
                 index += 2
             } else if b == UInt8(ascii: "\"") {
                 index += 1
-                return makeString(bytes, start, index)
+                return
             } else if b == 0x0D || b == 0x0A || b == 0 {
                 throw SIPParseError(.unterminatedQuote)
             } else {
@@ -241,15 +272,20 @@ public func parseDecimal(_ text: some StringProtocol, max: UInt64 = UInt64(UInt3
 /// ASCII case-insensitive equality, without allocating.
 @inline(__always)
 public func equalsIgnoringASCIICase(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
-    let x = a.utf8
-    let y = b.utf8
-    guard x.count == y.count else { return false }
-    for (p, q) in zip(x, y) where p != q {
-        let lp = (p >= 0x41 && p <= 0x5A) ? p | 0x20 : p
-        let lq = (q >= 0x41 && q <= 0x5A) ? q | 0x20 : q
-        if lp != lq { return false }
+    guard a.utf8.count == b.utf8.count else { return false }
+    return withUTF8Bytes(a) { x in
+        withUTF8Bytes(b) { y in
+            for i in 0..<x.count {
+                let p = x[i]
+                let q = y[i]
+                if p == q { continue }
+                let lp = (p >= 0x41 && p <= 0x5A) ? p | 0x20 : p
+                let lq = (q >= 0x41 && q <= 0x5A) ? q | 0x20 : q
+                if lp != lq { return false }
+            }
+            return true
+        }
     }
-    return true
 }
 
 /// A random token for branches, tags and flow tokens: `length` characters of [0-9a-z].
@@ -286,4 +322,23 @@ public func escapeMarkup(_ text: String) -> String {
         }
     }
     return out
+}
+
+/// The words of SIP's grammar that come up in nearly every message, as literals: the
+/// bytes to compare and the same word as a `String` literal (immortal, never copied).
+private let commonWords: [(StaticString, String)] = [
+    ("SIP", "SIP"), ("2.0", "2.0"), ("UDP", "UDP"), ("TCP", "TCP"), ("TLS", "TLS"), ("WS", "WS"),
+    ("WSS", "WSS"), ("SCTP", "SCTP"), ("Digest", "Digest"), ("Bearer", "Bearer"),
+    ("REGISTER", "REGISTER"), ("INVITE", "INVITE"), ("ACK", "ACK"), ("BYE", "BYE"),
+    ("CANCEL", "CANCEL"), ("OPTIONS", "OPTIONS"), ("SUBSCRIBE", "SUBSCRIBE"), ("NOTIFY", "NOTIFY"),
+    ("MESSAGE", "MESSAGE"), ("INFO", "INFO"),
+]
+
+@inline(__always)
+func commonWord(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+    guard bytes.count <= 9, let base = bytes.baseAddress else { return nil }
+    for (word, string) in commonWords where word.utf8CodeUnitCount == bytes.count {
+        if memcmp(word.utf8Start, base, bytes.count) == 0 { return string }
+    }
+    return nil
 }

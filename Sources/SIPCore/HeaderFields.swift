@@ -11,50 +11,81 @@ public struct SIPHeaderField: Sendable, Hashable {
 
 /// The ordered header fields of a SIP message. Order is kept as received, because it
 /// matters for Via, Route, Record-Route and Path; look-ups by name are case-insensitive.
+///
+/// Parsed fields are not copied out of the message: each is a byte range into the one
+/// buffer the message arrived in, and becomes a `String` only when someone asks for its
+/// value. Typed views and the serializer read the bytes directly. Fields set in code hold
+/// their own `String`.
 public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, MutableCollection,
     ExpressibleByDictionaryLiteral
 {
-    @usableFromInline var fields: [SIPHeaderField]
-
-    public init() { fields = [] }
-
-    public init(_ fields: [SIPHeaderField]) { self.fields = fields }
-
-    public init(dictionaryLiteral elements: (SIPHeaderName, String)...) {
-        fields = elements.map { SIPHeaderField(name: $0.0, value: $0.1) }
+    @usableFromInline enum Text: Sendable {
+        case range(UInt32, UInt32)
+        /// A value that was folded over several lines, unfolded into its own bytes.
+        case unfolded([UInt8])
+        case string(String)
     }
 
-    public var startIndex: Int { fields.startIndex }
-    public var endIndex: Int { fields.endIndex }
+    @usableFromInline struct Slot: Sendable {
+        var name: SIPHeaderName
+        var text: Text
+    }
+
+    /// The message bytes that `.range` texts point into (empty when built in code).
+    @usableFromInline var backing: [UInt8]
+    @usableFromInline var slots: [Slot]
+
+    public init() {
+        backing = []
+        slots = []
+    }
+
+    public init(_ fields: [SIPHeaderField]) {
+        backing = []
+        slots = fields.map { Slot(name: $0.name, text: .string($0.value)) }
+    }
+
+    init(backing: [UInt8], slots: [Slot]) {
+        self.backing = backing
+        self.slots = slots
+    }
+
+    public init(dictionaryLiteral elements: (SIPHeaderName, String)...) {
+        backing = []
+        slots = elements.map { Slot(name: $0.0, text: .string($0.1)) }
+    }
+
+    public var startIndex: Int { slots.startIndex }
+    public var endIndex: Int { slots.endIndex }
     public subscript(position: Int) -> SIPHeaderField {
-        get { fields[position] }
-        set { fields[position] = newValue }
+        get { SIPHeaderField(name: slots[position].name, value: string(slots[position].text)) }
+        set { slots[position] = Slot(name: newValue.name, text: .string(newValue.value)) }
     }
 
     /// The first field value with this name; setting replaces every field of that name
     /// by one (in place of the first), or removes them all when set to `nil`.
     public subscript(name: SIPHeaderName) -> String? {
-        get { fields.first { $0.name == name }?.value }
+        get { firstIndex(of: name).map { string(slots[$0].text) } }
         set {
             guard let newValue else {
                 removeAll(name)
                 return
             }
-            if let first = fields.firstIndex(where: { $0.name == name }) {
-                fields[first].value = newValue
+            if let first = firstIndex(of: name) {
+                slots[first].text = .string(newValue)
                 var index = first + 1
-                while index < fields.count {
-                    if fields[index].name == name { fields.remove(at: index) } else { index += 1 }
+                while index < slots.count {
+                    if slots[index].name == name { slots.remove(at: index) } else { index += 1 }
                 }
             } else {
-                fields.append(SIPHeaderField(name: name, value: newValue))
+                slots.append(Slot(name: name, text: .string(newValue)))
             }
         }
     }
 
     /// Every field value with this name, in order, without splitting at commas.
     public func fieldValues(_ name: SIPHeaderName) -> [String] {
-        fields.compactMap { $0.name == name ? $0.value : nil }
+        slots.compactMap { $0.name == name ? string($0.text) : nil }
     }
 
     /// Every element of the comma-separated lists in the fields with this name
@@ -62,46 +93,145 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public func values(_ name: SIPHeaderName) -> [String] {
         if SIPHeaderFields.neverSplit.contains(name) { return fieldValues(name) }
         var result: [String] = []
-        for field in fields where field.name == name {
-            splitCommaList(field.value, into: &result)
+        for slot in slots where slot.name == name {
+            withBytes(slot.text) { splitCommaList($0, into: &result) }
         }
         return result
     }
 
     public func contains(_ name: SIPHeaderName) -> Bool {
-        fields.contains { $0.name == name }
+        firstIndex(of: name) != nil
     }
 
     public mutating func append(_ name: SIPHeaderName, _ value: String) {
-        fields.append(SIPHeaderField(name: name, value: value))
+        slots.append(Slot(name: name, text: .string(value)))
     }
 
     public mutating func append(_ field: SIPHeaderField) {
-        fields.append(field)
+        append(field.name, field.value)
     }
 
     /// Inserts a field before the first field of the same name (or at the top when there
     /// is none), the way a proxy adds its own Via, Path or Record-Route.
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {
-        let index = fields.firstIndex { $0.name == name } ?? 0
-        fields.insert(SIPHeaderField(name: name, value: value), at: index)
+        slots.insert(Slot(name: name, text: .string(value)), at: firstIndex(of: name) ?? 0)
     }
 
     public mutating func insert(_ field: SIPHeaderField, at index: Int) {
-        fields.insert(field, at: index)
+        slots.insert(Slot(name: field.name, text: .string(field.value)), at: index)
     }
 
     @discardableResult
     public mutating func remove(at index: Int) -> SIPHeaderField {
-        fields.remove(at: index)
+        let field = self[index]
+        slots.remove(at: index)
+        return field
     }
 
     public mutating func removeAll(_ name: SIPHeaderName) {
-        fields.removeAll { $0.name == name }
+        slots.removeAll { $0.name == name }
     }
 
     public mutating func removeAll(where shouldRemove: (SIPHeaderField) throws -> Bool) rethrows {
-        try fields.removeAll(where: shouldRemove)
+        var kept: [Slot] = []
+        kept.reserveCapacity(slots.count)
+        for slot in slots where !(try shouldRemove(SIPHeaderField(name: slot.name, value: string(slot.text)))) {
+            kept.append(slot)
+        }
+        slots = kept
+    }
+
+    public static func == (lhs: SIPHeaderFields, rhs: SIPHeaderFields) -> Bool {
+        guard lhs.slots.count == rhs.slots.count else { return false }
+        for (l, r) in zip(lhs.slots, rhs.slots) {
+            guard l.name == r.name else { return false }
+            let same = lhs.withBytes(l.text) { a in rhs.withBytes(r.text) { b in a.elementsEqual(b) } }
+            if !same { return false }
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(slots.count)
+        for slot in slots {
+            hasher.combine(slot.name)
+            withBytes(slot.text) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        }
+    }
+
+    // MARK: access to the bytes, for typed views and the serializer
+
+    @inline(__always)
+    func firstIndex(of name: SIPHeaderName) -> Int? {
+        for i in slots.indices where slots[i].name == name { return i }
+        return nil
+    }
+
+    /// Calls `body` with the value's UTF-8 bytes, without making a `String`.
+    @inline(__always)
+    func withBytes<R, E: Error>(_ text: Text, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        switch text {
+        case .range(let start, let end):
+            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+                try body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(end)]))
+            }
+        case .unfolded(let bytes):
+            return try bytes.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
+        case .string(let string):
+            return try withUTF8Bytes(string, body)
+        }
+    }
+
+    /// Like `withBytes`, with the message buffer the bytes live in (for parsed fields), so
+    /// typed views can point into it.
+    @inline(__always)
+    func withSource<R, E: Error>(_ text: Text, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R)
+        throws(E) -> R
+    {
+        switch text {
+        case .range(let start, let end):
+            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+                try body(
+                    UnsafeBufferPointer(rebasing: all[Int(start)..<Int(end)]),
+                    ByteSource(array: backing, offset: Int(start)))
+            }
+        case .unfolded(let bytes):
+            return try bytes.withUnsafeBufferPointer { (b) throws(E) -> R in
+                try body(b, ByteSource(array: bytes, offset: 0))
+            }
+        case .string(let string):
+            return try withUTF8Bytes(string) { (bytes) throws(E) -> R in try body(bytes, nil) }
+        }
+    }
+
+    /// The first field with this name with its source (see `withSource`), or nil when there is none.
+    @inline(__always)
+    func withFirstSource<R, E: Error>(
+        _ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R
+    ) throws(E) -> R? {
+        guard let i = firstIndex(of: name) else { return nil }
+        return try withSource(slots[i].text, body)
+    }
+
+    /// The bytes of the first field with this name, or nil when there is none.
+    @inline(__always)
+    func withFirstValue<R, E: Error>(_ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R)
+        throws(E) -> R?
+    {
+        guard let i = firstIndex(of: name) else { return nil }
+        return try withBytes(slots[i].text, body)
+    }
+
+    @inline(__always)
+    func string(_ text: Text) -> String {
+        switch text {
+        case .range(let start, let end):
+            return backing.withUnsafeBufferPointer { makeString($0, Int(start), Int(end)) }
+        case .unfolded(let bytes):
+            return String(decoding: bytes, as: UTF8.self)
+        case .string(let string):
+            return string
+        }
     }
 
     static let neverSplit: Set<SIPHeaderName> = [
@@ -111,8 +241,8 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 }
 
 /// Splits `a, "b,c", <sip:d;x=1,2>` at top-level commas: not inside quotes or angle brackets.
-func splitCommaList(_ value: String, into result: inout [String]) {
-    withUTF8Bytes(value) { bytes in
+func splitCommaList(_ bytes: UnsafeBufferPointer<UInt8>, into result: inout [String]) {
+    do {
         var start = 0
         var inQuotes = false
         var inAngle = false

@@ -4,11 +4,13 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
     /// The spelling written on the wire: the canonical one for known names, the received
     /// one (byte-exact) for names this library does not know.
     public let canonicalName: String
-    /// Lower-cased spelling, used for equality and hashing.
-    public let key: String
     /// Index into `all` for known names (-1 otherwise): equality of two known names is
-    /// then an integer comparison, which the parser does for every field.
+    /// then an integer comparison, which the parser does for every field. Kept small
+    /// (a literal's immortal string and an integer) because every header field copies one.
     let knownID: Int16
+
+    /// Lower-cased spelling.
+    public var key: String { canonicalName.lowercased() }
 
     /// A name written in code, e.g. `SIPHeaderName("P-Preferred-Identity")`.
     /// Compact forms and known names are folded to their canonical spelling.
@@ -16,20 +18,18 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
         if let known = Self.lookup(name) {
             self = known
         } else {
-            self.init(canonical: name, key: name.lowercased())
+            self.init(unknown: name)
         }
     }
 
     /// For names that `lookup` did not find.
-    init(canonical: String, key: String) {
-        self.canonicalName = canonical
-        self.key = key
+    init(unknown name: String) {
+        self.canonicalName = name
         self.knownID = -1
     }
 
     private init(known: String, _ id: Int16) {
         self.canonicalName = known
-        self.key = known.lowercased()
         self.knownID = id
     }
 
@@ -38,9 +38,15 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
     @inline(__always)
     public static func == (lhs: Self, rhs: Self) -> Bool {
         if lhs.knownID >= 0 || rhs.knownID >= 0 { return lhs.knownID == rhs.knownID }
-        return lhs.key == rhs.key
+        return equalsIgnoringASCIICase(lhs.canonicalName, rhs.canonicalName)
     }
-    public func hash(into hasher: inout Hasher) { hasher.combine(key) }
+    public func hash(into hasher: inout Hasher) {
+        if knownID >= 0 {
+            hasher.combine(knownID)
+        } else {
+            for b in canonicalName.utf8 { hasher.combine((b >= 0x41 && b <= 0x5A) ? b | 0x20 : b) }
+        }
+    }
 
     public static let accept = Self(known: "Accept", 0)
     public static let acceptContact = Self(known: "Accept-Contact", 1)
@@ -119,21 +125,29 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
         return name.withUTF8 { lookup(bytes: $0) }
     }
 
-    /// Finds a known or compact name without allocating: a small open-addressed table
-    /// keyed by a case-folded hash, confirmed by a byte comparison.
     static func lookup(bytes: UnsafeBufferPointer<UInt8>) -> SIPHeaderName? {
+        lookup(bytes: bytes, hash: KnownNameTable.hash(bytes), table: KnownNameTable.shared)
+    }
+
+    /// Finds a known or compact name without allocating: a small open-addressed table
+    /// keyed by a case-folded hash (which the caller may compute while scanning the
+    /// name), confirmed by a byte comparison.
+    @inline(__always)
+    static func lookup(bytes: UnsafeBufferPointer<UInt8>, hash: UInt32, table: KnownNameTable) -> SIPHeaderName? {
         if bytes.count == 1 {
-            return compactForms[bytes[0] | 0x20]
+            let index = table.compact[Int(bytes[0] | 0x20)]
+            return index < 0 ? nil : table.names[Int(index)]
         }
-        let table = KnownNameTable.shared
-        var slot = Int(KnownNameTable.hash(bytes) & UInt32(KnownNameTable.size - 1))
+        var slot = Int(hash & UInt32(KnownNameTable.size - 1))
         while true {
             let index = Int(table.slots[slot])
             if index < 0 { return nil }
-            let key = table.keys[index]
-            if key.count == bytes.count {
+            let keyStart = Int(table.keyOffsets[index])
+            let keyLength = Int(table.keyOffsets[index + 1]) - keyStart
+            if keyLength == bytes.count {
+                let key = table.keyBytes + keyStart
                 var equal = true
-                for i in 0..<bytes.count where (bytes[i] | 0x20) != key[i] {
+                for i in 0..<keyLength where (bytes[i] | 0x20) != key[i] {
                     equal = false
                     break
                 }
@@ -144,36 +158,60 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Lower-cased known names hashed into a power-of-two table, built once. A class, so
-/// reading it in the parser's hot loop copies nothing.
-final class KnownNameTable: Sendable {
+/// Lower-cased known names hashed into a power-of-two table, built once and never
+/// freed: raw pointers, so the parser's hot loop pays no bounds checks or reference
+/// counting. Written only in the initializer, read-only afterwards.
+final class KnownNameTable: @unchecked Sendable {
     static let shared = KnownNameTable()
     static let size = 256
-    let names: [SIPHeaderName]
-    let keys: [[UInt8]]
+    let names: UnsafeMutablePointer<SIPHeaderName>
+    /// All lower-cased names back to back; name `i` is `keyOffsets[i]..<keyOffsets[i + 1]`.
+    let keyBytes: UnsafeMutablePointer<UInt8>
+    let keyOffsets: UnsafeMutablePointer<Int32>
     /// Index into `names`, or -1 for an empty slot.
-    let slots: [Int16]
+    let slots: UnsafeMutablePointer<Int16>
+    /// Compact form (lower-cased byte) → index into `names`, or -1.
+    let compact: UnsafeMutablePointer<Int16>
 
     init() {
-        names = SIPHeaderName.all
-        keys = names.map { Array($0.key.utf8) }
-        var slots = [Int16](repeating: -1, count: Self.size)
+        let all = SIPHeaderName.all
+        names = .allocate(capacity: all.count)
+        names.initialize(from: all, count: all.count)
+        let keys = all.map { Array($0.canonicalName.lowercased().utf8) }
+        keyBytes = .allocate(capacity: keys.reduce(0) { $0 + $1.count })
+        keyOffsets = .allocate(capacity: keys.count + 1)
+        var offset = 0
+        for (i, key) in keys.enumerated() {
+            keyOffsets[i] = Int32(offset)
+            (keyBytes + offset).initialize(from: key, count: key.count)
+            offset += key.count
+        }
+        keyOffsets[keys.count] = Int32(offset)
+        slots = .allocate(capacity: Self.size)
+        slots.initialize(repeating: -1, count: Self.size)
         for (index, key) in keys.enumerated() {
             var slot = key.withUnsafeBufferPointer { Int(Self.hash($0) & UInt32(Self.size - 1)) }
             while slots[slot] >= 0 { slot = (slot + 1) & (Self.size - 1) }
             slots[slot] = Int16(index)
         }
-        self.slots = slots
+        compact = .allocate(capacity: 256)
+        compact.initialize(repeating: -1, count: 256)
+        for (byte, name) in SIPHeaderName.compactForms {
+            compact[Int(byte)] = all.firstIndex(of: name).map(Int16.init) ?? -1
+        }
     }
+
+    static let seed: UInt32 = 2_166_136_261
 
     /// FNV-1a over ASCII case-folded bytes. Folding with `| 0x20` also maps a few
     /// punctuation bytes together; the confirming comparison makes that harmless.
     @inline(__always)
+    static func step(_ h: UInt32, _ b: UInt8) -> UInt32 { (h ^ UInt32(b | 0x20)) &* 16_777_619 }
+
+    @inline(__always)
     static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        var h: UInt32 = 2_166_136_261
-        for b in bytes {
-            h = (h ^ UInt32(b | 0x20)) &* 16_777_619
-        }
+        var h = seed
+        for b in bytes { h = step(h, b) }
         return h
     }
 }

@@ -167,13 +167,13 @@ extension SIPResponse {
 }
 
 private func writeHeaders(_ headers: SIPHeaderFields, body: [UInt8], into out: inout [UInt8]) {
-    for field in headers where field.name != .contentLength {
-        withUTF8Bytes(field.name.canonicalName) { out.append(contentsOf: $0) }
+    for slot in headers.slots where slot.name != .contentLength {
+        withUTF8Bytes(slot.name.canonicalName) { out.append(contentsOf: $0) }
         out.append(contentsOf: ": ".utf8)
         // Values carry no raw line breaks (folding was undone when parsing); a value built
         // in code with one must not split the message, so drop them.
-        withUTF8Bytes(field.value) { value in
-            if containsLineBreak(value) {
+        headers.withBytes(slot.text) { value in
+            if case .string = slot.text, containsLineBreak(value) {
                 out.append(contentsOf: value.filter { $0 != 0x0D && $0 != 0x0A })
             } else {
                 out.append(contentsOf: value)

@@ -11,47 +11,101 @@ public struct SIPParameter: Sendable, Hashable {
 }
 
 /// An ordered list of parameters with case-insensitive names (RFC 3261 §19.1.4, §20).
+///
+/// Parsed parameters stay the checked `;…` text of the message until they are changed or
+/// listed: looking one up scans that text, so a parse makes no array and no strings for
+/// parameters nobody reads.
 public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, ExpressibleByArrayLiteral,
     CustomStringConvertible
 {
-    public var elements: [SIPParameter]
-
-    public init() { elements = [] }
-    public init(_ elements: [SIPParameter]) { self.elements = elements }
-    public init(arrayLiteral elements: SIPParameter...) { self.elements = elements }
-
-    public var startIndex: Int { elements.startIndex }
-    public var endIndex: Int { elements.endIndex }
-    public subscript(position: Int) -> SIPParameter { elements[position] }
-
-    func index(of name: String) -> Int? {
-        elements.firstIndex { equalsIgnoringASCIICase($0.name, name) }
+    enum Storage: Sendable {
+        case list([SIPParameter])
+        /// `;name=value…` as written, already checked against the grammar of its kind.
+        case text(LazyText, ParameterKind)
     }
 
-    public func contains(_ name: String) -> Bool { index(of: name) != nil }
+    var storage: Storage
+
+    public init() { storage = .list([]) }
+    public init(_ elements: [SIPParameter]) { storage = .list(elements) }
+    public init(arrayLiteral elements: SIPParameter...) { storage = .list(elements) }
+    init(text: LazyText, kind: ParameterKind) { storage = .text(text, kind) }
+
+    public var elements: [SIPParameter] {
+        get {
+            switch storage {
+            case .list(let list): return list
+            case .text(let text, let kind):
+                var list: [SIPParameter] = []
+                forEachParameter(text, kind) { bytes, name, value in
+                    list.append(
+                        SIPParameter(
+                            makeString(bytes, name.lowerBound, name.upperBound),
+                            value.map { makeString(bytes, $0.lowerBound, $0.upperBound) }))
+                    return true
+                }
+                return list
+            }
+        }
+        set { storage = .list(newValue) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int {
+        switch storage {
+        case .list(let list): return list.count
+        case .text(let text, let kind):
+            var count = 0
+            forEachParameter(text, kind) { _, _, _ in
+                count += 1
+                return true
+            }
+            return count
+        }
+    }
+    public subscript(position: Int) -> SIPParameter { elements[position] }
+
+    public func contains(_ name: String) -> Bool { rawValue(name) != nil }
 
     /// The value, unquoted; `nil` when the parameter is absent or has no value.
     public subscript(_ name: String) -> String? {
-        get { index(of: name).flatMap { elements[$0].value }.map(unquote) }
+        get { rawValue(name).flatMap { $0 }.map(unquote) }
     }
 
     /// The value as written, quotes included.
     public func rawValue(_ name: String) -> String?? {
-        index(of: name).map { elements[$0].value }
+        switch storage {
+        case .list(let list):
+            return list.first { equalsIgnoringASCIICase($0.name, name) }.map(\.value)
+        case .text(let text, let kind):
+            var found: String??
+            withUTF8Bytes(name) { wanted in
+                forEachParameter(text, kind) { bytes, n, v in
+                    guard equalsIgnoringASCIICase(UnsafeBufferPointer(rebasing: bytes[n]), wanted) else { return true }
+                    found = .some(v.map { makeString(bytes, $0.lowerBound, $0.upperBound) })
+                    return false
+                }
+            }
+            return found
+        }
     }
 
     /// Sets a parameter (replacing one of the same name in place, else appending).
     /// `value` is written as given: pass `quote(x)` for a quoted value.
     public mutating func set(_ name: String, _ value: String?) {
-        if let i = index(of: name) {
-            elements[i].value = value
+        var list = elements
+        if let i = list.firstIndex(where: { equalsIgnoringASCIICase($0.name, name) }) {
+            list[i].value = value
         } else {
-            elements.append(SIPParameter(name, value))
+            list.append(SIPParameter(name, value))
         }
+        storage = .list(list)
     }
 
     public mutating func remove(_ name: String) {
-        elements.removeAll { equalsIgnoringASCIICase($0.name, name) }
+        var list = elements
+        list.removeAll { equalsIgnoringASCIICase($0.name, name) }
+        storage = .list(list)
     }
 
     public var description: String {
@@ -66,49 +120,118 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
         }
         return out
     }
+
+    public static func == (lhs: SIPParameters, rhs: SIPParameters) -> Bool {
+        lhs.elements == rhs.elements
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(elements) }
+}
+
+/// Header parameters (`;tag=…`, LWS allowed around `;` and `=`, quoted values) or URI
+/// parameters (escaped characters, nothing quoted).
+enum ParameterKind: Sendable {
+    case header
+    case uri
+}
+
+/// Calls `body` with each parameter's name and value ranges in checked parameter text,
+/// until it returns false.
+private func forEachParameter(
+    _ text: LazyText, _ kind: ParameterKind,
+    _ body: (UnsafeBufferPointer<UInt8>, Range<Int>, Range<Int>?) -> Bool
+) {
+    text.withBytes { bytes in
+        var scanner = ByteScanner(bytes)
+        // The text was checked when it was parsed, so scanning it again cannot fail.
+        while let (name, value) = try? scanner.scanParameter(kind) {
+            if !body(bytes, name, value) { return }
+        }
+    }
+}
+
+@inline(__always)
+private func equalsIgnoringASCIICase(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard a.count == b.count else { return false }
+    for i in 0..<a.count where a[i] != b[i] {
+        let x = a[i]
+        let y = b[i]
+        let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
+        let ly = (y >= 0x41 && y <= 0x5A) ? y | 0x20 : y
+        if lx != ly { return false }
+    }
+    return true
 }
 
 extension ByteScanner {
     /// `*( SEMI generic-param )` of a header value: `;name`, `;name=token|host|quoted`.
     mutating func readHeaderParameters() throws(SIPParseError) -> SIPParameters {
-        var params = SIPParameters()
-        while consumeSeparator(UInt8(ascii: ";")) {
-            guard let name = read(CharClass.token) else { throw SIPParseError(.invalidParameter) }
-            var value: String?
-            if consumeSeparator(UInt8(ascii: "=")) {
-                if peek() == UInt8(ascii: "\"") {
-                    value = try readQuotedRaw()
-                } else {
-                    let start = index
-                    while index < end,
-                        isClass(bytes[index], CharClass.token)
-                            || bytes[index] == UInt8(ascii: "[") || bytes[index] == UInt8(ascii: "]")
-                            || bytes[index] == UInt8(ascii: ":")
-                    {
-                        index += 1
-                    }
-                    guard index > start else { throw SIPParseError(.invalidParameter) }
-                    value = string(start, index)
-                }
-            }
-            params.elements.append(SIPParameter(name, value))
-        }
-        return params
+        try readParameters(.header)
     }
 
     /// `*( ";" uri-parameter )` inside a SIP URI: paramchar runs with escapes, no quotes.
     mutating func readURIParameters() throws(SIPParseError) -> SIPParameters {
-        var params = SIPParameters()
-        let bits = CharClass.unreserved | CharClass.paramUnreserved
-        while consume(UInt8(ascii: ";")) {
-            guard let name = try readEscaped(bits) else { throw SIPParseError(.invalidParameter) }
-            var value: String?
-            if consume(UInt8(ascii: "=")) {
-                guard let v = try readEscaped(bits) else { throw SIPParseError(.invalidParameter) }
-                value = v
+        try readParameters(.uri)
+    }
+
+    /// Checks the parameters and keeps them as text when the bytes have a source array,
+    /// else makes the list at once.
+    private mutating func readParameters(_ kind: ParameterKind) throws(SIPParseError) -> SIPParameters {
+        let start = index
+        var list: [SIPParameter] = []
+        var count = 0
+        while let (name, value) = try scanParameter(kind) {
+            count += 1
+            if source == nil {
+                list.append(
+                    SIPParameter(
+                        string(name.lowerBound, name.upperBound), value.map { string($0.lowerBound, $0.upperBound) }))
             }
-            params.elements.append(SIPParameter(name, value))
         }
-        return params
+        guard count > 0 else {
+            index = start
+            return SIPParameters()
+        }
+        if let source { return SIPParameters(text: LazyText(source, start, index), kind: kind) }
+        return SIPParameters(list)
+    }
+
+    /// One parameter: the ranges of its name and value; nil (and nothing consumed) when no
+    /// parameter follows.
+    mutating func scanParameter(_ kind: ParameterKind) throws(SIPParseError) -> (Range<Int>, Range<Int>?)? {
+        switch kind {
+        case .header:
+            guard consumeSeparator(UInt8(ascii: ";")) else { return nil }
+            let nameStart = index
+            while index < end, isClass(bytes[index], CharClass.token) { index += 1 }
+            guard index > nameStart else { throw SIPParseError(.invalidParameter) }
+            let name = nameStart..<index
+            guard consumeSeparator(UInt8(ascii: "=")) else { return (name, nil) }
+            let valueStart = index
+            if peek() == UInt8(ascii: "\"") {
+                try skipQuoted()
+            } else {
+                while index < end,
+                    isClass(bytes[index], CharClass.token) || bytes[index] == UInt8(ascii: "[")
+                        || bytes[index] == UInt8(ascii: "]") || bytes[index] == UInt8(ascii: ":")
+                {
+                    index += 1
+                }
+                guard index > valueStart else { throw SIPParseError(.invalidParameter) }
+            }
+            return (name, valueStart..<index)
+        case .uri:
+            guard consume(UInt8(ascii: ";")) else { return nil }
+            let bits = CharClass.unreserved | CharClass.paramUnreserved
+            let nameStart = index
+            try skipEscaped(bits)
+            guard index > nameStart else { throw SIPParseError(.invalidParameter) }
+            let name = nameStart..<index
+            guard consume(UInt8(ascii: "=")) else { return (name, nil) }
+            let valueStart = index
+            try skipEscaped(bits)
+            guard index > valueStart else { throw SIPParseError(.invalidParameter) }
+            return (name, valueStart..<index)
+        }
     }
 }

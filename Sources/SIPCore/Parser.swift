@@ -39,15 +39,27 @@ public struct SIPParser: Sendable {
     public init(limits: SIPParserLimits = .default) { self.limits = limits }
 
     public func parse(_ text: String, framing: SIPFraming = .message) throws(SIPParseError) -> SIPMessage {
-        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPMessage in try parse(bytes, framing: framing) }
+        guard text.utf8.count <= limits.maxMessageSize else { throw SIPParseError(.messageTooLarge) }
+        return try parse(Array(text.utf8), framing: framing)
     }
 
+    /// Parses without copying: the header fields of the result point into `bytes`.
     public func parse(_ bytes: [UInt8], framing: SIPFraming = .message) throws(SIPParseError) -> SIPMessage {
-        try bytes.withUnsafeBufferPointer { (b) throws(SIPParseError) -> SIPMessage in try parse(b, framing: framing) }
+        try bytes.withUnsafeBufferPointer { (b) throws(SIPParseError) -> SIPMessage in
+            try parse(b, backing: bytes, framing: framing)
+        }
     }
 
     public func parse(_ bytes: UnsafeBufferPointer<UInt8>, framing: SIPFraming) throws(SIPParseError)
         -> SIPMessage
+    {
+        guard bytes.count <= limits.maxMessageSize else { throw SIPParseError(.messageTooLarge) }
+        return try parse(Array(bytes), framing: framing)
+    }
+
+    /// `bytes` are the contents of `backing`, which the parsed fields keep a reference to.
+    private func parse(_ bytes: UnsafeBufferPointer<UInt8>, backing: [UInt8], framing: SIPFraming)
+        throws(SIPParseError) -> SIPMessage
     {
         guard bytes.count <= limits.maxMessageSize else { throw SIPParseError(.messageTooLarge) }
         var position = 0
@@ -60,10 +72,11 @@ public struct SIPParser: Sendable {
         let startLine = try parseStartLine(bytes, position, lineEnd)
         position = next
 
-        var fields: [SIPHeaderField] = []
+        var fields: [SIPHeaderFields.Slot] = []
         fields.reserveCapacity(16)
         var contentLength: Int?
         let contentLengthID = KnownIDs.shared.contentLength
+        let knownNames = KnownNameTable.shared
         var sawEnd = false
         while position < bytes.count {
             guard let (end, afterLine) = lineBounds(bytes, from: position) else {
@@ -79,10 +92,18 @@ public struct SIPParser: Sendable {
                 // A continuation line with no header before it.
                 throw SIPParseError(.malformedHeaderLine)
             }
-            let (field, following) = try parseHeaderField(bytes, lineStart: position, lineEnd: end, next: afterLine)
+            let (field, following) = try parseHeaderField(
+                bytes, lineStart: position, lineEnd: end, next: afterLine, knownNames: knownNames)
             position = following
             if field.name.knownID == contentLengthID {
-                guard let n = parseDecimal(field.value, max: UInt64(limits.maxMessageSize)) else {
+                let n: UInt64?
+                switch field.text {
+                case .range(let s, let e): n = parseDecimal(bytes, Int(s), Int(e), max: UInt64(limits.maxMessageSize))
+                case .unfolded(let v):
+                    n = v.withUnsafeBufferPointer { parseDecimal($0, 0, $0.count, max: UInt64(limits.maxMessageSize)) }
+                case .string(let v): n = parseDecimal(v, max: UInt64(limits.maxMessageSize))
+                }
+                guard let n else {
                     throw SIPParseError(.invalidHeader, header: .contentLength)
                 }
                 if let contentLength, contentLength != Int(n) {
@@ -108,7 +129,7 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.missingContentLength)
         }
         let body = bodyLength > 0 ? Array(UnsafeBufferPointer(rebasing: bytes[position..<position + bodyLength])) : []
-        let headers = SIPHeaderFields(fields)
+        let headers = SIPHeaderFields(backing: backing, slots: fields)
 
         switch startLine {
         case .request(let method, let uri):
@@ -135,18 +156,18 @@ public struct SIPParser: Sendable {
         var via = 0
         var from = 0
         var to = 0
-        var callID: String?
+        var callID: SIPHeaderFields.Text?
         var callIDs = 0
         var cseq = 0
         let ids = KnownIDs.shared
-        for field in headers {
-            switch field.name.knownID {
+        for slot in headers.slots {
+            switch slot.name.knownID {
             case ids.via: via += 1
             case ids.from: from += 1
             case ids.to: to += 1
             case ids.callID:
                 callIDs += 1
-                callID = field.value
+                callID = slot.text
             case ids.cseq: cseq += 1
             default: break
             }
@@ -156,7 +177,8 @@ public struct SIPParser: Sendable {
         if to != 1 { throw SIPParseError(to == 0 ? .missingHeader : .invalidHeader, header: .to) }
         if callIDs != 1 { throw SIPParseError(callIDs == 0 ? .missingHeader : .invalidHeader, header: .callID) }
         if cseq != 1 { throw SIPParseError(cseq == 0 ? .missingHeader : .invalidHeader, header: .cseq) }
-        guard let value = callID, !value.isEmpty, !withUTF8Bytes(value, { $0.contains { $0 == 0x20 || $0 == 0x09 } })
+        guard let callID,
+            headers.withBytes(callID, { !$0.isEmpty && !$0.contains { $0 == 0x20 || $0 == 0x09 } })
         else { throw SIPParseError(.invalidHeader, header: .callID) }
     }
 
@@ -198,41 +220,47 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.invalidURI)
         }
         guard scanner.isAtEnd else { throw SIPParseError(.invalidURI) }
-        return .request(SIPMethod(makeString(bytes, start, sp1)), uri)
+        let method = UnsafeBufferPointer(rebasing: bytes[start..<sp1])
+        return .request(SIPMethod(commonWord(method) ?? makeString(bytes, start, sp1)), uri)
     }
 
     /// Parses the header field starting at `lineStart`, folding in continuation lines.
     private func parseHeaderField(
-        _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int
-    ) throws(SIPParseError) -> (SIPHeaderField, Int) {
+        _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int, knownNames: KnownNameTable
+    ) throws(SIPParseError) -> (SIPHeaderFields.Slot, Int) {
+        // Scan the name and hash it for the known-name table in the same pass.
+        let classes = CharClass.table
         var nameEnd = lineStart
-        while nameEnd < lineEnd, CharClass.test(bytes[nameEnd], CharClass.token) { nameEnd += 1 }
+        var hash = KnownNameTable.seed
+        while nameEnd < lineEnd {
+            let b = bytes[nameEnd]
+            guard classes[Int(b)] & CharClass.token != 0 else { break }
+            hash = KnownNameTable.step(hash, b)
+            nameEnd += 1
+        }
         guard nameEnd > lineStart else { throw SIPParseError(.malformedHeaderLine) }
         var colon = nameEnd
         while colon < lineEnd, bytes[colon] == 0x20 || bytes[colon] == 0x09 { colon += 1 }
         guard colon < lineEnd, bytes[colon] == UInt8(ascii: ":") else { throw SIPParseError(.malformedHeaderLine) }
         let nameBytes = UnsafeBufferPointer(rebasing: bytes[lineStart..<nameEnd])
         let name: SIPHeaderName
-        if let known = SIPHeaderName.lookup(bytes: nameBytes) {
+        if let known = SIPHeaderName.lookup(bytes: nameBytes, hash: hash, table: knownNames) {
             name = known
         } else {
-            let text = makeString(bytes, lineStart, nameEnd)
-            name = SIPHeaderName(canonical: text, key: text.lowercased())
+            name = SIPHeaderName(unknown: makeString(bytes, lineStart, nameEnd))
         }
 
         var valueStart = colon + 1
         while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
         var valueEnd = lineEnd
         while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-        let ascii = try checkText(bytes, valueStart, valueEnd, header: name)
+        var ascii = try checkText(bytes, valueStart, valueEnd, header: name)
 
         // Folding (RFC 3261 §7.3.1): following lines that start with SP or HT belong here.
         var position = next
         guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
-            return (
-                SIPHeaderField(name: name, value: try makeValue(bytes, valueStart, valueEnd, ascii: ascii, name)),
-                position
-            )
+            if !ascii { try validateUTF8(bytes, valueStart, valueEnd, name) }
+            return (SIPHeaderFields.Slot(name: name, text: .range(UInt32(valueStart), UInt32(valueEnd))), position)
         }
         var folded = Array(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
         var foldedLines = 0
@@ -244,7 +272,7 @@ public struct SIPParser: Sendable {
             while s < end, bytes[s] == 0x20 || bytes[s] == 0x09 { s += 1 }
             var e = end
             while e > s, bytes[e - 1] == 0x20 || bytes[e - 1] == 0x09 { e -= 1 }
-            try checkText(bytes, s, e, header: name)
+            if !(try checkText(bytes, s, e, header: name)) { ascii = false }
             if s < e {
                 if !folded.isEmpty { folded.append(0x20) }
                 folded.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
@@ -255,10 +283,10 @@ public struct SIPParser: Sendable {
             }
             position = after
         }
-        let value = try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) -> String in
-            try makeValue(b, 0, b.count, ascii: false, name)
+        if !ascii {
+            try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) in try validateUTF8(b, 0, b.count, name) }
         }
-        return (SIPHeaderField(name: name, value: value), position)
+        return (SIPHeaderFields.Slot(name: name, text: .unfolded(folded)), position)
     }
 
     /// TEXT-UTF8 without control characters (HT is allowed). Returns whether the bytes
@@ -272,16 +300,16 @@ public struct SIPParser: Sendable {
         guard let base = bytes.baseAddress else { return true }
         var ascii = true
         var i = start
-        while i + 8 <= end {
-            let x = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
-            let high: UInt64 = 0x8080_8080_8080_8080
-            let below20 = (x &- 0x2020_2020_2020_2020) & ~x & high
-            let y = x ^ 0x7F7F_7F7F_7F7F_7F7F
-            let isDEL = (y &- 0x0101_0101_0101_0101) & ~y & high
-            if (x & high) | below20 | isDEL != 0 {
-                for j in i..<i + 8 { try checkByte(base[j], &ascii, header) }
+        // Sixteen bytes at a time: any byte below SP (HT included) or from DEL up sends
+        // that block through the byte-by-byte check.
+        let space = SIMD16<UInt8>(repeating: 0x20)
+        let del = SIMD16<UInt8>(repeating: 0x7F)
+        while i + 16 <= end {
+            let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
+            if any((x .< space) .| (x .>= del)) {
+                for j in i..<i + 16 { try checkByte(base[j], &ascii, header) }
             }
-            i += 8
+            i += 16
         }
         while i < end {
             try checkByte(base[i], &ascii, header)
@@ -299,17 +327,14 @@ public struct SIPParser: Sendable {
         }
     }
 
-    @inline(__always)
-    private func makeValue(
-        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, ascii: Bool, _ name: SIPHeaderName
-    ) throws(SIPParseError) -> String {
-        let slice = UnsafeBufferPointer(rebasing: bytes[start..<end])
-        if ascii { return String(decoding: slice, as: UTF8.self) }
-        guard let s = String(validating: slice, as: UTF8.self) else {
+    private func validateUTF8(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ name: SIPHeaderName
+    ) throws(SIPParseError) {
+        guard String(validating: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self) != nil else {
             throw SIPParseError(.invalidUTF8, header: name)
         }
-        return s
     }
+
 }
 
 /// The end of the line starting at `start` (before CRLF or bare LF) and where the next

@@ -6,8 +6,10 @@ extension SIPHeaderFields {
     public var vias: [SIPVia] {
         get throws(SIPParseError) {
             var result: [SIPVia] = []
-            for field in self where field.name == .via {
-                result.append(contentsOf: try SIPVia.parseList(field.value))
+            for slot in slots where slot.name == .via {
+                try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                    try SIPVia.parseList(bytes: bytes, source: source, into: &result)
+                }
             }
             guard !result.isEmpty else { throw SIPParseError(.missingHeader, header: .via) }
             return result
@@ -17,9 +19,10 @@ extension SIPHeaderFields {
     /// The top Via: the only one a UAS or the transport layer needs to read.
     public var topVia: SIPVia {
         get throws(SIPParseError) {
-            guard let first = self[.via] else { throw SIPParseError(.missingHeader, header: .via) }
-            let list = try SIPVia.parseList(first)
-            return list[0]
+            guard let via = try withFirstSource(.via, SIPVia.parseFirst) else {
+                throw SIPParseError(.missingHeader, header: .via)
+            }
+            return via
         }
     }
 
@@ -40,8 +43,10 @@ extension SIPHeaderFields {
 
     public var cseq: SIPCSeq {
         get throws(SIPParseError) {
-            guard let value = self[.cseq] else { throw SIPParseError(.missingHeader, header: .cseq) }
-            return try SIPCSeq.parse(value)
+            guard let cseq = try withFirstValue(.cseq, SIPCSeq.parse(bytes:)) else {
+                throw SIPParseError(.missingHeader, header: .cseq)
+            }
+            return cseq
         }
     }
 
@@ -60,9 +65,16 @@ extension SIPHeaderFields {
     /// Contact entries, `*`, or nil when there is no Contact.
     public var contact: SIPContactValue? {
         get throws(SIPParseError) {
-            let values = fieldValues(.contact)
-            guard !values.isEmpty else { return nil }
-            do { return try SIPContactValue.parse(fieldValues: values) } catch { throw error.in(.contact) }
+            var parser = SIPContactValue.Accumulator()
+            do {
+                for slot in slots where slot.name == .contact {
+                    try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                        try parser.add(bytes, source: source)
+                    }
+                }
+                guard parser.fields > 0 else { return nil }
+                return try parser.finish()
+            } catch { throw error.in(.contact) }
         }
     }
 
@@ -108,8 +120,11 @@ extension SIPHeaderFields {
     /// Credentials in Authorization (or Proxy-Authorization), one per field.
     public func authorizations(_ name: SIPHeaderName = .authorization) throws(SIPParseError) -> [SIPAuthField] {
         var result: [SIPAuthField] = []
-        for field in self where field.name == name {
-            result.append(try SIPAuthField.parse(field.value, header: name))
+        for slot in slots where slot.name == name {
+            result.append(
+                try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                    try SIPAuthField.parse(bytes: bytes, source: source, header: name)
+                })
         }
         return result
     }
@@ -122,21 +137,36 @@ extension SIPHeaderFields {
     // MARK: helpers
 
     func address(_ name: SIPHeaderName) throws(SIPParseError) -> SIPAddress {
-        guard let value = self[name] else { throw SIPParseError(.missingHeader, header: name) }
-        do { return try SIPAddress.parse(value) } catch { throw error.in(name) }
+        do throws(SIPParseError) {
+            guard let address = try withFirstSource(name, SIPAddress.parse(bytes:source:)) else {
+                throw SIPParseError(.missingHeader, header: name)
+            }
+            return address
+        } catch { throw error.in(name) }
     }
 
     func addressList(_ name: SIPHeaderName) throws(SIPParseError) -> [SIPAddress] {
         var result: [SIPAddress] = []
-        for field in self where field.name == name {
-            do { result.append(contentsOf: try SIPAddress.parseList(field.value)) } catch { throw error.in(name) }
+        for slot in slots where slot.name == name {
+            do {
+                try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                    try SIPAddress.parseList(bytes: bytes, source: source) { result.append($0) }
+                }
+            } catch { throw error.in(name) }
         }
         return result
     }
 
     func number(_ name: SIPHeaderName) throws(SIPParseError) -> UInt32? {
-        guard let value = self[name] else { return nil }
-        guard let n = parseDecimal(value.trimmingLWS()) else { throw SIPParseError(.invalidHeader, header: name) }
+        let parsed = withFirstValue(name) { bytes -> UInt64? in
+            var s = 0
+            var e = bytes.count
+            while s < e, isLWS(bytes[s]) { s += 1 }
+            while e > s, isLWS(bytes[e - 1]) { e -= 1 }
+            return parseDecimal(bytes, s, e, max: UInt64(UInt32.max))
+        }
+        guard let parsed else { return nil }
+        guard let n = parsed else { throw SIPParseError(.invalidHeader, header: name) }
         return UInt32(n)
     }
 

@@ -243,6 +243,12 @@ extension ByteScanner {
     }
 }
 
+/// Case-insensitive comparison of `bytes[start..<end]` with an ASCII literal.
+@inline(__always)
+func asciiEquals(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ literal: StaticString) -> Bool {
+    asciiEquals(UnsafeBufferPointer(rebasing: bytes[start..<end]), literal)
+}
+
 /// Case-insensitive comparison of bytes with an ASCII literal.
 @inline(__always)
 func asciiEquals(_ bytes: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {

@@ -70,18 +70,39 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a Via field value, which may hold several comma-separated entries.
     public static func parseList(_ text: String) throws(SIPParseError) -> [SIPVia] {
-        do {
-            return try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> [SIPVia] in
-                var scanner = ByteScanner(bytes)
-                var result: [SIPVia] = []
-                scanner.skipLWS()
-                repeat {
-                    result.append(try scanner.readVia())
-                } while scanner.consumeSeparator(UInt8(ascii: ","))
-                scanner.skipLWS()
-                guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
-                return result
-            }
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> [SIPVia] in
+            var result: [SIPVia] = []
+            try parseList(bytes: bytes, source: nil, into: &result)
+            return result
+        }
+    }
+
+    static func parseList(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, into result: inout [SIPVia])
+        throws(SIPParseError)
+    {
+        do throws(SIPParseError) {
+            var scanner = ByteScanner(bytes, source: source)
+            scanner.skipLWS()
+            repeat {
+                result.append(try scanner.readVia())
+            } while scanner.consumeSeparator(UInt8(ascii: ","))
+            scanner.skipLWS()
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+        } catch {
+            throw error.in(.via)
+        }
+    }
+
+    /// The first entry of a Via field value; the rest of the list is checked too.
+    static func parseFirst(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?) throws(SIPParseError) -> SIPVia {
+        do throws(SIPParseError) {
+            var scanner = ByteScanner(bytes, source: source)
+            scanner.skipLWS()
+            let first = try scanner.readVia()
+            while scanner.consumeSeparator(UInt8(ascii: ",")) { _ = try scanner.readVia() }
+            scanner.skipLWS()
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+            return first
         } catch {
             throw error.in(.via)
         }
@@ -90,9 +111,9 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
 
 extension ByteScanner {
     mutating func readVia() throws(SIPParseError) -> SIPVia {
-        guard let name = read(CharClass.token), consumeSeparator(UInt8(ascii: "/")),
-            let version = read(CharClass.token), consumeSeparator(UInt8(ascii: "/")),
-            let transport = read(CharClass.token)
+        guard let name = readWord(CharClass.token), consumeSeparator(UInt8(ascii: "/")),
+            let version = readWord(CharClass.token), consumeSeparator(UInt8(ascii: "/")),
+            let transport = readWord(CharClass.token)
         else { throw SIPParseError(.invalidHeader) }
         let beforeSpace = index
         skipLWS()
@@ -137,7 +158,11 @@ public struct SIPCSeq: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(sequence) \(method.rawValue)" }
 
     public static func parse(_ text: String) throws(SIPParseError) -> SIPCSeq {
-        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPCSeq in
+        try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> SIPCSeq in try parse(bytes: bytes) }
+    }
+
+    static func parse(bytes: UnsafeBufferPointer<UInt8>) throws(SIPParseError) -> SIPCSeq {
+        do {
             var scanner = ByteScanner(bytes)
             scanner.skipLWS()
             let start = scanner.index
@@ -147,7 +172,7 @@ public struct SIPCSeq: Sendable, Hashable, CustomStringConvertible {
                 let b = scanner.peek(), b == 0x20 || b == 0x09
             else { throw SIPParseError(.invalidHeader, header: .cseq) }
             scanner.skipLWS()
-            guard let method = scanner.read(CharClass.token) else {
+            guard let method = scanner.readWord(CharClass.token) else {
                 throw SIPParseError(.invalidHeader, header: .cseq)
             }
             scanner.skipLWS()

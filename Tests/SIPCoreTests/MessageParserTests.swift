@@ -37,6 +37,43 @@ import Testing
         #expect(!r.headers.contains(.contentLength))
     }
 
+    /// Typed views of a parsed message point into its bytes; the same text parsed on its
+    /// own makes the values at once. Both must be equal, hash alike and edit alike.
+    @Test func viewsIntoTheMessageEqualViewsOfTheSameText() throws {
+        let r = try Fixtures.request(Fixtures.register92)
+        let via = try r.headers.topVia
+        let viaAlone = try SIPVia.parse(r.headers[.via] ?? "")
+        #expect(via == viaAlone)
+        #expect(via.hashValue == viaAlone.hashValue)
+        let from = try r.headers.from
+        #expect(from == (try SIPAddress.parse(r.headers[.from] ?? "")))
+        guard case .contacts(let contacts) = try r.headers.contact,
+            case .contacts(let alone) = try SIPContactValue.parse(fieldValues: r.headers.fieldValues(.contact))
+        else {
+            Issue.record("expected contacts")
+            return
+        }
+        #expect(contacts == alone)
+        #expect(contacts[0].address.parameters.count == 2)
+        #expect(contacts[0].address.parameters.rawValue("+sip.instance") != nil)
+        #expect(contacts[0].address.parameters["REG-ID"] == "1")
+        let auth = try r.headers.authorizations()
+        #expect(auth == [try SIPAuthField.parse(r.headers[.authorization] ?? "")])
+
+        // Editing a parsed list keeps the other parameters and their order.
+        var edited = contacts[0].address.parameters
+        edited.set("expires", "600")
+        edited.set("reg-id", "2")
+        #expect(edited.elements.map(\.name) == ["+sip.instance", "reg-id", "expires"])
+        #expect(
+            edited.description
+                == ";+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=2;expires=600")
+        var token = auth[0]
+        token.token68 = "abc"
+        #expect(token.bearerToken == "abc")
+        #expect(auth[0].bearerToken == Fixtures.token)
+    }
+
     @Test func foldedContactIsUnfoldedToOneValue() throws {
         let r = try Fixtures.request(Fixtures.register92)
         let value = try #require(r.headers[.contact])
