@@ -212,29 +212,36 @@ struct ByteScanner {
 
 /// Removes the quotes and backslash escapes of a quoted-string; returns other text as is.
 public func unquote(_ text: String) -> String {
-    guard text.utf8.count >= 2, text.utf8.first == UInt8(ascii: "\""),
-        text.utf8.last == UInt8(ascii: "\"")
-    else { return text }
-    var out: [UInt8] = []
-    out.reserveCapacity(text.utf8.count)
-    var escaped = false
-    for b in text.utf8.dropFirst().dropLast() {
-        if escaped {
-            out.append(b)
-            escaped = false
-        } else if b == UInt8(ascii: "\\") {
-            escaped = true
-        } else {
-            out.append(b)
+    withUTF8Bytes(text) { bytes in
+        guard bytes.count >= 2, bytes[0] == UInt8(ascii: "\""), bytes[bytes.count - 1] == UInt8(ascii: "\"")
+        else { return text }
+        let inner = UnsafeBufferPointer(rebasing: bytes[1..<bytes.count - 1])
+        guard inner.contains(UInt8(ascii: "\\")) else { return String(decoding: inner, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(inner.count)
+        var escaped = false
+        for b in inner {
+            if escaped {
+                out.append(b)
+                escaped = false
+            } else if b == UInt8(ascii: "\\") {
+                escaped = true
+            } else {
+                out.append(b)
+            }
         }
+        return String(decoding: out, as: UTF8.self)
     }
-    return String(decoding: out, as: UTF8.self)
 }
 
 /// Writes `text` as a quoted-string, escaping `"` and `\`.
 public func quote(_ text: String) -> String {
     // Most values need no escaping: wrap them as they are.
-    if !text.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 == 0x0D || $0 == 0x0A }) {
+    let plain = withUTF8Bytes(text) { bytes in
+        for b in bytes where b == 0x22 || b == 0x5C || b == 0x0D || b == 0x0A { return false }
+        return true
+    }
+    if plain {
         return "\"" + text + "\""
     }
     var out = "\""
