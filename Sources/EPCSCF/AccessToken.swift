@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SIPAuth
+import SIPCore
 import Synchronization
 
 /// What the eP-CSCF takes from a WAF access token (spec.md WAF-2, WAF-3; RFC 9068).
@@ -15,8 +16,32 @@ public struct AccessTokenClaims: Sendable, Hashable {
     public var clientID: String?
     public var scopes: [String]
     public var impi: String
-    public var impus: [String]
+    public var impus: [String] {
+        didSet { canonicalIMPUs = impus.map(canonicalPublicIdentity) }
+    }
     public var wwsf: String
+    /// `impus` in `AnyURI.publicIdentity` form, worked out once per token rather than on
+    /// every REGISTER that presents it.
+    public private(set) var canonicalIMPUs: [String]
+
+    public init(
+        issuer: String, subject: String, audience: [String], expires: Date, notBefore: Date?, issuedAt: Date?,
+        tokenID: String?, clientID: String?, scopes: [String], impi: String, impus: [String], wwsf: String
+    ) {
+        self.issuer = issuer
+        self.subject = subject
+        self.audience = audience
+        self.expires = expires
+        self.notBefore = notBefore
+        self.issuedAt = issuedAt
+        self.tokenID = tokenID
+        self.clientID = clientID
+        self.scopes = scopes
+        self.impi = impi
+        self.impus = impus
+        self.wwsf = wwsf
+        self.canonicalIMPUs = impus.map(canonicalPublicIdentity)
+    }
 }
 
 /// Why a token was refused, and the SIP answer it earns (EPC-18, RFC 6750 §3.1).

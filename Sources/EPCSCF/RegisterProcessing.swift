@@ -99,7 +99,7 @@ public struct RegisterProcessor: Sendable {
             }
             let toIMPU = to.uri.publicIdentity
             // EPC-17: To among the token's IMPUs, From = To, any IMPI given = the token's.
-            guard let toIMPU, claims.impus.contains(where: { canonicalPublicIdentity($0) == toIMPU }) else {
+            guard let toIMPU, claims.canonicalIMPUs.contains(toIMPU) else {
                 return .reject(reply(request, 403, "Identity Not In Token"))
             }
             guard from.uri.publicIdentity == toIMPU else { return .reject(reply(request, 403, "From Must Equal To")) }
@@ -184,7 +184,9 @@ public struct RegisterProcessor: Sendable {
         }
         // Contact-level expires wins over the header (RFC 3261 §10.2.1.1): cap those too.
         for index in request.headers.indices where request.headers[index].name == .contact {
-            guard var list = try? SIPAddress.parseList(request.headers[index].value) else { continue }
+            guard containsIgnoringCase(request.headers[index].value, "expires"),
+                var list = try? SIPAddress.parseList(request.headers[index].value)
+            else { continue }
             var changed = false
             for i in list.indices {
                 if let value = list[i].parameters["expires"].flatMap({ UInt32($0) }), value > limit {
@@ -219,7 +221,7 @@ public struct RegisterProcessor: Sendable {
 /// must match exactly (scheme, host, port); a bare host name matches the origin's host.
 func originMatches(_ origin: String, wwsf: String) -> Bool {
     // Both are usually the same origin text: no parsing needed then.
-    if origin.lowercased() == wwsf.lowercased() { return origin.contains("://") }
+    if equalsIgnoringASCIICase(origin, wwsf) { return containsIgnoringCase(origin, "://") }
     guard let page = URLComponents(string: origin), let pageHost = page.host?.lowercased() else { return false }
     if let claimed = URLComponents(string: wwsf), let scheme = claimed.scheme, let host = claimed.host {
         func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : nil) }
@@ -244,3 +246,22 @@ func splitHostPort(_ hostPort: String) -> (String, UInt16?) {
 func randomICID() -> String {
     "ep-" + String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36) + "-" + randomToken(length: 12)
 }
+
+/// ASCII case-insensitive search of bytes, without Foundation's locale-aware string search.
+func containsIgnoringCase(_ text: String, _ needle: StaticString) -> Bool {
+    let n = needle.utf8CodeUnitCount
+    let p = needle.utf8Start
+    var text = text
+    return text.withUTF8 { bytes in
+        guard bytes.count >= n else { return false }
+        for start in 0...(bytes.count - n) {
+            var i = 0
+            while i < n, asciiLower(bytes[start + i]) == asciiLower(p[i]) { i += 1 }
+            if i == n { return true }
+        }
+        return false
+    }
+}
+
+@inline(__always)
+private func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }

@@ -192,15 +192,11 @@ extension Registrar {
     ) -> SIPResponse {
         var ok = reply(request, 200)
         for b in current {
-            guard var address = try? SIPAddress.parse(b.contactHeader) else { continue }
-            address.parameters.set("expires", String(max(0, b.expiresAt - now)))
-            if let instance = b.instance {
-                address.parameters.set("+sip.instance", quote("<\(instance)>"))
-                if let regID = b.regID { address.parameters.set("reg-id", String(regID)) }
-                // RFC 5627 §5: a public GRUU is the AOR with the instance id in `gr`.
-                address.parameters.set("pub-gruu", quote("\(impu);gr=\(instance)"))
-            }
-            ok.headers.append(.contact, address.description)
+            guard
+                let contact = contactWithParameters(b, impu: impu, now: now)
+                    ?? contactByParsing(b, impu: impu, now: now)
+            else { continue }
+            ok.headers.append(.contact, contact)
         }
         for p in path { ok.headers.append(.path, p.description) }
         ok.headers.append(.serviceRoute, "<sip:orig@\(configuration.hostPort);lr>")
@@ -213,5 +209,44 @@ extension Registrar {
             ok.headers.append(.pChargingVector, String(params.description.dropFirst()))
         }
         return ok
+    }
+
+    /// The 200 OK Contact of a binding: its stored Contact with `expires` and, for an
+    /// outbound binding, `+sip.instance`, `reg-id` and `pub-gruu` set.
+    func contactByParsing(_ b: Binding, impu: String, now: Int64) -> String? {
+        guard var address = try? SIPAddress.parse(b.contactHeader) else { return nil }
+        address.parameters.set("expires", String(max(0, b.expiresAt - now)))
+        if let instance = b.instance {
+            address.parameters.set("+sip.instance", quote("<\(instance)>"))
+            if let regID = b.regID { address.parameters.set("reg-id", String(regID)) }
+            // RFC 5627 §5: a public GRUU is the AOR with the instance id in `gr`.
+            address.parameters.set("pub-gruu", quote("\(impu);gr=\(instance)"))
+        }
+        return address.description
+    }
+
+    /// The 200 OK Contact of a binding stored as `<uri>` (how `completeRegistration` stores
+    /// them), written directly: the same text `SIPAddress` would give after setting these
+    /// parameters in this order, without parsing and re-printing it for every binding of
+    /// every REGISTER. nil for anything else, which takes the general path.
+    func contactWithParameters(_ b: Binding, impu: String, now: Int64) -> String? {
+        guard b.contactHeader.utf8.first == UInt8(ascii: "<"), b.contactHeader.utf8.last == UInt8(ascii: ">"),
+            !b.contactHeader.utf8.dropFirst().contains(UInt8(ascii: "<"))
+        else { return nil }
+        var out = b.contactHeader
+        out += ";expires="
+        out += String(max(0, b.expiresAt - now))
+        if let instance = b.instance {
+            out += ";+sip.instance="
+            out += quote("<\(instance)>")
+            if let regID = b.regID {
+                out += ";reg-id="
+                out += String(regID)
+            }
+            // RFC 5627 §5: a public GRUU is the AOR with the instance id in `gr`.
+            out += ";pub-gruu="
+            out += quote("\(impu);gr=\(instance)")
+        }
+        return out
     }
 }

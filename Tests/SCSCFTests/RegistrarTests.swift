@@ -398,3 +398,36 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 }
+
+@Suite struct OKContactTests {
+    /// The 200 OK Contact written directly must read exactly as the one made by parsing
+    /// the stored Contact and setting its parameters.
+    @Test func directContactEqualsTheParsedOne() async throws {
+        let harness = try await Harness.start()
+        let now: Int64 = 1_893_453_000
+        let cases: [Binding] = [
+            Binding(
+                aor: aliceIMPU, contact: "sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws",
+                contactHeader: "<sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>",
+                instance: "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6", regID: 1, impi: aliceIMPI,
+                expiresAt: now + 600, callID: "c", cseq: 1, scheme: .trustedNode),
+            Binding(
+                aor: aliceIMPU, contact: "sip:alice@192.0.2.1:5060", contactHeader: "<sip:alice@192.0.2.1:5060>",
+                impi: aliceIMPI, expiresAt: now - 5, callID: "c", cseq: 1, scheme: .digest),
+            Binding(
+                aor: aliceIMPU, contact: "sip:[2001:db8::1];lr", contactHeader: "<sip:[2001:db8::1];lr?x=y>",
+                instance: "<odd \"instance\">", impi: aliceIMPI, expiresAt: now + 1, callID: "c", cseq: 1,
+                scheme: .digest),
+        ]
+        for b in cases {
+            let direct = harness.registrar.contactWithParameters(b, impu: aliceIMPU, now: now)
+            #expect(direct != nil)
+            #expect(direct == harness.registrar.contactByParsing(b, impu: aliceIMPU, now: now))
+        }
+        // A stored Contact with a display name or parameters takes the general path.
+        var other = cases[1]
+        other.contactHeader = "\"Alice\" <sip:alice@192.0.2.1>"
+        #expect(harness.registrar.contactWithParameters(other, impu: aliceIMPU, now: now) == nil)
+        await harness.stop()
+    }
+}
