@@ -170,33 +170,12 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
 
     private func write(upserts: [Binding], removals: [RemovalPair]) async throws {
         let cache = bindingCacheBox
-        let removals = removals.map { [$0.aor, $0.key] }
-        try await queue.write { db in
-            for (aor, key) in removals.map({ ($0[0], $0[1]) }) {
-                _ = try await db.query(
-                    "DELETE FROM bindings WHERE aor = ? AND binding_key = ?", [.text(aor), .text(key)])
-            }
-            for b in upserts {
-                _ = try await db.query(
-                    """
-                    INSERT INTO bindings (aor, binding_key, contact, contact_header, instance, reg_id, impi, expires_at,
-                        call_id, cseq, path, scheme)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(aor, binding_key) DO UPDATE SET contact = excluded.contact,
-                        contact_header = excluded.contact_header, impi = excluded.impi,
-                        expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
-                        path = excluded.path, scheme = excluded.scheme
-                    """,
-                    [
-                        .text(b.aor), .text(b.key), .text(b.contact), .text(b.contactHeader), text(b.instance),
-                        b.regID.map { .integer(Int($0)) } ?? .null, .text(b.impi), .integer(Int(b.expiresAt)),
-                        .text(b.callID), .integer(Int(b.cseq)), .text(b.path.joined(separator: "\n")),
-                        .text(b.scheme.rawValue),
-                    ])
-            }
-            // In commit order (the write queue's), so the cache follows the file.
-            cache.apply(upserts: upserts, removals: removals.map { ($0[0], $0[1]) })
-        }
+        let removals = removals.map { ($0.aor, $0.key) }
+        try await queue.writeBindings(
+            BindingChange(
+                upserts: upserts, removals: removals,
+                // In commit order (the write queue's), so the cache follows the file.
+                committed: { cache.apply(upserts: upserts, removals: removals) }))
     }
 
     public func removeExpired(now: Int64) async throws -> [Binding] {
@@ -286,12 +265,101 @@ private struct RemovalPair: Sendable {
     var key: String
 }
 
+/// One registration's change to the bindings table. The write queue merges the changes
+/// of a batch into one multi-row upsert (and the deletes), so the statement is prepared
+/// once per batch rather than once per binding — preparing was two thirds of SQLite's
+/// share of a registration.
+struct BindingChange: Sendable {
+    var upserts: [Binding]
+    var removals: [(aor: String, key: String)]
+    /// Runs after the change's statements, inside the transaction.
+    var committed: @Sendable () -> Void
+
+    /// The statements for a run of changes, with the same outcome as running them one by
+    /// one: the last word on each (aor, key) wins; a binding removed and added again in the
+    /// run is deleted first, so it gets a fresh rowid (the table's order is insertion order);
+    /// new rows are inserted in the order they were first added.
+    static func execute(_ changes: [BindingChange], on db: SQLiteConnection) async throws {
+        struct Key: Hashable {
+            var aor: String
+            var key: String
+        }
+        struct Final {
+            var binding: Binding?
+            var deleted: Bool
+            var created: Int
+        }
+        var finals: [Key: Final] = [:]
+        var deleteOrder: [Key] = []
+        var sequence = 0
+        for change in changes {
+            for removal in change.removals {
+                let key = Key(aor: removal.aor, key: removal.key)
+                if finals[key]?.deleted != true { deleteOrder.append(key) }
+                finals[key] = Final(binding: nil, deleted: true, created: 0)
+            }
+            for binding in change.upserts {
+                let key = Key(aor: binding.aor, key: binding.key)
+                if let current = finals[key], current.binding != nil {
+                    finals[key]?.binding = binding
+                } else {
+                    sequence += 1
+                    finals[key] = Final(binding: binding, deleted: finals[key]?.deleted ?? false, created: sequence)
+                }
+            }
+        }
+        for key in deleteOrder {
+            _ = try await db.query(
+                "DELETE FROM bindings WHERE aor = ? AND binding_key = ?", [.text(key.aor), .text(key.key)])
+        }
+        let rows = finals.values.compactMap { final in final.binding.map { (final.created, $0) } }
+            .sorted { $0.0 < $1.0 }.map(\.1)
+        var start = 0
+        while start < rows.count {
+            let chunk = rows[start..<min(start + upsertRowsPerStatement, rows.count)]
+            _ = try await db.query(upsertSQL(rows: chunk.count), chunk.flatMap(values(of:)))
+            start += chunk.count
+        }
+        for change in changes { change.committed() }
+    }
+
+    /// 12 parameters a row: well under SQLite's smallest default parameter limit (999).
+    static let upsertRowsPerStatement = 64
+
+    static func upsertSQL(rows: Int) -> String {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        return """
+            INSERT INTO bindings (aor, binding_key, contact, contact_header, instance, reg_id, impi, expires_at,
+                call_id, cseq, path, scheme)
+            VALUES \(Array(repeating: row, count: rows).joined(separator: ", "))
+            ON CONFLICT(aor, binding_key) DO UPDATE SET contact = excluded.contact,
+                contact_header = excluded.contact_header, impi = excluded.impi,
+                expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
+                path = excluded.path, scheme = excluded.scheme
+            """
+    }
+
+    static func values(of b: Binding) -> [SQLiteData] {
+        [
+            .text(b.aor), .text(b.key), .text(b.contact), .text(b.contactHeader), text(b.instance),
+            b.regID.map { .integer(Int($0)) } ?? .null, .text(b.impi), .integer(Int(b.expiresAt)),
+            .text(b.callID), .integer(Int(b.cseq)), .text(b.path.joined(separator: "\n")),
+            .text(b.scheme.rawValue),
+        ]
+    }
+}
+
 /// Runs writes on the writer connection one batch at a time: whatever is queued when a
 /// batch starts commits together in one transaction.
 final class WriteQueue: Sendable {
     typealias Work = @Sendable (SQLiteConnection) async throws -> Void
+    enum Item: Sendable {
+        case work(Work)
+        /// Merged with the binding changes next to it in the batch (`BindingChange.execute`).
+        case bindings(BindingChange)
+    }
     private struct State {
-        var pending: [(Work, CheckedContinuation<Void, any Error>)] = []
+        var pending: [(Item, CheckedContinuation<Void, any Error>)] = []
         var draining = false
     }
     private let state = Mutex(State())
@@ -301,26 +369,34 @@ final class WriteQueue: Sendable {
 
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
         let result = Mutex<T?>(nil)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let work: Work = { db in
+        try await enqueue(
+            .work { db in
                 let value = try await body(db)
                 result.withLock { $0 = value }
-            }
+            })
+        guard let value = result.withLock({ $0 }) else { throw StorageError.writeLost }
+        return value
+    }
+
+    func writeBindings(_ change: BindingChange) async throws {
+        try await enqueue(.bindings(change))
+    }
+
+    private func enqueue(_ item: Item) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let start = state.withLock { state -> Bool in
-                state.pending.append((work, continuation))
+                state.pending.append((item, continuation))
                 if state.draining { return false }
                 state.draining = true
                 return true
             }
             if start { Task { await self.drain() } }
         }
-        guard let value = result.withLock({ $0 }) else { throw StorageError.writeLost }
-        return value
     }
 
     private func drain() async {
         while true {
-            let batch = state.withLock { state -> [(Work, CheckedContinuation<Void, any Error>)] in
+            let batch = state.withLock { state -> [(Item, CheckedContinuation<Void, any Error>)] in
                 let batch = state.pending
                 state.pending.removeAll()
                 if batch.isEmpty { state.draining = false }
@@ -339,17 +415,28 @@ final class WriteQueue: Sendable {
                 outcomes = [.failure(error)]
             case .failure:
                 outcomes = []
-                for (work, _) in batch { outcomes.append(await transaction([work])) }
+                for (item, _) in batch { outcomes.append(await transaction([item])) }
             }
             for ((_, continuation), outcome) in zip(batch, outcomes) { continuation.resume(with: outcome) }
         }
     }
 
-    private func transaction(_ works: [Work]) async -> Result<Void, any Error> {
+    private func transaction(_ items: [Item]) async -> Result<Void, any Error> {
         do {
             _ = try await connection.query("BEGIN IMMEDIATE")
             do {
-                for work in works { try await work(connection) }
+                var changes: [BindingChange] = []
+                for item in items {
+                    switch item {
+                    case .bindings(let change):
+                        changes.append(change)
+                    case .work(let work):
+                        if !changes.isEmpty { try await BindingChange.execute(changes, on: connection) }
+                        changes.removeAll()
+                        try await work(connection)
+                    }
+                }
+                if !changes.isEmpty { try await BindingChange.execute(changes, on: connection) }
                 _ = try await connection.query("COMMIT")
                 return .success(())
             } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WebIMSTesting
 
@@ -126,5 +127,55 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         #expect(try await db.allBindings(now: 0).count == 200)
         #expect(try await db.subscriber(impi: alice().impi) == alice())
         await db.close()
+    }
+}
+
+@Suite struct MergedBindingWriteTests {
+    /// A batch's binding changes run as one DELETE run and one multi-row upsert; the table
+    /// must end exactly as if each change had committed alone — contents and row order.
+    @Test func mergedChangesEndLikeSequentialOnes() async throws {
+        let aor = "sip:alice@ims.example.com"
+        let bob = "sip:bob@ims.example.com"
+        func b(_ who: String, _ contact: String, _ expires: Int64) -> Binding {
+            binding(who, contact: contact, expiresAt: expires)
+        }
+        let before: [Binding] = [b(aor, "sip:x@h", 100), b(aor, "sip:y@h", 100), b(bob, "sip:z@h", 100)]
+        let script: [(upserts: [Binding], removals: [(aor: String, key: String)])] = [
+            ([b(aor, "sip:a1@h", 200), b(bob, "sip:b1@h", 200), b(aor, "sip:a2@h", 200)], []),
+            ([b(aor, "sip:a1@h", 300), b(aor, "sip:x@h", 300)], []),  // updates keep their place
+            ([], [(bob, "sip:b1@h"), (aor, "sip:y@h")]),
+            ([b(bob, "sip:b1@h", 400)], []),  // removed and added again: goes last
+            ([], [(aor, "sip:a2@h"), (bob, "sip:nothing@h")]),
+            ([b(aor, "sip:y@h", 500), b(bob, "sip:c1@h", 500)], [(bob, "sip:z@h")]),
+        ]
+
+        let (one, oneLocation) = try await StoreBackend.sqlite.makeFreshStore()
+        try await one.apply(upserts: before, removals: [])
+        for step in script { try await one.apply(upserts: step.upserts, removals: step.removals) }
+        let sequential = try await one.allBindings(now: 0)
+        await one.close()
+
+        let merged = try await SQLiteStorage.open(path: oneLocation + "-merged")
+        try await merged.apply(upserts: before, removals: [])
+        let committed = Mutex(0)
+        let changes = script.map { step in
+            BindingChange(
+                upserts: step.upserts, removals: step.removals, committed: { committed.withLock { $0 += 1 } })
+        }
+        _ = try await merged.writer.query("BEGIN IMMEDIATE")
+        try await BindingChange.execute(changes, on: merged.writer)
+        _ = try await merged.writer.query("COMMIT")
+        #expect(committed.withLock { $0 } == script.count)
+        let reopened = try await SQLiteStorage.open(path: oneLocation + "-merged")
+        let result = try await reopened.allBindings(now: 0)
+        #expect(
+            result.map { "\($0.aor) \($0.contact) \($0.expiresAt)" }
+                == sequential.map { "\($0.aor) \($0.contact) \($0.expiresAt)" })
+        #expect(result.map(\.contact) == ["sip:x@h", "sip:a1@h", "sip:b1@h", "sip:y@h", "sip:c1@h"])
+        await merged.close()
+        await reopened.close()
+        for path in [oneLocation, oneLocation + "-merged"] {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
     }
 }
