@@ -138,13 +138,15 @@ public struct RegisterProcessor: Sendable {
     public func processResponse(_ response: SIPResponse) -> SIPResponse {
         guard response.statusCode == 401 || response.statusCode == 407 else { return response }
         var out = response
-        for index in out.headers.indices
-        where out.headers[index].name == .wwwAuthenticate || out.headers[index].name == .proxyAuthenticate {
-            guard var challenge = try? SIPAuthField.parse(out.headers[index].value, header: out.headers[index].name)
-            else { continue }
-            challenge.remove("ik")
-            challenge.remove("ck")
-            out.headers[index].value = challenge.description
+        for name in [SIPHeaderName.wwwAuthenticate, .proxyAuthenticate] {
+            for index in out.headers.positions(of: name) {
+                guard var challenge = try? SIPAuthField.parse(out.headers[index].value, header: name) else { continue }
+                // Nothing to take out: leave the field as it came.
+                guard challenge.ik != nil || challenge.ck != nil else { continue }
+                challenge.remove("ik")
+                challenge.remove("ck")
+                out.headers[index].value = challenge.description
+            }
         }
         return out
     }
@@ -183,7 +185,7 @@ public struct RegisterProcessor: Sendable {
         default: request.headers[.expires] = String(limit)
         }
         // Contact-level expires wins over the header (RFC 3261 §10.2.1.1): cap those too.
-        for index in request.headers.indices where request.headers[index].name == .contact {
+        for index in request.headers.positions(of: .contact) {
             guard containsIgnoringCase(request.headers[index].value, "expires"),
                 var list = try? SIPAddress.parseList(request.headers[index].value)
             else { continue }

@@ -207,7 +207,7 @@ public final class WebSocketServer: Sendable {
             if let branch = try? response.headers.topVia.branch {
                 let waiter = flow.state.withLock { $0.waiting.removeValue(forKey: branch) }
                 var answer = response
-                if let index = answer.headers.firstIndex(where: { $0.name == .via }) {
+                if let index = answer.headers.firstIndex(named: .via) {
                     answer.headers.remove(at: index)
                 }
                 waiter?.continuation.resume(returning: answer)
@@ -310,7 +310,7 @@ public final class WebSocketServer: Sendable {
     /// down the WebSocket, and the WIC's answer back; 430 when the flow is gone (RFC 5626).
     public func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         var downstream = request
-        guard let index = downstream.headers.firstIndex(where: { $0.name == .route }),
+        guard let index = downstream.headers.firstIndex(named: .route),
             let route = try? SIPAddress.parse(downstream.headers[index].value), let token = route.uri.sipURI?.user
         else { return SIPResponse(replyingTo: request, statusCode: 404, toTag: randomToken(length: 8)) }
         downstream.headers.remove(at: index)
@@ -385,7 +385,7 @@ public final class WebSocketServer: Sendable {
             )
             .field.description)
         request.headers[.expires] = "0"
-        if let index = request.headers.firstIndex(where: { $0.name == .contact }),
+        if let index = request.headers.firstIndex(named: .contact),
             var list = try? SIPAddress.parseList(request.headers[index].value)
         {
             for i in list.indices { list[i].parameters.remove("expires") }

@@ -103,6 +103,15 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         firstIndex(of: name) != nil
     }
 
+    /// The position of the first field with this name. Prefer this (and `positions(of:)`)
+    /// to `firstIndex(where:)` over the collection, which makes every value it passes a `String`.
+    public func firstIndex(named name: SIPHeaderName) -> Int? { firstIndex(of: name) }
+
+    /// The positions of every field with this name, in order.
+    public func positions(of name: SIPHeaderName) -> [Int] {
+        slots.indices.filter { slots[$0].name == name }
+    }
+
     public mutating func append(_ name: SIPHeaderName, _ value: String) {
         slots.append(Slot(name: name, text: .string(value)))
     }

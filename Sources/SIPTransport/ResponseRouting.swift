@@ -4,7 +4,7 @@ import SIPCore
 /// RFC 3261 §18.2.1 and RFC 3581: a server notes where a request really came from in the
 /// top Via, so the response can find its way back through NATs.
 public func stampReceived(_ headers: inout SIPHeaderFields, from remote: SocketAddress) throws(SIPParseError) {
-    guard let index = headers.firstIndex(where: { $0.name == .via }) else {
+    guard let index = headers.firstIndex(named: .via) else {
         throw SIPParseError(.missingHeader, header: .via)
     }
     var vias = try SIPVia.parseList(headers[index].value)

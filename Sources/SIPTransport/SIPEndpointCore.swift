@@ -199,7 +199,7 @@ final class SIPEndpointCore: Sendable {
         transaction.timeout?.cancel()
         transaction.retransmit?.cancel()
         var response = response
-        if stripVia, let index = response.headers.firstIndex(where: { $0.name == .via }) {
+        if stripVia, let index = response.headers.firstIndex(named: .via) {
             // Our own Via goes; what is left is what the next hop back needs.
             var vias = (try? SIPVia.parseList(response.headers[index].value)) ?? []
             if vias.count > 1 {
