@@ -1,4 +1,5 @@
 import Metrics
+import Synchronization
 
 /// What operators watch at the eP-CSCF.
 enum EdgeMetrics {
@@ -17,4 +18,18 @@ enum EdgeMetrics {
         }
         Counter(label: "webims_epcscf_token_failures_total", dimensions: [("reason", reason)]).increment()
     }
+
+    /// REGISTERs answered, by final status: one counter per status, made once (asking the
+    /// metrics factory on every REGISTER costs a look-up and allocations).
+    static func registerAnswered(status: Int) {
+        let counter = registerCounters.withLock { table in
+            if let existing = table[status] { return existing }
+            let made = Counter(label: "webims_epcscf_registers_total", dimensions: [("status", String(status))])
+            table[status] = made
+            return made
+        }
+        counter.increment()
+    }
+
+    private static let registerCounters = Mutex<[Int: Counter]>([:])
 }

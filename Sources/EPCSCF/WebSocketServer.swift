@@ -238,8 +238,7 @@ public final class WebSocketServer: Sendable {
             EdgeMetrics.registerDuration.recordNanoseconds(
                 (ContinuousClock.now - start).components.attoseconds / 1_000_000_000
                     + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
-            Counter(label: "webims_epcscf_registers_total", dimensions: [("status", String(answer.statusCode))])
-                .increment()
+            EdgeMetrics.registerAnswered(status: answer.statusCode)
             if answer.statusCode == 200 { registered(upstream, answer: answer, on: flow, flowToken: flowToken) }
             return answer
         }
