@@ -39,6 +39,10 @@ public struct RegisterProcessor: Sendable {
     public let configuration: EPCSCFConfiguration
     public let tokens: TokenValidator
     let clock: @Sendable () -> Date
+    /// Our Path value around the flow token, without and with `ob`: the same for every
+    /// REGISTER, so written once.
+    let pathAround: (plain: (String, String), outbound: (String, String))
+    let visitedNetworkID: String
 
     public init(
         configuration: EPCSCFConfiguration, tokens: TokenValidator, clock: @escaping @Sendable () -> Date = { Date() }
@@ -46,6 +50,21 @@ public struct RegisterProcessor: Sendable {
         self.configuration = configuration
         self.tokens = tokens
         self.clock = clock
+        // EPC-7: our Path with the flow token; `ob` when the WIC uses outbound.
+        func around(outbound: Bool) -> (String, String) {
+            var parameters: SIPParameters = [SIPParameter("lr")]
+            if outbound { parameters.elements.append(SIPParameter("ob")) }
+            if let transport = configuration.pathTransport {
+                parameters.elements.append(SIPParameter("transport", transport))
+            }
+            let (host, port) = splitHostPort(configuration.hostPort)
+            let marker = "\u{1}"
+            let text = SIPAddress(SIPURI(user: marker, host: host, port: port, parameters: parameters)).description
+            let parts = text.components(separatedBy: marker)
+            return (parts.first ?? text, parts.count > 1 ? parts[1] : "")
+        }
+        pathAround = (around(outbound: false), around(outbound: true))
+        visitedNetworkID = quote(configuration.networkID)
     }
 
     /// - Parameters:
@@ -156,26 +175,19 @@ public struct RegisterProcessor: Sendable {
     func addPathAndCharging(_ request: inout SIPRequest, flowToken: String) {
         let wantsOutbound: Bool
         if case .contacts(let contacts)? = try? request.headers.contact {
-            wantsOutbound = contacts.contains { $0.instance != nil && $0.regID != nil }
+            wantsOutbound = contacts.contains { $0.address.parameters["+sip.instance"] != nil && $0.regID != nil }
         } else {
             wantsOutbound = false
         }
         // EPC-7: our Path with the flow token; `ob` when the WIC uses outbound.
-        var parameters: SIPParameters = [SIPParameter("lr")]
-        if wantsOutbound { parameters.elements.append(SIPParameter("ob")) }
-        if let transport = configuration.pathTransport {
-            parameters.elements.append(SIPParameter("transport", transport))
-        }
-        let (host, port) = splitHostPort(configuration.hostPort)
-        request.headers.prepend(
-            .path, SIPAddress(SIPURI(user: flowToken, host: host, port: port, parameters: parameters)).description)
+        let (before, after) = wantsOutbound ? pathAround.outbound : pathAround.plain
+        request.headers.prepend(.path, before + flowToken + after)
         if !request.headers.require.contains(where: { equalsIgnoringASCIICase($0, "path") }) {
             request.headers.append(.require, "path")
         }
         // EPC-8.
-        request.headers[.pVisitedNetworkID] = quote(configuration.networkID)
-        request.headers[.pChargingVector] =
-            "icid-value=\(quote(randomICID()));orig-ioi=\(configuration.networkID)"
+        request.headers[.pVisitedNetworkID] = visitedNetworkID
+        request.headers[.pChargingVector] = "icid-value=\"\(randomICID())\";orig-ioi=\(configuration.networkID)"
     }
 
     func capExpires(_ request: inout SIPRequest, at limit: UInt32) {

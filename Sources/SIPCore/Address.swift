@@ -143,8 +143,11 @@ public struct SIPContact: Sendable, Hashable, CustomStringConvertible {
     /// `+sip.instance` without quotes and angle brackets, e.g. `urn:uuid:…`.
     public var instance: String? {
         guard var v = address.parameters["+sip.instance"] else { return nil }
-        if v.hasPrefix("<"), v.hasSuffix(">") { v = String(v.dropFirst().dropLast()) }
-        return v
+        return v.withUTF8 { bytes in
+            guard bytes.count >= 2, bytes[0] == UInt8(ascii: "<"), bytes[bytes.count - 1] == UInt8(ascii: ">")
+            else { return nil }
+            return makeString(bytes, 1, bytes.count - 1)
+        } ?? v
     }
     public var regID: UInt32? {
         address.parameters["reg-id"].flatMap { parseDecimal($0) }.map { UInt32($0) }

@@ -276,6 +276,24 @@ public func parseDecimal(_ text: some StringProtocol, max: UInt64 = UInt64(UInt3
     withUTF8Bytes(text) { parseDecimal($0, 0, $0.count, max: max) }
 }
 
+/// ASCII case-insensitive equality of two strings, without allocating. (A concrete
+/// overload: the generic one below is not specialized across modules.)
+public func equalsIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
+    guard a.utf8.count == b.utf8.count else { return false }
+    var a = a
+    var b = b
+    return a.withUTF8 { x in
+        b.withUTF8 { y in
+            for i in 0..<x.count where x[i] != y[i] {
+                let lp = (x[i] >= 0x41 && x[i] <= 0x5A) ? x[i] | 0x20 : x[i]
+                let lq = (y[i] >= 0x41 && y[i] <= 0x5A) ? y[i] | 0x20 : y[i]
+                if lp != lq { return false }
+            }
+            return true
+        }
+    }
+}
+
 /// ASCII case-insensitive equality, without allocating.
 @inline(__always)
 public func equalsIgnoringASCIICase(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
