@@ -75,9 +75,10 @@ extension Registrar {
                     // RFC 5626 §6: reg-id needs an outbound-aware first hop.
                     return reply(request, 439)
                 }
+                let uriText = contact.uri.description
                 let candidate = Binding(
-                    aor: impu, contact: contact.uri.description,
-                    contactHeader: SIPAddress(uri: contact.uri).description,
+                    // The stored Contact is `<uri>`: what SIPAddress(uri:) prints, without printing the URI twice.
+                    aor: impu, contact: uriText, contactHeader: "<" + uriText + ">",
                     instance: instance, regID: instance == nil ? nil : regID, impi: impi, expiresAt: 0, callID: callID,
                     cseq: cseq, path: path.map(\.description), scheme: scheme)
                 if let old = existing.first(where: { $0.key == candidate.key }), old.callID == callID, old.cseq >= cseq
