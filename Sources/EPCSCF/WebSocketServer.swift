@@ -342,7 +342,11 @@ public final class WebSocketServer: Sendable {
     func registered(_ upstream: SIPRequest, answer: SIPResponse, on flow: FlowState, flowToken: String) {
         let impi = (try? upstream.headers.authorizations())?.first?.username
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
-        let associated = ((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity }
+        let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
+        let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }
+        let associated =
+            known
+            ?? Set(((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity })
         var instance: String?
         var removing = (try? upstream.headers.expires) == 0
         if case .contacts(let contacts)? = try? upstream.headers.contact {
@@ -352,7 +356,8 @@ public final class WebSocketServer: Sendable {
         flow.state.withLock { state in
             if let impi { state.boundIMPI = impi }
             state.lastRegister = removing ? nil : upstream
-            state.registeredIMPUs = removing ? [] : Set(associated)
+            state.registeredIMPUs = removing ? [] : associated
+            state.registeredFrom = removing ? nil : associatedText
         }
         if let instance, !removing { latestFlowByInstance.withLock { $0[instance] = flowToken } }
     }
@@ -585,6 +590,9 @@ final class FlowState: Sendable {
         var lastRegister: SIPRequest?
         /// The public identities registered over this flow (P-Associated-URI of the 200).
         var registeredIMPUs: Set<String> = []
+        /// The P-Associated-URI text they were read from: a refresh nearly always brings the
+        /// same text, and then it need not be parsed again.
+        var registeredFrom: String?
         /// Requests sent down the flow, waiting for the WIC's answer, by Via branch.
         var waiting: [String: (continuation: CheckedContinuation<SIPResponse, Never>, request: SIPRequest)] = [:]
     }
