@@ -198,7 +198,7 @@ public struct RegisterProcessor: Sendable {
         }
         // Contact-level expires wins over the header (RFC 3261 §10.2.1.1): cap those too.
         for index in request.headers.positions(of: .contact) {
-            guard containsIgnoringCase(request.headers[index].value, "expires"),
+            guard containsIgnoringASCIICase(request.headers[index].value, "expires"),
                 var list = try? SIPAddress.parseList(request.headers[index].value)
             else { continue }
             var changed = false
@@ -235,7 +235,7 @@ public struct RegisterProcessor: Sendable {
 /// must match exactly (scheme, host, port); a bare host name matches the origin's host.
 func originMatches(_ origin: String, wwsf: String) -> Bool {
     // Both are usually the same origin text: no parsing needed then.
-    if equalsIgnoringASCIICase(origin, wwsf) { return containsIgnoringCase(origin, "://") }
+    if equalsIgnoringASCIICase(origin, wwsf) { return containsIgnoringASCIICase(origin, "://") }
     guard let page = URLComponents(string: origin), let pageHost = page.host?.lowercased() else { return false }
     if let claimed = URLComponents(string: wwsf), let scheme = claimed.scheme, let host = claimed.host {
         func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : nil) }
@@ -260,22 +260,3 @@ func splitHostPort(_ hostPort: String) -> (String, UInt16?) {
 func randomICID() -> String {
     "ep-" + String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36) + "-" + randomToken(length: 12)
 }
-
-/// ASCII case-insensitive search of bytes, without Foundation's locale-aware string search.
-func containsIgnoringCase(_ text: String, _ needle: StaticString) -> Bool {
-    let n = needle.utf8CodeUnitCount
-    let p = needle.utf8Start
-    var text = text
-    return text.withUTF8 { bytes in
-        guard bytes.count >= n else { return false }
-        for start in 0...(bytes.count - n) {
-            var i = 0
-            while i < n, asciiLower(bytes[start + i]) == asciiLower(p[i]) { i += 1 }
-            if i == n { return true }
-        }
-        return false
-    }
-}
-
-@inline(__always)
-private func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }

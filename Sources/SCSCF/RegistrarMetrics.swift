@@ -31,24 +31,11 @@ enum RegistrarMetrics {
     /// `none`); a label only, so no full parse.
     static func scheme(of request: SIPRequest) -> String {
         guard let value = request.headers[.authorization] else { return "none" }
-        let bytes = Array(value.utf8)
-        if containsIgnoringCase(bytes, "auth-done") { return "tna" }
-        if containsIgnoringCase(bytes, "algorithm=aka") || containsIgnoringCase(bytes, "algorithm=\"aka") {
+        if containsIgnoringASCIICase(value, "auth-done") { return "tna" }
+        if containsIgnoringASCIICase(value, "algorithm=aka") || containsIgnoringASCIICase(value, "algorithm=\"aka") {
             return "aka"
         }
-        return bytes.count >= 6 && containsIgnoringCase(Array(bytes[0..<6]), "digest") ? "digest" : "other"
-    }
-
-    private static func containsIgnoringCase(_ bytes: [UInt8], _ needle: StaticString) -> Bool {
-        let n = needle.utf8CodeUnitCount
-        guard bytes.count >= n else { return false }
-        let p = needle.utf8Start
-        for start in 0...(bytes.count - n) {
-            var i = 0
-            while i < n, bytes[start + i] | 0x20 == p[i] | 0x20 { i += 1 }
-            if i == n { return true }
-        }
-        return false
+        return value.utf8.count >= 6 && equalsIgnoringASCIICase(value.prefix(6), "digest") ? "digest" : "other"
     }
 }
 

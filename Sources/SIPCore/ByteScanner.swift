@@ -280,38 +280,43 @@ public func parseDecimal(_ text: some StringProtocol, max: UInt64 = UInt64(UInt3
 /// overload: the generic one below is not specialized across modules.)
 public func equalsIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
     guard a.utf8.count == b.utf8.count else { return false }
-    var a = a
-    var b = b
-    return a.withUTF8 { x in
-        b.withUTF8 { y in
-            for i in 0..<x.count where x[i] != y[i] {
-                let lp = (x[i] >= 0x41 && x[i] <= 0x5A) ? x[i] | 0x20 : x[i]
-                let lq = (y[i] >= 0x41 && y[i] <= 0x5A) ? y[i] | 0x20 : y[i]
-                if lp != lq { return false }
-            }
-            return true
-        }
-    }
+    return withUTF8Bytes(a) { x in withUTF8Bytes(b) { y in equalsIgnoringASCIICase(x, y) } }
 }
 
 /// ASCII case-insensitive equality, without allocating.
 @inline(__always)
 public func equalsIgnoringASCIICase(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
     guard a.utf8.count == b.utf8.count else { return false }
-    return withUTF8Bytes(a) { x in
-        withUTF8Bytes(b) { y in
-            for i in 0..<x.count {
-                let p = x[i]
-                let q = y[i]
-                if p == q { continue }
-                let lp = (p >= 0x41 && p <= 0x5A) ? p | 0x20 : p
-                let lq = (q >= 0x41 && q <= 0x5A) ? q | 0x20 : q
-                if lp != lq { return false }
-            }
-            return true
+    return withUTF8Bytes(a) { x in withUTF8Bytes(b) { y in equalsIgnoringASCIICase(x, y) } }
+}
+
+@inline(__always)
+func equalsIgnoringASCIICase(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard a.count == b.count else { return false }
+    for i in 0..<a.count where a[i] != b[i] {
+        if asciiLower(a[i]) != asciiLower(b[i]) { return false }
+    }
+    return true
+}
+
+/// Whether `text` contains `needle`, ASCII letters compared without case — a byte search
+/// instead of Foundation's locale-aware one.
+public func containsIgnoringASCIICase(_ text: String, _ needle: StaticString) -> Bool {
+    let n = needle.utf8CodeUnitCount
+    let p = needle.utf8Start
+    return withUTF8Bytes(text) { bytes in
+        guard bytes.count >= n else { return false }
+        for start in 0...(bytes.count - n) {
+            var i = 0
+            while i < n, asciiLower(bytes[start + i]) == asciiLower(p[i]) { i += 1 }
+            if i == n { return true }
         }
+        return false
     }
 }
+
+@inline(__always)
+func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
 
 /// A random token for branches, tags and flow tokens: `length` characters of [0-9a-z].
 public func randomToken(length: Int = 16) -> String {

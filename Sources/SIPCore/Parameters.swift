@@ -150,19 +150,6 @@ private func forEachParameter(
     }
 }
 
-@inline(__always)
-private func equalsIgnoringASCIICase(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard a.count == b.count else { return false }
-    for i in 0..<a.count where a[i] != b[i] {
-        let x = a[i]
-        let y = b[i]
-        let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
-        let ly = (y >= 0x41 && y <= 0x5A) ? y | 0x20 : y
-        if lx != ly { return false }
-    }
-    return true
-}
-
 extension ByteScanner {
     /// `*( SEMI generic-param )` of a header value: `;name`, `;name=token|host|quoted`.
     mutating func readHeaderParameters() throws(SIPParseError) -> SIPParameters {

@@ -137,3 +137,17 @@ import Testing
         #expect(canonicalPublicIdentity("not a uri") == "not a uri")
     }
 }
+
+@Suite struct CaseInsensitiveTextTests {
+    @Test func equalityAndSearchIgnoreASCIICaseOnly() {
+        #expect(equalsIgnoringASCIICase("Digest", "dIGEST"))
+        #expect(!equalsIgnoringASCIICase("Digest", "Digests"))
+        #expect(!equalsIgnoringASCIICase("a-b", "a_b"))
+        #expect(equalsIgnoringASCIICase("Ärger", "Ärger"))
+        #expect(containsIgnoringASCIICase("Digest integrity-protected=AUTH-DONE", "auth-done"))
+        #expect(containsIgnoringASCIICase("https://wwsf.example", "://"))
+        #expect(!containsIgnoringASCIICase("wwsf.example", "://"))
+        #expect(!containsIgnoringASCIICase("ab", "abc"))
+        #expect(containsIgnoringASCIICase("<sip:a@b>;EXPIRES=5", "expires"))
+    }
+}
