@@ -121,52 +121,50 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
         throws(SIPParseError)
         -> SIPAuthField
     {
-        do {
-            return try { () throws(SIPParseError) -> SIPAuthField in
-                var scanner = ByteScanner(bytes, source: source)
-                scanner.skipLWS()
-                let schemeStart = scanner.index
-                guard let scheme = scanner.readWord(CharClass.token) else {
-                    throw SIPParseError(.invalidHeader)
+        do throws(SIPParseError) {
+            var scanner = ByteScanner(bytes, source: source)
+            scanner.skipLWS()
+            let schemeStart = scanner.index
+            guard let scheme = scanner.readWord(CharClass.token) else {
+                throw SIPParseError(.invalidHeader)
+            }
+            let afterScheme = scanner.index
+            scanner.skipLWS()
+            if scanner.isAtEnd { return SIPAuthField(scheme: scheme) }
+            guard scanner.index > afterScheme else { throw SIPParseError(.invalidHeader) }
+            // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+            let t68Start = scanner.index
+            scanner.index = scanToken68(bytes, from: scanner.index, to: scanner.end)
+            let t68Body = scanner.index
+            while scanner.consume(UInt8(ascii: "=")) {}
+            let t68End = scanner.index
+            scanner.skipLWS()
+            if t68Body > t68Start, scanner.isAtEnd, !asciiEquals(bytes, schemeStart, afterScheme, "Digest") {
+                // Digest always carries auth-params (RFC 7616 §3.4); a lone token is malformed.
+                if let source {
+                    return SIPAuthField(scheme: scheme, token: LazyText(source, t68Start, t68End))
                 }
-                let afterScheme = scanner.index
-                scanner.skipLWS()
-                if scanner.isAtEnd { return SIPAuthField(scheme: scheme) }
-                guard scanner.index > afterScheme else { throw SIPParseError(.invalidHeader) }
-                // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-                let t68Start = scanner.index
-                scanner.index = scanToken68(bytes, from: scanner.index, to: scanner.end)
-                let t68Body = scanner.index
-                while scanner.consume(UInt8(ascii: "=")) {}
-                let t68End = scanner.index
-                scanner.skipLWS()
-                if t68Body > t68Start, scanner.isAtEnd, !asciiEquals(bytes, schemeStart, afterScheme, "Digest") {
-                    // Digest always carries auth-params (RFC 7616 §3.4); a lone token is malformed.
-                    if let source {
-                        return SIPAuthField(scheme: scheme, token: LazyText(source, t68Start, t68End))
+                return SIPAuthField(scheme: scheme, token68: scanner.string(t68Start, t68End))
+            }
+            scanner.index = t68Start
+            var params: [AuthParameter] = []
+            repeat {
+                guard let name = scanner.read(CharClass.token),
+                    scanner.consumeSeparator(UInt8(ascii: "="))
+                else { throw SIPParseError(.invalidParameter) }
+                if scanner.peek() == UInt8(ascii: "\"") {
+                    let raw = try scanner.readQuotedRaw()
+                    params.append(AuthParameter(name, unquote(raw), quoted: true))
+                } else {
+                    guard let value = scanner.read(CharClass.token) else {
+                        throw SIPParseError(.invalidParameter)
                     }
-                    return SIPAuthField(scheme: scheme, token68: scanner.string(t68Start, t68End))
+                    params.append(AuthParameter(name, value, quoted: false))
                 }
-                scanner.index = t68Start
-                var params: [AuthParameter] = []
-                repeat {
-                    guard let name = scanner.read(CharClass.token),
-                        scanner.consumeSeparator(UInt8(ascii: "="))
-                    else { throw SIPParseError(.invalidParameter) }
-                    if scanner.peek() == UInt8(ascii: "\"") {
-                        let raw = try scanner.readQuotedRaw()
-                        params.append(AuthParameter(name, unquote(raw), quoted: true))
-                    } else {
-                        guard let value = scanner.read(CharClass.token) else {
-                            throw SIPParseError(.invalidParameter)
-                        }
-                        params.append(AuthParameter(name, value, quoted: false))
-                    }
-                } while scanner.consumeSeparator(UInt8(ascii: ","))
-                scanner.skipLWS()
-                guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
-                return SIPAuthField(scheme: scheme, parameters: params)
-            }()
+            } while scanner.consumeSeparator(UInt8(ascii: ","))
+            scanner.skipLWS()
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+            return SIPAuthField(scheme: scheme, parameters: params)
         } catch {
             throw error.in(header)
         }

@@ -65,13 +65,13 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// The first field value with this name; setting replaces every field of that name
     /// by one (in place of the first), or removes them all when set to `nil`.
     public subscript(name: SIPHeaderName) -> String? {
-        get { firstIndex(of: name).map { string(slots[$0].text) } }
+        get { firstIndex(named: name).map { string(slots[$0].text) } }
         set {
             guard let newValue else {
                 removeAll(name)
                 return
             }
-            if let first = firstIndex(of: name) {
+            if let first = firstIndex(named: name) {
                 slots[first].text = .string(newValue)
                 var index = first + 1
                 while index < slots.count {
@@ -100,12 +100,8 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     }
 
     public func contains(_ name: SIPHeaderName) -> Bool {
-        firstIndex(of: name) != nil
+        firstIndex(named: name) != nil
     }
-
-    /// The position of the first field with this name. Prefer this (and `positions(of:)`)
-    /// to `firstIndex(where:)` over the collection, which makes every value it passes a `String`.
-    public func firstIndex(named name: SIPHeaderName) -> Int? { firstIndex(of: name) }
 
     /// The positions of every field with this name, in order.
     public func positions(of name: SIPHeaderName) -> [Int] {
@@ -123,7 +119,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// Inserts a field before the first field of the same name (or at the top when there
     /// is none), the way a proxy adds its own Via, Path or Record-Route.
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {
-        slots.insert(Slot(name: name, text: .string(value)), at: firstIndex(of: name) ?? 0)
+        slots.insert(Slot(name: name, text: .string(value)), at: firstIndex(named: name) ?? 0)
     }
 
     public mutating func insert(_ field: SIPHeaderField, at index: Int) {
@@ -170,8 +166,10 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     // MARK: access to the bytes, for typed views and the serializer
 
+    /// The position of the first field with this name. Prefer this (and `positions(of:)`)
+    /// to `firstIndex(where:)` over the collection, which makes every value it passes a `String`.
     @inline(__always)
-    func firstIndex(of name: SIPHeaderName) -> Int? {
+    public func firstIndex(named name: SIPHeaderName) -> Int? {
         for i in slots.indices where slots[i].name == name { return i }
         return nil
     }
@@ -179,16 +177,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// Calls `body` with the value's UTF-8 bytes, without making a `String`.
     @inline(__always)
     func withBytes<R, E: Error>(_ text: Text, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-        switch text {
-        case .range(let start, let end):
-            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
-                try body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(end)]))
-            }
-        case .unfolded(let bytes):
-            return try bytes.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
-        case .string(let string):
-            return try withUTF8Bytes(string, body)
-        }
+        try withSource(text) { (bytes, _) throws(E) -> R in try body(bytes) }
     }
 
     /// Like `withBytes`, with the message buffer the bytes live in (for parsed fields), so
@@ -218,7 +207,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     func withFirstSource<R, E: Error>(
         _ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R
     ) throws(E) -> R? {
-        guard let i = firstIndex(of: name) else { return nil }
+        guard let i = firstIndex(named: name) else { return nil }
         return try withSource(slots[i].text, body)
     }
 
@@ -227,7 +216,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     func withFirstValue<R, E: Error>(_ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R)
         throws(E) -> R?
     {
-        guard let i = firstIndex(of: name) else { return nil }
+        guard let i = firstIndex(named: name) else { return nil }
         return try withBytes(slots[i].text, body)
     }
 
