@@ -67,6 +67,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -161,8 +162,9 @@ let package = Package(
         .testTarget(
             name: "SCSCFTests",
             dependencies: [
-                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage", "WebIMSTesting",
+                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage", "WebIMSTesting", "LocalPKI",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(

@@ -579,6 +579,7 @@ struct InProcessConnection: SIPConnection {
     func write(_ message: SIPMessage, to remote: SocketAddress?) {}
     func writeRaw(_ bytes: [UInt8]) {}
     func close() {}
+    var isInProcess: Bool { true }
 }
 
 /// What a flow knows across its messages; shared with the tasks that handle them.

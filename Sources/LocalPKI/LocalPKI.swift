@@ -84,7 +84,8 @@ public enum LocalCertificateAuthority {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
-                try ExtendedKeyUsage([.serverAuth])
+                // Also a client certificate: the eP-CSCF presents it to the S-CSCF (SCS-1).
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
                 SubjectAlternativeNames(names)
                 AuthorityKeyIdentifier(keyIdentifier: try caCertificate.extensions.subjectKeyIdentifier?.keyIdentifier)
             },
@@ -147,7 +148,9 @@ public enum LocalCertificateAuthority {
     }
 
     static func covers(_ certificate: Certificate, hostNames: [String], ipAddresses: [String]) -> Bool {
-        guard let names = try? certificate.extensions.subjectAlternativeNames else { return false }
+        guard let names = try? certificate.extensions.subjectAlternativeNames,
+            (try? certificate.extensions.extendedKeyUsage)?.contains(.clientAuth) == true
+        else { return false }
         for host in hostNames where !names.contains(.dnsName(host)) { return false }
         for address in ipAddresses {
             guard let bytes = try? ipBytes(address),

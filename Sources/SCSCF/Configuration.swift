@@ -10,6 +10,13 @@ public struct SCSCFConfiguration: Sendable {
     /// Source addresses (IP literals) whose `integrity-protected=auth-done` is honoured
     /// (SCS-1). From anyone else the parameter is ignored.
     public var trustedNodes: Set<String>
+    /// Over TLS, the certificate names (DNS or IP subject alternative names) of trusted
+    /// nodes: a trusted node's verified certificate must carry one. Empty: any certificate
+    /// the TLS listener verified will do.
+    public var trustedNodeNames: Set<String> = []
+    /// Honour `auth-done` only over TLS with a verified certificate (SCS-1: an NDS-protected
+    /// connection), never over plain UDP or TCP.
+    public var trustedNodesRequireTLS = false
     /// Shortest registration accepted (423 below it) and longest granted.
     public var minExpires: UInt32 = 60
     public var maxExpires: UInt32 = 600_000

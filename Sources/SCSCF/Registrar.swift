@@ -186,9 +186,15 @@ public final class Registrar: Sendable {
         return response
     }
 
+    /// SCS-1: a trusted node is known by its source address and, over TLS, by the verified
+    /// certificate it presented. A co-located eP-CSCF calls in process and is trusted.
     func isTrusted(_ peer: SIPPeer) -> Bool {
-        guard let ip = peer.remoteAddress.ipAddress else { return false }
-        return configuration.trustedNodes.contains(ip)
+        if peer.connection.isInProcess { return true }
+        guard let ip = peer.remoteAddress.ipAddress, configuration.trustedNodes.contains(ip) else { return false }
+        guard peer.transport == .tls else { return !configuration.trustedNodesRequireTLS }
+        guard !peer.certificateNames.isEmpty else { return false }
+        let names = configuration.trustedNodeNames
+        return names.isEmpty || peer.certificateNames.contains(where: names.contains)
     }
 
     // MARK: SIP Digest (SCS-10, SCS-11)

@@ -1,4 +1,6 @@
 import NIOCore
+import NIOSSL
+import NIOTLS
 import SIPCore
 
 /// What a stream (TCP/TLS) carries: whole messages, keep-alives, or bytes that can no
@@ -64,6 +66,8 @@ final class SIPStreamHandler: ChannelInboundHandler {
     let core: SIPEndpointCore
     let transport: SIPTransportProtocol
     var connection: StreamConnection?
+    /// Names of the peer's verified TLS certificate, read once the handshake is done.
+    var certificateNames: [String] = []
 
     init(core: SIPEndpointCore, transport: SIPTransportProtocol) {
         self.core = core
@@ -83,7 +87,7 @@ final class SIPStreamHandler: ChannelInboundHandler {
         guard let connection, let remote = context.channel.remoteAddress else { return }
         let peer = SIPPeer(
             transport: transport, remoteAddress: remote, localAddress: context.channel.localAddress,
-            connection: connection)
+            connection: connection, certificateNames: certificateNames)
         switch unwrapInboundIn(data) {
         case .ping:
             connection.writeRaw([0x0D, 0x0A])
@@ -96,6 +100,14 @@ final class SIPStreamHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent,
+            let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self),
+            let certificate = tls.peerCertificate
+        {
+            // The listener verifies a certificate that is presented (optional verification),
+            // so a certificate here has passed the trust roots.
+            certificateNames = Self.names(of: certificate)
+        }
         if event is IdleStateHandler.IdleStateEvent {
             // A silent peer holds a socket for nothing (and may be a slow-loris).
             context.close(promise: nil)
@@ -107,6 +119,23 @@ final class SIPStreamHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         core.logger.debug("closing \(transport.rawValue) connection: \(error)")
         context.close(promise: nil)
+    }
+}
+
+extension SIPStreamHandler {
+    /// The DNS and IP subject alternative names of a certificate, as text.
+    static func names(of certificate: NIOSSLCertificate) -> [String] {
+        var names: [String] = []
+        for name in certificate._subjectAlternativeNames() {
+            let bytes = name.contents.withUnsafeBufferPointer { Array($0) }
+            if name.nameType == .dnsName {
+                names.append(String(decoding: bytes, as: UTF8.self).lowercased())
+            } else if name.nameType == .ipAddress, bytes.count == 4 || bytes.count == 16 {
+                let packed = ByteBuffer(bytes: bytes)
+                if let text = try? SocketAddress(packedIPAddress: packed, port: 0).ipAddress { names.append(text) }
+            }
+        }
+        return names
     }
 }
 

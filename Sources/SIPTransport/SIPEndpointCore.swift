@@ -47,6 +47,8 @@ final class SIPEndpointCore: Sendable {
         var request: SIPRequest
         var timeout: Scheduled<Void>?
         var retransmit: Scheduled<Void>?
+        /// The stream it went out on: when that closes, no answer can come back.
+        var stream: StreamConnection?
     }
 
     init(
@@ -217,12 +219,18 @@ final class SIPEndpointCore: Sendable {
         continuation: CheckedContinuation<SIPResponse, Never>
     ) {
         state.withLock {
-            $0.clientTransactions[key] = ClientTransaction(continuation: continuation, request: request)
+            $0.clientTransactions[key] = ClientTransaction(
+                continuation: continuation, request: request, stream: connection as? StreamConnection)
         }
         trace?.record(
             .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection",
             via: connection.transport.rawValue)
         connection.write(.request(request), to: remote)
+        if connection is StreamConnection, !connection.isActive {
+            // Closed before the transaction was known to connectionClosed.
+            completeClient(key, with: SIPResponse(replyingTo: request, statusCode: 503), stripVia: true)
+            return
+        }
         // Timer F: no final response in 64·T1 → 408 (RFC 3261 §17.1.2.2).
         let timeout = eventLoop.scheduleTask(in: timers.transactionTimeout) {
             self.completeClient(key, with: SIPResponse(replyingTo: request, statusCode: 408), stripVia: true)
@@ -255,10 +263,16 @@ final class SIPEndpointCore: Sendable {
     // MARK: connections
 
     func connectionClosed(_ connection: StreamConnection) {
-        state.withLock { state in
+        let orphaned = state.withLock { state in
             for (destination, open) in state.outbound where open == connection {
                 state.outbound.removeValue(forKey: destination)
             }
+            return state.clientTransactions.filter { $0.value.stream == connection }.map { ($0.key, $0.value.request) }
+        }
+        // RFC 3261 §8.1.3.1: a transport failure is a 503 at once, not a 408 after Timer F
+        // (e.g. a TLS handshake the peer refused).
+        for (key, request) in orphaned {
+            completeClient(key, with: SIPResponse(replyingTo: request, statusCode: 503), stripVia: true)
         }
     }
 }

@@ -23,15 +23,19 @@ public struct SIPPeer: Sendable, CustomStringConvertible {
     public let localAddress: SocketAddress?
     /// The connection (or UDP socket) that carried the message.
     public let connection: any SIPConnection
+    /// Over TLS, the names (DNS and IP subject alternative names) of the certificate the
+    /// peer presented and that the TLS layer verified against its trust roots; else empty.
+    public let certificateNames: [String]
 
     public init(
         transport: SIPTransportProtocol, remoteAddress: SocketAddress, localAddress: SocketAddress?,
-        connection: any SIPConnection
+        connection: any SIPConnection, certificateNames: [String] = []
     ) {
         self.transport = transport
         self.remoteAddress = remoteAddress
         self.localAddress = localAddress
         self.connection = connection
+        self.certificateNames = certificateNames
     }
 
     public var description: String { "\(transport.rawValue) \(remoteAddress)" }
@@ -48,6 +52,12 @@ public protocol SIPConnection: Sendable {
     /// Writes raw bytes (a keep-alive pong).
     func writeRaw(_ bytes: [UInt8])
     func close()
+    /// A connection inside this process (a co-located function): nothing crosses a network.
+    var isInProcess: Bool { get }
+}
+
+extension SIPConnection {
+    public var isInProcess: Bool { false }
 }
 
 /// Where to send a request that starts a client transaction.

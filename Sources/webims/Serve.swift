@@ -73,9 +73,36 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
-            "An address whose integrity-protected=auth-done the S-CSCF trusts (an eP-CSCF); repeatable. The in-process eP-CSCF is always trusted."
+            "An address whose integrity-protected=auth-done the S-CSCF trusts (an eP-CSCF; over TLS its certificate must verify too); repeatable. The in-process eP-CSCF is always trusted."
     )
     var trustedNode: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "S-CSCF SIP over TLS port (0 picks a free port; off unless given).",
+            discussion:
+                "The listener asks for a client certificate and verifies one that is presented against this node's local CA and --sip-tls-ca."
+        ))
+    var sipTLSPort: Int?
+
+    @Option(
+        help:
+            "A name (DNS or IP subject alternative name) a trusted node's TLS certificate must carry for its auth-done to count over TLS; repeatable."
+    )
+    var trustedNodeName: [String] = []
+
+    @Flag(
+        help:
+            "Honour auth-done only over TLS with a verified certificate from a --trusted-node address, never over UDP or TCP."
+    )
+    var trustedNodesRequireTLS = false
+
+    @Option(
+        name: .customLong("sip-tls-ca"),
+        help:
+            "PEM CA certificates to trust, besides this node's local CA, for SIP over TLS between eP-CSCF and S-CSCF (both directions)."
+    )
+    var sipTLSCA: String?
 
     @Option(help: "A WWSF origin whose pages may open a WebSocket to the eP-CSCF, besides this WWSF's own; repeatable.")
     var allowedOrigin: [String] = []
@@ -114,7 +141,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most open WebSocket connections in all.")
     var maxConnections: Int = 50_000
 
-    @Option(help: "PEM certificate chain for the HTTPS and WSS listeners (default: made by the local CA).")
+    @Option(
+        help:
+            "PEM certificate chain for the HTTPS, WSS and SIP TLS listeners and the eP-CSCF's certificate towards the S-CSCF (default: made by the local CA)."
+    )
     var tlsCertificate: String?
 
     @Option(help: "PEM private key for --tls-certificate.")
@@ -143,7 +173,7 @@ struct Serve: AsyncParsableCommand {
         let registry = MetricsEndpoint.bootstrap()
         let trace = sipTrace ? SIPTrace(logger: Logger(label: "webims.sip-trace")) : nil
         let store = try await storage.open()
-        let needsTLS = roles.contains(.wwsf) || roles.contains(.epcscf)
+        let needsTLS = roles.contains(.wwsf) || roles.contains(.epcscf) || sipTLSPort != nil
         let identity = needsTLS ? try serverIdentity() : nil
 
         let wwsfPort = web.wwsfPort == 0 ? try await freePort(host: host) : web.wwsfPort
@@ -164,6 +194,12 @@ struct Serve: AsyncParsableCommand {
             sip.udpPort = sipPort
             sip.tcpPort = sipPort
             sip.trace = trace
+            if let sipTLSPort, let identity {
+                sip.tlsPort = sipTLSPort
+                sip.tlsServerConfiguration = try SIPNodeTLS.server(
+                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+                    caFiles: sipTLSCAFiles(identity))
+            }
             // The registrar needs the port actually bound (for Service-Route), so it is
             // plugged in once the listeners are up; until then requests get 503.
             let late = LateBound<Registrar>()
@@ -179,6 +215,8 @@ struct Serve: AsyncParsableCommand {
                 homeDomain: homeDomain, hostPort: "\(host):\(boundPort)",
                 trustedNodes: Set(trustedNode + (roles.contains(.epcscf) ? [host] : [])),
                 nonceKey: try storage.secret(named: "nonce.key"))
+            config.trustedNodeNames = Set(trustedNodeName.map { $0.lowercased() })
+            config.trustedNodesRequireTLS = trustedNodesRequireTLS
             config.defaultExpires = 3600
             // The eP-CSCF caps a token registration at the token's lifetime, so the registrar
             // must accept registrations that short (else every token registration gets 423).
@@ -234,6 +272,10 @@ struct Serve: AsyncParsableCommand {
             upstream.host = host
             upstream.tcpPort = 0
             upstream.trace = trace
+            // Towards an S-CSCF over TLS this node's certificate is its credential (SCS-1).
+            upstream.tlsClientConfiguration = try SIPNodeTLS.client(
+                certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+                caFiles: sipTLSCAFiles(identity))
             let sip = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
                 await lateEdge.value?.terminating(request, from: peer)
             }
@@ -353,7 +395,9 @@ struct Serve: AsyncParsableCommand {
             }
             try Endpoints(
                 wwsf: roles.contains(.wwsf) ? wwsfOrigin + "/" : nil, wafIssuer: waf != nil ? localIssuer : nil,
-                epcscf: epcscfURL, scscf: scscfHostPort, homeDomain: homeDomain, audience: audience,
+                epcscf: epcscfURL, scscf: scscfHostPort,
+                scscfTLS: scscfEndpoint?.address(.tls).map { "\(host):\($0.port ?? 0)" }, homeDomain: homeDomain,
+                audience: audience,
                 metrics: metricsPortBox.value.map { "http://\(host):\($0)/metrics" }
             ).write(dataDir: storage.dataDir)
             say("webims: roles \(Role.allCases.filter(roles.contains).map(\.rawValue).joined(separator: ", "))")
@@ -365,7 +409,8 @@ struct Serve: AsyncParsableCommand {
             if let scscfEndpoint {
                 let udp = scscfEndpoint.address(.udp).map(hostPort) ?? "-"
                 let tcp = scscfEndpoint.address(.tcp).map(hostPort) ?? "-"
-                say("webims: S-CSCF listening on UDP \(udp) and TCP \(tcp), home domain \(homeDomain)")
+                let tls = scscfEndpoint.address(.tls).map { " and TLS " + hostPort($0) } ?? ""
+                say("webims: S-CSCF listening on UDP \(udp), TCP \(tcp)\(tls), home domain \(homeDomain)")
             }
             if let demo {
                 say("webims: demo web account: user \(demo.username), password \(demo.webPassword)")
@@ -402,6 +447,11 @@ struct Serve: AsyncParsableCommand {
             names.append(web.publicHost)
         }
         return try LocalCertificateAuthority.serverIdentity(in: storage.dataDir + "/tls", hostNames: names)
+    }
+
+    /// Trust roots for SIP over TLS between the nodes: this node's local CA and --sip-tls-ca.
+    func sipTLSCAFiles(_ identity: ServerIdentity) -> [String] {
+        [identity.caCertificatePath, sipTLSCA].compactMap { $0 }
     }
 
     /// On an empty store: one subscriber with a web account to try things with. The

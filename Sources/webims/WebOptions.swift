@@ -57,6 +57,7 @@ struct Endpoints: Codable {
     var wafIssuer: String?
     var epcscf: String?
     var scscf: String?
+    var scscfTLS: String?
     var homeDomain: String
     var audience: String
     var metrics: String?
@@ -65,6 +66,7 @@ struct Endpoints: Codable {
         case wwsf, epcscf, scscf, metrics, audience
         case wafIssuer = "waf_issuer"
         case homeDomain = "home_domain"
+        case scscfTLS = "scscf_tls"
     }
 
     static func read(dataDir: String) -> Endpoints? {
