@@ -558,7 +558,7 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         let trace = server.configuration.trace
         let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
         trace?.record(.incoming, message, peer: peer, via: "WSS flow \(flowToken)")
-        Task {
+        Task(executorPreference: EventLoopExecutor.of(context.eventLoop)) {
             let response = await server.handle(
                 message, flowToken: flowToken, origin: origin, flow: flow, remote: channel.remoteAddress)
             guard let response, channel.isActive else { return }

@@ -24,7 +24,14 @@ final class SIPEndpointCore: Sendable {
         var outbound: [SIPDestination: StreamConnection] = [:]
         var udp: DatagramConnection?
         var viaAddresses: [SIPTransportProtocol: (host: String, port: Int)] = [:]
+        /// Completed UDP server transactions by the tick they were completed in (Timer J).
+        var timerJ = ExpiryRing<ServerKey>(slots: SIPEndpointCore.timerJSlots)
+        var timerJTicking = false
     }
+
+    /// Timer J runs in 32 ticks: completed transactions leave in bulk once a tick instead
+    /// of one scheduled task each (at 10,000 requests a second, 320,000 pending timers).
+    static let timerJSlots = 33
 
     struct ServerKey: Hashable {
         var branch: String
@@ -140,7 +147,7 @@ final class SIPEndpointCore: Sendable {
             connection.write(.response(response), to: destination)
         case .start:
             let handler = self.handler
-            Task {
+            Task(executorPreference: EventLoopExecutor.current) {
                 let response = await handler(request, peer)
                 self.complete(key, with: response, peer: peer)
             }
@@ -158,9 +165,27 @@ final class SIPEndpointCore: Sendable {
             _ = state.withLock { $0.serverTransactions.removeValue(forKey: key) }
             return
         }
-        state.withLock { $0.serverTransactions[key] = .completed(response, peer.connection, destination) }
-        eventLoop.scheduleTask(in: timers.transactionTimeout) {
-            _ = self.state.withLock { $0.serverTransactions.removeValue(forKey: key) }
+        let startTicking = state.withLock { state in
+            state.serverTransactions[key] = .completed(response, peer.connection, destination)
+            state.timerJ.insert(key)
+            defer { state.timerJTicking = true }
+            return !state.timerJTicking
+        }
+        if startTicking {
+            let tick = TimeAmount.nanoseconds(timers.transactionTimeout.nanoseconds / Int64(Self.timerJSlots - 1))
+            eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { task in
+                // RFC 3261 §17.2.2 Timer J (64·T1 on UDP): the transaction may go now.
+                let idle = self.state.withLock { state in
+                    for key in state.timerJ.advance() {
+                        if case .completed? = state.serverTransactions[key] {
+                            state.serverTransactions.removeValue(forKey: key)
+                        }
+                    }
+                    if state.timerJ.isEmpty { state.timerJTicking = false }
+                    return !state.timerJTicking
+                }
+                if idle { task.cancel() }
+            }
         }
     }
 
@@ -274,5 +299,31 @@ final class SIPEndpointCore: Sendable {
         for (key, request) in orphaned {
             completeClient(key, with: SIPResponse(replyingTo: request, statusCode: 503), stripVia: true)
         }
+    }
+}
+
+/// Keys that expire together after a fixed number of ticks: `insert` puts a key in the
+/// current slot, `advance` moves to the next slot and hands back what was put there
+/// `slots` ticks ago.
+struct ExpiryRing<Key> {
+    private var buckets: [[Key]]
+    private var current = 0
+    private(set) var count = 0
+
+    init(slots: Int) { buckets = Array(repeating: [], count: max(2, slots)) }
+
+    var isEmpty: Bool { count == 0 }
+
+    mutating func insert(_ key: Key) {
+        buckets[current].append(key)
+        count += 1
+    }
+
+    mutating func advance() -> [Key] {
+        current = (current + 1) % buckets.count
+        let expired = buckets[current]
+        buckets[current].removeAll(keepingCapacity: true)
+        count -= expired.count
+        return expired
     }
 }

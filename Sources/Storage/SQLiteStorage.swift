@@ -14,6 +14,7 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     let reader: SQLiteConnection
     let writer: SQLiteConnection
     let queue: WriteQueue
+    let checkpointer: Task<Void, Never>
     public let path: String
     /// Every binding by AOR, in insertion order: the file is this process's alone (SQLite
     /// is the single-node store), so reads of the registrar are served from memory and
@@ -28,6 +29,10 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
         for pragma in [
             "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000",
             "PRAGMA foreign_keys=ON",
+            // Checkpoints (which copy the WAL into the file and fsync it) run beside the
+            // writer, not inside whichever commit crosses 1,000 pages: that commit, and every
+            // registration waiting on it, would wait for the disk.
+            "PRAGMA wal_autocheckpoint=0",
         ] {
             _ = try await writer.query(pragma)
         }
@@ -42,9 +47,16 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
         self.reader = reader
         self.writer = writer
         self.queue = WriteQueue(connection: writer)
+        self.checkpointer = Task {
+            // PASSIVE: copies what no reader still needs, never blocks the writer.
+            while (try? await Task.sleep(for: .seconds(1))) != nil {
+                _ = try? await reader.query("PRAGMA wal_checkpoint(PASSIVE)")
+            }
+        }
     }
 
     public func close() async {
+        checkpointer.cancel()
         try? await reader.close()
         try? await writer.close()
     }
@@ -280,6 +292,34 @@ struct BindingChange: Sendable {
     /// run is deleted first, so it gets a fresh rowid (the table's order is insertion order);
     /// new rows are inserted in the order they were first added.
     static func execute(_ changes: [BindingChange], on db: SQLiteConnection) async throws {
+        try await execute(plan(changes), of: changes, on: db)
+    }
+
+    /// What a run of changes comes to: the deletes, then the rows to upsert, in order.
+    struct Plan {
+        var deletes: [(aor: String, key: String)]
+        var rows: [Binding]
+
+        /// One statement is atomic by itself, so it needs no BEGIN and COMMIT of its own.
+        var isOneStatement: Bool { deletes.isEmpty && rows.count <= BindingChange.upsertRowsPerStatement }
+    }
+
+    static func execute(_ plan: Plan, of changes: [BindingChange], on db: SQLiteConnection) async throws {
+        for key in plan.deletes {
+            _ = try await db.query(
+                "DELETE FROM bindings WHERE aor = ? AND binding_key = ?", [.text(key.aor), .text(key.key)])
+        }
+        let rows = plan.rows
+        var start = 0
+        while start < rows.count {
+            let chunk = rows[start..<min(start + upsertRowsPerStatement, rows.count)]
+            _ = try await db.query(upsertSQL(rows: chunk.count), chunk.flatMap(values(of:)))
+            start += chunk.count
+        }
+        for change in changes { change.committed() }
+    }
+
+    static func plan(_ changes: [BindingChange]) -> Plan {
         struct Key: Hashable {
             var aor: String
             var key: String
@@ -308,19 +348,9 @@ struct BindingChange: Sendable {
                 }
             }
         }
-        for key in deleteOrder {
-            _ = try await db.query(
-                "DELETE FROM bindings WHERE aor = ? AND binding_key = ?", [.text(key.aor), .text(key.key)])
-        }
         let rows = finals.values.compactMap { final in final.binding.map { (final.created, $0) } }
             .sorted { $0.0 < $1.0 }.map(\.1)
-        var start = 0
-        while start < rows.count {
-            let chunk = rows[start..<min(start + upsertRowsPerStatement, rows.count)]
-            _ = try await db.query(upsertSQL(rows: chunk.count), chunk.flatMap(values(of:)))
-            start += chunk.count
-        }
-        for change in changes { change.committed() }
+        return Plan(deletes: deleteOrder.map { ($0.aor, $0.key) }, rows: rows)
     }
 
     /// 12 parameters a row: well under SQLite's smallest default parameter limit (999).
@@ -422,6 +452,20 @@ final class WriteQueue: Sendable {
     }
 
     private func transaction(_ items: [Item]) async -> Result<Void, any Error> {
+        // The common batch — refreshes, nothing removed — is one upsert: run it alone, in
+        // SQLite's own implicit transaction, one trip to the database thread instead of three.
+        let changes = items.compactMap { if case .bindings(let change) = $0 { change } else { nil } }
+        if changes.count == items.count {
+            let plan = BindingChange.plan(changes)
+            if plan.isOneStatement {
+                do {
+                    try await BindingChange.execute(plan, of: changes, on: connection)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
         do {
             _ = try await connection.query("BEGIN IMMEDIATE")
             do {

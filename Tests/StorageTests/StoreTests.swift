@@ -179,3 +179,26 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         }
     }
 }
+
+@Suite struct CheckpointTests {
+    /// Commits never checkpoint (wal_autocheckpoint=0); a background checkpoint copies the
+    /// WAL into the database file about once a second, so the file takes the data while
+    /// the store stays open and the WAL does not grow without end.
+    @Test func theWALIsCopiedIntoTheFileInTheBackground() async throws {
+        let (store, location) = try await StoreBackend.sqlite.makeFreshStore()
+        let fileSize = { (try? FileManager.default.attributesOfItem(atPath: location)[.size] as? Int) ?? 0 }
+        let before = fileSize()
+        let upserts = (0..<2_000).map {
+            binding("sip:u\($0)@ims.example.com", contact: "sip:c\($0)@h.invalid", expiresAt: 2_000_000_000)
+        }
+        try await store.apply(upserts: upserts, removals: [])
+        var grown = false
+        for _ in 0..<40 where !grown {
+            try await Task.sleep(for: .milliseconds(100))
+            grown = fileSize() > before + 100_000
+        }
+        #expect(grown, "the database file stayed at \(fileSize()) bytes")
+        await store.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: location + suffix) }
+    }
+}
