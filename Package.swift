@@ -145,7 +145,8 @@ let package = Package(
         .executableTarget(
             name: "SIPCoreBenchmark", dependencies: ["SIPCore", "SIPExamples"], path: "Benchmarks/SIPCoreBenchmark"),
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "SIPExamples"]),
-        .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
+        .testTarget(
+            name: "SIPAuthTests", dependencies: ["SIPAuth", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
         .testTarget(
             name: "EPCSCFTests",

@@ -12,30 +12,39 @@ enum RegistrarMetrics {
         counter(scheme: scheme(of: request), status: response.statusCode).increment()
     }
 
+    enum Scheme: Int, CaseIterable {
+        case none, tna, aka, digest, other
+        var label: String { ["none", "tna", "aka", "digest", "other"][rawValue] }
+    }
+
     /// One counter per scheme and status, made once: asking the metrics factory for it on
     /// every REGISTER costs a lookup and allocations per request.
-    private static let counters = Mutex<[String: Counter]>([:])
+    private static let counters = Mutex<[Int: Counter]>([:])
 
-    private static func counter(scheme: String, status: Int) -> Counter {
-        let key = "\(scheme) \(status)"
+    static func counter(scheme: Scheme, status: Int) -> Counter {
+        let key = scheme.rawValue << 16 | (status & 0xFFFF)
         return counters.withLock { table in
             if let existing = table[key] { return existing }
             let made = Counter(
-                label: "webims_scscf_registrations_total", dimensions: [("scheme", scheme), ("status", String(status))])
+                label: "webims_scscf_registrations_total",
+                dimensions: [("scheme", scheme.label), ("status", String(status))])
             table[key] = made
             return made
         }
     }
 
-    /// The scheme a REGISTER claims, from the raw Authorization text (no credentials:
-    /// `none`); a label only, so no full parse.
-    static func scheme(of request: SIPRequest) -> String {
-        guard let value = request.headers[.authorization] else { return "none" }
-        if containsIgnoringASCIICase(value, "auth-done") { return "tna" }
-        if containsIgnoringASCIICase(value, "algorithm=aka") || containsIgnoringASCIICase(value, "algorithm=\"aka") {
-            return "aka"
-        }
-        return value.utf8.count >= 6 && equalsIgnoringASCIICase(value.prefix(6), "digest") ? "digest" : "other"
+    /// The scheme a REGISTER claims, from the raw Authorization bytes (no credentials:
+    /// `none`); a label only, so no parse and no copy of the header.
+    static func scheme(of request: SIPRequest) -> Scheme {
+        request.headers.withFirstValue(.authorization) { value -> Scheme in
+            if containsIgnoringASCIICase(value, "auth-done") { return .tna }
+            if containsIgnoringASCIICase(value, "algorithm=aka") || containsIgnoringASCIICase(value, "algorithm=\"aka")
+            {
+                return .aka
+            }
+            guard value.count >= 6 else { return .other }
+            return containsIgnoringASCIICase(UnsafeBufferPointer(rebasing: value[0..<6]), "digest") ? .digest : .other
+        } ?? .none
     }
 }
 

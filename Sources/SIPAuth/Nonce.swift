@@ -7,12 +7,14 @@ import Synchronization
 /// Layout, base64url: 8-byte issue time (ms) ‖ 8 random bytes ‖ 16-byte HMAC-SHA256 prefix
 /// over time ‖ random ‖ realm.
 public struct NonceMinter: Sendable {
-    let key: SymmetricKey
+    /// HMAC already keyed: each nonce copies it instead of deriving the pads from the key
+    /// again (the copy shares the state until it is updated).
+    let keyed: HMAC<SHA256>
     /// How long a nonce may be answered; older ones are `stale`.
     public let lifetime: Duration
 
     public init(key: [UInt8], lifetime: Duration = .seconds(300)) {
-        self.key = SymmetricKey(data: key)
+        self.keyed = HMAC<SHA256>(key: SymmetricKey(data: key))
         self.lifetime = lifetime
     }
 
@@ -52,7 +54,11 @@ public struct NonceMinter: Sendable {
     }
 
     private func mac(_ body: [UInt8], realm: String) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: body + Array(realm.utf8), using: key).prefix(16))
+        var hmac = keyed
+        hmac.update(data: body)
+        var realm = realm
+        realm.withUTF8 { hmac.update(data: UnsafeRawBufferPointer($0)) }
+        return Array(hmac.finalize().prefix(16))
     }
 }
 

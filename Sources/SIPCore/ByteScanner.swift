@@ -302,17 +302,22 @@ func equalsIgnoringASCIICase(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferP
 /// Whether `text` contains `needle`, ASCII letters compared without case — a byte search
 /// instead of Foundation's locale-aware one.
 public func containsIgnoringASCIICase(_ text: String, _ needle: StaticString) -> Bool {
+    withUTF8Bytes(text) { containsIgnoringASCIICase($0, needle) }
+}
+
+/// Whether `bytes` contain `needle`, ASCII letters compared without case.
+public func containsIgnoringASCIICase(_ bytes: UnsafeBufferPointer<UInt8>, _ needle: StaticString) -> Bool {
     let n = needle.utf8CodeUnitCount
     let p = needle.utf8Start
-    return withUTF8Bytes(text) { bytes in
-        guard bytes.count >= n else { return false }
-        for start in 0...(bytes.count - n) {
-            var i = 0
-            while i < n, asciiLower(bytes[start + i]) == asciiLower(p[i]) { i += 1 }
-            if i == n { return true }
-        }
-        return false
+    guard n > 0 else { return true }
+    guard bytes.count >= n else { return false }
+    let first = asciiLower(p[0])
+    for start in 0...(bytes.count - n) where asciiLower(bytes[start]) == first {
+        var i = 1
+        while i < n, asciiLower(bytes[start + i]) == asciiLower(p[i]) { i += 1 }
+        if i == n { return true }
     }
+    return false
 }
 
 @inline(__always)

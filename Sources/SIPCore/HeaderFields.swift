@@ -211,9 +211,10 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         return try withSource(slots[i].text, body)
     }
 
-    /// The bytes of the first field with this name, or nil when there is none.
+    /// The bytes of the first field with this name, or nil when there is none — a look at
+    /// a value without making a `String` of it.
     @inline(__always)
-    func withFirstValue<R, E: Error>(_ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R)
+    public func withFirstValue<R, E: Error>(_ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R)
         throws(E) -> R?
     {
         guard let i = firstIndex(named: name) else { return nil }

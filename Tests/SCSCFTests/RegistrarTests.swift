@@ -431,3 +431,20 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await harness.stop()
     }
 }
+
+@Suite struct RegistrarMetricsTests {
+    /// The scheme label of `webims_scscf_registrations_total`, read from the raw header.
+    @Test func schemeLabels() {
+        func scheme(_ authorization: String?) -> String {
+            var ua = UA()
+            return RegistrarMetrics.scheme(of: ua.register(authorization: authorization)).label
+        }
+        #expect(scheme(nil) == "none")
+        #expect(scheme(UA().tna) == "tna")
+        #expect(scheme("Digest username=\"a\", algorithm=AKAv1-MD5, nonce=\"\"") == "aka")
+        #expect(scheme("Digest username=\"a\", algorithm=\"akav2-md5\"") == "aka")
+        #expect(scheme("digest username=\"a\", realm=\"r\", nonce=\"n\", response=\"x\"") == "digest")
+        #expect(scheme("Bearer abc") == "other")
+        #expect(scheme("Dig") == "other")
+    }
+}

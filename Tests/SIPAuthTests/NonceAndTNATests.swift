@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SIPCore
 import Testing
@@ -14,6 +15,18 @@ import Testing
         #expect(minter.check(nonce, realm: "ims.example.com", now: t0.addingTimeInterval(59)) == .valid)
         #expect(minter.check(nonce, realm: "ims.example.com", now: t0.addingTimeInterval(61)) == .stale)
         #expect(minter.mint(realm: "r", now: t0) != minter.mint(realm: "r", now: t0))
+    }
+
+    /// Layout and MAC as documented: HMAC-SHA256 over time ‖ random ‖ realm, first 16 bytes.
+    @Test func theMACIsHMACSHA256OfTimeRandomAndRealm() throws {
+        let nonce = minter.mint(realm: "ims.example.com", now: t0)
+        let bytes = try #require(base64URLDecode(nonce))
+        #expect(bytes.count == 32)
+        let expected = HMAC<SHA256>.authenticationCode(
+            for: Array(bytes[0..<16]) + Array("ims.example.com".utf8),
+            using: SymmetricKey(data: [UInt8](repeating: 7, count: 32)))
+        #expect(Array(bytes[16..<32]) == Array(expected.prefix(16)))
+        #expect(minter.check(nonce, realm: "ims.example.com", now: t0) == .valid)
     }
 
     @Test func forgedOrForeignNoncesAreInvalid() {
