@@ -46,6 +46,10 @@ public struct WebSocketServerConfiguration: Sendable {
     /// instead of over TCP (no serializing, parsing or transaction twice). Requests from the
     /// S-CSCF to the flows still arrive over SIP, by the Path.
     public var localSCSCF: SIPRequestHandler?
+    /// Take requests towards WICs (routed by our Path) only over TLS from a peer whose
+    /// certificate the listener verified — set when the S-CSCF link is TLS (SCS-1's
+    /// network domain security, the other way).
+    public var terminatingNeedsCertificate = false
     /// Logs every SIP message of every flow (redacted) when set (`--sip-trace`).
     public var trace: SIPTrace?
     /// Remote WAFs whose keys are fetched again when a token names an unknown kid.
@@ -308,6 +312,11 @@ public final class WebSocketServer: Sendable {
     /// A request from the S-CSCF side for a flow (by the flow token in the top Route):
     /// down the WebSocket, and the WIC's answer back; 430 when the flow is gone (RFC 5626).
     public func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
+        if configuration.terminatingNeedsCertificate, peer.transport != .tls || peer.certificateNames.isEmpty {
+            if request.method == .ack { return nil }
+            return SIPResponse(
+                replyingTo: request, statusCode: 403, reasonPhrase: "Not A Trusted Node", toTag: randomToken(length: 8))
+        }
         var downstream = request
         guard let index = downstream.headers.firstIndex(named: .route),
             let route = try? SIPAddress.parse(downstream.headers[index].value), let token = route.uri.sipURI?.user

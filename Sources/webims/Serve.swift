@@ -194,6 +194,12 @@ struct Serve: AsyncParsableCommand {
             sip.udpPort = sipPort
             sip.tcpPort = sipPort
             sip.trace = trace
+            if let identity {
+                // Towards an eP-CSCF's TLS Path this node's certificate is its credential.
+                sip.tlsClientConfiguration = try SIPNodeTLS.client(
+                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+                    caFiles: sipTLSCAFiles(identity))
+            }
             if let sipTLSPort, let identity {
                 sip.tlsPort = sipTLSPort
                 sip.tlsServerConfiguration = try SIPNodeTLS.server(
@@ -276,6 +282,15 @@ struct Serve: AsyncParsableCommand {
             upstream.tlsClientConfiguration = try SIPNodeTLS.client(
                 certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
                 caFiles: sipTLSCAFiles(identity))
+            // Over TLS to the S-CSCF, the way back (requests routed by our Path) is TLS too,
+            // and only from peers with a verified certificate.
+            let upstreamTLS = next.transport == .tls
+            if upstreamTLS {
+                upstream.tlsPort = 0
+                upstream.tlsServerConfiguration = try SIPNodeTLS.server(
+                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+                    caFiles: sipTLSCAFiles(identity))
+            }
             let sip = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
                 await lateEdge.value?.terminating(request, from: peer)
             }
@@ -293,11 +308,12 @@ struct Serve: AsyncParsableCommand {
             fetchers = remoteIssuers.map {
                 WAFKeyFetcher(issuer: $0, validator: validator, tls: clientTLS, logger: logger)
             }
-            let processor = RegisterProcessor(
-                configuration: EPCSCFConfiguration(
-                    homeDomain: homeDomain, hostPort: "\(host):\(sip.address(.tcp)?.port ?? 0)",
-                    authorizationServer: keys != nil ? localIssuer : (remoteIssuers.first ?? localIssuer)),
-                tokens: validator)
+            var edgeSIP = EPCSCFConfiguration(
+                homeDomain: homeDomain,
+                hostPort: "\(host):\(sip.address(upstreamTLS ? .tls : .tcp)?.port ?? 0)",
+                authorizationServer: keys != nil ? localIssuer : (remoteIssuers.first ?? localIssuer))
+            edgeSIP.pathTransport = upstreamTLS ? "tls" : "tcp"
+            let processor = RegisterProcessor(configuration: edgeSIP, tokens: validator)
             var edgeConfig = WebSocketServerConfiguration(
                 allowedOrigins: Set((roles.contains(.wwsf) ? [wwsfOrigin] : []) + allowedOrigin), scscf: next)
             edgeConfig.host = host
@@ -312,6 +328,7 @@ struct Serve: AsyncParsableCommand {
             edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
             edgeConfig.tls = try tlsConfiguration(identity)
             edgeConfig.trace = trace
+            edgeConfig.terminatingNeedsCertificate = upstreamTLS
             if scscfURI == nil, let registrar { edgeConfig.localSCSCF = registrar.handler }
             let server = try WebSocketServer(
                 configuration: edgeConfig, processor: processor, sip: sip, logger: logger)

@@ -150,7 +150,9 @@ struct EdgeHarness {
 
     static let origin = "https://wwsf.ims.example.com"
 
-    static func start(grace: Duration = .seconds(30)) async throws -> EdgeHarness {
+    static func start(grace: Duration = .seconds(30), terminatingNeedsCertificate: Bool = false) async throws
+        -> EdgeHarness
+    {
         let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
         let ha1 = digestHA1(impi: "alice_private@ims.example.com", realm: "ims.example.com", password: "alice-secret")
         try await storage.put(
@@ -182,6 +184,7 @@ struct EdgeHarness {
             scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
         config.port = 0
         config.flowCloseGrace = grace
+        config.terminatingNeedsCertificate = terminatingNeedsCertificate
         config.tls = .makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
@@ -480,6 +483,47 @@ extension WebSocketServerTests {
         }
         #expect(dropped)
         await other.close()
+        await h.stop()
+    }
+}
+
+extension TerminatingTests {
+    /// With TLS to the S-CSCF, requests towards the flows must come over TLS from a peer
+    /// with a verified certificate: plain TCP, or TLS without one, is refused before the
+    /// flow is even looked up.
+    @Test func withTLSUpstreamOnlyCertifiedPeersReachTheFlows() async throws {
+        let h = try await EdgeHarness.start(terminatingNeedsCertificate: true)
+        guard
+            case .request(let notify) = try SIPParser().parse(
+                SpecMessages.crlf(
+                    """
+                    NOTIFY sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws SIP/2.0
+                    Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKterm1
+                    Route: <sip:fl-unknown@127.0.0.1;lr>
+                    Max-Forwards: 70
+                    From: <sip:scscf@127.0.0.1>;tag=n1
+                    To: <sip:alice@ims.example.com>
+                    Call-ID: term-1
+                    CSeq: 1 NOTIFY
+                    Event: reg
+                    Content-Length: 0
+
+
+                    """))
+        else {
+            Issue.record("the NOTIFY did not parse")
+            return
+        }
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
+        func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
+            SIPPeer(
+                transport: transport, remoteAddress: address, localAddress: nil, connection: InProcessConnection(),
+                certificateNames: names)
+        }
+        #expect(await h.server.terminating(notify, from: peer(.tcp, []))?.statusCode == 403)
+        #expect(await h.server.terminating(notify, from: peer(.tls, []))?.statusCode == 403)
+        // Past the check: an unknown flow is 430 (RFC 5626 §5.3).
+        #expect(await h.server.terminating(notify, from: peer(.tls, ["scscf.test"]))?.statusCode == 430)
         await h.stop()
     }
 }

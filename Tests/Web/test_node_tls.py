@@ -2,12 +2,16 @@
 auth-done only from a trusted address whose verified certificate names a trusted node.
 Separate processes, certificates from an operator CA made here with openssl."""
 import os
+import random
+import socket
+import ssl
 import subprocess
 import tempfile
+import time
 import unittest
 
 import sipws
-from harness import Server
+from harness import Server, wait_for
 
 
 def openssl(*args):
@@ -33,6 +37,48 @@ def make_pki():
     return ca, certs
 
 
+def final_status(data):
+    """The status of the first final response in `data`, if one has arrived."""
+    for head in data.split(b"\r\n\r\n"):
+        if head.startswith(b"SIP/2.0 "):
+            status = int(head.split(b" ", 2)[1])
+            if status >= 200:
+                return status
+    return None
+
+
+def tls_request(host_port, text, ca, cert, key, timeout=10):
+    """Sends one request over TLS with a client certificate; returns the final status."""
+    host, port = host_port.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=ca)
+    context.load_cert_chain(cert, key)
+    with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(text.replace("LOCALPORT", str(s.getsockname()[1])).encode())
+            data, deadline = b"", time.time() + timeout
+            while time.time() < deadline and final_status(data) is None:
+                data += s.recv(65535)
+            return final_status(data)
+
+
+def udp_request(host_port, text, timeout=10):
+    host, port = host_port.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.bind(("127.0.0.1", 0))
+        s.sendto(text.replace("LOCALPORT", str(s.getsockname()[1])).encode(), (host, int(port)))
+        return final_status(s.recv(65535))
+
+
+def notify(transport):
+    n = random.randint(0, 10**9)
+    return ("NOTIFY sip:alice@ims.example.com SIP/2.0\r\n"
+            "Via: SIP/2.0/%s 127.0.0.1:LOCALPORT;branch=z9hG4bK%d;rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:as@ims.example.com>;tag=as1\r\nTo: <sip:alice@ims.example.com>\r\n"
+            "Call-ID: node-tls-%d\r\nCSeq: 1 NOTIFY\r\nEvent: message-summary\r\n"
+            "Subscription-State: active\r\nContent-Length: 0\r\n\r\n" % (transport, n, n))
+
+
 class NodeTLSTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -55,11 +101,12 @@ class NodeTLSTests(unittest.TestCase):
         node.ca = self.ca  # its WSS certificate comes from the operator CA too
         return node
 
-    def register(self, node):
+    def register(self, node, keep=False):
         token = node.cli("token", "issue", "--account", node.demo_user).strip()
         wic = sipws.WIC(node.epcscf, node.wwsf, node.ca, node.demo_impu)
         self.addCleanup(wic.close)
-        return wic.register("Bearer " + token)
+        r = wic.register("Bearer " + token)
+        return (wic, r) if keep else r
 
     def test_a_trusted_node_over_mutual_tls_registers_with_its_token(self):
         self.assertIn("TLS", self.scscf.log)
@@ -78,6 +125,21 @@ class NodeTLSTests(unittest.TestCase):
         r = self.register(self.edge("epcscf.test", transport="tcp"))
         self.assertNotEqual(r.status, 200, r.text)
         self.assertEqual(self.scscf.log.count("auth-done from untrusted"), before + 1, self.scscf.log)
+
+
+    def test_requests_for_the_wic_come_back_over_tls_by_the_path(self):
+        wic, r = self.register(self.edge("epcscf.test"), keep=True)
+        self.assertEqual(r.status, 200, r.text)
+        self.assertIn("transport=tls", r.header("path"))
+        wic.answer_requests()
+        # An AS with a trusted certificate sends the S-CSCF a NOTIFY for the identity; the
+        # S-CSCF routes it by the stored Path, over TLS with its own certificate, to the
+        # eP-CSCF, which hands it down the WIC's WebSocket.
+        cert, key = self.certs["epcscf.test"]
+        self.assertEqual(tls_request(self.scscf.endpoints["scscf_tls"], notify("TLS"), self.ca, cert, key), 200)
+        self.assertTrue(wait_for(lambda: any(m.startswith("NOTIFY ") for m in wic.received), timeout=5))
+        # The same from the trusted address over UDP: not a trusted node without TLS.
+        self.assertEqual(udp_request(self.scscf.scscf, notify("UDP")), 403)
 
 
 if __name__ == "__main__":
