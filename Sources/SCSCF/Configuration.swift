@@ -17,6 +17,9 @@ public struct SCSCFConfiguration: Sendable {
     /// Honour `auth-done` only over TLS with a verified certificate (SCS-1: an NDS-protected
     /// connection), never over plain UDP or TCP.
     public var trustedNodesRequireTLS = false
+    /// Visited networks whose trusted nodes may claim `auth-done` (SCS-1: the request's
+    /// `P-Visited-Network-ID` must be one of them). Empty: not checked.
+    public var trustedNetworkIDs: Set<String> = []
     /// Shortest registration accepted (423 below it) and longest granted.
     public var minExpires: UInt32 = 60
     public var maxExpires: UInt32 = 600_000

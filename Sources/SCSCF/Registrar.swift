@@ -106,12 +106,12 @@ public final class Registrar: Sendable {
 
         // SCS-1: `auth-done` counts only from a trusted node; from anyone else it is ignored.
         if let authorization, let tna = TrustedNodeAuthorization(authorization) {
-            if isTrusted(peer) {
+            if isTrusted(peer), fromTrustedNetwork(request, peer) {
                 return await completeRegistration(
                     request, impi: tna.impi, impu: impu, scheme: .trustedNode, tna: tna, callID: callID,
                     cseq: cseq.sequence)
             }
-            logger.notice("auth-done from untrusted \(peer.remoteAddress): ignored")
+            logger.notice("auth-done from untrusted \(peer.remoteAddress) or network: ignored")
         }
 
         // IMPI from the Authorization username; without one, the subscription that owns the
@@ -195,6 +195,15 @@ public final class Registrar: Sendable {
         guard !peer.certificateNames.isEmpty else { return false }
         let names = configuration.trustedNodeNames
         return names.isEmpty || peer.certificateNames.contains(where: names.contains)
+    }
+
+    /// SCS-1: with a trusted-network list, a TNA REGISTER names one of them in
+    /// P-Visited-Network-ID (TS 24.229 5.4.1.2.1A's visited-network check, done here for want
+    /// of an I-CSCF). The co-located eP-CSCF is this network.
+    func fromTrustedNetwork(_ request: SIPRequest, _ peer: SIPPeer) -> Bool {
+        let allowed = configuration.trustedNetworkIDs
+        if allowed.isEmpty || peer.connection.isInProcess { return true }
+        return request.headers.pVisitedNetworkIDs.contains(where: allowed.contains)
     }
 
     // MARK: SIP Digest (SCS-10, SCS-11)

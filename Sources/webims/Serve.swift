@@ -91,6 +91,12 @@ struct Serve: AsyncParsableCommand {
     )
     var trustedNodeName: [String] = []
 
+    @Option(
+        help:
+            "A visited network (P-Visited-Network-ID value) whose trusted nodes may send auth-done; repeatable. Unset: not checked."
+    )
+    var trustedNetworkId: [String] = []
+
     @Flag(
         help:
             "Honour auth-done only over TLS with a verified certificate from a --trusted-node address, never over UDP or TCP."
@@ -223,6 +229,7 @@ struct Serve: AsyncParsableCommand {
                 nonceKey: try storage.secret(named: "nonce.key"))
             config.trustedNodeNames = Set(trustedNodeName.map { $0.lowercased() })
             config.trustedNodesRequireTLS = trustedNodesRequireTLS
+            config.trustedNetworkIDs = Set(trustedNetworkId)
             config.defaultExpires = 3600
             // The eP-CSCF caps a token registration at the token's lifetime, so the registrar
             // must accept registrations that short (else every token registration gets 423).

@@ -36,7 +36,8 @@ struct Harness {
     let location: String
 
     static func start(
-        _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"]
+        _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"],
+        networkIDs: Set<String> = []
     )
         async throws -> Harness
     {
@@ -58,6 +59,7 @@ struct Harness {
         let clock = TestClock()
         var config = SCSCFConfiguration(homeDomain: home, hostPort: "127.0.0.1", trustedNodes: trusted)
         config.minExpires = 60
+        config.trustedNetworkIDs = networkIDs
         let registrar = Registrar(configuration: config, hss: HSS(store: storage), bindings: storage, clock: clock.read)
         var serverConfig = SIPEndpointConfiguration()
         serverConfig.udpPort = 0
@@ -248,6 +250,20 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         let response = await h.send(ua.register(authorization: ua.tna))
         #expect(response.statusCode == 401)  // treated as unauthenticated: challenged
         #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        await h.stop()
+    }
+
+    @Test func authDoneNeedsATrustedVisitedNetworkWhenAListIsSet() async throws {
+        let h = try await Harness.start(networkIDs: ["ims.example.com"])
+        var ua = UA()
+        let missing = await h.send(ua.register(authorization: ua.tna))
+        #expect(missing.statusCode == 401)  // no P-Visited-Network-ID: challenged as any UE
+        let foreign = await h.send(ua.register(authorization: ua.tna, extra: [(.pVisitedNetworkID, "\"other.net\"")]))
+        #expect(foreign.statusCode == 401)
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        let ours = await h.send(
+            ua.register(authorization: ua.tna, extra: [(.pVisitedNetworkID, "\"ims.example.com\"")]))
+        #expect(ours.statusCode == 200)
         await h.stop()
     }
 

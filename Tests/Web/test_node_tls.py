@@ -86,6 +86,7 @@ class NodeTLSTests(unittest.TestCase):
         cert, key = cls.certs["scscf.test"]
         cls.scscf = Server("--role", "s-cscf", "--sip-tls-port", "0", "--trusted-node", "127.0.0.1",
                            "--trusted-node-name", "epcscf.test", "--trusted-nodes-require-tls",
+                           "--trusted-network-id", "ims.example.com",
                            "--sip-tls-ca", cls.ca, "--tls-certificate", cert, "--tls-key", key)
 
     @classmethod
