@@ -104,8 +104,8 @@ final class SIPStreamHandler: ChannelInboundHandler {
             let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self),
             let certificate = tls.peerCertificate
         {
-            // The listener verifies a certificate that is presented (optional verification),
-            // so a certificate here has passed the trust roots.
+            // Listeners verify a certificate that is presented (optional verification) and
+            // outbound connections verify the server's, so one here has passed the trust roots.
             certificateNames = Self.names(of: certificate)
         }
         if event is IdleStateHandler.IdleStateEvent {
