@@ -168,8 +168,9 @@ final class SIPEndpointCore: Sendable {
         let startTicking = state.withLock { state in
             state.serverTransactions[key] = .completed(response, peer.connection, destination)
             state.timerJ.insert(key)
-            defer { state.timerJTicking = true }
-            return !state.timerJTicking
+            if state.timerJTicking { return false }
+            state.timerJTicking = true
+            return true
         }
         if startTicking {
             let tick = TimeAmount.nanoseconds(timers.transactionTimeout.nanoseconds / Int64(Self.timerJSlots - 1))

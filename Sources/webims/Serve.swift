@@ -202,15 +202,11 @@ struct Serve: AsyncParsableCommand {
             sip.trace = trace
             if let identity {
                 // Towards an eP-CSCF's TLS Path this node's certificate is its credential.
-                sip.tlsClientConfiguration = try SIPNodeTLS.client(
-                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
-                    caFiles: sipTLSCAFiles(identity))
+                sip.tlsClientConfiguration = try nodeTLSClient(identity)
             }
             if let sipTLSPort, let identity {
                 sip.tlsPort = sipTLSPort
-                sip.tlsServerConfiguration = try SIPNodeTLS.server(
-                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
-                    caFiles: sipTLSCAFiles(identity))
+                sip.tlsServerConfiguration = try nodeTLSServer(identity)
             }
             // The registrar needs the port actually bound (for Service-Route), so it is
             // plugged in once the listeners are up; until then requests get 503.
@@ -286,17 +282,13 @@ struct Serve: AsyncParsableCommand {
             upstream.tcpPort = 0
             upstream.trace = trace
             // Towards an S-CSCF over TLS this node's certificate is its credential (SCS-1).
-            upstream.tlsClientConfiguration = try SIPNodeTLS.client(
-                certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
-                caFiles: sipTLSCAFiles(identity))
+            upstream.tlsClientConfiguration = try nodeTLSClient(identity)
             // Over TLS to the S-CSCF, the way back (requests routed by our Path) is TLS too,
             // and only from peers with a verified certificate.
             let upstreamTLS = next.transport == .tls
             if upstreamTLS {
                 upstream.tlsPort = 0
-                upstream.tlsServerConfiguration = try SIPNodeTLS.server(
-                    certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
-                    caFiles: sipTLSCAFiles(identity))
+                upstream.tlsServerConfiguration = try nodeTLSServer(identity)
             }
             let sip = try SIPEndpoint(configuration: upstream, logger: logger) { request, peer in
                 await lateEdge.value?.terminating(request, from: peer)
@@ -473,8 +465,21 @@ struct Serve: AsyncParsableCommand {
         return try LocalCertificateAuthority.serverIdentity(in: storage.dataDir + "/tls", hostNames: names)
     }
 
-    /// Trust roots for SIP over TLS between the nodes: this node's local CA and --sip-tls-ca.
-    func sipTLSCAFiles(_ identity: ServerIdentity) -> [String] {
+    /// SIP over TLS between the nodes (SCS-1): this node's certificate, and as trust roots its
+    /// local CA and --sip-tls-ca.
+    func nodeTLSServer(_ identity: ServerIdentity) throws -> TLSConfiguration {
+        try SIPNodeTLS.server(
+            certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+            caFiles: nodeTrustRoots(identity))
+    }
+
+    func nodeTLSClient(_ identity: ServerIdentity) throws -> TLSConfiguration {
+        try SIPNodeTLS.client(
+            certificateChainPEM: identity.certificateChainPEM, privateKeyPEM: identity.privateKeyPEM,
+            caFiles: nodeTrustRoots(identity))
+    }
+
+    func nodeTrustRoots(_ identity: ServerIdentity) -> [String] {
         [identity.caCertificatePath, sipTLSCA].compactMap { $0 }
     }
 

@@ -3,6 +3,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -106,3 +107,32 @@ def wait_for(predicate, timeout=15, interval=0.2):
             return value
         time.sleep(interval)
     return predicate()
+
+
+def final_status(data):
+    """The status of the first final response in `data` (bytes), if one has arrived."""
+    for head in data.split(b"\r\n\r\n"):
+        if head.startswith(b"SIP/2.0 "):
+            status = int(head.split(b" ", 2)[1])
+            if status >= 200:
+                return status
+    return None
+
+
+def udp_request(host_port, text, timeout=10):
+    """Sends one SIP request over UDP from loopback (LOCALPORT in `text` becomes the local
+    port) and returns the final response's status, or None on timeout."""
+    host, port = host_port.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        s.sendto(text.replace("LOCALPORT", str(s.getsockname()[1])).encode(), (host, int(port)))
+        deadline = time.time() + timeout
+        try:
+            while time.time() < deadline:
+                status = final_status(s.recv(65535))
+                if status is not None:
+                    return status
+        except socket.timeout:
+            pass
+    return None

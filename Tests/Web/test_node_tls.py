@@ -11,7 +11,7 @@ import time
 import unittest
 
 import sipws
-from harness import Server, wait_for
+from harness import Server, final_status, udp_request, wait_for
 
 
 def openssl(*args):
@@ -37,16 +37,6 @@ def make_pki():
     return ca, certs
 
 
-def final_status(data):
-    """The status of the first final response in `data`, if one has arrived."""
-    for head in data.split(b"\r\n\r\n"):
-        if head.startswith(b"SIP/2.0 "):
-            status = int(head.split(b" ", 2)[1])
-            if status >= 200:
-                return status
-    return None
-
-
 def tls_request(host_port, text, ca, cert, key, timeout=10):
     """Sends one request over TLS with a client certificate; returns the final status."""
     host, port = host_port.rsplit(":", 1)
@@ -59,15 +49,6 @@ def tls_request(host_port, text, ca, cert, key, timeout=10):
             while time.time() < deadline and final_status(data) is None:
                 data += s.recv(65535)
             return final_status(data)
-
-
-def udp_request(host_port, text, timeout=10):
-    host, port = host_port.rsplit(":", 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.bind(("127.0.0.1", 0))
-        s.sendto(text.replace("LOCALPORT", str(s.getsockname()[1])).encode(), (host, int(port)))
-        return final_status(s.recv(65535))
 
 
 def notify(transport):

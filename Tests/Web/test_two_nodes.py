@@ -3,14 +3,13 @@ sharing one PostgreSQL server on loopback."""
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 import unittest
 import urllib.parse
 
 import sipws
-from harness import Server, wait_for
+from harness import Server, udp_request, wait_for
 
 BASE = os.environ.get("WEBIMS_TEST_POSTGRES_URL")
 
@@ -20,26 +19,6 @@ def fresh_database():
     subprocess.run(["psql", BASE, "-q", "-c", "CREATE DATABASE %s" % name], check=True, capture_output=True)
     parts = urllib.parse.urlparse(BASE)
     return parts._replace(path="/" + name).geturl()
-
-
-def sip_request(host_port, text, timeout=10):
-    """Sends one request over UDP and returns the final response's status line."""
-    host, port = host_port.rsplit(":", 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(timeout)
-    local = s.getsockname()[1]
-    s.sendto(text.replace("LOCALPORT", str(local)).encode(), (host, int(port)))
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            data = s.recv(65535).decode()
-            status = int(data.split(" ", 2)[1])
-            if status >= 200:
-                return status
-    finally:
-        s.close()
-    return None
 
 
 @unittest.skipUnless(BASE, "needs WEBIMS_TEST_POSTGRES_URL (scripts/test starts a PostgreSQL server)")
@@ -81,10 +60,10 @@ class TwoNodeTests(unittest.TestCase):
             "Max-Forwards: 70\r\nFrom: <sip:as@ims.example.com>;tag=as1\r\nTo: <sip:alice@ims.example.com>\r\n"
             "Call-ID: two-nodes-%d\r\nCSeq: 1 NOTIFY\r\nEvent: message-summary\r\n"
             "Subscription-State: active\r\nContent-Length: 0\r\n\r\n" % (random.randint(0, 10**9), random.randint(0, 10**9)))
-        self.assertEqual(sip_request(self.s2.scscf, notify), 200)
+        self.assertEqual(udp_request(self.s2.scscf, notify), 200)
         self.assertTrue(wait_for(lambda: any(m.startswith("NOTIFY ") for m in wic.received), timeout=5))
         # An identity that is not registered anywhere: 480 from the shared store's view.
-        self.assertEqual(sip_request(self.s2.scscf, notify.replace("NOTIFY sip:alice@", "NOTIFY sip:bob@")), 480)
+        self.assertEqual(udp_request(self.s2.scscf, notify.replace("NOTIFY sip:alice@", "NOTIFY sip:bob@")), 480)
         wic.close()
 
     def test_one_scscf_dies_and_nothing_is_lost(self):
