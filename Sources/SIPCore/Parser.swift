@@ -306,7 +306,7 @@ public struct SIPParser: Sendable {
         let del = SIMD16<UInt8>(repeating: 0x7F)
         while i + 16 <= end {
             let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
-            if any((x .< space) .| (x .>= del)) {
+            if anyLane((x .< space) .| (x .>= del)) {
                 for j in i..<i + 16 { try checkByte(base[j], &ascii, header) }
             }
             i += 16
@@ -335,6 +335,22 @@ public struct SIPParser: Sendable {
         }
     }
 
+}
+
+/// Whether any lane of a sixteen-byte mask is set. The standard library's `any` reduces
+/// through an unspecialized generic `max` (about twenty instructions per call); a mask's
+/// lanes are all-ones or zero, so two 64-bit words answer it.
+@inline(__always)
+func anyLane(_ mask: SIMDMask<SIMD16<Int8>>) -> Bool {
+    let words = unsafeBitCast(mask, to: SIMD2<UInt64>.self)
+    return words[0] | words[1] != 0
+}
+
+/// Whether every lane of a sixteen-byte mask is set (see `anyLane`).
+@inline(__always)
+func allLanes(_ mask: SIMDMask<SIMD16<Int8>>) -> Bool {
+    let words = unsafeBitCast(mask, to: SIMD2<UInt64>.self)
+    return words[0] & words[1] == .max
 }
 
 /// The end of the line starting at `start` (before CRLF or bare LF) and where the next

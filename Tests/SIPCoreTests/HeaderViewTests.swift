@@ -157,6 +157,23 @@ import Testing
         #expect(challenge.bearerToken == nil)
     }
 
+    /// The token68 scan classifies sixteen bytes at a time: every token68 character is
+    /// accepted at every position of a block and of the tail, and a character outside
+    /// the set is caught wherever it stands.
+    @Test func bearerTokenCharactersAtEveryPosition() throws {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/")
+        let token = String((0..<70).map { alphabet[$0 % alphabet.count] })
+        #expect(try SIPAuthField.parse("Bearer \(token)").token68 == token)
+        for position in 0..<token.count {
+            for bad in ["@", "!", "*", ",", ":", "`", "{", "[", "^", "\u{7F}", "é"] {
+                var chars = Array(token)
+                chars[position] = Character(bad)
+                let text = "Bearer " + String(chars)
+                #expect(throws: SIPParseError.self, "\(bad) at \(position)") { try SIPAuthField.parse(text) }
+            }
+        }
+    }
+
     @Test(arguments: [
         "", "Digest username", "Digest username=", "Digest a=\"b", "Digest a=b c=d", "Digest a=b,", "Bearer a b",
         "Digest ,a=b", "Bearer \"x\"",

@@ -26,6 +26,35 @@ import Testing
         #expect(throws: SIPParseError(kind)) { try SIPParser().parse(text) }
     }
 
+    /// Header text is checked sixteen bytes at a time: a control byte is caught at every
+    /// position of a block and of the tail, and HT and UTF-8 pass anywhere.
+    @Test func controlBytesAreCaughtAtEveryPosition() throws {
+        let value = String(repeating: "abcdefghij", count: 4) + "xyz"
+        for position in 0..<value.utf8.count {
+            var bytes = Array(value.utf8)
+            for bad: UInt8 in [0x00, 0x01, 0x0B, 0x1F, 0x7F] {
+                bytes[position] = bad
+                let line = "Subject: " + String(decoding: bytes, as: UTF8.self)
+                let text = Self.valid.replacingOccurrences(of: "Max-Forwards: 70", with: "Max-Forwards: 70\r\n" + line)
+                #expect(
+                    throws: SIPParseError(.malformedHeaderLine, header: SIPHeaderName("Subject")),
+                    "\(bad) at \(position)"
+                ) {
+                    try SIPParser().parse(text)
+                }
+            }
+            bytes[position] = 0x09
+            let tabbed = "Subject: " + String(decoding: bytes, as: UTF8.self)
+            let text = Self.valid.replacingOccurrences(
+                of: "Max-Forwards: 70", with: "Max-Forwards: 70\r\n" + tabbed + " é")
+            guard case .request(let request) = try SIPParser().parse(text) else {
+                Issue.record("not a request")
+                return
+            }
+            #expect(request.headers[SIPHeaderName("Subject")]?.hasSuffix(" é") == true)
+        }
+    }
+
     @Test func missingMandatoryHeadersAreNamed() {
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             let text = Self.valid.split(separator: "\r\n", omittingEmptySubsequences: false)
