@@ -59,33 +59,17 @@ public final class SIPEndpoint: Sendable {
         bound.withLock { $0[transport] }
     }
 
-    public func start() async throws {
+    public func start() async throws { try await start(firstUDPPorts: []) }
+
+    /// `firstUDPPorts`: ports to try for the shared UDP/TCP port before the kernel's picks
+    /// (tests use it to make the pick collide with a taken TCP port).
+    func start(firstUDPPorts: [Int]) async throws {
         let c = configuration
-        if let port = c.udpPort {
-            let core = self.core
-            let channel = try await DatagramBootstrap(group: group)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(core: core))
-                    }
-                }
-                .bind(host: c.host, port: port).get()
-            register(channel, as: .udp)
-            let connection = DatagramConnection(channel: channel)
-            core.state.withLock { $0.udp = connection }
-        }
-        if var port = c.tcpPort {
-            // Both asked for "any port": use UDP's for TCP too, so the endpoint has one port
-            // (a SIP URI names one); fall back to any free TCP port if it is taken.
-            if port == 0, c.udpPort == 0, let udp = address(.udp)?.port { port = udp }
-            let channel: any Channel
-            do {
-                channel = try await bindStream(port: port, transport: .tcp, tls: nil)
-            } catch  where c.tcpPort == 0 {
-                channel = try await bindStream(port: 0, transport: .tcp, tls: nil)
-            }
-            register(channel, as: .tcp)
+        if c.udpPort == 0, c.tcpPort == 0 {
+            try await bindUDPAndTCPOnOnePort(firstUDPPorts: firstUDPPorts)
+        } else {
+            if let port = c.udpPort { register(try await bindDatagram(port: port), as: .udp) }
+            if let port = c.tcpPort { register(try await bindStream(port: port, transport: .tcp, tls: nil), as: .tcp) }
         }
         if let port = c.tlsPort {
             guard let tls = c.tlsServerConfiguration else { throw SIPEndpointError.tlsNotConfigured }
@@ -94,8 +78,45 @@ public final class SIPEndpoint: Sendable {
         }
     }
 
+    /// Both asked for "any port": one port for both, since a SIP URI names one. The port
+    /// the kernel picks for UDP can be taken for TCP (by any process's outbound
+    /// connection), so a pair that does not fit is let go and another tried.
+    private func bindUDPAndTCPOnOnePort(firstUDPPorts: [Int]) async throws {
+        let attempts = 64
+        for attempt in 1...attempts {
+            let udp = try await bindDatagram(port: attempt <= firstUDPPorts.count ? firstUDPPorts[attempt - 1] : 0)
+            guard let port = udp.localAddress?.port else {
+                try? await udp.close()
+                continue
+            }
+            do {
+                let tcp = try await bindStream(port: port, transport: .tcp, tls: nil)
+                register(udp, as: .udp)
+                register(tcp, as: .tcp)
+                return
+            } catch {
+                try? await udp.close()
+                if attempt == attempts { throw error }
+            }
+        }
+        throw SIPEndpointError.noCommonPort
+    }
+
+    private func bindDatagram(port: Int) async throws -> any Channel {
+        let core = self.core
+        return try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(core: core))
+                }
+            }
+            .bind(host: configuration.host, port: port).get()
+    }
+
     private func register(_ channel: any Channel, as transport: SIPTransportProtocol) {
         channels.withLock { $0.append(channel) }
+        if transport == .udp { core.state.withLock { $0.udp = DatagramConnection(channel: channel) } }
         if let address = channel.localAddress {
             bound.withLock { $0[transport] = address }
             let host = configuration.advertisedHost ?? configuration.host
@@ -216,4 +237,6 @@ public final class SIPEndpoint: Sendable {
 public enum SIPEndpointError: Error, Sendable {
     case tlsNotConfigured
     case noListener(SIPTransportProtocol)
+    /// No port free for both UDP and TCP was found.
+    case noCommonPort
 }

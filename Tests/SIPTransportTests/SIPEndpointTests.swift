@@ -54,6 +54,40 @@ func makeEndpoint(
     return endpoint
 }
 
+@Suite struct PortTests {
+    /// Asked for any port, UDP and TCP share one (a SIP URI names one port). When the
+    /// kernel's UDP pick is taken for TCP — here by a listener the test holds — the
+    /// endpoint lets that pair go and tries another instead of listening on two ports.
+    @Test func anyPortGivesOnePortForUDPAndTCPEvenWhenTheFirstPickIsTaken() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let blocker = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let taken = try #require(blocker.localAddress?.port)
+        var config = SIPEndpointConfiguration()
+        config.udpPort = 0
+        config.tcpPort = 0
+        let endpoint = try SIPEndpoint(configuration: config, handler: OptionsResponder().handler)
+        try await endpoint.start(firstUDPPorts: [taken])
+        let udp = try #require(endpoint.address(.udp)?.port)
+        let tcp = try #require(endpoint.address(.tcp)?.port)
+        #expect(udp == tcp)
+        #expect(udp != taken)
+        // And it answers on that one port over both transports.
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: udp)
+        let tcpPeer = try await RawTCPPeer(to: address)
+        try await tcpPeer.send(options(via: "SIP/2.0/TCP 127.0.0.1:9;rport"))
+        let overTCP = await tcpPeer.messages(count: 1)
+        #expect(statusCode(overTCP.first) == 200)
+        let udpPeer = try await RawUDPPeer()
+        try await udpPeer.send(options(), to: address)
+        let overUDP = await udpPeer.next()
+        #expect(statusCode(overUDP.flatMap { parse($0.data) }) == 200)
+        await tcpPeer.close()
+        await udpPeer.close()
+        await endpoint.shutdown()
+        try await blocker.close()
+    }
+}
+
 @Suite struct UDPTests {
     @Test func optionsIsAnsweredAndRoutedBackByRport() async throws {
         let endpoint = try await makeEndpoint(tcp: false)

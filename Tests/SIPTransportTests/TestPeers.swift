@@ -154,3 +154,9 @@ func options(
 func parse(_ buffer: ByteBuffer) -> SIPMessage? {
     try? SIPParser().parse(Array(buffer.readableBytesView), framing: .message)
 }
+
+/// The status code of a response; nil for a request or nothing.
+func statusCode(_ message: SIPMessage?) -> Int? {
+    guard case .response(let response)? = message else { return nil }
+    return response.statusCode
+}
