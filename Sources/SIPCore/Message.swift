@@ -144,7 +144,7 @@ extension SIPRequest {
         out.reserveCapacity(512 + body.count)
         out.append(contentsOf: method.rawValue.utf8)
         out.append(0x20)
-        out.append(contentsOf: uri.description.utf8)
+        uri.append(to: &out)
         out.append(contentsOf: " SIP/2.0\r\n".utf8)
         writeHeaders(headers, body: body, into: &out)
         return out

@@ -108,6 +108,22 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
         storage = .list(list)
     }
 
+    /// Writes `;name=value…` to `out`: parsed text as it came, a list element by element.
+    func append(to out: inout [UInt8]) {
+        switch storage {
+        case .text(let text, _): text.withBytes { out.append(contentsOf: $0) }
+        case .list(let list):
+            for p in list {
+                out.append(UInt8(ascii: ";"))
+                out.append(contentsOf: p.name.utf8)
+                if let v = p.value {
+                    out.append(UInt8(ascii: "="))
+                    out.append(contentsOf: v.utf8)
+                }
+            }
+        }
+    }
+
     public var description: String {
         var out = ""
         for p in elements {

@@ -69,7 +69,7 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.malformedStartLine)
         }
         guard lineEnd - position <= limits.maxHeaderLineLength else { throw SIPParseError(.headerLineTooLong) }
-        let startLine = try parseStartLine(bytes, position, lineEnd)
+        let startLine = try parseStartLine(bytes, position, lineEnd, backing: backing)
         position = next
 
         var fields: [SIPHeaderFields.Slot] = []
@@ -182,9 +182,9 @@ public struct SIPParser: Sendable {
         else { throw SIPParseError(.invalidHeader, header: .callID) }
     }
 
-    private func parseStartLine(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) throws(SIPParseError)
-        -> StartLine
-    {
+    private func parseStartLine(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, backing: [UInt8]
+    ) throws(SIPParseError) -> StartLine {
         // Status-Line: SIP-Version SP Status-Code SP Reason-Phrase
         if end - start >= 8, asciiEquals(UnsafeBufferPointer(rebasing: bytes[start..<start + 4]), "SIP/") {
             guard let sp1 = firstIndex(of: 0x20, bytes, start, end) else { throw SIPParseError(.malformedStartLine) }
@@ -212,7 +212,7 @@ public struct SIPParser: Sendable {
         guard asciiEquals(UnsafeBufferPointer(rebasing: bytes[sp2 + 1..<end]), "SIP/2.0") else {
             throw SIPParseError(.unsupportedVersion)
         }
-        var scanner = ByteScanner(bytes, from: sp1 + 1, to: sp2)
+        var scanner = ByteScanner(bytes, from: sp1 + 1, to: sp2, source: ByteSource(array: backing, offset: 0))
         let uri: AnyURI
         do {
             uri = try scanner.readURI(context: .complete)

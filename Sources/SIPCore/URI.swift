@@ -2,26 +2,89 @@
 /// escapes as written; `decodedUser` gives the user with `%HH` resolved.
 public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
     public var isSecure: Bool
-    public var user: String?
-    public var password: String?
-    /// Host name, IPv4 address, or IPv6 reference with its brackets.
-    public var host: String
     public var port: UInt16?
     public var parameters: SIPParameters
     /// `?name=value&…` headers, as written.
     public var headers: [SIPParameter]
+    // User, password and host are ranges of one buffer: for a parsed URI, the message it
+    // came in (no `String`s made until they are read, one reference however many parts);
+    // for one built in code, their own bytes.
+    var source: [UInt8]
+    var userSpan: TextSpan
+    var passwordSpan: TextSpan
+    var hostSpan: TextSpan
 
     public init(
         isSecure: Bool = false, user: String? = nil, password: String? = nil, host: String,
         port: UInt16? = nil, parameters: SIPParameters = [], headers: [SIPParameter] = []
     ) {
         self.isSecure = isSecure
-        self.user = user
-        self.password = password
-        self.host = host
         self.port = port
         self.parameters = parameters
         self.headers = headers
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity((user?.utf8.count ?? 0) + (password?.utf8.count ?? 0) + host.utf8.count)
+        userSpan = TextSpan(appending: user, to: &bytes)
+        passwordSpan = TextSpan(appending: password, to: &bytes)
+        hostSpan = TextSpan(appending: host, to: &bytes)
+        source = bytes
+    }
+
+    init(
+        isSecure: Bool, source: [UInt8], user: TextSpan, password: TextSpan, host: TextSpan, port: UInt16?,
+        parameters: SIPParameters, headers: [SIPParameter]
+    ) {
+        self.isSecure = isSecure
+        self.port = port
+        self.parameters = parameters
+        self.headers = headers
+        self.source = source
+        self.userSpan = user
+        self.passwordSpan = password
+        self.hostSpan = host
+    }
+
+    public var user: String? {
+        get { userSpan.string(in: source) }
+        set { rebuild(user: newValue, password: password, host: host) }
+    }
+    public var password: String? {
+        get { passwordSpan.string(in: source) }
+        set { rebuild(user: user, password: newValue, host: host) }
+    }
+    /// Host name, IPv4 address, or IPv6 reference with its brackets.
+    public var host: String {
+        get { hostSpan.string(in: source) ?? "" }
+        set { rebuild(user: user, password: password, host: newValue) }
+    }
+
+    private mutating func rebuild(user: String?, password: String?, host: String) {
+        self = SIPURI(
+            isSecure: isSecure, user: user, password: password, host: host, port: port, parameters: parameters,
+            headers: headers)
+    }
+
+    /// Calls `body` with the host's bytes, without making a `String`.
+    func withHostBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        hostSpan.withBytes(in: source, body)
+    }
+
+    public static func == (lhs: SIPURI, rhs: SIPURI) -> Bool {
+        lhs.isSecure == rhs.isSecure && lhs.port == rhs.port
+            && TextSpan.equal(lhs.userSpan, lhs.source, rhs.userSpan, rhs.source)
+            && TextSpan.equal(lhs.passwordSpan, lhs.source, rhs.passwordSpan, rhs.source)
+            && TextSpan.equal(lhs.hostSpan, lhs.source, rhs.hostSpan, rhs.source)
+            && lhs.parameters == rhs.parameters && lhs.headers == rhs.headers
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(isSecure)
+        hasher.combine(port)
+        userSpan.hash(in: source, into: &hasher)
+        passwordSpan.hash(in: source, into: &hasher)
+        hostSpan.hash(in: source, into: &hasher)
+        hasher.combine(parameters)
+        hasher.combine(headers)
     }
 
     public static func parse(_ text: String) throws(SIPParseError) -> SIPURI {
@@ -36,19 +99,90 @@ public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
     public var hostPort: String { port.map { "\(host):\($0)" } ?? host }
 
     public var description: String {
-        var out = isSecure ? "sips:" : "sip:"
-        if let user {
-            out += user
-            if let password { out += ":" + password }
-            out += "@"
+        var out: [UInt8] = []
+        append(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Writes the URI's wire form to `out`.
+    func append(to out: inout [UInt8]) {
+        out.append(contentsOf: isSecure ? "sips:".utf8 : "sip:".utf8)
+        source.withUnsafeBufferPointer { bytes in
+            if let user = userSpan.range {
+                out.append(contentsOf: bytes[user])
+                if let password = passwordSpan.range {
+                    out.append(UInt8(ascii: ":"))
+                    out.append(contentsOf: bytes[password])
+                }
+                out.append(UInt8(ascii: "@"))
+            }
+            if let host = hostSpan.range { out.append(contentsOf: bytes[host]) }
         }
-        out += hostPort
-        out += parameters.description
+        if let port {
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: String(port).utf8)
+        }
+        parameters.append(to: &out)
         if !headers.isEmpty {
-            out += "?"
-            out += headers.map { "\($0.name)=\($0.value ?? "")" }.joined(separator: "&")
+            out.append(UInt8(ascii: "?"))
+            out.append(contentsOf: headers.map { "\($0.name)=\($0.value ?? "")" }.joined(separator: "&").utf8)
         }
-        return out
+    }
+}
+
+/// A part of a value held as a range of a byte buffer; absent when `start` is `.max`.
+struct TextSpan: Sendable {
+    var start: UInt32
+    var end: UInt32
+
+    static let absent = TextSpan(start: .max, end: .max)
+
+    init(start: UInt32, end: UInt32) {
+        self.start = start
+        self.end = end
+    }
+
+    init(_ start: Int, _ end: Int) {
+        self.start = UInt32(start)
+        self.end = UInt32(end)
+    }
+
+    /// Appends `text` to `bytes` and spans it; absent for nil.
+    init(appending text: String?, to bytes: inout [UInt8]) {
+        guard let text else {
+            self = .absent
+            return
+        }
+        let start = bytes.count
+        bytes.append(contentsOf: text.utf8)
+        self.init(start, bytes.count)
+    }
+
+    @inline(__always)
+    var range: Range<Int>? { start == .max ? nil : Int(start)..<Int(end) }
+
+    @inline(__always)
+    func string(in source: [UInt8]) -> String? {
+        guard let range else { return nil }
+        return source.withUnsafeBufferPointer { makeString($0, range.lowerBound, range.upperBound) }
+    }
+
+    @inline(__always)
+    func withBytes<R>(in source: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        source.withUnsafeBufferPointer { all in
+            guard let range else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
+            return body(UnsafeBufferPointer(rebasing: all[range]))
+        }
+    }
+
+    static func equal(_ a: TextSpan, _ aSource: [UInt8], _ b: TextSpan, _ bSource: [UInt8]) -> Bool {
+        guard (a.start == .max) == (b.start == .max) else { return false }
+        return a.withBytes(in: aSource) { x in b.withBytes(in: bSource) { y in x.elementsEqual(y) } }
+    }
+
+    func hash(in source: [UInt8], into hasher: inout Hasher) {
+        hasher.combine(start == .max)
+        withBytes(in: source) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 
@@ -78,6 +212,15 @@ public enum AnyURI: Sendable, Hashable, CustomStringConvertible {
         case .sip(let u): return u.description
         case .tel(let t): return t.description
         case .other(let s): return s
+        }
+    }
+
+    /// Writes the URI's wire form to `out`.
+    func append(to out: inout [UInt8]) {
+        switch self {
+        case .sip(let u): u.append(to: &out)
+        case .tel(let t): out.append(contentsOf: t.description.utf8)
+        case .other(let s): out.append(contentsOf: s.utf8)
         }
     }
 
@@ -182,18 +325,24 @@ extension ByteScanner {
             if b == UInt8(ascii: ">") || b == UInt8(ascii: ",") || isLWS(b) { break }
             j += 1
         }
-        var user: String?
-        var password: String?
+        var user = TextSpan.absent
+        var password = TextSpan.absent
         if let at {
-            user = try readEscaped(CharClass.unreserved | CharClass.userUnreserved)
-            guard user != nil else { throw SIPParseError(.invalidURI) }
+            let userStart = index
+            try skipEscaped(CharClass.unreserved | CharClass.userUnreserved)
+            guard index > userStart else { throw SIPParseError(.invalidURI) }
+            user = TextSpan(userStart, index)
             if consume(UInt8(ascii: ":")) {
-                password = try readEscaped(CharClass.unreserved | CharClass.passwordExtra) ?? ""
+                let passwordStart = index
+                try skipEscaped(CharClass.unreserved | CharClass.passwordExtra)
+                password = TextSpan(passwordStart, index)
             }
             guard index == at else { throw SIPParseError(.invalidURI) }
             index += 1
         }
-        let host = try readHost()
+        let hostStart = index
+        try skipHost()
+        let host = TextSpan(hostStart, index)
         let port = try readPort()
         var params = SIPParameters()
         var headers: [SIPParameter] = []
@@ -209,13 +358,30 @@ extension ByteScanner {
                 } while consume(UInt8(ascii: "&"))
             }
         }
+        guard let source else {
+            // No message buffer to point into: the parts get their own bytes.
+            func text(_ span: TextSpan) -> String? { span.range.map { string($0.lowerBound, $0.upperBound) } }
+            return SIPURI(
+                isSecure: secure, user: text(user), password: text(password), host: text(host) ?? "", port: port,
+                parameters: params, headers: headers)
+        }
+        func shifted(_ span: TextSpan) -> TextSpan {
+            span.start == .max
+                ? span : TextSpan(start: span.start + UInt32(source.offset), end: span.end + UInt32(source.offset))
+        }
         return SIPURI(
-            isSecure: secure, user: user, password: password, host: host, port: port,
-            parameters: params, headers: headers)
+            isSecure: secure, source: source.array, user: shifted(user), password: shifted(password),
+            host: shifted(host), port: port, parameters: params, headers: headers)
     }
 
     /// hostname / IPv4address / "[" IPv6 "]" (RFC 3261 §25.1).
     mutating func readHost() throws(SIPParseError) -> String {
+        let start = index
+        try skipHost()
+        return string(start, index)
+    }
+
+    mutating func skipHost() throws(SIPParseError) {
         let start = index
         if consume(UInt8(ascii: "[")) {
             var colons = 0
@@ -224,12 +390,11 @@ extension ByteScanner {
                 index += 1
             }
             guard colons >= 2, consume(UInt8(ascii: "]")) else { throw SIPParseError(.invalidHost) }
-            return string(start, index)
+            return
         }
         while let b = peek(), isClass(b, CharClass.hostChar) { index += 1 }
         guard index > start, bytes[start] != UInt8(ascii: "."), bytes[start] != UInt8(ascii: "-")
         else { throw SIPParseError(.invalidHost) }
-        return string(start, index)
     }
 
     mutating func readPort() throws(SIPParseError) -> UInt16? {

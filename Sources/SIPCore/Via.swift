@@ -4,9 +4,12 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
     public var protocolVersion: String
     /// `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, `WSS` (RFC 7118 §5.1), upper-cased as written.
     public var transport: String
-    public var host: String
     public var port: UInt16?
     public var parameters: SIPParameters
+    /// The host as a range of the message it was parsed from (its own bytes when set in
+    /// code), like `SIPURI`'s parts.
+    var source: [UInt8]
+    var hostSpan: TextSpan
 
     public init(
         transport: String, host: String, port: UInt16? = nil, branch: String? = nil,
@@ -15,10 +18,47 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
         self.protocolName = "SIP"
         self.protocolVersion = "2.0"
         self.transport = transport
-        self.host = host
+        self.source = Array(host.utf8)
+        self.hostSpan = TextSpan(0, source.count)
         self.port = port
         self.parameters = parameters
         if let branch { self.parameters.set("branch", branch) }
+    }
+
+    init(
+        protocolName: String, protocolVersion: String, transport: String, source: [UInt8], host: TextSpan,
+        port: UInt16?, parameters: SIPParameters
+    ) {
+        self.protocolName = protocolName
+        self.protocolVersion = protocolVersion
+        self.transport = transport
+        self.source = source
+        self.hostSpan = host
+        self.port = port
+        self.parameters = parameters
+    }
+
+    public var host: String {
+        get { hostSpan.string(in: source) ?? "" }
+        set {
+            source = Array(newValue.utf8)
+            hostSpan = TextSpan(0, source.count)
+        }
+    }
+
+    public static func == (lhs: SIPVia, rhs: SIPVia) -> Bool {
+        lhs.protocolName == rhs.protocolName && lhs.protocolVersion == rhs.protocolVersion
+            && lhs.transport == rhs.transport && lhs.port == rhs.port
+            && TextSpan.equal(lhs.hostSpan, lhs.source, rhs.hostSpan, rhs.source) && lhs.parameters == rhs.parameters
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(protocolName)
+        hasher.combine(protocolVersion)
+        hasher.combine(transport)
+        hasher.combine(port)
+        hostSpan.hash(in: source, into: &hasher)
+        hasher.combine(parameters)
     }
 
     /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
@@ -118,13 +158,20 @@ extension ByteScanner {
         let beforeSpace = index
         skipLWS()
         guard index > beforeSpace else { throw SIPParseError(.invalidHeader) }
-        let host = try readHost()
+        let hostStart = index
+        try skipHost()
+        let hostEnd = index
         let port = try readPortLWS()
         let params = try readHeaderParameters()
-        var via = SIPVia(transport: transport, host: host, port: port, parameters: params)
-        via.protocolName = name
-        via.protocolVersion = version
-        return via
+        guard let source else {
+            var via = SIPVia(transport: transport, host: string(hostStart, hostEnd), port: port, parameters: params)
+            via.protocolName = name
+            via.protocolVersion = version
+            return via
+        }
+        return SIPVia(
+            protocolName: name, protocolVersion: version, transport: transport, source: source.array,
+            host: TextSpan(source.offset + hostStart, source.offset + hostEnd), port: port, parameters: params)
     }
 
     /// `[ COLON port ]` where LWS may surround the colon (RFC 3261 HCOLON-like leniency).

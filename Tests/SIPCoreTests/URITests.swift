@@ -72,6 +72,50 @@ import Testing
         #expect(throws: SIPParseError(kind)) { try AnyURI.parse(text) }
     }
 
+    /// Parsed from a message, a URI's parts are ranges of the message buffer; built in
+    /// code, their own bytes. Either way they read, compare, hash and change the same.
+    @Test func partsFromAMessageAndFromCodeBehaveAlike() throws {
+        guard case .request(let request) = try SIPParser().parse(Fixtures.register92) else {
+            Issue.record("not a request")
+            return
+        }
+        guard case .contacts(let contacts)? = try request.headers.contact, let contact = contacts.first,
+            case .sip(var parsed) = contact.uri
+        else {
+            Issue.record("no SIP contact")
+            return
+        }
+        let built = SIPURI(
+            user: "g8z4h2kq", host: "df7jal23ls0d.invalid", parameters: [SIPParameter("transport", "ws")])
+        #expect(parsed.user == "g8z4h2kq" && parsed.host == "df7jal23ls0d.invalid" && parsed.password == nil)
+        #expect(parsed == built)
+        #expect(parsed.hashValue == built.hashValue)
+        #expect(parsed.description == "sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws")
+        guard case .sip(let requestURI) = request.uri else {
+            Issue.record("request URI is not sip")
+            return
+        }
+        #expect(requestURI.host == "ims.example.com" && requestURI.user == nil)
+        // Changing one part keeps the others.
+        parsed.host = "192.0.2.7"
+        parsed.port = 5070
+        #expect(parsed.description == "sip:g8z4h2kq@192.0.2.7:5070;transport=ws")
+        parsed.password = "secret"
+        parsed.user = nil
+        #expect(parsed.user == nil && parsed.password == "secret" && parsed.host == "192.0.2.7")
+        parsed.user = "bob"
+        #expect(parsed.description == "sip:bob:secret@192.0.2.7:5070;transport=ws")
+        #expect(parsed != built)
+        // The request still holds the message's bytes unchanged.
+        #expect(try request.headers.contact.map { "\($0)" }?.contains("df7jal23ls0d.invalid") == true)
+        var via = try request.headers.topVia
+        #expect(via.host == "df7jal23ls0d.invalid")
+        #expect(via == SIPVia(transport: "WSS", host: "df7jal23ls0d.invalid", branch: "z9hG4bK56sdasks"))
+        via.host = "[2001:db8::1]"
+        #expect(via.sentBy == "[2001:db8::1]")
+        #expect(try request.headers.topVia.host == "df7jal23ls0d.invalid")
+    }
+
     @Test func telURIs() throws {
         guard case .tel(let t) = try AnyURI.parse("tel:+1-555-123-4567;ext=12") else {
             Issue.record("not tel")
