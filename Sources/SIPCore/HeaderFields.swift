@@ -26,40 +26,76 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         case string(String)
     }
 
+    /// A field: its name as a number (no `String` to copy or release per field) and its
+    /// value's text.
     @usableFromInline struct Slot: Sendable {
-        var name: SIPHeaderName
+        /// A known name's `knownID`, or `-(i + 1)` for `unknownNames[i]`.
+        var code: Int32
         var text: Text
     }
 
     /// The message bytes that `.range` texts point into (empty when built in code).
     @usableFromInline var backing: [UInt8]
     @usableFromInline var slots: [Slot]
+    /// Names this library does not know, as written (byte-exact on the wire).
+    @usableFromInline var unknownNames: [String]
 
     public init() {
         backing = []
         slots = []
+        unknownNames = []
     }
 
     public init(_ fields: [SIPHeaderField]) {
-        backing = []
-        slots = fields.map { Slot(name: $0.name, text: .string($0.value)) }
+        self.init()
+        for field in fields { append(field.name, field.value) }
     }
 
-    init(backing: [UInt8], slots: [Slot]) {
+    init(backing: [UInt8], slots: [Slot], unknownNames: [String]) {
         self.backing = backing
         self.slots = slots
+        self.unknownNames = unknownNames
     }
 
     public init(dictionaryLiteral elements: (SIPHeaderName, String)...) {
-        backing = []
-        slots = elements.map { Slot(name: $0.0, text: .string($0.1)) }
+        self.init()
+        for (name, value) in elements { append(name, value) }
+    }
+
+    /// The code a slot with this name gets; an unknown name is added to `unknownNames`
+    /// (once per spelling).
+    mutating func code(adding name: SIPHeaderName) -> Int32 {
+        if name.knownID >= 0 { return Int32(name.knownID) }
+        let index =
+            unknownNames.firstIndex { $0.utf8.elementsEqual(name.canonicalName.utf8) }
+            ?? {
+                unknownNames.append(name.canonicalName)
+                return unknownNames.count - 1
+            }()
+        return -Int32(index) - 1
+    }
+
+    /// The name of a slot.
+    @inline(__always)
+    func name(of slot: Slot) -> SIPHeaderName {
+        slot.code >= 0 ? SIPHeaderName.all[Int(slot.code)] : SIPHeaderName(unknown: unknownNames[Int(-slot.code - 1)])
+    }
+
+    /// Whether a slot has this name (case-insensitively, RFC 3261 §7.3.1).
+    @inline(__always)
+    func matches(_ slot: Slot, _ name: SIPHeaderName) -> Bool { Self.matches(slot, name, unknownNames) }
+
+    @inline(__always)
+    static func matches(_ slot: Slot, _ name: SIPHeaderName, _ unknownNames: [String]) -> Bool {
+        if name.knownID >= 0 { return slot.code == Int32(name.knownID) }
+        return slot.code < 0 && equalsIgnoringASCIICase(unknownNames[Int(-slot.code - 1)], name.canonicalName)
     }
 
     public var startIndex: Int { slots.startIndex }
     public var endIndex: Int { slots.endIndex }
     public subscript(position: Int) -> SIPHeaderField {
-        get { SIPHeaderField(name: slots[position].name, value: string(slots[position].text)) }
-        set { slots[position] = Slot(name: newValue.name, text: .string(newValue.value)) }
+        get { SIPHeaderField(name: name(of: slots[position]), value: string(slots[position].text)) }
+        set { slots[position] = Slot(code: code(adding: newValue.name), text: .string(newValue.value)) }
     }
 
     /// The first field value with this name; setting replaces every field of that name
@@ -75,17 +111,17 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
                 slots[first].text = .string(newValue)
                 var index = first + 1
                 while index < slots.count {
-                    if slots[index].name == name { slots.remove(at: index) } else { index += 1 }
+                    if matches(slots[index], name) { slots.remove(at: index) } else { index += 1 }
                 }
             } else {
-                slots.append(Slot(name: name, text: .string(newValue)))
+                append(name, newValue)
             }
         }
     }
 
     /// Every field value with this name, in order, without splitting at commas.
     public func fieldValues(_ name: SIPHeaderName) -> [String] {
-        slots.compactMap { $0.name == name ? string($0.text) : nil }
+        slots.compactMap { matches($0, name) ? string($0.text) : nil }
     }
 
     /// Every element of the comma-separated lists in the fields with this name
@@ -93,7 +129,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public func values(_ name: SIPHeaderName) -> [String] {
         if SIPHeaderFields.neverSplit.contains(name) { return fieldValues(name) }
         var result: [String] = []
-        for slot in slots where slot.name == name {
+        for slot in slots where matches(slot, name) {
             withBytes(slot.text) { splitCommaList($0, into: &result) }
         }
         return result
@@ -105,11 +141,11 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     /// The positions of every field with this name, in order.
     public func positions(of name: SIPHeaderName) -> [Int] {
-        slots.indices.filter { slots[$0].name == name }
+        slots.indices.filter { matches(slots[$0], name) }
     }
 
     public mutating func append(_ name: SIPHeaderName, _ value: String) {
-        slots.append(Slot(name: name, text: .string(value)))
+        slots.append(Slot(code: code(adding: name), text: .string(value)))
     }
 
     public mutating func append(_ field: SIPHeaderField) {
@@ -119,11 +155,12 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// Inserts a field before the first field of the same name (or at the top when there
     /// is none), the way a proxy adds its own Via, Path or Record-Route.
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {
-        slots.insert(Slot(name: name, text: .string(value)), at: firstIndex(named: name) ?? 0)
+        let at = firstIndex(named: name) ?? 0
+        slots.insert(Slot(code: code(adding: name), text: .string(value)), at: at)
     }
 
     public mutating func insert(_ field: SIPHeaderField, at index: Int) {
-        slots.insert(Slot(name: field.name, text: .string(field.value)), at: index)
+        slots.insert(Slot(code: code(adding: field.name), text: .string(field.value)), at: index)
     }
 
     @discardableResult
@@ -134,13 +171,14 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     }
 
     public mutating func removeAll(_ name: SIPHeaderName) {
-        slots.removeAll { $0.name == name }
+        let unknownNames = self.unknownNames
+        slots.removeAll { Self.matches($0, name, unknownNames) }
     }
 
     public mutating func removeAll(where shouldRemove: (SIPHeaderField) throws -> Bool) rethrows {
         var kept: [Slot] = []
         kept.reserveCapacity(slots.count)
-        for slot in slots where !(try shouldRemove(SIPHeaderField(name: slot.name, value: string(slot.text)))) {
+        for slot in slots where !(try shouldRemove(SIPHeaderField(name: name(of: slot), value: string(slot.text)))) {
             kept.append(slot)
         }
         slots = kept
@@ -149,7 +187,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public static func == (lhs: SIPHeaderFields, rhs: SIPHeaderFields) -> Bool {
         guard lhs.slots.count == rhs.slots.count else { return false }
         for (l, r) in zip(lhs.slots, rhs.slots) {
-            guard l.name == r.name else { return false }
+            guard lhs.name(of: l) == rhs.name(of: r) else { return false }
             let same = lhs.withBytes(l.text) { a in rhs.withBytes(r.text) { b in a.elementsEqual(b) } }
             if !same { return false }
         }
@@ -159,7 +197,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public func hash(into hasher: inout Hasher) {
         hasher.combine(slots.count)
         for slot in slots {
-            hasher.combine(slot.name)
+            hasher.combine(name(of: slot))
             withBytes(slot.text) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         }
     }
@@ -170,7 +208,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// to `firstIndex(where:)` over the collection, which makes every value it passes a `String`.
     @inline(__always)
     public func firstIndex(named name: SIPHeaderName) -> Int? {
-        for i in slots.indices where slots[i].name == name { return i }
+        for i in slots.indices where matches(slots[i], name) { return i }
         return nil
     }
 

@@ -129,14 +129,13 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
         lookup(bytes: bytes, hash: KnownNameTable.hash(bytes), table: KnownNameTable.shared)
     }
 
-    /// Finds a known or compact name without allocating: a small open-addressed table
-    /// keyed by a case-folded hash (which the caller may compute while scanning the
-    /// name), confirmed by a byte comparison.
+    /// Like `lookup(bytes:hash:table:)`, giving the known name's `knownID` (its index in
+    /// `all`) instead of the name, so nothing is copied or retained.
     @inline(__always)
-    static func lookup(bytes: UnsafeBufferPointer<UInt8>, hash: UInt32, table: KnownNameTable) -> SIPHeaderName? {
+    static func lookupID(bytes: UnsafeBufferPointer<UInt8>, hash: UInt32, table: KnownNameTable) -> Int? {
         if bytes.count == 1 {
             let index = table.compact[Int(bytes[0] | 0x20)]
-            return index < 0 ? nil : table.names[Int(index)]
+            return index < 0 ? nil : Int(index)
         }
         var slot = Int(hash & UInt32(KnownNameTable.size - 1))
         while true {
@@ -151,10 +150,18 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
                     equal = false
                     break
                 }
-                if equal { return table.names[index] }
+                if equal { return index }
             }
             slot = (slot + 1) & (KnownNameTable.size - 1)
         }
+    }
+
+    /// Finds a known or compact name without allocating: a small open-addressed table
+    /// keyed by a case-folded hash (which the caller may compute while scanning the
+    /// name), confirmed by a byte comparison.
+    @inline(__always)
+    static func lookup(bytes: UnsafeBufferPointer<UInt8>, hash: UInt32, table: KnownNameTable) -> SIPHeaderName? {
+        lookupID(bytes: bytes, hash: hash, table: table).map { table.names[$0] }
     }
 }
 

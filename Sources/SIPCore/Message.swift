@@ -167,8 +167,9 @@ extension SIPResponse {
 }
 
 private func writeHeaders(_ headers: SIPHeaderFields, body: [UInt8], into out: inout [UInt8]) {
-    for slot in headers.slots where slot.name != .contentLength {
-        withUTF8Bytes(slot.name.canonicalName) { out.append(contentsOf: $0) }
+    let contentLength = Int32(SIPHeaderName.contentLength.knownID)
+    for slot in headers.slots where slot.code != contentLength {
+        withUTF8Bytes(headers.name(of: slot).canonicalName) { out.append(contentsOf: $0) }
         out.append(contentsOf: ": ".utf8)
         // Values carry no raw line breaks (folding was undone when parsing); a value built
         // in code with one must not split the message, so drop them.

@@ -74,6 +74,7 @@ public struct SIPParser: Sendable {
 
         var fields: [SIPHeaderFields.Slot] = []
         fields.reserveCapacity(16)
+        var unknownNames: [String] = []
         var contentLength: Int?
         let contentLengthID = KnownIDs.shared.contentLength
         let knownNames = KnownNameTable.shared
@@ -93,9 +94,10 @@ public struct SIPParser: Sendable {
                 throw SIPParseError(.malformedHeaderLine)
             }
             let (field, following) = try parseHeaderField(
-                bytes, lineStart: position, lineEnd: end, next: afterLine, knownNames: knownNames)
+                bytes, lineStart: position, lineEnd: end, next: afterLine, knownNames: knownNames,
+                unknownNames: &unknownNames)
             position = following
-            if field.name.knownID == contentLengthID {
+            if field.code == Int32(contentLengthID) {
                 let n: UInt64?
                 switch field.text {
                 case .range(let s, let e): n = parseDecimal(bytes, Int(s), Int(e), max: UInt64(limits.maxMessageSize))
@@ -129,7 +131,7 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.missingContentLength)
         }
         let body = bodyLength > 0 ? Array(UnsafeBufferPointer(rebasing: bytes[position..<position + bodyLength])) : []
-        let headers = SIPHeaderFields(backing: backing, slots: fields)
+        let headers = SIPHeaderFields(backing: backing, slots: fields, unknownNames: unknownNames)
 
         switch startLine {
         case .request(let method, let uri):
@@ -161,14 +163,14 @@ public struct SIPParser: Sendable {
         var cseq = 0
         let ids = KnownIDs.shared
         for slot in headers.slots {
-            switch slot.name.knownID {
-            case ids.via: via += 1
-            case ids.from: from += 1
-            case ids.to: to += 1
-            case ids.callID:
+            switch slot.code {
+            case Int32(ids.via): via += 1
+            case Int32(ids.from): from += 1
+            case Int32(ids.to): to += 1
+            case Int32(ids.callID):
                 callIDs += 1
                 callID = slot.text
-            case ids.cseq: cseq += 1
+            case Int32(ids.cseq): cseq += 1
             default: break
             }
         }
@@ -226,7 +228,8 @@ public struct SIPParser: Sendable {
 
     /// Parses the header field starting at `lineStart`, folding in continuation lines.
     private func parseHeaderField(
-        _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int, knownNames: KnownNameTable
+        _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int, knownNames: KnownNameTable,
+        unknownNames: inout [String]
     ) throws(SIPParseError) -> (SIPHeaderFields.Slot, Int) {
         // Scan the name and hash it for the known-name table in the same pass.
         let classes = CharClass.table
@@ -243,24 +246,32 @@ public struct SIPParser: Sendable {
         while colon < lineEnd, bytes[colon] == 0x20 || bytes[colon] == 0x09 { colon += 1 }
         guard colon < lineEnd, bytes[colon] == UInt8(ascii: ":") else { throw SIPParseError(.malformedHeaderLine) }
         let nameBytes = UnsafeBufferPointer(rebasing: bytes[lineStart..<nameEnd])
-        let name: SIPHeaderName
-        if let known = SIPHeaderName.lookup(bytes: nameBytes, hash: hash, table: knownNames) {
-            name = known
+        let code: Int32
+        if let known = SIPHeaderName.lookupID(bytes: nameBytes, hash: hash, table: knownNames) {
+            code = Int32(known)
         } else {
-            name = SIPHeaderName(unknown: makeString(bytes, lineStart, nameEnd))
+            unknownNames.append(makeString(bytes, lineStart, nameEnd))
+            code = -Int32(unknownNames.count)
+        }
+        // The name as a value only for an error that names it.
+        func name() -> SIPHeaderName {
+            code >= 0 ? knownNames.names[Int(code)] : SIPHeaderName(unknown: unknownNames[Int(-code - 1)])
         }
 
         var valueStart = colon + 1
         while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
         var valueEnd = lineEnd
         while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-        var ascii = try checkText(bytes, valueStart, valueEnd, header: name)
+        var ascii: Bool
+        do { ascii = try checkText(bytes, valueStart, valueEnd) } catch {
+            throw SIPParseError(error.kind, header: name())
+        }
 
         // Folding (RFC 3261 §7.3.1): following lines that start with SP or HT belong here.
         var position = next
         guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
-            if !ascii { try validateUTF8(bytes, valueStart, valueEnd, name) }
-            return (SIPHeaderFields.Slot(name: name, text: .range(UInt32(valueStart), UInt32(valueEnd))), position)
+            if !ascii { try validateUTF8(bytes, valueStart, valueEnd, name()) }
+            return (SIPHeaderFields.Slot(code: code, text: .range(UInt32(valueStart), UInt32(valueEnd))), position)
         }
         var folded = Array(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
         var foldedLines = 0
@@ -272,7 +283,9 @@ public struct SIPParser: Sendable {
             while s < end, bytes[s] == 0x20 || bytes[s] == 0x09 { s += 1 }
             var e = end
             while e > s, bytes[e - 1] == 0x20 || bytes[e - 1] == 0x09 { e -= 1 }
-            if !(try checkText(bytes, s, e, header: name)) { ascii = false }
+            do {
+                if !(try checkText(bytes, s, e)) { ascii = false }
+            } catch { throw SIPParseError(error.kind, header: name()) }
             if s < e {
                 if !folded.isEmpty { folded.append(0x20) }
                 folded.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
@@ -284,9 +297,10 @@ public struct SIPParser: Sendable {
             position = after
         }
         if !ascii {
+            let name = name()
             try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) in try validateUTF8(b, 0, b.count, name) }
         }
-        return (SIPHeaderFields.Slot(name: name, text: .unfolded(folded)), position)
+        return (SIPHeaderFields.Slot(code: code, text: .unfolded(folded)), position)
     }
 
     /// TEXT-UTF8 without control characters (HT is allowed). Returns whether the bytes

@@ -6,7 +6,7 @@ extension SIPHeaderFields {
     public var vias: [SIPVia] {
         get throws(SIPParseError) {
             var result: [SIPVia] = []
-            for slot in slots where slot.name == .via {
+            for slot in slots where matches(slot, .via) {
                 try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
                     try SIPVia.parseList(bytes: bytes, source: source, into: &result)
                 }
@@ -67,7 +67,7 @@ extension SIPHeaderFields {
         get throws(SIPParseError) {
             var parser = SIPContactValue.Accumulator()
             do {
-                for slot in slots where slot.name == .contact {
+                for slot in slots where matches(slot, .contact) {
                     try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
                         try parser.add(bytes, source: source)
                     }
@@ -120,7 +120,7 @@ extension SIPHeaderFields {
     /// Credentials in Authorization (or Proxy-Authorization), one per field.
     public func authorizations(_ name: SIPHeaderName = .authorization) throws(SIPParseError) -> [SIPAuthField] {
         var result: [SIPAuthField] = []
-        for slot in slots where slot.name == name {
+        for slot in slots where matches(slot, name) {
             result.append(
                 try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
                     try SIPAuthField.parse(bytes: bytes, source: source, header: name)
@@ -147,7 +147,7 @@ extension SIPHeaderFields {
 
     func addressList(_ name: SIPHeaderName) throws(SIPParseError) -> [SIPAddress] {
         var result: [SIPAddress] = []
-        for slot in slots where slot.name == name {
+        for slot in slots where matches(slot, name) {
             do {
                 try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
                     try SIPAddress.parseList(bytes: bytes, source: source) { result.append($0) }

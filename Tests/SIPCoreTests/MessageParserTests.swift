@@ -192,6 +192,35 @@ import Testing
         #expect(wire.contains("\r\nX-WeIrD-Name: a,b;c=\"d, e\"  <f>\r\n"))
     }
 
+    /// Fields carry their name as a number (known names) or an index into the message's
+    /// unknown names: spellings stay byte-exact, look-ups ignore case, and editing a
+    /// parsed message keeps names and values in step.
+    @Test func unknownNamesInParsedAndEditedMessages() throws {
+        let text = Fixtures.register92.replacingOccurrences(
+            of: "Expires: 600000", with: "X-Foo: 1\r\nx-foo: 2\r\nX-Bar: 3\r\nExpires: 600000")
+        var r = try Fixtures.request(text)
+        #expect(r.headers.fieldValues(SIPHeaderName("X-FOO")) == ["1", "2"])
+        #expect(r.headers[SIPHeaderName("x-bar")] == "3")
+        #expect(r.headers.positions(of: SIPHeaderName("X-Foo")).count == 2)
+        #expect(r.headers.contains(.expires) && r.headers.contains(.authorization))
+        r.headers.prepend(SIPHeaderName("X-New"), "n")
+        r.headers[SIPHeaderName("X-FOO")] = "one"
+        r.headers.removeAll(SIPHeaderName("X-BAR"))
+        r.headers.append(SIPHeaderName("X-Foo"), "again")
+        #expect(r.headers.fieldValues(SIPHeaderName("x-foo")) == ["one", "again"])
+        #expect(r.headers[SIPHeaderName("X-Bar")] == nil)
+        let wire = String(decoding: r.serialized(), as: UTF8.self)
+        #expect(wire.contains("\r\nX-Foo: one\r\n"))
+        #expect(!wire.contains("x-foo: 2"))
+        #expect(wire.contains("\r\nX-New: n\r\n") && wire.contains("\r\nX-Foo: again\r\n"))
+        // Every field reads back with its own name; known ones with their canonical spelling.
+        let names = r.headers.map(\.name.canonicalName)
+        #expect(names.contains("X-New") && names.contains("Authorization") && names.contains("Call-ID"))
+        let reparsed = try Fixtures.request(wire)
+        #expect(reparsed.headers == r.headers)
+        #expect(SIPHeaderName.all.enumerated().allSatisfy { $0.element.knownID == $0.offset })
+    }
+
     @Test func multiValuedHeadersSplitOutsideQuotesAndBrackets() throws {
         var headers = SIPHeaderFields()
         headers.append(.route, "<sip:a@x;lr>, <sip:b@y;lr>")
