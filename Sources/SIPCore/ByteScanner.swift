@@ -187,7 +187,23 @@ struct ByteScanner {
     /// Steps over a quoted-string, checking it.
     mutating func skipQuoted() throws(SIPParseError) {
         guard consume(UInt8(ascii: "\"")) else { throw SIPParseError(.unterminatedQuote) }
+        let quote = SIMD16<UInt8>(repeating: 0x22)
+        let backslash = SIMD16<UInt8>(repeating: 0x5C)
+        let cr = SIMD16<UInt8>(repeating: 0x0D)
+        let lf = SIMD16<UInt8>(repeating: 0x0A)
+        let nul = SIMD16<UInt8>(repeating: 0x00)
         while index < end {
+            // Sixteen bytes at a time past plain text: only a quote, a backslash, CR, LF
+            // or NUL needs the byte-by-byte steps below.
+            if index + 16 <= end, let base = bytes.baseAddress {
+                let v = UnsafeRawPointer(base + index).loadUnaligned(as: SIMD16<UInt8>.self)
+                let special = (v .== quote) .| (v .== backslash) .| (v .== cr) .| (v .== lf) .| (v .== nul)
+                guard let lane = firstLane(special) else {
+                    index += 16
+                    continue
+                }
+                index += lane
+            }
             let b = bytes[index]
             if b == UInt8(ascii: "\\") {
                 // quoted-pair excludes CR and LF (RFC 3261 §25.1).

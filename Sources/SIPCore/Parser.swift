@@ -360,6 +360,17 @@ func anyLane(_ mask: SIMDMask<SIMD16<Int8>>) -> Bool {
     return words[0] | words[1] != 0
 }
 
+/// The first set lane of a sixteen-byte mask, or nil when none is (see `anyLane`).
+/// Lane 0 is the lowest byte of the first word: little-endian, as on every platform
+/// Swift on Linux runs on.
+@inline(__always)
+func firstLane(_ mask: SIMDMask<SIMD16<Int8>>) -> Int? {
+    let words = unsafeBitCast(mask, to: SIMD2<UInt64>.self)
+    if words[0] != 0 { return words[0].trailingZeroBitCount / 8 }
+    if words[1] != 0 { return 8 + words[1].trailingZeroBitCount / 8 }
+    return nil
+}
+
 /// Whether every lane of a sixteen-byte mask is set (see `anyLane`).
 @inline(__always)
 func allLanes(_ mask: SIMDMask<SIMD16<Int8>>) -> Bool {

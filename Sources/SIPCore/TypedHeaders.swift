@@ -137,11 +137,9 @@ extension SIPHeaderFields {
     // MARK: helpers
 
     func address(_ name: SIPHeaderName) throws(SIPParseError) -> SIPAddress {
+        guard let i = firstIndex(named: name) else { throw SIPParseError(.missingHeader, header: name) }
         do throws(SIPParseError) {
-            guard let address = try withFirstSource(name, SIPAddress.parse(bytes:source:)) else {
-                throw SIPParseError(.missingHeader, header: name)
-            }
-            return address
+            return try withSource(slots[i].text, SIPAddress.parse(bytes:source:))
         } catch { throw error.in(name) }
     }
 

@@ -157,6 +157,31 @@ import Testing
         #expect(challenge.bearerToken == nil)
     }
 
+    /// Quoted strings are skipped sixteen bytes at a time up to the first quote,
+    /// backslash, CR, LF or NUL: an escape or the closing quote is found at every
+    /// position, and a line break or NUL inside is refused wherever it stands.
+    @Test func quotedStringsAtEveryPosition() throws {
+        for length in 0..<40 {
+            let plain = String(repeating: "a", count: length)
+            let address = try SIPAddress.parse("\"\(plain)\" <sip:a@h>;x=\"\(plain)\"")
+            #expect(address.displayName == "\"\(plain)\"")
+            #expect(address.parameters["x"] == plain)
+            for position in 0...length {
+                var chars = Array(plain)
+                chars.insert(contentsOf: ["\\", "\""], at: position)
+                let escaped = String(chars)
+                #expect(try SIPAddress.parse("\"\(escaped)\" <sip:a@h>").displayNameText?.count == length + 1)
+                for bad in ["\r", "\n", "\u{0}"] {
+                    var broken = Array(plain)
+                    broken.insert(Character(bad), at: position)
+                    let text = "\"\(String(broken))\" <sip:a@h>"
+                    #expect(throws: SIPParseError.self) { try SIPAddress.parse(text) }
+                }
+            }
+            #expect(throws: SIPParseError.self) { try SIPAddress.parse("\"\(plain) <sip:a@h>") }
+        }
+    }
+
     /// The token68 scan classifies sixteen bytes at a time: every token68 character is
     /// accepted at every position of a block and of the tail, and a character outside
     /// the set is caught wherever it stands.
