@@ -375,21 +375,38 @@ public func escapeMarkup(_ text: String) -> String {
     return out
 }
 
-/// The words of SIP's grammar that come up in nearly every message, as literals: the
-/// bytes to compare and the same word as a `String` literal (immortal, never copied).
-private let commonWords: [(StaticString, String)] = [
-    ("SIP", "SIP"), ("2.0", "2.0"), ("UDP", "UDP"), ("TCP", "TCP"), ("TLS", "TLS"), ("WS", "WS"),
-    ("WSS", "WSS"), ("SCTP", "SCTP"), ("Digest", "Digest"), ("Bearer", "Bearer"),
-    ("REGISTER", "REGISTER"), ("INVITE", "INVITE"), ("ACK", "ACK"), ("BYE", "BYE"),
-    ("CANCEL", "CANCEL"), ("OPTIONS", "OPTIONS"), ("SUBSCRIBE", "SUBSCRIBE"), ("NOTIFY", "NOTIFY"),
-    ("MESSAGE", "MESSAGE"), ("INFO", "INFO"),
-]
-
+/// The words of SIP's grammar that come up in nearly every message, as `String`
+/// literals (immortal, never copied): the word's bytes packed little-endian into one
+/// integer pick the literal in a single switch.
 @inline(__always)
 func commonWord(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
-    guard bytes.count <= 9, let base = bytes.baseAddress else { return nil }
-    for (word, string) in commonWords where word.utf8CodeUnitCount == bytes.count {
-        if memcmp(word.utf8Start, base, bytes.count) == 0 { return string }
+    guard let base = bytes.baseAddress else { return nil }
+    if bytes.count == 9 {
+        return memcmp(base, "SUBSCRIBE", 9) == 0 ? "SUBSCRIBE" : nil
     }
-    return nil
+    guard bytes.count <= 8 else { return nil }
+    var key: UInt64 = 0
+    for i in 0..<bytes.count { key |= UInt64(base[i]) << (8 * UInt64(i)) }
+    switch key {
+    case 0x504953: return "SIP"
+    case 0x302E32: return "2.0"
+    case 0x504455: return "UDP"
+    case 0x504354: return "TCP"
+    case 0x534C54: return "TLS"
+    case 0x5357: return "WS"
+    case 0x535357: return "WSS"
+    case 0x50544353: return "SCTP"
+    case 0x747365676944: return "Digest"
+    case 0x726572616542: return "Bearer"
+    case 0x5245545349474552: return "REGISTER"
+    case 0x455449564E49: return "INVITE"
+    case 0x4B4341: return "ACK"
+    case 0x455942: return "BYE"
+    case 0x4C45434E4143: return "CANCEL"
+    case 0x534E4F4954504F: return "OPTIONS"
+    case 0x594649544F4E: return "NOTIFY"
+    case 0x4547415353454D: return "MESSAGE"
+    case 0x4F464E49: return "INFO"
+    default: return nil
+    }
 }

@@ -221,6 +221,23 @@ import Testing
         #expect(SIPHeaderName.all.enumerated().allSatisfy { $0.element.knownID == $0.offset })
     }
 
+    /// Common words come back as literals picked by their packed bytes: each maps to
+    /// itself, and near misses (case, length, one byte off) to nothing.
+    @Test func commonWordsMapToThemselves() {
+        let words = [
+            "SIP", "2.0", "UDP", "TCP", "TLS", "WS", "WSS", "SCTP", "Digest", "Bearer", "REGISTER", "INVITE", "ACK",
+            "BYE", "CANCEL", "OPTIONS", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO",
+        ]
+        for word in words {
+            #expect(Array(word.utf8).withUnsafeBufferPointer { commonWord($0) } == word)
+            let misses = [word.lowercased(), word + "X", String(word.dropLast()), String(word.dropFirst()) + "Z"]
+            for miss in misses where !words.contains(miss) {
+                #expect(Array(miss.utf8).withUnsafeBufferPointer { commonWord($0) } == nil, "\(miss)")
+            }
+        }
+        #expect([UInt8]().withUnsafeBufferPointer { commonWord($0) } == nil)
+    }
+
     @Test func multiValuedHeadersSplitOutsideQuotesAndBrackets() throws {
         var headers = SIPHeaderFields()
         headers.append(.route, "<sip:a@x;lr>, <sip:b@y;lr>")
