@@ -126,27 +126,31 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func lookup(bytes: UnsafeBufferPointer<UInt8>) -> SIPHeaderName? {
-        lookup(bytes: bytes, hash: KnownNameTable.hash(bytes), table: KnownNameTable.shared)
+        let table = KnownNameTable.shared
+        return lookupID(bytes: bytes, key: KnownNameTable.Key(bytes), table: table).map { table.names[$0] }
     }
 
-    /// Like `lookup(bytes:hash:table:)`, giving the known name's `knownID` (its index in
-    /// `all`) instead of the name, so nothing is copied or retained.
+    /// The known name's `knownID` (its index in `all`) for a name's bytes and their
+    /// `KnownNameTable.Key`, or nil: a small open-addressed table keyed by a hash of the
+    /// case-folded first sixteen bytes, confirmed by comparing those as two words (and
+    /// any bytes after them one by one). Nothing is allocated, copied or retained.
     @inline(__always)
-    static func lookupID(bytes: UnsafeBufferPointer<UInt8>, hash: UInt32, table: KnownNameTable) -> Int? {
+    static func lookupID(bytes: UnsafeBufferPointer<UInt8>, key: KnownNameTable.Key, table: KnownNameTable) -> Int? {
         if bytes.count == 1 {
             let index = table.compact[Int(bytes[0] | 0x20)]
             return index < 0 ? nil : Int(index)
         }
-        var slot = Int(hash & UInt32(KnownNameTable.size - 1))
+        var slot = Int(key.hash & UInt32(KnownNameTable.size - 1))
         while true {
             let index = Int(table.slots[slot])
             if index < 0 { return nil }
-            let keyStart = Int(table.keyOffsets[index])
-            let keyLength = Int(table.keyOffsets[index + 1]) - keyStart
-            if keyLength == bytes.count {
-                let key = table.keyBytes + keyStart
+            if table.keyWords[2 * index] == key.low, table.keyWords[2 * index + 1] == key.high,
+                Int(table.keyOffsets[index + 1] - table.keyOffsets[index]) == bytes.count
+            {
+                guard bytes.count > 16 else { return index }
+                let rest = table.keyBytes + Int(table.keyOffsets[index])
                 var equal = true
-                for i in 0..<keyLength where (bytes[i] | 0x20) != key[i] {
+                for i in 16..<bytes.count where (bytes[i] | 0x20) != rest[i] {
                     equal = false
                     break
                 }
@@ -154,14 +158,6 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
             }
             slot = (slot + 1) & (KnownNameTable.size - 1)
         }
-    }
-
-    /// Finds a known or compact name without allocating: a small open-addressed table
-    /// keyed by a case-folded hash (which the caller may compute while scanning the
-    /// name), confirmed by a byte comparison.
-    @inline(__always)
-    static func lookup(bytes: UnsafeBufferPointer<UInt8>, hash: UInt32, table: KnownNameTable) -> SIPHeaderName? {
-        lookupID(bytes: bytes, hash: hash, table: table).map { table.names[$0] }
     }
 }
 
@@ -175,6 +171,8 @@ final class KnownNameTable: @unchecked Sendable {
     /// All lower-cased names back to back; name `i` is `keyOffsets[i]..<keyOffsets[i + 1]`.
     let keyBytes: UnsafeMutablePointer<UInt8>
     let keyOffsets: UnsafeMutablePointer<Int32>
+    /// Name `i`'s first sixteen lower-cased bytes as two words: `2 * i` and `2 * i + 1`.
+    let keyWords: UnsafeMutablePointer<UInt64>
     /// Index into `names`, or -1 for an empty slot.
     let slots: UnsafeMutablePointer<Int16>
     /// Compact form (lower-cased byte) → index into `names`, or -1.
@@ -194,10 +192,16 @@ final class KnownNameTable: @unchecked Sendable {
             offset += key.count
         }
         keyOffsets[keys.count] = Int32(offset)
+        keyWords = .allocate(capacity: 2 * keys.count)
+        for (i, key) in keys.enumerated() {
+            let words = key.withUnsafeBufferPointer { Key($0) }
+            keyWords[2 * i] = words.low
+            keyWords[2 * i + 1] = words.high
+        }
         slots = .allocate(capacity: Self.size)
         slots.initialize(repeating: -1, count: Self.size)
         for (index, key) in keys.enumerated() {
-            var slot = key.withUnsafeBufferPointer { Int(Self.hash($0) & UInt32(Self.size - 1)) }
+            var slot = key.withUnsafeBufferPointer { Int(Key($0).hash & UInt32(Self.size - 1)) }
             while slots[slot] >= 0 { slot = (slot + 1) & (Self.size - 1) }
             slots[slot] = Int16(index)
         }
@@ -208,17 +212,36 @@ final class KnownNameTable: @unchecked Sendable {
         }
     }
 
-    static let seed: UInt32 = 2_166_136_261
+    /// A header name's first sixteen bytes, case-folded with `| 0x20` and zero-padded, as
+    /// two little-endian words, and its length: what the table hashes and compares.
+    /// Folding maps a few punctuation bytes together too; the comparison of the words
+    /// (and the name's length) keeps that harmless, since no known name differs from
+    /// another only there.
+    struct Key {
+        var low: UInt64
+        var high: UInt64
+        var count: Int
 
-    /// FNV-1a over ASCII case-folded bytes. Folding with `| 0x20` also maps a few
-    /// punctuation bytes together; the confirming comparison makes that harmless.
-    @inline(__always)
-    static func step(_ h: UInt32, _ b: UInt8) -> UInt32 { (h ^ UInt32(b | 0x20)) &* 16_777_619 }
+        init(low: UInt64, high: UInt64, count: Int) {
+            self.low = low
+            self.high = high
+            self.count = count
+        }
 
-    @inline(__always)
-    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        var h = seed
-        for b in bytes { h = step(h, b) }
-        return h
+        /// Byte by byte, for names not scanned by the parser's vector path.
+        init(_ bytes: UnsafeBufferPointer<UInt8>) {
+            var words: (UInt64, UInt64) = (0, 0)
+            for i in 0..<min(bytes.count, 16) {
+                let folded = UInt64(bytes[i] | 0x20) << (8 * UInt64(i & 7))
+                if i < 8 { words.0 |= folded } else { words.1 |= folded }
+            }
+            self.init(low: words.0, high: words.1, count: bytes.count)
+        }
+
+        @inline(__always)
+        var hash: UInt32 {
+            let mixed = (low &* 0x9E37_79B9_7F4A_7C15) ^ (high &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(count)
+            return UInt32(truncatingIfNeeded: (mixed ^ (mixed >> 29)) &* 0x1656_67B1_9E37_79F9 >> 32)
+        }
     }
 }

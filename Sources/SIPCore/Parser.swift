@@ -231,23 +231,16 @@ public struct SIPParser: Sendable {
         _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int, knownNames: KnownNameTable,
         unknownNames: inout [String]
     ) throws(SIPParseError) -> (SIPHeaderFields.Slot, Int) {
-        // Scan the name and hash it for the known-name table in the same pass.
-        let classes = CharClass.table
-        var nameEnd = lineStart
-        var hash = KnownNameTable.seed
-        while nameEnd < lineEnd {
-            let b = bytes[nameEnd]
-            guard classes[Int(b)] & CharClass.token != 0 else { break }
-            hash = KnownNameTable.step(hash, b)
-            nameEnd += 1
-        }
+        // The name: its length and, for the known-name table, its first sixteen bytes
+        // case-folded into two words — one vector step for nearly every name.
+        let (nameEnd, key) = scanHeaderName(bytes, lineStart, lineEnd)
         guard nameEnd > lineStart else { throw SIPParseError(.malformedHeaderLine) }
         var colon = nameEnd
         while colon < lineEnd, bytes[colon] == 0x20 || bytes[colon] == 0x09 { colon += 1 }
         guard colon < lineEnd, bytes[colon] == UInt8(ascii: ":") else { throw SIPParseError(.malformedHeaderLine) }
         let nameBytes = UnsafeBufferPointer(rebasing: bytes[lineStart..<nameEnd])
         let code: Int32
-        if let known = SIPHeaderName.lookupID(bytes: nameBytes, hash: hash, table: knownNames) {
+        if let known = SIPHeaderName.lookupID(bytes: nameBytes, key: key, table: knownNames) {
             code = Int32(known)
         } else {
             unknownNames.append(makeString(bytes, lineStart, nameEnd))
@@ -349,6 +342,47 @@ public struct SIPParser: Sendable {
         }
     }
 
+}
+
+/// The end of the header name (a token, RFC 3261 §25.1) starting at `start`, and its
+/// known-name table key. Sixteen bytes are classified at once when the message has them;
+/// a longer name or one at the very end of the buffer is finished byte by byte.
+@inline(__always)
+func scanHeaderName(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ lineEnd: Int) -> (Int, KnownNameTable.Key) {
+    guard let base = bytes.baseAddress, start + 16 <= bytes.count else {
+        var end = start
+        while end < lineEnd, CharClass.test(bytes[end], CharClass.token) { end += 1 }
+        return (end, KnownNameTable.Key(UnsafeBufferPointer(rebasing: bytes[start..<end])))
+    }
+    typealias Bytes = SIMD16<UInt8>
+    let v = UnsafeRawPointer(base + start).loadUnaligned(as: Bytes.self)
+    let folded = v | Bytes(repeating: 0x20)
+    // token: ALPHA DIGIT - . ! % * _ + ` ' ~
+    let letter = (folded &- Bytes(repeating: 0x61)) .< Bytes(repeating: 26)
+    let digit = (v &- Bytes(repeating: 0x30)) .< Bytes(repeating: 10)
+    let dashDot = (v &- Bytes(repeating: 0x2D)) .< Bytes(repeating: 2)
+    let starPlus = (v &- Bytes(repeating: 0x2A)) .< Bytes(repeating: 2)
+    let bang = v .== Bytes(repeating: 0x21)
+    let percent = v .== Bytes(repeating: 0x25)
+    let underscore = v .== Bytes(repeating: 0x5F)
+    let backtick = v .== Bytes(repeating: 0x60)
+    let apostrophe = v .== Bytes(repeating: 0x27)
+    let tilde = v .== Bytes(repeating: 0x7E)
+    let other = bang .| percent .| underscore .| backtick .| apostrophe .| tilde
+    let token = letter .| digit .| dashDot .| starPlus .| other
+    var end: Int
+    if let lane = firstLane(.!token) {
+        end = min(start + lane, lineEnd)
+    } else {
+        end = min(start + 16, lineEnd)
+        while end < lineEnd, CharClass.test(bytes[end], CharClass.token) { end += 1 }
+    }
+    let words = unsafeBitCast(folded, to: SIMD2<UInt64>.self)
+    let n = min(end - start, 16)
+    // Keep the first n bytes (lane k is byte k of the two little-endian words).
+    let low = n >= 8 ? words[0] : words[0] & ((1 << (8 * UInt64(n))) &- 1)
+    let high = n >= 16 ? words[1] : n <= 8 ? 0 : words[1] & ((1 << (8 * UInt64(n - 8))) &- 1)
+    return (end, KnownNameTable.Key(low: low, high: high, count: end - start))
 }
 
 /// Whether any lane of a sixteen-byte mask is set. The standard library's `any` reduces

@@ -221,6 +221,47 @@ import Testing
         #expect(SIPHeaderName.all.enumerated().allSatisfy { $0.element.knownID == $0.offset })
     }
 
+    /// Header names are scanned sixteen bytes at a time into the known-name table's key;
+    /// that path and the byte-by-byte one (names at the very end of a message) agree on
+    /// every known name in any case, on lookalikes, and on names longer than sixteen bytes.
+    @Test func headerNameScanAgreesWithTheByteByBytePath() throws {
+        let table = KnownNameTable.shared
+        var spellings: [String] = []
+        for name in SIPHeaderName.all {
+            spellings += [name.canonicalName, name.canonicalName.lowercased(), name.canonicalName.uppercased()]
+            spellings += [name.canonicalName + "x", String(name.canonicalName.dropLast()) + "~"]
+        }
+        spellings += [
+            "v", "F", "i", "X-Custom", "P-Visited-Network-IE", "P-Visited-Network-IDs", "Call_ID", "a!%*_+`'~.-9",
+        ]
+        for spelling in spellings {
+            let line = Array((spelling + " : value\r\n" + String(repeating: " ", count: 16)).utf8)
+            let (end, key) = line.withUnsafeBufferPointer { scanHeaderName($0, 0, spelling.utf8.count + 8) }
+            #expect(end == spelling.utf8.count, "\(spelling)")
+            let bytes = Array(spelling.utf8)
+            let reference = bytes.withUnsafeBufferPointer { KnownNameTable.Key($0) }
+            #expect(key.low == reference.low && key.high == reference.high && key.count == reference.count)
+            let found = bytes.withUnsafeBufferPointer { SIPHeaderName.lookupID(bytes: $0, key: key, table: table) }
+            let expected =
+                SIPHeaderName.all.firstIndex { equalsIgnoringASCIICase($0.canonicalName, spelling) }
+                ?? (spelling.count == 1
+                    ? SIPHeaderName.compactForms[Array(spelling.lowercased().utf8)[0]].map { Int($0.knownID) } : nil)
+            #expect(found == expected, "\(spelling)")
+        }
+        // A name that stops at a non-token byte, and the last line of a message (too close
+        // to the end for a sixteen-byte load).
+        let stop = Array("Via;x: 1\r\n                ".utf8)
+        #expect(stop.withUnsafeBufferPointer { scanHeaderName($0, 0, 8).0 } == 3)
+        let text = Fixtures.register92.replacingOccurrences(of: "Content-Length: 0\r\n\r\n", with: "i: 9fxced76sl\r\n")
+            .replacingOccurrences(of: "Call-ID: 9fxced76sl\r\n", with: "")
+        let r = try SIPParser().parse(text, framing: .message)
+        guard case .request(let request) = r else {
+            Issue.record("not a request")
+            return
+        }
+        #expect(try request.headers.callID == "9fxced76sl")
+    }
+
     /// Common words come back as literals picked by their packed bytes: each maps to
     /// itself, and near misses (case, length, one byte off) to nothing.
     @Test func commonWordsMapToThemselves() {
