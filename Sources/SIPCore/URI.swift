@@ -64,11 +64,6 @@ public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
             headers: headers)
     }
 
-    /// Calls `body` with the host's bytes, without making a `String`.
-    func withHostBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        hostSpan.withBytes(in: source, body)
-    }
-
     public static func == (lhs: SIPURI, rhs: SIPURI) -> Bool {
         lhs.isSecure == rhs.isSecure && lhs.port == rhs.port
             && TextSpan.equal(lhs.userSpan, lhs.source, rhs.userSpan, rhs.source)
@@ -375,12 +370,6 @@ extension ByteScanner {
     }
 
     /// hostname / IPv4address / "[" IPv6 "]" (RFC 3261 §25.1).
-    mutating func readHost() throws(SIPParseError) -> String {
-        let start = index
-        try skipHost()
-        return string(start, index)
-    }
-
     mutating func skipHost() throws(SIPParseError) {
         let start = index
         if consume(UInt8(ascii: "[")) {
