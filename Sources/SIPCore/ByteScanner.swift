@@ -224,6 +224,12 @@ struct ByteScanner {
     }
 
     func string(_ start: Int, _ stop: Int) -> String { makeString(bytes, start, stop) }
+
+    /// The array the scanned bytes live in and where they start in it, for values that
+    /// keep ranges (`TextSpan`) of it: the message's when there is a source, else a copy.
+    func sourceArray() -> (array: [UInt8], offset: Int) {
+        source.map { ($0.array, $0.offset) } ?? (Array(bytes), 0)
+    }
 }
 
 /// Removes the quotes and backslash escapes of a quoted-string; returns other text as is.

@@ -77,8 +77,12 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     /// The name of a slot.
     @inline(__always)
-    func name(of slot: Slot) -> SIPHeaderName {
-        slot.code >= 0 ? SIPHeaderName.all[Int(slot.code)] : SIPHeaderName(unknown: unknownNames[Int(-slot.code - 1)])
+    func name(of slot: Slot) -> SIPHeaderName { Self.name(code: slot.code, unknownNames: unknownNames) }
+
+    /// The name a slot code stands for (see `Slot.code`).
+    @inline(__always)
+    static func name(code: Int32, unknownNames: [String]) -> SIPHeaderName {
+        code >= 0 ? SIPHeaderName.all[Int(code)] : SIPHeaderName(unknown: unknownNames[Int(-code - 1)])
     }
 
     /// Whether a slot has this name (case-insensitively, RFC 3261 §7.3.1).

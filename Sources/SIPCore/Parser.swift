@@ -247,9 +247,7 @@ public struct SIPParser: Sendable {
             code = -Int32(unknownNames.count)
         }
         // The name as a value only for an error that names it.
-        func name() -> SIPHeaderName {
-            code >= 0 ? knownNames.names[Int(code)] : SIPHeaderName(unknown: unknownNames[Int(-code - 1)])
-        }
+        func name() -> SIPHeaderName { SIPHeaderFields.name(code: code, unknownNames: unknownNames) }
 
         var valueStart = colon + 1
         while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
@@ -301,9 +299,9 @@ public struct SIPParser: Sendable {
     /// a control byte, non-ASCII) is looked at byte by byte.
     @inline(__always)
     @discardableResult
-    private func checkText(
-        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, header: SIPHeaderName? = nil
-    ) throws(SIPParseError) -> Bool {
+    private func checkText(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) throws(SIPParseError)
+        -> Bool
+    {
         guard let base = bytes.baseAddress else { return true }
         var ascii = true
         var i = start
@@ -314,23 +312,23 @@ public struct SIPParser: Sendable {
         while i + 16 <= end {
             let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
             if anyLane((x .< space) .| (x .>= del)) {
-                for j in i..<i + 16 { try checkByte(base[j], &ascii, header) }
+                for j in i..<i + 16 { try checkByte(base[j], &ascii) }
             }
             i += 16
         }
         while i < end {
-            try checkByte(base[i], &ascii, header)
+            try checkByte(base[i], &ascii)
             i += 1
         }
         return ascii
     }
 
     @inline(__always)
-    private func checkByte(_ b: UInt8, _ ascii: inout Bool, _ header: SIPHeaderName?) throws(SIPParseError) {
+    private func checkByte(_ b: UInt8, _ ascii: inout Bool) throws(SIPParseError) {
         if b >= 0x80 {
             ascii = false
         } else if b < 0x20 && b != 0x09 || b == 0x7F {
-            throw SIPParseError(.malformedHeaderLine, header: header)
+            throw SIPParseError(.malformedHeaderLine)
         }
     }
 

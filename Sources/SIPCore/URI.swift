@@ -125,62 +125,6 @@ public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A part of a value held as a range of a byte buffer; absent when `start` is `.max`.
-struct TextSpan: Sendable {
-    var start: UInt32
-    var end: UInt32
-
-    static let absent = TextSpan(start: .max, end: .max)
-
-    init(start: UInt32, end: UInt32) {
-        self.start = start
-        self.end = end
-    }
-
-    init(_ start: Int, _ end: Int) {
-        self.start = UInt32(start)
-        self.end = UInt32(end)
-    }
-
-    /// Appends `text` to `bytes` and spans it; absent for nil.
-    init(appending text: String?, to bytes: inout [UInt8]) {
-        guard let text else {
-            self = .absent
-            return
-        }
-        let start = bytes.count
-        bytes.append(contentsOf: text.utf8)
-        self.init(start, bytes.count)
-    }
-
-    @inline(__always)
-    var range: Range<Int>? { start == .max ? nil : Int(start)..<Int(end) }
-
-    @inline(__always)
-    func string(in source: [UInt8]) -> String? {
-        guard let range else { return nil }
-        return source.withUnsafeBufferPointer { makeString($0, range.lowerBound, range.upperBound) }
-    }
-
-    @inline(__always)
-    func withBytes<R>(in source: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        source.withUnsafeBufferPointer { all in
-            guard let range else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
-            return body(UnsafeBufferPointer(rebasing: all[range]))
-        }
-    }
-
-    static func equal(_ a: TextSpan, _ aSource: [UInt8], _ b: TextSpan, _ bSource: [UInt8]) -> Bool {
-        guard (a.start == .max) == (b.start == .max) else { return false }
-        return a.withBytes(in: aSource) { x in b.withBytes(in: bSource) { y in x.elementsEqual(y) } }
-    }
-
-    func hash(in source: [UInt8], into hasher: inout Hasher) {
-        hasher.combine(start == .max)
-        withBytes(in: source) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-    }
-}
-
 /// A `tel:` URI (RFC 3966): the number as written and its parameters.
 public struct TelURI: Sendable, Hashable, CustomStringConvertible {
     public var number: String
@@ -353,20 +297,10 @@ extension ByteScanner {
                 } while consume(UInt8(ascii: "&"))
             }
         }
-        guard let source else {
-            // No message buffer to point into: the parts get their own bytes.
-            func text(_ span: TextSpan) -> String? { span.range.map { string($0.lowerBound, $0.upperBound) } }
-            return SIPURI(
-                isSecure: secure, user: text(user), password: text(password), host: text(host) ?? "", port: port,
-                parameters: params, headers: headers)
-        }
-        func shifted(_ span: TextSpan) -> TextSpan {
-            span.start == .max
-                ? span : TextSpan(start: span.start + UInt32(source.offset), end: span.end + UInt32(source.offset))
-        }
+        let (array, offset) = sourceArray()
         return SIPURI(
-            isSecure: secure, source: source.array, user: shifted(user), password: shifted(password),
-            host: shifted(host), port: port, parameters: params, headers: headers)
+            isSecure: secure, source: array, user: user.shifted(by: offset), password: password.shifted(by: offset),
+            host: host.shifted(by: offset), port: port, parameters: params, headers: headers)
     }
 
     /// hostname / IPv4address / "[" IPv6 "]" (RFC 3261 §25.1).

@@ -163,15 +163,10 @@ extension ByteScanner {
         let hostEnd = index
         let port = try readPortLWS()
         let params = try readHeaderParameters()
-        guard let source else {
-            var via = SIPVia(transport: transport, host: string(hostStart, hostEnd), port: port, parameters: params)
-            via.protocolName = name
-            via.protocolVersion = version
-            return via
-        }
+        let (array, offset) = sourceArray()
         return SIPVia(
-            protocolName: name, protocolVersion: version, transport: transport, source: source.array,
-            host: TextSpan(source.offset + hostStart, source.offset + hostEnd), port: port, parameters: params)
+            protocolName: name, protocolVersion: version, transport: transport, source: array,
+            host: TextSpan(hostStart, hostEnd).shifted(by: offset), port: port, parameters: params)
     }
 
     /// `[ COLON port ]` where LWS may surround the colon (RFC 3261 HCOLON-like leniency).

@@ -82,22 +82,16 @@ public final class SIPEndpoint: Sendable {
     /// the kernel picks for UDP can be taken for TCP (by any process's outbound
     /// connection), so a pair that does not fit is let go and another tried.
     private func bindUDPAndTCPOnOnePort(firstUDPPorts: [Int]) async throws {
-        let attempts = 64
-        for attempt in 1...attempts {
-            let udp = try await bindDatagram(port: attempt <= firstUDPPorts.count ? firstUDPPorts[attempt - 1] : 0)
-            guard let port = udp.localAddress?.port else {
-                try? await udp.close()
-                continue
-            }
-            do {
-                let tcp = try await bindStream(port: port, transport: .tcp, tls: nil)
+        for attempt in 0..<64 {
+            let udp = try await bindDatagram(port: attempt < firstUDPPorts.count ? firstUDPPorts[attempt] : 0)
+            if let port = udp.localAddress?.port,
+                let tcp = try? await bindStream(port: port, transport: .tcp, tls: nil)
+            {
                 register(udp, as: .udp)
                 register(tcp, as: .tcp)
                 return
-            } catch {
-                try? await udp.close()
-                if attempt == attempts { throw error }
             }
+            try? await udp.close()
         }
         throw SIPEndpointError.noCommonPort
     }
