@@ -10,15 +10,17 @@ public struct SIPAddress: Sendable, Hashable, CustomStringConvertible {
     /// Whether it was written as `<uri>`. Serialization uses brackets whenever they are
     /// needed, so setting this to false is only a preference.
     public var usesAngleBrackets: Bool
+}
 
+// The initializers live in an extension so the parser can use the memberwise one: the
+// optimizer built this large value through a stack copy in a written-out initializer and
+// left a retain and release of every field behind.
+extension SIPAddress {
     public init(
         uri: AnyURI, displayName: String? = nil, parameters: SIPParameters = [],
         usesAngleBrackets: Bool = true
     ) {
-        self.uri = uri
-        self.displayName = displayName
-        self.parameters = parameters
-        self.usesAngleBrackets = usesAngleBrackets
+        self.init(displayName: displayName, uri: uri, parameters: parameters, usesAngleBrackets: usesAngleBrackets)
     }
 
     public init(_ uri: SIPURI, parameters: SIPParameters = []) {
@@ -76,18 +78,20 @@ public struct SIPAddress: Sendable, Hashable, CustomStringConvertible {
     public static func parseList(_ text: String) throws(SIPParseError) -> [SIPAddress] {
         try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> [SIPAddress] in
             var result: [SIPAddress] = []
-            try parseList(bytes: bytes, source: nil) { result.append($0) }
+            try parseList(bytes: bytes, source: nil, into: &result)
             return result
         }
     }
 
-    static func parseList(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, _ each: (SIPAddress) -> Void)
+    /// Appends the addresses to `list`: each value moves from the parser into the array, where
+    /// a callback taking it would have copied it.
+    static func parseList(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, into list: inout [SIPAddress])
         throws(SIPParseError)
     {
         var scanner = ByteScanner(bytes, source: source)
         scanner.skipLWS()
         repeat {
-            each(try scanner.readAddress())
+            list.append(try scanner.readAddress())
         } while scanner.consumeSeparator(UInt8(ascii: ","))
         scanner.skipLWS()
         guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
@@ -114,17 +118,14 @@ extension ByteScanner {
                 index = start
             }
         }
-        if consume(UInt8(ascii: "<")) {
-            let uri = try readURI(context: .angle)
-            guard consume(UInt8(ascii: ">")) else { throw SIPParseError(.invalidURI) }
-            let params = try readHeaderParameters()
-            return SIPAddress(
-                uri: uri, displayName: displayName, parameters: params, usesAngleBrackets: true)
-        }
-        guard displayName == nil else { throw SIPParseError(.invalidHeader) }
-        let uri = try readURI(context: .addrSpec)
+        // One construction for both forms: separate ones made the optimizer copy the
+        // finished value into the return slot and destroy the original.
+        let angle = consume(UInt8(ascii: "<"))
+        guard angle || displayName == nil else { throw SIPParseError(.invalidHeader) }
+        let uri = try readURI(context: angle ? .angle : .addrSpec)
+        if angle, !consume(UInt8(ascii: ">")) { throw SIPParseError(.invalidURI) }
         let params = try readHeaderParameters()
-        return SIPAddress(uri: uri, parameters: params, usesAngleBrackets: false)
+        return SIPAddress(displayName: displayName, uri: uri, parameters: params, usesAngleBrackets: angle)
     }
 }
 
@@ -186,7 +187,13 @@ public enum SIPContactValue: Sendable, Hashable {
                 return
             }
             if contacts.isEmpty { contacts.reserveCapacity(2) }
-            try SIPAddress.parseList(bytes: bytes, source: source) { contacts.append(SIPContact($0)) }
+            var scanner = ByteScanner(bytes, source: source)
+            scanner.skipLWS()
+            repeat {
+                contacts.append(SIPContact(try scanner.readAddress()))
+            } while scanner.consumeSeparator(UInt8(ascii: ","))
+            scanner.skipLWS()
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
         }
 
         func finish() throws(SIPParseError) -> SIPContactValue {

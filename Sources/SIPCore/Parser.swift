@@ -65,12 +65,10 @@ public struct SIPParser: Sendable {
         var position = 0
         // RFC 3261 §7.5: CRLFs before the start line are ignored.
         while position < bytes.count, bytes[position] == 0x0D || bytes[position] == 0x0A { position += 1 }
-        guard let (lineEnd, next) = lineBounds(bytes, from: position) else {
-            throw SIPParseError(.malformedStartLine)
-        }
-        guard lineEnd - position <= limits.maxHeaderLineLength else { throw SIPParseError(.headerLineTooLong) }
-        let startLine = try parseStartLine(bytes, position, lineEnd, backing: backing)
-        position = next
+        guard let first = scanLine(bytes, from: position) else { throw SIPParseError(.malformedStartLine) }
+        guard first.end - position <= limits.maxHeaderLineLength else { throw SIPParseError(.headerLineTooLong) }
+        let startLine = try parseStartLine(bytes, position, first.end, plain: first.plain, backing: backing)
+        position = first.next
 
         var fields: [SIPHeaderFields.Slot] = []
         fields.reserveCapacity(16)
@@ -80,11 +78,10 @@ public struct SIPParser: Sendable {
         let knownNames = KnownNameTable.shared
         var sawEnd = false
         while position < bytes.count {
-            guard let (end, afterLine) = lineBounds(bytes, from: position) else {
-                throw SIPParseError(.malformedHeaderLine)
-            }
+            guard let line = scanLine(bytes, from: position) else { throw SIPParseError(.malformedHeaderLine) }
+            let end = line.end
             if end == position {
-                position = afterLine
+                position = line.next
                 sawEnd = true
                 break
             }
@@ -94,8 +91,7 @@ public struct SIPParser: Sendable {
                 throw SIPParseError(.malformedHeaderLine)
             }
             let (field, following) = try parseHeaderField(
-                bytes, lineStart: position, lineEnd: end, next: afterLine, knownNames: knownNames,
-                unknownNames: &unknownNames)
+                bytes, line: line, lineStart: position, knownNames: knownNames, unknownNames: &unknownNames)
             position = following
             if field.code == Int32(contentLengthID) {
                 let n: UInt64?
@@ -185,7 +181,7 @@ public struct SIPParser: Sendable {
     }
 
     private func parseStartLine(
-        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, backing: [UInt8]
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, plain: Bool, backing: [UInt8]
     ) throws(SIPParseError) -> StartLine {
         // Status-Line: SIP-Version SP Status-Code SP Reason-Phrase
         if end - start >= 8, asciiEquals(UnsafeBufferPointer(rebasing: bytes[start..<start + 4]), "SIP/") {
@@ -198,7 +194,7 @@ public struct SIPParser: Sendable {
                 code >= 100, codeStart + 3 == end || bytes[codeStart + 3] == 0x20
             else { throw SIPParseError(.invalidStatusCode) }
             let reasonStart = min(codeStart + 4, end)
-            try checkText(bytes, reasonStart, end)
+            if !plain { try checkText(bytes, reasonStart, end) }
             return .response(Int(code), makeString(bytes, reasonStart, end))
         }
         // Request-Line: Method SP Request-URI SP SIP-Version
@@ -226,11 +222,12 @@ public struct SIPParser: Sendable {
         return .request(SIPMethod(commonWord(method) ?? makeString(bytes, start, sp1)), uri)
     }
 
-    /// Parses the header field starting at `lineStart`, folding in continuation lines.
+    /// Parses the header field whose first line is `line`, folding in continuation lines.
     private func parseHeaderField(
-        _ bytes: UnsafeBufferPointer<UInt8>, lineStart: Int, lineEnd: Int, next: Int, knownNames: KnownNameTable,
+        _ bytes: UnsafeBufferPointer<UInt8>, line: Line, lineStart: Int, knownNames: KnownNameTable,
         unknownNames: inout [String]
     ) throws(SIPParseError) -> (SIPHeaderFields.Slot, Int) {
+        let lineEnd = line.end
         // The name: its length and, for the known-name table, its first sixteen bytes
         // case-folded into two words — one vector step for nearly every name.
         let (nameEnd, key) = scanHeaderName(bytes, lineStart, lineEnd)
@@ -253,45 +250,74 @@ public struct SIPParser: Sendable {
         while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
         var valueEnd = lineEnd
         while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-        var ascii: Bool
-        do { ascii = try checkText(bytes, valueStart, valueEnd) } catch {
-            throw SIPParseError(error.kind, header: name())
+        // A line of printable ASCII, SP and HT needs no second look; anything else is
+        // checked here, so the error names the header.
+        var ascii = true
+        if !line.plain {
+            do { ascii = try checkText(bytes, valueStart, valueEnd) } catch {
+                throw SIPParseError(error.kind, header: name())
+            }
         }
 
         // Folding (RFC 3261 §7.3.1): following lines that start with SP or HT belong here.
-        var position = next
+        var position = line.next
         guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
             if !ascii { try validateUTF8(bytes, valueStart, valueEnd, name()) }
             return (SIPHeaderFields.Slot(code: code, text: .range(UInt32(valueStart), UInt32(valueEnd))), position)
         }
-        var folded = Array(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
+        // First the continuation lines are checked and measured, then joined into one
+        // buffer of the right size.
+        let firstContinuation = position
+        var length = valueEnd - valueStart
         var foldedLines = 0
         while position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 {
-            guard let (end, after) = lineBounds(bytes, from: position) else {
-                throw SIPParseError(.malformedHeaderLine)
+            guard let continuation = scanLine(bytes, from: position) else { throw SIPParseError(.malformedHeaderLine) }
+            let (s, e) = trimmedLWS(bytes, position, continuation.end)
+            if !continuation.plain {
+                do {
+                    if !(try checkText(bytes, s, e)) { ascii = false }
+                } catch { throw SIPParseError(error.kind, header: name()) }
             }
-            var s = position
-            while s < end, bytes[s] == 0x20 || bytes[s] == 0x09 { s += 1 }
-            var e = end
-            while e > s, bytes[e - 1] == 0x20 || bytes[e - 1] == 0x09 { e -= 1 }
-            do {
-                if !(try checkText(bytes, s, e)) { ascii = false }
-            } catch { throw SIPParseError(error.kind, header: name()) }
-            if s < e {
-                if !folded.isEmpty { folded.append(0x20) }
-                folded.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
-            }
+            if s < e { length += (length > 0 ? 1 : 0) + e - s }
             foldedLines += 1
-            guard folded.count <= limits.maxHeaderLineLength * 4, foldedLines <= limits.maxHeaderFields else {
+            guard length <= limits.maxHeaderLineLength * 4, foldedLines <= limits.maxHeaderFields else {
                 throw SIPParseError(.headerLineTooLong)
             }
-            position = after
+            position = continuation.next
+        }
+        let folded = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+            func put(_ s: Int, _ e: Int) {
+                guard s < e, let out = buffer.baseAddress, let source = bytes.baseAddress else { return }
+                if count > 0 {
+                    out[count] = 0x20
+                    count += 1
+                }
+                (out + count).initialize(from: source + s, count: e - s)
+                count += e - s
+            }
+            put(valueStart, valueEnd)
+            var p = firstContinuation
+            while p < position, let (end, after) = lineBounds(bytes, from: p) {
+                let (s, e) = trimmedLWS(bytes, p, end)
+                put(s, e)
+                p = after
+            }
         }
         if !ascii {
             let name = name()
             try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) in try validateUTF8(b, 0, b.count, name) }
         }
         return (SIPHeaderFields.Slot(code: code, text: .unfolded(folded)), position)
+    }
+
+    /// `start..<end` without leading and trailing SP and HT.
+    @inline(__always)
+    private func trimmedLWS(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (Int, Int) {
+        var s = start
+        while s < end, bytes[s] == 0x20 || bytes[s] == 0x09 { s += 1 }
+        var e = end
+        while e > s, bytes[e - 1] == 0x20 || bytes[e - 1] == 0x09 { e -= 1 }
+        return (s, e)
     }
 
     /// TEXT-UTF8 without control characters (HT is allowed). Returns whether the bytes
@@ -410,6 +436,57 @@ func allLanes(_ mask: SIMDMask<SIMD16<Int8>>) -> Bool {
     return words[0] & words[1] == .max
 }
 
+/// A line of a message: where it ends (before CRLF or a bare LF), where the next line
+/// starts, and whether every byte of it is printable ASCII, SP or HT.
+struct Line {
+    var end: Int
+    var next: Int
+    var plain: Bool
+}
+
+/// The line starting at `start`, found and checked in one pass sixteen bytes at a time:
+/// only bytes below SP or from DEL up (CR and LF among them, so once or twice a line) are
+/// looked at one by one. nil when no line terminator follows.
+@inline(__always)
+func scanLine(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Line? {
+    guard let base = bytes.baseAddress else { return nil }
+    let count = bytes.count
+    var plain = true
+    var i = start
+    while let j = firstUnprintable(base, from: i, count: count) {
+        let b = base[j]
+        if b == 0x0A { return Line(end: j > start && base[j - 1] == 0x0D ? j - 1 : j, next: j + 1, plain: plain) }
+        if b == 0x0D, j + 1 < count, base[j + 1] == 0x0A { return Line(end: j, next: j + 2, plain: plain) }
+        if b != 0x09 { plain = false }
+        i = j + 1
+    }
+    return nil
+}
+
+/// The index of the first byte from `start` that is below SP or from DEL up, or nil.
+/// Adding one maps exactly those bytes to signed values below 0x21 (0x7F–0xFE wrap to
+/// negatives, 0xFF to zero), so sixteen bytes cost one add and one signed compare.
+@inline(__always)
+func firstUnprintable(_ base: UnsafePointer<UInt8>, from start: Int, count: Int) -> Int? {
+    let one = SIMD16<UInt8>(repeating: 1)
+    let limit = SIMD16<Int8>(repeating: 0x21)
+    var i = start
+    while i + 16 <= count {
+        let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
+        let unprintable = unsafeBitCast(x &+ one, to: SIMD16<Int8>.self) .< limit
+        let words = unsafeBitCast(unprintable, to: SIMD2<UInt64>.self)
+        if words[0] | words[1] != 0 {
+            return i + (words[0] != 0 ? words[0].trailingZeroBitCount : 64 + words[1].trailingZeroBitCount) / 8
+        }
+        i += 16
+    }
+    while i < count {
+        if Int8(bitPattern: base[i] &+ 1) < 0x21 { return i }
+        i += 1
+    }
+    return nil
+}
+
 /// The end of the line starting at `start` (before CRLF or bare LF) and where the next
 /// line starts; nil when there is no line terminator.
 @inline(__always)
@@ -424,12 +501,10 @@ func lineBounds(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (end: I
 
 @inline(__always)
 func firstIndex(of byte: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Int? {
-    var i = start
-    while i < end {
-        if bytes[i] == byte { return i }
-        i += 1
-    }
-    return nil
+    guard start < end, end <= bytes.count, let base = bytes.baseAddress,
+        let hit = memchr(base + start, Int32(byte), end - start)
+    else { return nil }
+    return UnsafeRawPointer(hit).assumingMemoryBound(to: UInt8.self) - base
 }
 
 @inline(__always)

@@ -148,7 +148,7 @@ extension SIPHeaderFields {
         for slot in slots where matches(slot, name) {
             do {
                 try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
-                    try SIPAddress.parseList(bytes: bytes, source: source) { result.append($0) }
+                    try SIPAddress.parseList(bytes: bytes, source: source, into: &result)
                 }
             } catch { throw error.in(name) }
         }

@@ -23,12 +23,20 @@ import Testing
             w.description
                 == "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks;rport=52111;received=198.51.100.23")
         #expect(try SIPVia.parseList("SIP/2.0/UDP a;branch=1, SIP/2.0/TCP b:5060;branch=2").map(\.host) == ["a", "b"])
+        // "SIP/2.0/" is matched as one word; LWS after it and other spellings take the long way.
+        for text in ["SIP/2.0/UDP h", "SIP/2.0/ UDP h", "SIP/2.0/\tUDP h", "SIP /2.0/UDP h", "sip/2.0/udp h"] {
+            let parsed = try SIPVia.parse(text)
+            #expect(
+                [parsed.protocolName.uppercased(), parsed.protocolVersion, parsed.transport.uppercased(), parsed.host]
+                    == ["SIP", "2.0", "UDP", "h"], "\(text)")
+        }
         let built = SIPVia(transport: "TCP", host: "127.0.0.1", port: 5060, branch: "z9hG4bK1")
         #expect(built.description == "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK1")
     }
 
     @Test(arguments: [
-        "SIP/2.0", "SIP/2.0/UDP", "SIP/2.0/UDP ", "SIP/2.0/UDPhost", "SIP/2.0/UDP h:70000", "SIP/2.0/UDP h;",
+        "SIP/2.0", "SIP/2.0/", "SIP/2.0/ ", "SIP/2.0/ h", "SIP/2.0/UDP", "SIP/2.0/UDP ", "SIP/2.0/UDPhost",
+        "SIP/2.0/UDP h:70000", "SIP/2.0/UDP h;",
         "SIP/2.0/UDP h, ", "SIP/2.0/UDP h;branch=\"x",
     ])
     func malformedVias(text: String) {

@@ -367,4 +367,61 @@ import Testing
         #expect(r.reasonPhrase == "Beschäftigt – später")
         #expect(try r.headers.from.displayNameText == "Jürgen Müller")
     }
+
+    /// Lines are found and checked in one pass sixteen bytes at a time; it agrees with a
+    /// byte-by-byte reading for every special byte at every position, near and across
+    /// the vector boundaries and in the short tail at the end of a buffer.
+    @Test func lineScanAgreesWithTheByteByByteReading() {
+        func reference(_ b: [UInt8], from start: Int) -> (Int, Int, Bool)? {
+            guard let lf = b[start...].firstIndex(of: 0x0A) else { return nil }
+            let end = lf > start && b[lf - 1] == 0x0D ? lf - 1 : lf
+            return (end, lf + 1, b[start..<end].allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 < 0x7F) })
+        }
+        let specials: [UInt8] = [0x00, 0x09, 0x0A, 0x0D, 0x1F, 0x20, 0x7E, 0x7F, 0x80, 0xC3, 0xFE, 0xFF]
+        for length in [0, 1, 5, 15, 16, 17, 31, 40] {
+            for tail in [0, 3, 20] {
+                let base =
+                    Array(repeating: UInt8(ascii: "a"), count: length) + [0x0D, 0x0A]
+                    + Array(repeating: UInt8(ascii: "b"), count: tail)
+                for start in [0, min(2, length)] {
+                    for position in start..<base.count {
+                        for special in specials {
+                            var b = base
+                            b[position] = special
+                            let found = b.withUnsafeBufferPointer { scanLine($0, from: start) }
+                            let expected = reference(b, from: start)
+                            #expect(
+                                found.map { [$0.end, $0.next, $0.plain ? 1 : 0] }
+                                    == expected.map { [$0.0, $0.1, $0.2 ? 1 : 0] },
+                                "length \(length) tail \(tail) start \(start): \(special) at \(position)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Continuation lines are checked and measured first, then joined into one buffer;
+    /// the joined value, and the errors, are those of reading line by line.
+    @Test func foldedValuesAreJoinedAndChecked() throws {
+        func message(_ field: String) -> String {
+            Fixtures.register92.replacingOccurrences(of: "Expires: 600000\r\n", with: "Expires: 600000\r\n" + field)
+        }
+        let joined = try Fixtures.request(message("X-A: a\r\n \t b \r\n\t\r\n  c;d=\"é\"\r\n"))
+        #expect(joined.headers[SIPHeaderName("X-A")] == "a b c;d=\"é\"")
+        let empty = try Fixtures.request(message("X-A:\r\n  \r\n x\r\n"))
+        #expect(empty.headers[SIPHeaderName("X-A")] == "x")
+        for bad in ["\u{01}", "\u{7F}", "\r"] {
+            #expect(throws: SIPParseError(.malformedHeaderLine, header: SIPHeaderName("X-A")), "\(bad.utf8.first ?? 0)")
+            {
+                try SIPParser().parse(message("X-A: a\r\n b\r\n c" + bad + "d\r\n"))
+            }
+        }
+        var invalidUTF8 = Array(message("X-A: a\r\n b\r\n c#d\r\n").utf8)
+        let x = try #require(invalidUTF8.lastIndex(of: UInt8(ascii: "#")))
+        invalidUTF8[x] = 0xC3
+        #expect(throws: SIPParseError(.invalidUTF8, header: SIPHeaderName("X-A"))) {
+            try SIPParser().parse(invalidUTF8)
+        }
+    }
 }
