@@ -133,8 +133,8 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public func values(_ name: SIPHeaderName) -> [String] {
         if SIPHeaderFields.neverSplit.contains(name) { return fieldValues(name) }
         var result: [String] = []
-        for slot in slots where matches(slot, name) {
-            withBytes(slot.text) { splitCommaList($0, into: &result) }
+        for i in slots.indices where matches(slots[i], name) {
+            withBytes(slots[i].text) { splitCommaList($0, into: &result) }
         }
         return result
     }

@@ -158,14 +158,14 @@ public struct SIPParser: Sendable {
         var callIDs = 0
         var cseq = 0
         let ids = KnownIDs.shared
-        for slot in headers.slots {
-            switch slot.code {
+        for i in headers.slots.indices {
+            switch headers.slots[i].code {
             case Int32(ids.via): via += 1
             case Int32(ids.from): from += 1
             case Int32(ids.to): to += 1
             case Int32(ids.callID):
                 callIDs += 1
-                callID = slot.text
+                callID = headers.slots[i].text
             case Int32(ids.cseq): cseq += 1
             default: break
             }

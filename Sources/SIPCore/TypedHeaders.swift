@@ -6,8 +6,8 @@ extension SIPHeaderFields {
     public var vias: [SIPVia] {
         get throws(SIPParseError) {
             var result: [SIPVia] = []
-            for slot in slots where matches(slot, .via) {
-                try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+            for i in slots.indices where matches(slots[i], .via) {
+                try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
                     try SIPVia.parseList(bytes: bytes, source: source, into: &result)
                 }
             }
@@ -67,8 +67,8 @@ extension SIPHeaderFields {
         get throws(SIPParseError) {
             var parser = SIPContactValue.Accumulator()
             do {
-                for slot in slots where matches(slot, .contact) {
-                    try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                for i in slots.indices where matches(slots[i], .contact) {
+                    try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
                         try parser.add(bytes, source: source)
                     }
                 }
@@ -120,9 +120,9 @@ extension SIPHeaderFields {
     /// Credentials in Authorization (or Proxy-Authorization), one per field.
     public func authorizations(_ name: SIPHeaderName = .authorization) throws(SIPParseError) -> [SIPAuthField] {
         var result: [SIPAuthField] = []
-        for slot in slots where matches(slot, name) {
+        for i in slots.indices where matches(slots[i], name) {
             result.append(
-                try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
                     try SIPAuthField.parse(bytes: bytes, source: source, header: name)
                 })
         }
@@ -145,9 +145,9 @@ extension SIPHeaderFields {
 
     func addressList(_ name: SIPHeaderName) throws(SIPParseError) -> [SIPAddress] {
         var result: [SIPAddress] = []
-        for slot in slots where matches(slot, name) {
+        for i in slots.indices where matches(slots[i], name) {
             do {
-                try withSource(slot.text) { (bytes, source) throws(SIPParseError) in
+                try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
                     try SIPAddress.parseList(bytes: bytes, source: source, into: &result)
                 }
             } catch { throw error.in(name) }

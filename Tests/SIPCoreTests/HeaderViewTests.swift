@@ -198,7 +198,10 @@ import Testing
         let token = String((0..<70).map { alphabet[$0 % alphabet.count] })
         #expect(try SIPAuthField.parse("Bearer \(token)").token68 == token)
         for position in 0..<token.count {
-            for bad in ["@", "!", "*", ",", ":", "`", "{", "[", "^", "\u{7F}", "é"] {
+            // Every printable ASCII byte outside token68 (`=` is padding), and beyond.
+            let outside = (0x21...0x7E).map { String(UnicodeScalar(UInt8($0))) }
+                .filter { !alphabet.contains(Character($0)) && $0 != "=" }
+            for bad in outside + ["\u{7F}", "é"] {
                 var chars = Array(token)
                 chars[position] = Character(bad)
                 let text = "Bearer " + String(chars)
