@@ -194,4 +194,27 @@ import Testing
         #expect(!containsIgnoringASCIICase("ab", "abc"))
         #expect(containsIgnoringASCIICase("<sip:a@b>;EXPIRES=5", "expires"))
     }
+
+    /// Host names are stepped over sixteen bytes at a time while the buffer has them; the
+    /// run ends where a byte-by-byte reading ends it, for every byte at every position,
+    /// with the scan's end inside, at and past a vector's reach.
+    @Test func hostScanAgreesWithTheByteByByteReading() {
+        let host = Array("ims-7.example.com.operator-one.net".utf8)
+        for padding in [0, 5, 16] {
+            for position in 0..<host.count {
+                for byte in UInt8(0)...UInt8(255) {
+                    var bytes = host + Array(repeating: UInt8(ascii: ">"), count: padding)
+                    bytes[position] = byte
+                    let expected =
+                        bytes.firstIndex { !CharClass.test($0, CharClass.hostChar) } ?? bytes.count
+                    let found = bytes.withUnsafeBufferPointer { buffer in
+                        var scanner = ByteScanner(buffer)
+                        scanner.skipHostChars()
+                        return scanner.index
+                    }
+                    #expect(found == expected, "\(byte) at \(position), padding \(padding)")
+                }
+            }
+        }
+    }
 }
