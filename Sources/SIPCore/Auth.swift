@@ -178,22 +178,16 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
 func scanToken68(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
     guard let base = bytes.baseAddress else { return start }
     var i = start
-    // A range check is one add and one signed compare: adding 0x80 - lo moves lo..<lo+n
-    // to the bottom of the signed bytes.
     let x20 = SIMD16<UInt8>(repeating: 0x20)
-    let toLetters = SIMD16<UInt8>(repeating: 0x80 &- 0x61)
-    let letters = SIMD16<Int8>(repeating: -128 + 26)
-    let toDashToNine = SIMD16<UInt8>(repeating: 0x80 &- 0x2D)
-    let dashToNine = SIMD16<Int8>(repeating: -128 + 13)  // - . / 0-9
     let underscore = SIMD16<UInt8>(repeating: 0x5F)
     let tilde = SIMD16<UInt8>(repeating: 0x7E)
     let plus = SIMD16<UInt8>(repeating: 0x2B)
     @inline(__always)
     func isToken68(_ at: Int) -> SIMDMask<SIMD16<Int8>> {
         let v = UnsafeRawPointer(base + at).loadUnaligned(as: SIMD16<UInt8>.self)
-        let letter = unsafeBitCast((v | x20) &+ toLetters, to: SIMD16<Int8>.self) .< letters
-        let dashDigit = unsafeBitCast(v &+ toDashToNine, to: SIMD16<Int8>.self) .< dashToNine
-        return letter .| dashDigit .| (v .== underscore) .| (v .== tilde) .| (v .== plus)
+        // `- . / 0-9` is one range.
+        return lanes(v | x20, from: 0x61, count: 26) .| lanes(v, from: 0x2D, count: 13) .| (v .== underscore)
+            .| (v .== tilde) .| (v .== plus)
     }
     // Two vectors per test and branch while the token lasts, then one, then bytes.
     while i + 32 <= end, allLanes(isToken68(i) .& isToken68(i + 16)) { i += 32 }

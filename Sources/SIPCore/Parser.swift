@@ -382,10 +382,10 @@ func scanHeaderName(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ lineEnd
     let v = UnsafeRawPointer(base + start).loadUnaligned(as: Bytes.self)
     let folded = v | Bytes(repeating: 0x20)
     // token: ALPHA DIGIT - . ! % * _ + ` ' ~
-    let letter = (folded &- Bytes(repeating: 0x61)) .< Bytes(repeating: 26)
-    let digit = (v &- Bytes(repeating: 0x30)) .< Bytes(repeating: 10)
-    let dashDot = (v &- Bytes(repeating: 0x2D)) .< Bytes(repeating: 2)
-    let starPlus = (v &- Bytes(repeating: 0x2A)) .< Bytes(repeating: 2)
+    let letter = lanes(folded, from: 0x61, count: 26)
+    let digit = lanes(v, from: 0x30, count: 10)
+    let dashDot = lanes(v, from: 0x2D, count: 2)
+    let starPlus = lanes(v, from: 0x2A, count: 2)
     let bang = v .== Bytes(repeating: 0x21)
     let percent = v .== Bytes(repeating: 0x25)
     let underscore = v .== Bytes(repeating: 0x5F)
@@ -407,6 +407,15 @@ func scanHeaderName(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ lineEnd
     let low = n >= 8 ? words[0] : words[0] & ((1 << (8 * UInt64(n))) &- 1)
     let high = n >= 16 ? words[1] : n <= 8 ? 0 : words[1] & ((1 << (8 * UInt64(n - 8))) &- 1)
     return (end, KnownNameTable.Key(low: low, high: high, count: end - start))
+}
+
+/// The lanes of `v` in `first..<first + count` (count below 128): one add and one signed
+/// compare, where an unsigned range check takes an add, a minimum and a compare on x86-64.
+/// Adding 0x80 - first moves the range to the bottom of the signed bytes.
+@inline(__always)
+func lanes(_ v: SIMD16<UInt8>, from first: UInt8, count: UInt8) -> SIMDMask<SIMD16<Int8>> {
+    let moved = unsafeBitCast(v &+ SIMD16<UInt8>(repeating: 0x80 &- first), to: SIMD16<Int8>.self)
+    return moved .< SIMD16<Int8>(repeating: Int8(bitPattern: 0x80 &+ count))
 }
 
 /// Whether any lane of a sixteen-byte mask is set. The standard library's `any` reduces
@@ -471,14 +480,14 @@ func firstUnprintable(_ base: UnsafePointer<UInt8>, from start: Int, count: Int)
     let one = SIMD16<UInt8>(repeating: 1)
     let limit = SIMD16<Int8>(repeating: 0x21)
     var i = start
-    while i + 16 <= count {
+    while i &+ 16 <= count {
         let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
         let unprintable = unsafeBitCast(x &+ one, to: SIMD16<Int8>.self) .< limit
         let words = unsafeBitCast(unprintable, to: SIMD2<UInt64>.self)
         if words[0] | words[1] != 0 {
             return i + (words[0] != 0 ? words[0].trailingZeroBitCount : 64 + words[1].trailingZeroBitCount) / 8
         }
-        i += 16
+        i &+= 16
     }
     while i < count {
         if Int8(bitPattern: base[i] &+ 1) < 0x21 { return i }

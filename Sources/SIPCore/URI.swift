@@ -321,22 +321,16 @@ extension ByteScanner {
     }
 
     /// Steps over alphanumerics, `-` and `.`: sixteen bytes per step while the buffer has
-    /// them (one add and signed compare per range, as in `scanToken68`), then byte by byte.
+    /// them, then byte by byte.
     @inline(__always)
     mutating func skipHostChars() {
         if let base = bytes.baseAddress {
             let x20 = SIMD16<UInt8>(repeating: 0x20)
-            let toLetters = SIMD16<UInt8>(repeating: 0x80 &- 0x61)
-            let letters = SIMD16<Int8>(repeating: -128 + 26)
-            let toDashDot = SIMD16<UInt8>(repeating: 0x80 &- 0x2D)
-            let dashDot = SIMD16<Int8>(repeating: -128 + 2)
-            let toDigits = SIMD16<UInt8>(repeating: 0x80 &- 0x30)
-            let digits = SIMD16<Int8>(repeating: -128 + 10)
             while index + 16 <= end {
                 let v = UnsafeRawPointer(base + index).loadUnaligned(as: SIMD16<UInt8>.self)
-                let letter = unsafeBitCast((v | x20) &+ toLetters, to: SIMD16<Int8>.self) .< letters
-                let dashOrDot = unsafeBitCast(v &+ toDashDot, to: SIMD16<Int8>.self) .< dashDot
-                let digit = unsafeBitCast(v &+ toDigits, to: SIMD16<Int8>.self) .< digits
+                let letter = lanes(v | x20, from: 0x61, count: 26)
+                let dashOrDot = lanes(v, from: 0x2D, count: 2)
+                let digit = lanes(v, from: 0x30, count: 10)
                 if let lane = firstLane(.!(letter .| dashOrDot .| digit)) {
                     index += lane
                     return
