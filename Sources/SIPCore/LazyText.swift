@@ -9,34 +9,29 @@ struct ByteSource {
 /// a `String` — so a parse pays nothing for parameters or a kilobyte-long bearer token
 /// that nobody reads. Equality and hashing are by content, however it is stored.
 struct LazyText: Sendable {
-    enum Storage: Sendable {
-        case string(String)
-        case slice([UInt8], UInt32, UInt32)
+    // One representation for both origins — a range of a byte array — so copying one is a
+    // single retain with no case to switch on; text made from a `String` holds its bytes.
+    let array: [UInt8]
+    let start: UInt32
+    let end: UInt32
+
+    init(_ string: String) {
+        array = Array(string.utf8)
+        start = 0
+        end = UInt32(array.count)
     }
-
-    var storage: Storage
-
-    init(_ string: String) { storage = .string(string) }
 
     init(_ source: ByteSource, _ start: Int, _ end: Int) {
-        storage = .slice(source.array, UInt32(source.offset + start), UInt32(source.offset + end))
+        array = source.array
+        self.start = UInt32(source.offset + start)
+        self.end = UInt32(source.offset + end)
     }
 
-    var string: String {
-        switch storage {
-        case .string(let s): return s
-        case .slice(let array, let start, let end):
-            return array.withUnsafeBufferPointer { makeString($0, Int(start), Int(end)) }
-        }
-    }
+    var string: String { array.withUnsafeBufferPointer { makeString($0, Int(start), Int(end)) } }
 
     @inline(__always)
     func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        switch storage {
-        case .string(let s): return withUTF8Bytes(s, body)
-        case .slice(let array, let start, let end):
-            return array.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
-        }
+        array.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
     }
 }
 

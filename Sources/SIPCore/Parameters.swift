@@ -180,23 +180,24 @@ extension ByteScanner {
     /// Checks the parameters and keeps them as text when the bytes have a source array,
     /// else makes the list at once.
     private mutating func readParameters(_ kind: ParameterKind) throws(SIPParseError) -> SIPParameters {
+        guard let source else { return try readParameterList(kind) }
         let start = index
-        var list: [SIPParameter] = []
         var count = 0
+        while try scanParameter(kind) != nil { count += 1 }
+        guard count > 0 else { return SIPParameters() }
+        return SIPParameters(text: LazyText(source, start, index), kind: kind)
+    }
+
+    /// Parameters of text without a source buffer (parsed from a `String`), as a list.
+    @inline(never)
+    private mutating func readParameterList(_ kind: ParameterKind) throws(SIPParseError) -> SIPParameters {
+        var list: [SIPParameter] = []
         while let (name, value) = try scanParameter(kind) {
-            count += 1
-            if source == nil {
-                list.append(
-                    SIPParameter(
-                        string(name.lowerBound, name.upperBound), value.map { string($0.lowerBound, $0.upperBound) }))
-            }
+            list.append(
+                SIPParameter(
+                    string(name.lowerBound, name.upperBound), value.map { string($0.lowerBound, $0.upperBound) }))
         }
-        guard count > 0 else {
-            index = start
-            return SIPParameters()
-        }
-        if let source { return SIPParameters(text: LazyText(source, start, index), kind: kind) }
-        return SIPParameters(list)
+        return list.isEmpty ? SIPParameters() : SIPParameters(list)
     }
 
     /// One parameter: the ranges of its name and value; nil (and nothing consumed) when no
