@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A `sip:` or `sips:` URI (RFC 3261 §19.1). User, password and parameters keep their
 /// escapes as written; `decodedUser` gives the user with `%HH` resolved.
 public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
@@ -253,16 +261,19 @@ extension ByteScanner {
         -> SIPURI
     {
         // userinfo is present when an `@` comes before the URI ends; `@` is in no other part.
+        // memchr finds the `@`; only the bytes before it are checked for an end of the URI.
         var at: Int?
-        var j = index
-        while j < end {
-            let b = bytes[j]
-            if b == UInt8(ascii: "@") {
-                at = j
-                break
+        if index < end, let base = bytes.baseAddress,
+            let hit = memchr(base + index, Int32(UInt8(ascii: "@")), end - index)
+        {
+            let candidate = UnsafeRawPointer(hit).assumingMemoryBound(to: UInt8.self) - base
+            var j = index
+            while j < candidate {
+                let b = bytes[j]
+                if b == UInt8(ascii: ">") || b == UInt8(ascii: ",") || isLWS(b) { break }
+                j += 1
             }
-            if b == UInt8(ascii: ">") || b == UInt8(ascii: ",") || isLWS(b) { break }
-            j += 1
+            if j == candidate { at = candidate }
         }
         var user = TextSpan.absent
         var password = TextSpan.absent

@@ -217,4 +217,18 @@ import Testing
             }
         }
     }
+
+    /// A URI has userinfo only when its `@` comes before the URI ends: an `@` further on,
+    /// in a later address of a list or after LWS, belongs to something else.
+    @Test func userinfoOnlyFromAnAtSignInsideTheURI() throws {
+        let list = try SIPAddress.parseList("sip:ims.example.com, <sip:bob@b.example.com>, sip:c.example.com")
+        #expect(list.map { $0.uri.sipURI?.user } == [nil, "bob", nil])
+        #expect(list.map { $0.uri.sipURI?.host } == ["ims.example.com", "b.example.com", "c.example.com"])
+        let angle = try SIPAddress.parseList("<sip:h1>,<sip:u@h2>")
+        #expect(angle.map { $0.uri.sipURI?.user } == [nil, "u"])
+        #expect(try SIPAddress.parse("sip:alice@a.example.com;tag=x").uri.sipURI?.user == "alice")
+        #expect(throws: SIPParseError.self) { try SIPAddress.parse("<sip:h1 @h2>") }
+        let folded = try SIPAddress.parseList("<sip:h1>\r\n , <sip:carol@h2>")
+        #expect(folded.map { $0.uri.sipURI?.user } == [nil, "carol"])
+    }
 }
