@@ -196,7 +196,7 @@ public enum SIPContactValue: Sendable, Hashable {
             guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
         }
 
-        func finish() throws(SIPParseError) -> SIPContactValue {
+        consuming func finish() throws(SIPParseError) -> SIPContactValue {
             if sawWildcard {
                 // RFC 3261 §10.2.2: `*` stands alone.
                 guard contacts.isEmpty, fields == 1 else { throw SIPParseError(.invalidHeader) }

@@ -129,7 +129,7 @@ public struct SIPParser: Sendable {
         let body = bodyLength > 0 ? Array(UnsafeBufferPointer(rebasing: bytes[position..<position + bodyLength])) : []
         let headers = SIPHeaderFields(backing: backing, slots: fields, unknownNames: unknownNames)
 
-        switch startLine {
+        switch consume startLine {
         case .request(let method, let uri):
             try checkMandatory(headers, isRequest: true)
             let cseq = try headers.cseq
