@@ -147,9 +147,22 @@ struct ByteScanner {
     /// literals (no `String` made, no reference counting).
     mutating func readWord(_ bit: UInt16) -> String? {
         let start = index
-        while index < end, isClass(bytes[index], bit) { index += 1 }
+        // The first eight bytes are packed into the common-word key on the way.
+        var key: UInt64 = 0
+        var shift: UInt64 = 0
+        while index < end {
+            let b = bytes[index]
+            guard isClass(b, bit) else { break }
+            if shift < 64 {
+                key |= UInt64(b) << shift
+                shift += 8
+            }
+            index += 1
+        }
         guard index > start else { return nil }
-        return commonWord(UnsafeBufferPointer(rebasing: bytes[start..<index])) ?? makeString(bytes, start, index)
+        let word =
+            index - start <= 8 ? commonWord(key: key) : commonWord(UnsafeBufferPointer(rebasing: bytes[start..<index]))
+        return word ?? makeString(bytes, start, index)
     }
 
     /// Reads bytes that are in `bit` or are a valid `%HH` escape (RFC 3261 `escaped`).
@@ -393,6 +406,12 @@ func commonWord(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
     guard bytes.count <= 8 else { return nil }
     var key: UInt64 = 0
     for i in 0..<bytes.count { key |= UInt64(base[i]) << (8 * UInt64(i)) }
+    return commonWord(key: key)
+}
+
+/// The common word whose bytes, packed little-endian, are `key` (see `commonWord(_:)`).
+@inline(__always)
+func commonWord(key: UInt64) -> String? {
     switch key {
     case 0x504953: return "SIP"
     case 0x302E32: return "2.0"

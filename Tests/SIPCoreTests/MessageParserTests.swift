@@ -277,6 +277,15 @@ import Testing
             }
         }
         #expect([UInt8]().withUnsafeBufferPointer { commonWord($0) } == nil)
+        // readWord packs the first eight bytes into the key while it scans: a word reads
+        // as itself at every length around that boundary, common or not.
+        for word in words + ["REGISTERX", "REGISTE", "SUBSCRIBEX", "SUBSCRIB", "A", "2.0.1", "Bearer1"] {
+            let read = Array((word + " rest").utf8).withUnsafeBufferPointer { bytes in
+                var scanner = ByteScanner(bytes)
+                return scanner.readWord(CharClass.token)
+            }
+            #expect(read == word)
+        }
     }
 
     @Test func multiValuedHeadersSplitOutsideQuotesAndBrackets() throws {
