@@ -321,8 +321,9 @@ public struct SIPParser: Sendable {
     }
 
     /// TEXT-UTF8 without control characters (HT is allowed). Returns whether the bytes
-    /// are all ASCII. Checks eight bytes at a time; a word with anything unusual (HT,
-    /// a control byte, non-ASCII) is looked at byte by byte.
+    /// are all ASCII. Only for lines `scanLine` did not find plain: sixteen bytes at a
+    /// time, and a block with anything unusual (HT, a control byte, non-ASCII) is looked
+    /// at byte by byte, so the error can name the header.
     @inline(__always)
     @discardableResult
     private func checkText(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) throws(SIPParseError)
