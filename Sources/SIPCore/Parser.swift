@@ -246,10 +246,7 @@ public struct SIPParser: Sendable {
         // The name as a value only for an error that names it.
         func name() -> SIPHeaderName { SIPHeaderFields.name(code: code, unknownNames: unknownNames) }
 
-        var valueStart = colon + 1
-        while valueStart < lineEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
-        var valueEnd = lineEnd
-        while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+        let (valueStart, valueEnd) = trimmedLWS(bytes, colon + 1, lineEnd)
         // A line of printable ASCII, SP and HT needs no second look; anything else is
         // checked here, so the error names the header.
         var ascii = true
