@@ -48,10 +48,17 @@ class Server:
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
         )
-        threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
-        if not self.ready.wait(60):
-            self.stop()
-            raise RuntimeError("webims serve did not get ready:\n" + self.log)
+        self.reader = threading.Thread(target=self._pump, args=(self.process,), daemon=True)
+        self.reader.start()
+        # Ready, or exited (a port taken, a bad option): then fail at once, with all it said.
+        deadline = time.time() + 60
+        while not self.ready.wait(0.2):
+            if self.process.poll() is not None:
+                self.reader.join(5)
+                raise RuntimeError("webims serve exited (%d) before ready:\n%s" % (self.process.returncode, self.log))
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError("webims serve did not get ready:\n" + self.log)
         with open(os.path.join(self.data_dir, "endpoints.json")) as f:
             self.endpoints = json.load(f)
         self.wwsf = (self.endpoints.get("wwsf") or "").rstrip("/")

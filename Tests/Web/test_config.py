@@ -21,7 +21,9 @@ class ConfigTests(unittest.TestCase):
         return int(server.epcscf.rsplit(":", 1)[1])
 
     def test_precedence(self):
-        a, b, c = free_port(), free_port(), free_port()
+        # Each port is picked just before the server that binds it: a port picked earlier
+        # may meanwhile be handed to one of the earlier servers' own listeners.
+        a = free_port()
         config = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
         config.write("# webims settings\nwss-port = %d\nhome-domain = conf.example.com\nsip-trace = true\n"
                      "allowed-origin = https://one.example\nallowed-origin = https://two.example\n" % a)
@@ -34,6 +36,7 @@ class ConfigTests(unittest.TestCase):
         finally:
             s.stop()
         # The environment beats the file.
+        b = free_port()
         os.environ["WEBIMS_WSS_PORT"] = str(b)
         try:
             s = Server("--config", config.name, wss_port=None)
@@ -43,6 +46,7 @@ class ConfigTests(unittest.TestCase):
             finally:
                 s.stop()
             # The command line beats both.
+            c = free_port()
             s = Server("--config", config.name, wss_port=c)
             try:
                 self.assertEqual(self.port_of(s), c)
