@@ -78,20 +78,18 @@ extension SIPAddress {
     public static func parseList(_ text: String) throws(SIPParseError) -> [SIPAddress] {
         try withUTF8Bytes(text) { (bytes) throws(SIPParseError) -> [SIPAddress] in
             var result: [SIPAddress] = []
-            try parseList(bytes: bytes, source: nil, into: &result)
+            try parseList(bytes: bytes, source: nil) { result.append($0) }
             return result
         }
     }
 
-    /// Appends the addresses to `list`: each value moves from the parser into the array, where
-    /// a callback taking it would have copied it.
-    static func parseList(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, into list: inout [SIPAddress])
+    static func parseList(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?, _ each: (SIPAddress) -> Void)
         throws(SIPParseError)
     {
         var scanner = ByteScanner(bytes, source: source)
         scanner.skipLWS()
         repeat {
-            list.append(try scanner.readAddress())
+            each(try scanner.readAddress())
         } while scanner.consumeSeparator(UInt8(ascii: ","))
         scanner.skipLWS()
         guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
@@ -187,16 +185,10 @@ public enum SIPContactValue: Sendable, Hashable {
                 return
             }
             if contacts.isEmpty { contacts.reserveCapacity(2) }
-            var scanner = ByteScanner(bytes, source: source)
-            scanner.skipLWS()
-            repeat {
-                contacts.append(SIPContact(try scanner.readAddress()))
-            } while scanner.consumeSeparator(UInt8(ascii: ","))
-            scanner.skipLWS()
-            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+            try SIPAddress.parseList(bytes: bytes, source: source) { contacts.append(SIPContact($0)) }
         }
 
-        consuming func finish() throws(SIPParseError) -> SIPContactValue {
+        func finish() throws(SIPParseError) -> SIPContactValue {
             if sawWildcard {
                 // RFC 3261 §10.2.2: `*` stands alone.
                 guard contacts.isEmpty, fields == 1 else { throw SIPParseError(.invalidHeader) }

@@ -148,7 +148,7 @@ extension SIPHeaderFields {
         for i in slots.indices where matches(slots[i], name) {
             do {
                 try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
-                    try SIPAddress.parseList(bytes: bytes, source: source, into: &result)
+                    try SIPAddress.parseList(bytes: bytes, source: source) { result.append($0) }
                 }
             } catch { throw error.in(name) }
         }
