@@ -39,14 +39,15 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
         try await Migrations.apply(on: writer)
         let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] { _ = try await reader.query(pragma) }
-        return SQLiteStorage(path: path, reader: reader, writer: writer)
+        let bindingWriter = try await SQLiteBindingWriter.open(path: path)
+        return SQLiteStorage(path: path, reader: reader, writer: writer, bindingWriter: bindingWriter)
     }
 
-    init(path: String, reader: SQLiteConnection, writer: SQLiteConnection) {
+    init(path: String, reader: SQLiteConnection, writer: SQLiteConnection, bindingWriter: SQLiteBindingWriter) {
         self.path = path
         self.reader = reader
         self.writer = writer
-        self.queue = WriteQueue(connection: writer)
+        self.queue = WriteQueue(connection: writer, bindingWriter: bindingWriter)
         self.checkpointer = Task {
             // PASSIVE: copies what no reader still needs, never blocks the writer.
             while (try? await Task.sleep(for: .seconds(1))) != nil {
@@ -57,6 +58,7 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
 
     public func close() async {
         checkpointer.cancel()
+        await queue.bindingWriter.close()
         try? await reader.close()
         try? await writer.close()
     }
@@ -277,48 +279,24 @@ private struct RemovalPair: Sendable {
     var key: String
 }
 
-/// One registration's change to the bindings table. The write queue merges the changes
-/// of a batch into one multi-row upsert (and the deletes), so the statement is prepared
-/// once per batch rather than once per binding — preparing was two thirds of SQLite's
-/// share of a registration.
+/// One registration's change to the bindings table. The write queue commits the changes of
+/// a batch together (`SQLiteBindingWriter.commit`).
 struct BindingChange: Sendable {
     var upserts: [Binding]
     var removals: [(aor: String, key: String)]
-    /// Runs after the change's statements, inside the transaction.
+    /// Runs once the change is committed, in commit order.
     var committed: @Sendable () -> Void
-
-    /// The statements for a run of changes, with the same outcome as running them one by
-    /// one: the last word on each (aor, key) wins; a binding removed and added again in the
-    /// run is deleted first, so it gets a fresh rowid (the table's order is insertion order);
-    /// new rows are inserted in the order they were first added.
-    static func execute(_ changes: [BindingChange], on db: SQLiteConnection) async throws {
-        try await execute(plan(changes), of: changes, on: db)
-    }
 
     /// What a run of changes comes to: the deletes, then the rows to upsert, in order.
     struct Plan {
         var deletes: [(aor: String, key: String)]
         var rows: [Binding]
-
-        /// One statement is atomic by itself, so it needs no BEGIN and COMMIT of its own.
-        var isOneStatement: Bool { deletes.isEmpty && rows.count <= BindingChange.upsertRowsPerStatement }
     }
 
-    static func execute(_ plan: Plan, of changes: [BindingChange], on db: SQLiteConnection) async throws {
-        for key in plan.deletes {
-            _ = try await db.query(
-                "DELETE FROM bindings WHERE aor = ? AND binding_key = ?", [.text(key.aor), .text(key.key)])
-        }
-        let rows = plan.rows
-        var start = 0
-        while start < rows.count {
-            let chunk = rows[start..<min(start + upsertRowsPerStatement, rows.count)]
-            _ = try await db.query(upsertSQL(rows: chunk.count), chunk.flatMap(values(of:)))
-            start += chunk.count
-        }
-        for change in changes { change.committed() }
-    }
-
+    /// The statements for a run of changes, with the same outcome as running them one by
+    /// one: the last word on each (aor, key) wins; a binding removed and added again in the
+    /// run is deleted first, so it gets a fresh rowid (the table's order is insertion order);
+    /// new rows are inserted in the order they were first added.
     static func plan(_ changes: [BindingChange]) -> Plan {
         struct Key: Hashable {
             var aor: String
@@ -353,39 +331,25 @@ struct BindingChange: Sendable {
         return Plan(deletes: deleteOrder.map { ($0.aor, $0.key) }, rows: rows)
     }
 
-    /// 12 parameters a row: well under SQLite's smallest default parameter limit (999).
-    static let upsertRowsPerStatement = 64
-
-    static func upsertSQL(rows: Int) -> String {
-        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        return """
-            INSERT INTO bindings (aor, binding_key, contact, contact_header, instance, reg_id, impi, expires_at,
-                call_id, cseq, path, scheme)
-            VALUES \(Array(repeating: row, count: rows).joined(separator: ", "))
-            ON CONFLICT(aor, binding_key) DO UPDATE SET contact = excluded.contact,
-                contact_header = excluded.contact_header, impi = excluded.impi,
-                expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
-                path = excluded.path, scheme = excluded.scheme
-            """
-    }
-
-    static func values(of b: Binding) -> [SQLiteData] {
-        [
-            .text(b.aor), .text(b.key), .text(b.contact), .text(b.contactHeader), text(b.instance),
-            b.regID.map { .integer(Int($0)) } ?? .null, .text(b.impi), .integer(Int(b.expiresAt)),
-            .text(b.callID), .integer(Int(b.cseq)), .text(b.path.joined(separator: "\n")),
-            .text(b.scheme.rawValue),
-        ]
-    }
+    static let upsertSQL = """
+        INSERT INTO bindings (aor, binding_key, contact, contact_header, instance, reg_id, impi, expires_at,
+            call_id, cseq, path, scheme)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(aor, binding_key) DO UPDATE SET contact = excluded.contact,
+            contact_header = excluded.contact_header, impi = excluded.impi,
+            expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
+            path = excluded.path, scheme = excluded.scheme
+        """
 }
 
-/// Runs writes on the writer connection one batch at a time: whatever is queued when a
-/// batch starts commits together in one transaction.
+/// Runs writes one batch at a time: the binding changes queued when a batch starts commit
+/// together in one transaction on the bindings writer; any other write runs alone, in
+/// queue order, on the general writer connection. The queue is what keeps the two
+/// connections from ever writing at once.
 final class WriteQueue: Sendable {
     typealias Work = @Sendable (SQLiteConnection) async throws -> Void
     enum Item: Sendable {
         case work(Work)
-        /// Merged with the binding changes next to it in the batch (`BindingChange.execute`).
         case bindings(BindingChange)
     }
     private struct State {
@@ -394,8 +358,12 @@ final class WriteQueue: Sendable {
     }
     private let state = Mutex(State())
     private let connection: SQLiteConnection
+    let bindingWriter: SQLiteBindingWriter
 
-    init(connection: SQLiteConnection) { self.connection = connection }
+    init(connection: SQLiteConnection, bindingWriter: SQLiteBindingWriter) {
+        self.connection = connection
+        self.bindingWriter = bindingWriter
+    }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
         let result = Mutex<T?>(nil)
@@ -433,54 +401,50 @@ final class WriteQueue: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
-            var outcomes: [Result<Void, any Error>]
-            // Fast path: the whole batch in one transaction, no per-write statements.
-            // If anything in it fails, roll back and run each write alone, so one bad
-            // write spoils no other.
-            let together = await transaction(batch.map(\.0))
-            switch together {
-            case .success:
-                outcomes = batch.map { _ in .success(()) }
-            case .failure(let error) where batch.count == 1:
-                outcomes = [.failure(error)]
-            case .failure:
-                outcomes = []
-                for (item, _) in batch { outcomes.append(await transaction([item])) }
+            var changes: [(BindingChange, CheckedContinuation<Void, any Error>)] = []
+            for (item, continuation) in batch {
+                switch item {
+                case .bindings(let change):
+                    changes.append((change, continuation))
+                case .work(let work):
+                    // Queue order: the binding changes before it commit first.
+                    await commit(changes)
+                    changes.removeAll()
+                    continuation.resume(with: await run(work))
+                }
             }
-            for ((_, continuation), outcome) in zip(batch, outcomes) { continuation.resume(with: outcome) }
+            await commit(changes)
         }
     }
 
-    private func transaction(_ items: [Item]) async -> Result<Void, any Error> {
-        // The common batch — refreshes, nothing removed — is one upsert: run it alone, in
-        // SQLite's own implicit transaction, one trip to the database thread instead of three.
-        let changes = items.compactMap { if case .bindings(let change) = $0 { change } else { nil } }
-        if changes.count == items.count {
-            let plan = BindingChange.plan(changes)
-            if plan.isOneStatement {
+    /// Commits binding changes together. If the batch fails, each change is tried alone,
+    /// so one bad change spoils no other.
+    private func commit(_ changes: [(BindingChange, CheckedContinuation<Void, any Error>)]) async {
+        if changes.isEmpty { return }
+        do {
+            try await bindingWriter.commit(changes.map(\.0))
+            for (_, continuation) in changes { continuation.resume() }
+        } catch {
+            if changes.count == 1 {
+                changes[0].1.resume(throwing: error)
+                return
+            }
+            for (change, continuation) in changes {
                 do {
-                    try await BindingChange.execute(plan, of: changes, on: connection)
-                    return .success(())
+                    try await bindingWriter.commit([change])
+                    continuation.resume()
                 } catch {
-                    return .failure(error)
+                    continuation.resume(throwing: error)
                 }
             }
         }
+    }
+
+    private func run(_ work: Work) async -> Result<Void, any Error> {
         do {
             _ = try await connection.query("BEGIN IMMEDIATE")
             do {
-                var changes: [BindingChange] = []
-                for item in items {
-                    switch item {
-                    case .bindings(let change):
-                        changes.append(change)
-                    case .work(let work):
-                        if !changes.isEmpty { try await BindingChange.execute(changes, on: connection) }
-                        changes.removeAll()
-                        try await work(connection)
-                    }
-                }
-                if !changes.isEmpty { try await BindingChange.execute(changes, on: connection) }
+                try await work(connection)
                 _ = try await connection.query("COMMIT")
                 return .success(())
             } catch {

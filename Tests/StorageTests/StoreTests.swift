@@ -131,7 +131,7 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
 }
 
 @Suite struct MergedBindingWriteTests {
-    /// A batch's binding changes run as one DELETE run and one multi-row upsert; the table
+    /// A batch's binding changes run as one DELETE run and one upsert run; the table
     /// must end exactly as if each change had committed alone — contents and row order.
     @Test func mergedChangesEndLikeSequentialOnes() async throws {
         let aor = "sip:alice@ims.example.com"
@@ -162,9 +162,7 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
             BindingChange(
                 upserts: step.upserts, removals: step.removals, committed: { committed.withLock { $0 += 1 } })
         }
-        _ = try await merged.writer.query("BEGIN IMMEDIATE")
-        try await BindingChange.execute(changes, on: merged.writer)
-        _ = try await merged.writer.query("COMMIT")
+        try await merged.queue.bindingWriter.commit(changes)
         #expect(committed.withLock { $0 } == script.count)
         let reopened = try await SQLiteStorage.open(path: oneLocation + "-merged")
         let result = try await reopened.allBindings(now: 0)

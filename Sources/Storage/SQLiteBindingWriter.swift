@@ -1,0 +1,168 @@
+import NIOPosix
+// sqlite-nio's vendored SQLite, reached directly: the bindings writer shares the library
+// (and so its per-file lock bookkeeping) with the connections sqlite-nio opens, but keeps
+// its statements prepared, which sqlite-nio's API cannot.
+import VaporCSQLite
+
+/// Writes binding changes to an SQLite file on a connection of its own, with each
+/// statement prepared once. sqlite-nio prepares every query anew; for a batch of
+/// registrations, parsing the upsert cost about as much as running it.
+///
+/// The handle is used on `thread` only, one call at a time (the write queue runs one batch
+/// at a time), which is what makes the `@unchecked Sendable` hold.
+final class SQLiteBindingWriter: @unchecked Sendable {
+    private let db: OpaquePointer
+    private let upsert: OpaquePointer
+    private let delete: OpaquePointer
+    private let thread: NIOThreadPool
+
+    private init(db: OpaquePointer, upsert: OpaquePointer, delete: OpaquePointer, thread: NIOThreadPool) {
+        self.db = db
+        self.upsert = upsert
+        self.delete = delete
+        self.thread = thread
+    }
+
+    /// Opens the file (its schema must already be there) and prepares the statements.
+    static func open(path: String) async throws -> SQLiteBindingWriter {
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        do {
+            return try await thread.runIfActive { try openHere(path: path, thread: thread) }
+        } catch {
+            try? await thread.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private static func openHere(path: String, thread: NIOThreadPool) throws -> SQLiteBindingWriter {
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
+        guard sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK, let db = handle else {
+            let message = handle.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite_nio_sqlite3_close(handle)
+            throw SQLiteWriteError(message: "cannot open \(path): \(message)")
+        }
+        do {
+            // Same settings as the other writer: durable at commit against a killed process
+            // (WAL, NORMAL), checkpoints left to the checkpointer; a busy file is waited for.
+            try exec(db, "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA foreign_keys=ON")
+            sqlite_nio_sqlite3_busy_timeout(db, 5_000)
+            let upsert = try prepare(db, BindingChange.upsertSQL)
+            let delete: OpaquePointer
+            do {
+                delete = try prepare(db, "DELETE FROM bindings WHERE aor = ? AND binding_key = ?")
+            } catch {
+                sqlite_nio_sqlite3_finalize(upsert)
+                throw error
+            }
+            return SQLiteBindingWriter(db: db, upsert: upsert, delete: delete, thread: thread)
+        } catch {
+            sqlite_nio_sqlite3_close(db)
+            throw error
+        }
+    }
+
+    /// Commits a run of changes in one transaction: all of it is durable when this returns,
+    /// or none of it is there. Each change's `committed` then runs, in order.
+    func commit(_ changes: [BindingChange]) async throws {
+        let plan = BindingChange.plan(changes)
+        try await thread.runIfActive { try self.executeHere(plan) }
+        for change in changes { change.committed() }
+    }
+
+    private func executeHere(_ plan: BindingChange.Plan) throws {
+        try Self.exec(db, "BEGIN IMMEDIATE")
+        do {
+            for removal in plan.deletes {
+                try bind(delete, [.text(removal.aor), .text(removal.key)])
+                try step(delete)
+            }
+            for binding in plan.rows {
+                try bind(upsert, Self.columns(of: binding))
+                try step(upsert)
+            }
+            try Self.exec(db, "COMMIT")
+        } catch {
+            try? Self.exec(db, "ROLLBACK")
+            throw error
+        }
+    }
+
+    func close() async {
+        _ = try? await thread.runIfActive {
+            sqlite_nio_sqlite3_finalize(self.upsert)
+            sqlite_nio_sqlite3_finalize(self.delete)
+            sqlite_nio_sqlite3_close(self.db)
+        }
+        try? await thread.shutdownGracefully()
+    }
+
+    // MARK: statements
+
+    enum Value {
+        case text(String)
+        case integer(Int64)
+        case null
+    }
+
+    /// The upsert's parameters, in `BindingChange.upsertSQL`'s column order.
+    static func columns(of b: Binding) -> [Value] {
+        [
+            .text(b.aor), .text(b.key), .text(b.contact), .text(b.contactHeader), b.instance.map { .text($0) } ?? .null,
+            b.regID.map { .integer(Int64($0)) } ?? .null, .text(b.impi), .integer(b.expiresAt), .text(b.callID),
+            .integer(Int64(b.cseq)), .text(b.path.joined(separator: "\n")), .text(b.scheme.rawValue),
+        ]
+    }
+
+    private func bind(_ statement: OpaquePointer, _ values: [Value]) throws {
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let status: Int32
+            switch value {
+            case .text(let text):
+                status = sqlite_nio_sqlite3_bind_text64(
+                    statement, index, text, UInt64(text.utf8.count), transient, UInt8(SQLITE_UTF8))
+            case .integer(let number):
+                status = sqlite_nio_sqlite3_bind_int64(statement, index, number)
+            case .null:
+                status = sqlite_nio_sqlite3_bind_null(statement, index)
+            }
+            guard status == SQLITE_OK else { throw error(status) }
+        }
+    }
+
+    private func step(_ statement: OpaquePointer) throws {
+        let status = sqlite_nio_sqlite3_step(statement)
+        // reset also clears the statement's hold on the transaction's read snapshot.
+        sqlite_nio_sqlite3_reset(statement)
+        guard status == SQLITE_DONE else { throw error(status) }
+    }
+
+    private func error(_ status: Int32) -> SQLiteWriteError {
+        SQLiteWriteError(message: "\(status): \(String(cString: sqlite_nio_sqlite3_errmsg(db)))")
+    }
+
+    private static func prepare(_ db: OpaquePointer, _ sql: String) throws -> OpaquePointer {
+        var statement: OpaquePointer?
+        let status = sqlite_nio_sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard status == SQLITE_OK, let statement else {
+            throw SQLiteWriteError(message: "prepare: \(String(cString: sqlite_nio_sqlite3_errmsg(db)))")
+        }
+        return statement
+    }
+
+    private static func exec(_ db: OpaquePointer, _ sql: String) throws {
+        guard sqlite_nio_sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
+            throw SQLiteWriteError(message: "\(sql): \(String(cString: sqlite_nio_sqlite3_errmsg(db)))")
+        }
+    }
+}
+
+/// SQLite's "copy the value before returning" destructor (`SQLITE_TRANSIENT`, -1 in C).
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+struct SQLiteWriteError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { "SQLite: \(message)" }
+}
