@@ -237,3 +237,51 @@ public struct SIPCSeq: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension SIPHeaderFields {
+    /// Replaces the top Via entry and keeps the rest of its field's list as written: the
+    /// transport stamps only the top entry (RFC 3261 §18.2.1, RFC 3581 §4).
+    public mutating func replaceTopVia(with via: SIPVia) throws(SIPParseError) {
+        guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
+        let rest = try withBytes(slots[index].text) { (bytes) throws(SIPParseError) -> String in
+            let end = try SIPVia.endOfFirst(bytes)
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[end...]), as: UTF8.self)
+        }
+        slots[index].text = .string(via.description + rest)
+    }
+
+    /// Removes the top Via entry (a response leaving the element that sent the request,
+    /// RFC 3261 §18.1.2): the rest of its field's list stays as written; an emptied field goes.
+    public mutating func removeTopVia() throws(SIPParseError) {
+        guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
+        let rest = try withBytes(slots[index].text) { (bytes) throws(SIPParseError) -> String? in
+            var scanner = ByteScanner(bytes, source: nil)
+            scanner.index = try SIPVia.endOfFirst(bytes)
+            guard scanner.consumeSeparator(UInt8(ascii: ",")) else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[scanner.index...]), as: UTF8.self)
+        }
+        if let rest {
+            slots[index].text = .string(rest)
+        } else {
+            slots.remove(at: index)
+        }
+    }
+}
+
+extension SIPVia {
+    /// Where the first entry of a Via field value ends; the whole list is checked.
+    static func endOfFirst(_ bytes: UnsafeBufferPointer<UInt8>) throws(SIPParseError) -> Int {
+        do throws(SIPParseError) {
+            var scanner = ByteScanner(bytes, source: nil)
+            scanner.skipLWS()
+            _ = try scanner.readVia()
+            let end = scanner.index
+            while scanner.consumeSeparator(UInt8(ascii: ",")) { _ = try scanner.readVia() }
+            scanner.skipLWS()
+            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
+            return end
+        } catch {
+            throw error.in(.via)
+        }
+    }
+}

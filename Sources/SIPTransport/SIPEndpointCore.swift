@@ -107,8 +107,7 @@ final class SIPEndpointCore: Sendable {
         var request = request
         let via: SIPVia
         do {
-            try stampReceived(&request.headers, from: peer.remoteAddress)
-            via = try request.headers.topVia
+            via = try stampReceived(&request.headers, from: peer.remoteAddress)
         } catch {
             send(
                 SIPResponse(replyingTo: request, statusCode: 400, reasonPhrase: error.reasonPhrase, toTag: "e400"),
@@ -147,19 +146,21 @@ final class SIPEndpointCore: Sendable {
             connection.write(.response(response), to: destination)
         case .start:
             let handler = self.handler
+            // Worked out now, from the Via just stamped, rather than from the response's copy.
+            let destination = peer.transport == .udp ? responseDestination(via: via, remote: peer.remoteAddress) : nil
             Task(executorPreference: EventLoopExecutor.current) {
                 let response = await handler(request, peer)
-                self.complete(key, with: response, peer: peer)
+                self.complete(key, with: response, peer: peer, destination: destination)
             }
         }
     }
 
-    private func complete(_ key: ServerKey, with response: SIPResponse?, peer: SIPPeer) {
+    private func complete(_ key: ServerKey, with response: SIPResponse?, peer: SIPPeer, destination: SocketAddress?) {
         guard let response else {
             _ = state.withLock { $0.serverTransactions.removeValue(forKey: key) }
             return
         }
-        let destination = send(response, over: peer.connection, defaultDestination: peer.remoteAddress)
+        send(response, over: peer.connection, destination: destination, defaultDestination: peer.remoteAddress)
         if peer.transport.isReliable || response.isProvisional {
             // Timer J is zero on reliable transports (RFC 3261 §17.2.2).
             _ = state.withLock { $0.serverTransactions.removeValue(forKey: key) }
@@ -190,12 +191,16 @@ final class SIPEndpointCore: Sendable {
         }
     }
 
+    /// Sends a response back (RFC 3261 §18.2.2). Over UDP it goes to `destination`, or, when
+    /// that is not known yet, to where the response's top Via says.
     @discardableResult
-    func send(_ response: SIPResponse, over connection: any SIPConnection, defaultDestination: SocketAddress)
-        -> SocketAddress?
-    {
+    func send(
+        _ response: SIPResponse, over connection: any SIPConnection, destination known: SocketAddress? = nil,
+        defaultDestination: SocketAddress
+    ) -> SocketAddress? {
         let destination =
-            connection.transport == .udp ? responseDestination(for: response, default: defaultDestination) : nil
+            connection.transport == .udp
+            ? known ?? responseDestination(for: response, default: defaultDestination) : nil
         if connection.isActive {
             trace?.record(
                 .outgoing, .response(response), peer: "\(destination ?? defaultDestination)",
@@ -227,15 +232,9 @@ final class SIPEndpointCore: Sendable {
         transaction.timeout?.cancel()
         transaction.retransmit?.cancel()
         var response = response
-        if stripVia, let index = response.headers.firstIndex(named: .via) {
+        if stripVia {
             // Our own Via goes; what is left is what the next hop back needs.
-            var vias = (try? SIPVia.parseList(response.headers[index].value)) ?? []
-            if vias.count > 1 {
-                vias.removeFirst()
-                response.headers[index].value = vias.map(\.description).joined(separator: ", ")
-            } else {
-                response.headers.remove(at: index)
-            }
+            try? response.headers.removeTopVia()
         }
         transaction.continuation.resume(returning: response)
     }

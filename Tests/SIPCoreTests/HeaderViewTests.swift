@@ -53,6 +53,41 @@ import Testing
         }
     }
 
+    /// Only the top entry is rewritten or removed; the rest of the list stays byte for byte,
+    /// in the same field and in later Via fields.
+    @Test func topViaIsReplacedOrRemovedAndTheRestKeptAsWritten() throws {
+        var headers = SIPHeaderFields()
+        headers.append(
+            .via, "SIP/2.0/UDP a.example.com;branch=z9hG4bK1 ,  SIP/2.0/TCP  b.example.com:5070 ;branch=z9hG4bK2")
+        headers.append(.callID, "c")
+        headers.append(.via, "SIP/2.0/WSS c.invalid;branch=z9hG4bK3")
+        var top = try headers.topVia
+        top.received = "192.0.2.1"
+        try headers.replaceTopVia(with: top)
+        #expect(
+            headers[0].value
+                == "SIP/2.0/UDP a.example.com;branch=z9hG4bK1;received=192.0.2.1 ,  SIP/2.0/TCP  b.example.com:5070 ;branch=z9hG4bK2"
+        )
+        try headers.removeTopVia()
+        #expect(headers[0].value == "SIP/2.0/TCP  b.example.com:5070 ;branch=z9hG4bK2")
+        try headers.removeTopVia()
+        // The emptied field is gone; the next Via field is now the top.
+        #expect(headers.fieldValues(.via) == ["SIP/2.0/WSS c.invalid;branch=z9hG4bK3"])
+        #expect(headers[0].name == .callID)
+        try headers.removeTopVia()
+        #expect(!headers.contains(.via))
+        #expect(throws: SIPParseError.self) { try headers.removeTopVia() }
+    }
+
+    @Test func aMalformedEntryBelowTheTopIsAnError() {
+        var headers = SIPHeaderFields()
+        headers.append(.via, "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, garbage")
+        let top = SIPVia(transport: "UDP", host: "a.example.com", port: nil, branch: "z9hG4bK9")
+        #expect(throws: SIPParseError.self) { try headers.replaceTopVia(with: top) }
+        #expect(throws: SIPParseError.self) { try headers.removeTopVia() }
+        #expect(headers[0].value == "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, garbage")
+    }
+
     @Test func cseqForms() throws {
         #expect(try SIPCSeq.parse("4711 INVITE") == SIPCSeq(4711, .invite))
         #expect(try SIPCSeq.parse("  1\tREGISTER ") == SIPCSeq(1, .register))

@@ -64,3 +64,45 @@ import Testing
         await endpoint.shutdown()
     }
 }
+
+@Suite struct ResponseRoutingTests {
+    /// RFC 3261 §18.2.1, RFC 3581 §4: the top entry gets `received` and the `rport` value;
+    /// the entries below it are left exactly as written.
+    @Test func stampingRewritesOnlyTheTopVia() throws {
+        var headers = SIPHeaderFields()
+        headers.append(
+            .via, "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport , SIP/2.0/TCP  proxy.example.com;branch=z9hG4bKb")
+        let remote = try SocketAddress(ipAddress: "127.0.0.1", port: 4000)
+        let top = try stampReceived(&headers, from: remote)
+        #expect(top.received == "127.0.0.1")
+        #expect(top.rport == .value(4000))
+        #expect(
+            headers[0].value
+                == "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport=4000;received=127.0.0.1 , SIP/2.0/TCP  proxy.example.com;branch=z9hG4bKb"
+        )
+        // The response goes back to where the request came from, not to the sent-by port.
+        #expect(responseDestination(via: top, remote: remote) == remote)
+    }
+
+    @Test func aViaThatNamesTheSourceIsLeftAlone() throws {
+        var headers = SIPHeaderFields()
+        let value = "SIP/2.0/UDP 127.0.0.1:5070 ;branch=z9hG4bKa"
+        headers.append(.via, value)
+        let remote = try SocketAddress(ipAddress: "127.0.0.1", port: 4000)
+        let top = try stampReceived(&headers, from: remote)
+        #expect(headers[0].value == value)
+        // Without rport the sent-by port is where the response goes (RFC 3261 §18.2.2).
+        #expect(
+            responseDestination(via: top, remote: remote) == (try SocketAddress(ipAddress: "127.0.0.1", port: 5070)))
+    }
+
+    @Test func ipv4TextMatchesInetNtop() throws {
+        for text in ["0.0.0.0", "255.255.255.255", "10.20.3.4", "1.100.10.9", "192.0.2.199", "127.0.0.1"] {
+            let address = try SocketAddress(ipAddress: text, port: 1)
+            #expect(address.ipText == text)
+            #expect(address.ipText == address.ipAddress)
+        }
+        let v6 = try SocketAddress(ipAddress: "2001:db8::1", port: 1)
+        #expect(v6.ipText == "2001:db8::1")
+    }
+}
