@@ -100,6 +100,10 @@ public final class SIPEndpoint: Sendable {
         let core = self.core
         return try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Every datagram read whole, up to the largest UDP payload: NIO's default buffer
+            // of 2,048 bytes cut longer messages short (400 Malformed Header Line). The
+            // buffer is reused once the parser (which copies) lets go of it.
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(core: core))

@@ -108,6 +108,24 @@ func makeEndpoint(
         #expect(try response.headers.to.tag == "srv")
     }
 
+    /// A datagram is read whole however long it is, up to the parser's 64 KiB limit.
+    @Test(arguments: [1_500, 2_100, 9_000, 60_000])
+    func longDatagramsAreReadWhole(padding: Int) async throws {
+        let endpoint = try await makeEndpoint(tcp: false)
+        defer { Task { await endpoint.shutdown() } }
+        let peer = try await RawUDPPeer()
+        defer { Task { await peer.close() } }
+        // Lines of at most 7,000 bytes: the header line limit is 8 KiB.
+        let lines = stride(from: 0, to: padding, by: 7_000).map { start in
+            "X-Padding: " + String(repeating: "p", count: min(7_000, padding - start)) + "\r\n"
+        }
+        let long = options().replacingOccurrences(
+            of: "CSeq: 1 OPTIONS\r\n", with: "CSeq: 1 OPTIONS\r\n" + lines.joined())
+        try await peer.send(long, to: try #require(endpoint.address(.udp)))
+        let reply = String(buffer: try #require(await peer.next()).data)
+        #expect(reply.hasPrefix("SIP/2.0 200 OK\r\n"))
+    }
+
     @Test func malformedRequestGets400WithAReason() async throws {
         let endpoint = try await makeEndpoint(tcp: false)
         defer { Task { await endpoint.shutdown() } }
