@@ -134,7 +134,7 @@ public struct RegisterProcessor: Sendable {
             if claims.issuer != configuration.authorizationServer, let host = URL(string: claims.issuer)?.host {
                 tna.wafID = host  // third-party WAF (spec.md §2.2 project decision)
             }
-            request.headers.append(.authorization, tna.field.description)
+            request.headers.append(.authorization, tna.headerValue)
             // EPC-20: the registration may not outlive the token.
             let remaining = UInt32(max(0, claims.expires.timeIntervalSince(clock()).rounded(.down)))
             capExpires(&request, at: remaining)

@@ -43,6 +43,7 @@ extension Registrar {
         }
         let now = Int64(clock().timeIntervalSince1970)
         let firstPathHasOB = path.first?.uri.sipURI?.parameters.contains("ob") ?? false
+        let pathTexts = path.map(\.description)
         let aors = data.implicitSet.isEmpty ? [impu] : data.implicitSet
         let existing: [Binding]
         do {
@@ -80,7 +81,7 @@ extension Registrar {
                     // The stored Contact is `<uri>`: what SIPAddress(uri:) prints, without printing the URI twice.
                     aor: impu, contact: uriText, contactHeader: "<" + uriText + ">",
                     instance: instance, regID: instance == nil ? nil : regID, impi: impi, expiresAt: 0, callID: callID,
-                    cseq: cseq, path: path.map(\.description), scheme: scheme)
+                    cseq: cseq, path: pathTexts, scheme: scheme)
                 if let old = existing.first(where: { $0.key == candidate.key }), old.callID == callID, old.cseq >= cseq
                 {
                     return reply(request, 500, "Out of Order")  // RFC 3261 §10.3 step 7
@@ -131,7 +132,7 @@ extension Registrar {
                 announce(data: data, current: current, removed: existing.filter { removedKeys.contains($0.key) })
             }
             return okResponse(
-                request, impu: impu, data: data, current: current, path: path, now: now,
+                request, impu: impu, data: data, current: current, path: pathTexts, now: now,
                 outbound: firstPathHasOB && upserts.contains { $0.regID != nil })
         } catch {
             logger.error("binding commit failed: \(error)")
@@ -188,7 +189,7 @@ extension Registrar {
     }
 
     func okResponse(
-        _ request: SIPRequest, impu: String, data: RegistrationData, current: [Binding], path: [SIPAddress], now: Int64,
+        _ request: SIPRequest, impu: String, data: RegistrationData, current: [Binding], path: [String], now: Int64,
         outbound: Bool
     ) -> SIPResponse {
         var ok = reply(request, 200)
@@ -199,7 +200,7 @@ extension Registrar {
             else { continue }
             ok.headers.append(.contact, contact)
         }
-        for p in path { ok.headers.append(.path, p.description) }
+        for p in path { ok.headers.append(.path, p) }
         ok.headers.append(.serviceRoute, "<sip:orig@\(configuration.hostPort);lr>")
         ok.headers.append(.pAssociatedURI, data.implicitSet.map { "<\($0)>" }.joined(separator: ", "))
         if outbound { ok.headers.append(.require, "outbound") }

@@ -34,6 +34,29 @@ public struct TrustedNodeAuthorization: Sendable, Hashable {
         return f
     }
 
+    /// The header value, written directly: the text `field.description` gives, without
+    /// building the parameter list first (the eP-CSCF writes one per REGISTER).
+    public var headerValue: String {
+        var out = "Digest username="
+        out.reserveCapacity(120 + impi.utf8.count + realm.utf8.count + uri.utf8.count)
+        out += quote(impi)
+        out += ", realm="
+        out += quote(realm)
+        out += ", uri="
+        out += quote(uri)
+        out += ", nonce=\"\", response=\"\", integrity-protected="
+        out += Self.authDone
+        if let wafID {
+            out += ", waf-id="
+            out += quote(wafID)
+        }
+        if let wwsfID {
+            out += ", wwsf-id="
+            out += quote(wwsfID)
+        }
+        return out
+    }
+
     /// Reads a TNA header; nil unless it is Digest with a username and `auth-done`
     /// (quoted or bare, spec.md §13).
     public init?(_ field: SIPAuthField) {

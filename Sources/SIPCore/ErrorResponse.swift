@@ -2,22 +2,27 @@ extension SIPResponse {
     /// Builds a response to a request that was received (RFC 3261 §8.2.6.2): Via, From,
     /// To (with a tag when it had none), Call-ID and CSeq copied from it.
     public init(replyingTo request: SIPRequest, statusCode: Int, reasonPhrase: String? = nil, toTag: String? = nil) {
-        var headers = SIPHeaderFields()
-        for field in request.headers {
-            switch field.name {
-            case .via, .from, .callID, .cseq:
-                headers.append(field)
-            case .to:
-                var value = field.value
-                if statusCode > 100, let toTag, (try? SIPAddress.parse(value))?.tag == nil {
-                    value += ";tag=" + toTag
+        // RFC 3261 §8.2.6.2: Via, From, Call-ID and CSeq copied, To too (with our tag).
+        // The fields are copied as they are, byte ranges of the request's buffer included:
+        // no String per field.
+        let source = request.headers
+        var headers = SIPHeaderFields(backing: source.backing, slots: [], unknownNames: [])
+        headers.slots.reserveCapacity(8)
+        for slot in source.slots where Self.copiedCodes.contains(slot.code) {
+            headers.slots.append(slot)
+            if slot.code == Self.toCode, statusCode > 100, let toTag {
+                let address = try? source.withSource(slot.text, SIPAddress.parse(bytes:source:))
+                if address?.tag == nil {
+                    headers.slots[headers.slots.count - 1].text = .string(source.string(slot.text) + ";tag=" + toTag)
                 }
-                headers.append(.to, value)
-            default:
-                break
             }
         }
         self.init(statusCode: statusCode, reasonPhrase: reasonPhrase, headers: headers)
+    }
+
+    private static let toCode = Int32(SIPHeaderName.to.knownID)
+    private static let copiedCodes: [Int32] = [SIPHeaderName.via, .from, .to, .callID, .cseq].map {
+        Int32($0.knownID)
     }
 
     /// The response to a request that failed to parse, when enough of it can be read to

@@ -66,6 +66,23 @@ import Testing
         )
     }
 
+    /// The directly written text is the parameter list's text, quoting and all, and reads back.
+    @Test func headerValueIsTheFieldsText() throws {
+        let cases: [TrustedNodeAuthorization] = [
+            TrustedNodeAuthorization(
+                impi: "alice_private@ims.example.com", realm: "ims.example.com", uri: "sip:ims.example.com"),
+            TrustedNodeAuthorization(
+                impi: "a\"b\\c@x", realm: "", uri: "sip:x;transport=ws", wafID: "waf.example.com",
+                wwsfID: "https://wwsf.example.com:8443"),
+            TrustedNodeAuthorization(impi: "bob@x", realm: "r", uri: "u", wafID: nil, wwsfID: "w\"w"),
+        ]
+        for tna in cases {
+            #expect(tna.headerValue == tna.field.description)
+            let read = try #require(TrustedNodeAuthorization(try SIPAuthField.parse(tna.headerValue)))
+            #expect(read == tna)
+        }
+    }
+
     @Test func readsQuotedAndBareAuthDoneAndThirdPartyIDs() throws {
         for text in [
             "Digest username=\"a@h\", realm=\"h\", uri=\"sip:h\", nonce=\"\", response=\"\", integrity-protected=\"auth-done\", waf-id=\"waf.third.example\"",

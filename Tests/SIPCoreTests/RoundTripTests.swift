@@ -224,6 +224,46 @@ enum MessageGenerator {
         #expect(wire.contains("X-Note: aVia: evil\r\n"))
     }
 
+    /// Every Via (in order), From, Call-ID and CSeq are copied as written, compact names
+    /// included; To gets our tag unless it has one, and a 100 gets none.
+    @Test func copiedHeadersKeepTheirTextAndOrder() throws {
+        let request = try Fixtures.request(
+            Fixtures.crlf(
+                """
+                OPTIONS sip:b@example.com SIP/2.0
+                v: SIP/2.0/UDP a.example.com;branch=z9hG4bK1 , SIP/2.0/TCP  b.example.com;branch=z9hG4bK2
+                X-Other: kept out
+                Via: SIP/2.0/UDP c.example.com;branch=z9hG4bK3
+                f: "A, B" <sip:a@example.com>;tag=9
+                t:  <sip:b@example.com>
+                i: call-1
+                CSeq: 7 OPTIONS
+                Max-Forwards: 70
+                Content-Length: 0
+
+
+                """))
+        let ok = SIPResponse(replyingTo: request, statusCode: 200, toTag: "srv")
+        #expect(ok.headers.map(\.name) == [.via, .via, .from, .to, .callID, .cseq])
+        #expect(
+            ok.headers.fieldValues(.via) == [
+                "SIP/2.0/UDP a.example.com;branch=z9hG4bK1 , SIP/2.0/TCP  b.example.com;branch=z9hG4bK2",
+                "SIP/2.0/UDP c.example.com;branch=z9hG4bK3",
+            ])
+        #expect(ok.headers[.from] == "\"A, B\" <sip:a@example.com>;tag=9")
+        #expect(ok.headers[.to] == "<sip:b@example.com>;tag=srv")
+        #expect(ok.headers[.callID] == "call-1")
+        #expect(ok.headers[.cseq] == "7 OPTIONS")
+        #expect(SIPResponse(replyingTo: request, statusCode: 100, toTag: "srv").headers[.to] == "<sip:b@example.com>")
+        var tagged = request
+        tagged.headers[.to] = "<sip:b@example.com>;tag=theirs"
+        #expect(
+            SIPResponse(replyingTo: tagged, statusCode: 486, toTag: "srv").headers[.to]
+                == "<sip:b@example.com>;tag=theirs")
+        // The response reads back as the same message.
+        #expect(try SIPParser().parse(ok.serialized()) == .response(ok))
+    }
+
     @Test func proxyAuthHeadersUseTheSameViews() throws {
         let h: SIPHeaderFields = [
             .proxyAuthenticate: "Bearer realm=\"ims.example.com\", authz_server=\"https://waf.example\"",
