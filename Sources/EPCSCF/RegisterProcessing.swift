@@ -27,8 +27,9 @@ public struct EPCSCFConfiguration: Sendable {
 
 /// What a REGISTER from a WIC becomes.
 public enum RegisterDecision: Sendable {
-    /// Forward this request to the S-CSCF.
-    case forward(SIPRequest)
+    /// Forward this request to the S-CSCF; `impi` is the private identity it registers
+    /// (the token's, or the Digest username).
+    case forward(SIPRequest, impi: String?)
     /// Answer the WIC with this response; nothing goes to the S-CSCF.
     case reject(SIPResponse)
 }
@@ -107,6 +108,7 @@ public struct RegisterProcessor: Sendable {
             return .reject(reply(request, 400, error.reasonPhrase))
         }
 
+        let impi: String?
         if let bearer {
             // Scenario 2/3: the token is the authentication (EPC-15 … EPC-20).
             let claims: AccessTokenClaims
@@ -135,6 +137,7 @@ public struct RegisterProcessor: Sendable {
                 tna.wafID = host  // third-party WAF (spec.md §2.2 project decision)
             }
             request.headers.append(.authorization, tna.headerValue)
+            impi = claims.impi
             // EPC-20: the registration may not outlive the token.
             let remaining = UInt32(max(0, claims.expires.timeIntervalSince(clock()).rounded(.down)))
             capExpires(&request, at: remaining)
@@ -146,11 +149,12 @@ public struct RegisterProcessor: Sendable {
                 digest.set("integrity-protected", bound ? "tls-yes" : "tls-pending", quoted: false)
             }
             request.headers.append(.authorization, digest.description)
+            impi = digest.username
         } else {
             return .reject(bearerChallenge(request, error: nil))
         }
         addPathAndCharging(&request, flowToken: flowToken)
-        return .forward(request)
+        return .forward(request, impi: impi)
     }
 
     /// EPC-12: ik and ck are for a P-CSCF setting up IPsec; the WIC never sees them.

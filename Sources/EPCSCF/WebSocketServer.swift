@@ -236,14 +236,16 @@ public final class WebSocketServer: Sendable {
         switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {
         case .reject(let response):
             return response
-        case .forward(let upstream):
+        case .forward(let upstream, let impi):
             let start = ContinuousClock.now
             let answer = processor.processResponse(await toSCSCF(upstream))
             EdgeMetrics.registerDuration.recordNanoseconds(
                 (ContinuousClock.now - start).components.attoseconds / 1_000_000_000
                     + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
             EdgeMetrics.registerAnswered(status: answer.statusCode)
-            if answer.statusCode == 200 { registered(upstream, answer: answer, on: flow, flowToken: flowToken) }
+            if answer.statusCode == 200 {
+                registered(upstream, impi: impi, answer: answer, on: flow, flowToken: flowToken)
+            }
             return answer
         }
     }
@@ -348,8 +350,7 @@ public final class WebSocketServer: Sendable {
 
     /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
     /// de-register should the flow die.
-    func registered(_ upstream: SIPRequest, answer: SIPResponse, on flow: FlowState, flowToken: String) {
-        let impi = (try? upstream.headers.authorizations())?.first?.username
+    func registered(_ upstream: SIPRequest, impi: String?, answer: SIPResponse, on flow: FlowState, flowToken: String) {
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
         let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
         let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }

@@ -38,7 +38,7 @@ func wicRegister(
 }
 
 func forwarded(_ decision: RegisterDecision) -> SIPRequest? {
-    if case .forward(let r) = decision { return r }
+    if case .forward(let r, _) = decision { return r }
     return nil
 }
 
@@ -84,6 +84,25 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
         // EPC-14: the parameter is gone; the S-CSCF will challenge.
         #expect(auth.integrityProtected == nil)
         #expect(TrustedNodeAuthorization(auth) == nil)
+    }
+
+    /// The decision names the IMPI being registered (the flow binds it on a 200): the
+    /// token's, whatever the WIC wrote, or the Digest username.
+    @Test func theForwardedDecisionNamesTheIMPI() throws {
+        let waf = TestWAF()
+        let p = processor(waf)
+        func impi(_ authorization: String) throws -> String?? {
+            if case .forward(_, let impi) = p.process(
+                try wicRegister(authorization: authorization), flowToken: "f", origin: origin, boundIMPI: nil)
+            {
+                return .some(impi)
+            }
+            return nil
+        }
+        #expect(try impi("Bearer \(try waf.token())") == .some("alice_private@ims.example.com"))
+        #expect(
+            try impi("Digest username=\"carol@ims.example.com\", realm=\"ims.example.com\"")
+                == .some("carol@ims.example.com"))
     }
 
     @Test func identityAndTokenFailuresGetTheirAnswers() throws {
