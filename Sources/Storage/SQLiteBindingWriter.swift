@@ -12,14 +12,24 @@ import VaporCSQLite
 /// at a time), which is what makes the `@unchecked Sendable` hold.
 final class SQLiteBindingWriter: @unchecked Sendable {
     private let db: OpaquePointer
-    private let upsert: OpaquePointer
-    private let delete: OpaquePointer
+    private let statements: Statements
     private let thread: NIOThreadPool
 
-    private init(db: OpaquePointer, upsert: OpaquePointer, delete: OpaquePointer, thread: NIOThreadPool) {
+    /// Every statement a batch runs, transaction control included (`sqlite3_exec` would
+    /// parse BEGIN and COMMIT anew for every batch).
+    private struct Statements {
+        var begin: OpaquePointer
+        var commit: OpaquePointer
+        var rollback: OpaquePointer
+        var upsert: OpaquePointer
+        var delete: OpaquePointer
+
+        var all: [OpaquePointer] { [begin, commit, rollback, upsert, delete] }
+    }
+
+    private init(db: OpaquePointer, statements: Statements, thread: NIOThreadPool) {
         self.db = db
-        self.upsert = upsert
-        self.delete = delete
+        self.statements = statements
         self.thread = thread
     }
 
@@ -48,15 +58,22 @@ final class SQLiteBindingWriter: @unchecked Sendable {
             // (WAL, NORMAL), checkpoints left to the checkpointer; a busy file is waited for.
             try exec(db, "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA foreign_keys=ON")
             sqlite_nio_sqlite3_busy_timeout(db, 5_000)
-            let upsert = try prepare(db, BindingChange.upsertSQL)
-            let delete: OpaquePointer
+            var prepared: [OpaquePointer] = []
             do {
-                delete = try prepare(db, "DELETE FROM bindings WHERE aor = ? AND binding_key = ?")
+                for sql in [
+                    "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", BindingChange.upsertSQL,
+                    "DELETE FROM bindings WHERE aor = ? AND binding_key = ?",
+                ] {
+                    prepared.append(try prepare(db, sql))
+                }
             } catch {
-                sqlite_nio_sqlite3_finalize(upsert)
+                for statement in prepared { sqlite_nio_sqlite3_finalize(statement) }
                 throw error
             }
-            return SQLiteBindingWriter(db: db, upsert: upsert, delete: delete, thread: thread)
+            let statements = Statements(
+                begin: prepared[0], commit: prepared[1], rollback: prepared[2], upsert: prepared[3], delete: prepared[4]
+            )
+            return SQLiteBindingWriter(db: db, statements: statements, thread: thread)
         } catch {
             sqlite_nio_sqlite3_close(db)
             throw error
@@ -72,27 +89,26 @@ final class SQLiteBindingWriter: @unchecked Sendable {
     }
 
     private func executeHere(_ plan: BindingChange.Plan) throws {
-        try Self.exec(db, "BEGIN IMMEDIATE")
+        try step(statements.begin)
         do {
             for removal in plan.deletes {
-                try bind(delete, [.text(removal.aor), .text(removal.key)])
-                try step(delete)
+                try bind(statements.delete, [.text(removal.aor), .text(removal.key)])
+                try step(statements.delete)
             }
             for binding in plan.rows {
-                try bind(upsert, Self.columns(of: binding))
-                try step(upsert)
+                try bind(statements.upsert, Self.columns(of: binding))
+                try step(statements.upsert)
             }
-            try Self.exec(db, "COMMIT")
+            try step(statements.commit)
         } catch {
-            try? Self.exec(db, "ROLLBACK")
+            try? step(statements.rollback)
             throw error
         }
     }
 
     func close() async {
         _ = try? await thread.runIfActive {
-            sqlite_nio_sqlite3_finalize(self.upsert)
-            sqlite_nio_sqlite3_finalize(self.delete)
+            for statement in self.statements.all { sqlite_nio_sqlite3_finalize(statement) }
             sqlite_nio_sqlite3_close(self.db)
         }
         try? await thread.shutdownGracefully()
