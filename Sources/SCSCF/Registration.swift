@@ -52,6 +52,8 @@ extension Registrar {
             return reply(request, 500, "Storage Unavailable")
         }
 
+        // Binding keys are built text: once per binding, not once per comparison.
+        let existingKeys = existing.map(\.key)
         var upserts: [Binding] = []
         var removals: [(aor: String, key: String)] = []
         var removedAny = false
@@ -82,8 +84,9 @@ extension Registrar {
                     aor: impu, contact: uriText, contactHeader: "<" + uriText + ">",
                     instance: instance, regID: instance == nil ? nil : regID, impi: impi, expiresAt: 0, callID: callID,
                     cseq: cseq, path: pathTexts, scheme: scheme)
-                if let old = existing.first(where: { $0.key == candidate.key }), old.callID == callID, old.cseq >= cseq
-                {
+                let key = candidate.key
+                let old = existingKeys.firstIndex(of: key).map { existing[$0] }
+                if let old, old.callID == callID, old.cseq >= cseq {
                     return reply(request, 500, "Out of Order")  // RFC 3261 §10.3 step 7
                 }
                 if requested == 0 {
@@ -91,14 +94,14 @@ extension Registrar {
                     // an old flow (another Call-ID, another Path) after the same instance
                     // re-registered over a new one — the eP-CSCF's flow-close clean-up racing
                     // a page reload — must not take the new registration away.
-                    if let old = existing.first(where: { $0.key == candidate.key }), candidate.instance != nil,
+                    if let old, candidate.instance != nil,
                         old.callID != callID, !path.isEmpty, old.path != candidate.path
                     {
                         removedAny = true
                         continue
                     }
-                    if existing.contains(where: { $0.key == candidate.key }) { removedAny = true }
-                    for aor in aors { removals.append((aor, candidate.key)) }
+                    if old != nil { removedAny = true }
+                    for aor in aors { removals.append((aor, key)) }
                     continue
                 }
                 onlyRemovals = false
@@ -124,12 +127,28 @@ extension Registrar {
             // What the store now holds for this IMPU, without reading it back: the bindings
             // found before, minus the removed, with the upserted replacing or joining them.
             let removedKeys = Set(removals.filter { $0.aor == impu }.map(\.key))
-            var current = existing.filter { !removedKeys.contains($0.key) }
+            var current: [Binding] = []
+            var currentKeys: [String] = []
+            var removed: [Binding] = []
+            for (b, key) in zip(existing, existingKeys) {
+                if removedKeys.contains(key) {
+                    removed.append(b)
+                } else {
+                    current.append(b)
+                    currentKeys.append(key)
+                }
+            }
             for b in upserts where b.aor == impu {
-                if let i = current.firstIndex(where: { $0.key == b.key }) { current[i] = b } else { current.append(b) }
+                let key = b.key
+                if let i = currentKeys.firstIndex(of: key) {
+                    current[i] = b
+                } else {
+                    current.append(b)
+                    currentKeys.append(key)
+                }
             }
             if !upserts.isEmpty || !removals.isEmpty {
-                announce(data: data, current: current, removed: existing.filter { removedKeys.contains($0.key) })
+                announce(data: data, current: current, removed: removed)
             }
             return okResponse(
                 request, impu: impu, data: data, current: current, path: pathTexts, now: now,

@@ -135,14 +135,22 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
 
     /// The first entry of a Via field value; the rest of the list is checked too.
     static func parseFirst(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?) throws(SIPParseError) -> SIPVia {
+        try parseFirstAndEnd(bytes: bytes, source: source).via
+    }
+
+    /// The first entry and the offset where it ends; the rest of the list is checked too.
+    static func parseFirstAndEnd(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?) throws(SIPParseError) -> (
+        via: SIPVia, end: Int
+    ) {
         do throws(SIPParseError) {
             var scanner = ByteScanner(bytes, source: source)
             scanner.skipLWS()
             let first = try scanner.readVia()
+            let end = scanner.index
             while scanner.consumeSeparator(UInt8(ascii: ",")) { _ = try scanner.readVia() }
             scanner.skipLWS()
             guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
-            return first
+            return (first, end)
         } catch {
             throw error.in(.via)
         }
@@ -242,21 +250,33 @@ extension SIPHeaderFields {
     /// Replaces the top Via entry and keeps the rest of its field's list as written: the
     /// transport stamps only the top entry (RFC 3261 §18.2.1, RFC 3581 §4).
     public mutating func replaceTopVia(with via: SIPVia) throws(SIPParseError) {
-        guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
-        let rest = try withBytes(slots[index].text) { (bytes) throws(SIPParseError) -> String in
-            let end = try SIPVia.endOfFirst(bytes)
-            return String(decoding: UnsafeBufferPointer(rebasing: bytes[end...]), as: UTF8.self)
+        _ = try updateTopVia { top in
+            top = via
+            return true
         }
+    }
+
+    /// Reads the top Via entry and lets `update` change it in one pass over the field: when
+    /// `update` returns true the changed entry replaces the old one, and the entries below
+    /// it stay as written. Returns the entry as it now stands.
+    public mutating func updateTopVia(_ update: (inout SIPVia) -> Bool) throws(SIPParseError) -> SIPVia {
+        guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
+        let text = slots[index].text
+        let (first, end) = try withSource(text, SIPVia.parseFirstAndEnd)
+        var via = first
+        guard update(&via) else { return via }
+        let rest = withBytes(text) { String(decoding: UnsafeBufferPointer(rebasing: $0[end...]), as: UTF8.self) }
         slots[index].text = .string(via.description + rest)
+        return via
     }
 
     /// Removes the top Via entry (a response leaving the element that sent the request,
     /// RFC 3261 §18.1.2): the rest of its field's list stays as written; an emptied field goes.
     public mutating func removeTopVia() throws(SIPParseError) {
         guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
-        let rest = try withBytes(slots[index].text) { (bytes) throws(SIPParseError) -> String? in
+        let rest = try withSource(slots[index].text) { (bytes, source) throws(SIPParseError) -> String? in
             var scanner = ByteScanner(bytes, source: nil)
-            scanner.index = try SIPVia.endOfFirst(bytes)
+            scanner.index = try SIPVia.parseFirstAndEnd(bytes: bytes, source: source).end
             guard scanner.consumeSeparator(UInt8(ascii: ",")) else { return nil }
             return String(decoding: UnsafeBufferPointer(rebasing: bytes[scanner.index...]), as: UTF8.self)
         }
@@ -264,24 +284,6 @@ extension SIPHeaderFields {
             slots[index].text = .string(rest)
         } else {
             slots.remove(at: index)
-        }
-    }
-}
-
-extension SIPVia {
-    /// Where the first entry of a Via field value ends; the whole list is checked.
-    static func endOfFirst(_ bytes: UnsafeBufferPointer<UInt8>) throws(SIPParseError) -> Int {
-        do throws(SIPParseError) {
-            var scanner = ByteScanner(bytes, source: nil)
-            scanner.skipLWS()
-            _ = try scanner.readVia()
-            let end = scanner.index
-            while scanner.consumeSeparator(UInt8(ascii: ",")) { _ = try scanner.readVia() }
-            scanner.skipLWS()
-            guard scanner.isAtEnd else { throw SIPParseError(.invalidHeader) }
-            return end
-        } catch {
-            throw error.in(.via)
         }
     }
 }

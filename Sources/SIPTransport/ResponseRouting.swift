@@ -8,22 +8,21 @@ import SIPCore
 public func stampReceived(_ headers: inout SIPHeaderFields, from remote: SocketAddress) throws(SIPParseError)
     -> SIPVia
 {
-    var top = try headers.topVia
-    guard let ip = remote.ipText else { return top }
-    let sentHost = top.host.hasPrefix("[") ? String(top.host.dropFirst().dropLast()) : top.host
-    var changed = false
-    if sentHost != ip {
-        top.received = ip
-        changed = true
+    guard let ip = remote.ipText else { return try headers.topVia }
+    return try headers.updateTopVia { top in
+        let sentHost = top.host.hasPrefix("[") ? String(top.host.dropFirst().dropLast()) : top.host
+        var changed = false
+        if sentHost != ip {
+            top.received = ip
+            changed = true
+        }
+        if top.rport == .requested, let port = remote.port {
+            top.rport = .value(UInt16(port))
+            if top.received == nil { top.received = ip }
+            changed = true
+        }
+        return changed
     }
-    if top.rport == .requested, let port = remote.port {
-        top.rport = .value(UInt16(port))
-        if top.received == nil { top.received = ip }
-        changed = true
-    }
-    guard changed else { return top }
-    try headers.replaceTopVia(with: top)
-    return top
 }
 
 extension SocketAddress {
