@@ -17,15 +17,14 @@ import sipws
 from harness import Server
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RemoteWAFTests(unittest.TestCase):
     def test_wwsf_gets_tokens_from_a_waf_at_another_origin(self):
-        port = free_port()
+        # B's WWSF port must be known before A starts (it is in A's client list). It stays
+        # bound here until B starts, so the kernel cannot hand it to one of A's listeners.
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        self.addCleanup(held.close)
         origin = "https://localhost:%d" % port
         clients = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump([{"id": "wwsf-b", "secret": "b-client-secret", "redirect_uris": [origin + "/oauth/callback"],
@@ -33,6 +32,7 @@ class RemoteWAFTests(unittest.TestCase):
         clients.close()
         a = Server("--waf-clients", clients.name)
         self.addCleanup(a.stop)
+        held.close()
         b = Server("--wwsf-waf-issuer", a.waf, "--wwsf-waf-client-id", "wwsf-b", "--wwsf-waf-client-secret",
                    "b-client-secret", "--waf-ca", a.ca, "--waf-issuer", a.waf, wwsf_port=port)
         self.addCleanup(b.stop)
