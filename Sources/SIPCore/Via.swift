@@ -139,6 +139,7 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The first entry and the offset where it ends; the rest of the list is checked too.
+    @inline(__always)
     static func parseFirstAndEnd(bytes: UnsafeBufferPointer<UInt8>, source: ByteSource?) throws(SIPParseError) -> (
         via: SIPVia, end: Int
     ) {
