@@ -33,9 +33,12 @@ final class SIPEndpointCore: Sendable {
     /// of one scheduled task each (at 10,000 requests a second, 320,000 pending timers).
     static let timerJSlots = 33
 
+    /// RFC 3261 §17.2.3: branch, sent-by and method (sent-by as host and port, with no
+    /// `host:port` text made per request).
     struct ServerKey: Hashable {
         var branch: String
-        var sentBy: String
+        var host: String
+        var port: UInt16?
         var method: String
     }
 
@@ -121,7 +124,7 @@ final class SIPEndpointCore: Sendable {
             Task { _ = await handler(request, peer) }
             return
         }
-        let key = ServerKey(branch: via.branch ?? "", sentBy: via.sentBy, method: request.method.rawValue)
+        let key = ServerKey(branch: via.branch ?? "", host: via.host, port: via.port, method: request.method.rawValue)
         enum Action {
             case start
             case absorb
