@@ -3,13 +3,21 @@ extension SIPResponse {
     /// To (with a tag when it had none), Call-ID and CSeq copied from it.
     public init(replyingTo request: SIPRequest, statusCode: Int, reasonPhrase: String? = nil, toTag: String? = nil) {
         // RFC 3261 §8.2.6.2: Via, From, Call-ID and CSeq copied, To too (with our tag).
-        // The fields are copied as they are, byte ranges of the request's buffer included:
-        // no String per field.
+        // Their bytes go into one buffer of the reply's own: no String per field, and the
+        // reply (kept 32 s for retransmissions over UDP) does not hold the whole request.
         let source = request.headers
-        var headers = SIPHeaderFields(backing: source.backing, slots: [], unknownNames: [])
+        var headers = SIPHeaderFields()
         headers.slots.reserveCapacity(8)
         for slot in source.slots where Self.copiedCodes.contains(slot.code) {
-            headers.slots.append(slot)
+            var copy = slot
+            if case .range(let start, let end) = slot.text {
+                let newStart = UInt32(headers.backing.count)
+                source.backing.withUnsafeBufferPointer {
+                    headers.backing.append(contentsOf: UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)]))
+                }
+                copy.text = .range(newStart, UInt32(headers.backing.count))
+            }
+            headers.slots.append(copy)
             if slot.code == Self.toCode, statusCode > 100, let toTag {
                 let address = try? source.withSource(slot.text, SIPAddress.parse(bytes:source:))
                 if address?.tag == nil {

@@ -260,8 +260,10 @@ enum MessageGenerator {
         #expect(
             SIPResponse(replyingTo: tagged, statusCode: 486, toTag: "srv").headers[.to]
                 == "<sip:b@example.com>;tag=theirs")
-        // The response reads back as the same message.
+        // The response reads back as the same message, and holds only the copied bytes.
         #expect(try SIPParser().parse(ok.serialized()) == .response(ok))
+        #expect(ok.headers.backing.count < request.headers.backing.count)
+        #expect(!String(decoding: ok.headers.backing, as: UTF8.self).contains("kept out"))
     }
 
     @Test func proxyAuthHeadersUseTheSameViews() throws {
