@@ -248,18 +248,10 @@ public struct SIPCSeq: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension SIPHeaderFields {
-    /// Replaces the top Via entry and keeps the rest of its field's list as written: the
-    /// transport stamps only the top entry (RFC 3261 §18.2.1, RFC 3581 §4).
-    public mutating func replaceTopVia(with via: SIPVia) throws(SIPParseError) {
-        _ = try updateTopVia { top in
-            top = via
-            return true
-        }
-    }
-
     /// Reads the top Via entry and lets `update` change it in one pass over the field: when
     /// `update` returns true the changed entry replaces the old one, and the entries below
-    /// it stay as written. Returns the entry as it now stands.
+    /// it stay as written (the transport stamps only the top entry: RFC 3261 §18.2.1,
+    /// RFC 3581 §4). Returns the entry as it now stands.
     public mutating func updateTopVia(_ update: (inout SIPVia) -> Bool) throws(SIPParseError) -> SIPVia {
         guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
         let text = slots[index].text

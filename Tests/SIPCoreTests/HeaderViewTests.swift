@@ -61,9 +61,11 @@ import Testing
             .via, "SIP/2.0/UDP a.example.com;branch=z9hG4bK1 ,  SIP/2.0/TCP  b.example.com:5070 ;branch=z9hG4bK2")
         headers.append(.callID, "c")
         headers.append(.via, "SIP/2.0/WSS c.invalid;branch=z9hG4bK3")
-        var top = try headers.topVia
-        top.received = "192.0.2.1"
-        try headers.replaceTopVia(with: top)
+        let top = try headers.updateTopVia { top in
+            top.received = "192.0.2.1"
+            return true
+        }
+        #expect(top.received == "192.0.2.1")
         #expect(
             headers[0].value
                 == "SIP/2.0/UDP a.example.com;branch=z9hG4bK1;received=192.0.2.1 ,  SIP/2.0/TCP  b.example.com:5070 ;branch=z9hG4bK2"
@@ -83,7 +85,12 @@ import Testing
         var headers = SIPHeaderFields()
         headers.append(.via, "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, garbage")
         let top = SIPVia(transport: "UDP", host: "a.example.com", port: nil, branch: "z9hG4bK9")
-        #expect(throws: SIPParseError.self) { try headers.replaceTopVia(with: top) }
+        #expect(throws: SIPParseError.self) {
+            _ = try headers.updateTopVia { via in
+                via = top
+                return true
+            }
+        }
         #expect(throws: SIPParseError.self) { try headers.removeTopVia() }
         #expect(headers[0].value == "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, garbage")
     }
