@@ -222,7 +222,7 @@ public final class WebSocketServer: Sendable {
         }
         // RFC 7118 §5.3 / RFC 3261 §18.2.1: note where the request really came from (the
         // WIC's Via names a `.invalid` host), so nothing ever routes by that name.
-        if let remote { try? stampReceived(&request.headers, from: remote) }
+        if let remote { _ = try? stampReceived(&request.headers, from: remote) }
         guard request.method == .register else {
             if request.method == .ack { return nil }
             return await forwardOriginating(request, flowToken: flowToken, flow: flow)

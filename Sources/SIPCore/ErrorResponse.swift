@@ -10,20 +10,19 @@ extension SIPResponse {
         headers.slots.reserveCapacity(8)
         for slot in source.slots where Self.copiedCodes.contains(slot.code) {
             var copy = slot
-            if case .range(let start, let end) = slot.text {
-                let newStart = UInt32(headers.backing.count)
-                source.backing.withUnsafeBufferPointer {
-                    headers.backing.append(contentsOf: UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)]))
-                }
-                copy.text = .range(newStart, UInt32(headers.backing.count))
-            }
-            headers.slots.append(copy)
+            copy.start = UInt32(headers.backing.count)
+            source.withBytes(slot) { headers.backing.append(contentsOf: $0) }
             if slot.code == Self.toCode, statusCode > 100, let toTag {
-                let address = try? source.withSource(slot.text, SIPAddress.parse(bytes:source:))
+                let address = try? source.withSource(slot, SIPAddress.parse(bytes:source:))
                 if address?.tag == nil {
-                    headers.slots[headers.slots.count - 1].text = .string(source.string(slot.text) + ";tag=" + toTag)
+                    // RFC 3261 §8.2.6.2: our tag on a To that had none.
+                    headers.backing.append(contentsOf: ";tag=".utf8)
+                    headers.backing.append(contentsOf: toTag.utf8)
+                    copy.setInCode = true
                 }
             }
+            copy.end = UInt32(headers.backing.count)
+            headers.slots.append(copy)
         }
         self.init(statusCode: statusCode, reasonPhrase: reasonPhrase, headers: headers)
     }

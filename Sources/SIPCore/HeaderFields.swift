@@ -14,27 +14,33 @@ public struct SIPHeaderField: Sendable, Hashable {
 ///
 /// Parsed fields are not copied out of the message: each is a byte range into the one
 /// buffer the message arrived in, and becomes a `String` only when someone asks for its
-/// value. Typed views and the serializer read the bytes directly. Fields set in code hold
-/// their own `String`.
+/// value. Typed views and the serializer read the bytes directly. A value set in code (or
+/// unfolded by the parser) is appended to that buffer, so a field is always a range: the
+/// list of fields is plain data, with nothing to retain or release per field. Values
+/// replaced in code stay behind in the buffer until the message goes.
 public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, MutableCollection,
     ExpressibleByDictionaryLiteral
 {
-    @usableFromInline enum Text: Sendable {
-        case range(UInt32, UInt32)
-        /// A value that was folded over several lines, unfolded into its own bytes.
-        case unfolded([UInt8])
-        case string(String)
-    }
-
-    /// A field: its name as a number (no `String` to copy or release per field) and its
-    /// value's text.
+    /// A field: its name as a number (no `String` to copy or release per field) and where
+    /// its value lies in `backing`.
     @usableFromInline struct Slot: Sendable {
         /// A known name's `knownID`, or `-(i + 1)` for `unknownNames[i]`.
         var code: Int32
-        var text: Text
+        var start: UInt32
+        var end: UInt32
+        /// Set in code rather than parsed: it may hold line breaks, which the serializer drops.
+        var setInCode: Bool
+
+        init(code: Int32, start: UInt32, end: UInt32, setInCode: Bool = false) {
+            self.code = code
+            self.start = start
+            self.end = end
+            self.setInCode = setInCode
+        }
     }
 
-    /// The message bytes that `.range` texts point into (empty when built in code).
+    /// The bytes every slot's value lies in: the message as received, then the values
+    /// set in code or unfolded.
     @usableFromInline var backing: [UInt8]
     @usableFromInline var slots: [Slot]
     /// Names this library does not know, as written (byte-exact on the wire).
@@ -75,6 +81,23 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         return -Int32(index) - 1
     }
 
+    /// A slot for a value set in code: the value's bytes go at the end of `backing`.
+    mutating func slot(code: Int32, value: String) -> Slot {
+        let start = UInt32(backing.count)
+        backing.append(contentsOf: value.utf8)
+        return Slot(code: code, start: start, end: UInt32(backing.count), setInCode: true)
+    }
+
+    /// A slot for a value set in code, under this name.
+    mutating func slot(_ name: SIPHeaderName, value: String) -> Slot {
+        slot(code: code(adding: name), value: value)
+    }
+
+    /// Gives the field at `index` a new value (set in code), keeping its name.
+    mutating func setValue(_ value: String, at index: Int) {
+        slots[index] = slot(code: slots[index].code, value: value)
+    }
+
     /// The name of a slot.
     @inline(__always)
     func name(of slot: Slot) -> SIPHeaderName { Self.name(code: slot.code, unknownNames: unknownNames) }
@@ -98,21 +121,21 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public var startIndex: Int { slots.startIndex }
     public var endIndex: Int { slots.endIndex }
     public subscript(position: Int) -> SIPHeaderField {
-        get { SIPHeaderField(name: name(of: slots[position]), value: string(slots[position].text)) }
-        set { slots[position] = Slot(code: code(adding: newValue.name), text: .string(newValue.value)) }
+        get { SIPHeaderField(name: name(of: slots[position]), value: string(slots[position])) }
+        set { slots[position] = slot(newValue.name, value: newValue.value) }
     }
 
     /// The first field value with this name; setting replaces every field of that name
     /// by one (in place of the first), or removes them all when set to `nil`.
     public subscript(name: SIPHeaderName) -> String? {
-        get { firstIndex(named: name).map { string(slots[$0].text) } }
+        get { firstIndex(named: name).map { string(slots[$0]) } }
         set {
             guard let newValue else {
                 removeAll(name)
                 return
             }
             if let first = firstIndex(named: name) {
-                slots[first].text = .string(newValue)
+                setValue(newValue, at: first)
                 var index = first + 1
                 while index < slots.count {
                     if matches(slots[index], name) { slots.remove(at: index) } else { index += 1 }
@@ -125,7 +148,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     /// Every field value with this name, in order, without splitting at commas.
     public func fieldValues(_ name: SIPHeaderName) -> [String] {
-        slots.compactMap { matches($0, name) ? string($0.text) : nil }
+        slots.compactMap { matches($0, name) ? string($0) : nil }
     }
 
     /// Every element of the comma-separated lists in the fields with this name
@@ -134,7 +157,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         if SIPHeaderFields.neverSplit.contains(name) { return fieldValues(name) }
         var result: [String] = []
         for i in slots.indices where matches(slots[i], name) {
-            withBytes(slots[i].text) { splitCommaList($0, into: &result) }
+            withBytes(slots[i]) { splitCommaList($0, into: &result) }
         }
         return result
     }
@@ -149,7 +172,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     }
 
     public mutating func append(_ name: SIPHeaderName, _ value: String) {
-        slots.append(Slot(code: code(adding: name), text: .string(value)))
+        slots.append(slot(name, value: value))
     }
 
     public mutating func append(_ field: SIPHeaderField) {
@@ -160,11 +183,11 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// is none), the way a proxy adds its own Via, Path or Record-Route.
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {
         let at = firstIndex(named: name) ?? 0
-        slots.insert(Slot(code: code(adding: name), text: .string(value)), at: at)
+        slots.insert(slot(name, value: value), at: at)
     }
 
     public mutating func insert(_ field: SIPHeaderField, at index: Int) {
-        slots.insert(Slot(code: code(adding: field.name), text: .string(field.value)), at: index)
+        slots.insert(slot(field.name, value: field.value), at: index)
     }
 
     @discardableResult
@@ -182,7 +205,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     public mutating func removeAll(where shouldRemove: (SIPHeaderField) throws -> Bool) rethrows {
         var kept: [Slot] = []
         kept.reserveCapacity(slots.count)
-        for slot in slots where !(try shouldRemove(SIPHeaderField(name: name(of: slot), value: string(slot.text)))) {
+        for slot in slots where !(try shouldRemove(SIPHeaderField(name: name(of: slot), value: string(slot)))) {
             kept.append(slot)
         }
         slots = kept
@@ -192,7 +215,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         guard lhs.slots.count == rhs.slots.count else { return false }
         for (l, r) in zip(lhs.slots, rhs.slots) {
             guard lhs.name(of: l) == rhs.name(of: r) else { return false }
-            let same = lhs.withBytes(l.text) { a in rhs.withBytes(r.text) { b in a.elementsEqual(b) } }
+            let same = lhs.withBytes(l) { a in rhs.withBytes(r) { b in a.elementsEqual(b) } }
             if !same { return false }
         }
         return true
@@ -202,7 +225,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         hasher.combine(slots.count)
         for slot in slots {
             hasher.combine(name(of: slot))
-            withBytes(slot.text) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+            withBytes(slot) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         }
     }
 
@@ -218,29 +241,22 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     /// Calls `body` with the value's UTF-8 bytes, without making a `String`.
     @inline(__always)
-    func withBytes<R, E: Error>(_ text: Text, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-        try withSource(text) { (bytes, _) throws(E) -> R in try body(bytes) }
+    func withBytes<R, E: Error>(_ slot: Slot, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+            try body(UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]))
+        }
     }
 
     /// Like `withBytes`, with the message buffer the bytes live in (for parsed fields), so
     /// typed views can point into it.
     @inline(__always)
-    func withSource<R, E: Error>(_ text: Text, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R)
+    func withSource<R, E: Error>(_ slot: Slot, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R)
         throws(E) -> R
     {
-        switch text {
-        case .range(let start, let end):
-            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
-                try body(
-                    UnsafeBufferPointer(rebasing: all[Int(start)..<Int(end)]),
-                    ByteSource(array: backing, offset: Int(start)))
-            }
-        case .unfolded(let bytes):
-            return try bytes.withUnsafeBufferPointer { (b) throws(E) -> R in
-                try body(b, ByteSource(array: bytes, offset: 0))
-            }
-        case .string(let string):
-            return try withUTF8Bytes(string) { (bytes) throws(E) -> R in try body(bytes, nil) }
+        try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+            try body(
+                UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]),
+                ByteSource(array: backing, offset: Int(slot.start)))
         }
     }
 
@@ -250,7 +266,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         _ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R
     ) throws(E) -> R? {
         guard let i = firstIndex(named: name) else { return nil }
-        return try withSource(slots[i].text, body)
+        return try withSource(slots[i], body)
     }
 
     /// The bytes of the first field with this name, or nil when there is none — a look at
@@ -260,19 +276,12 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         throws(E) -> R?
     {
         guard let i = firstIndex(named: name) else { return nil }
-        return try withBytes(slots[i].text, body)
+        return try withBytes(slots[i], body)
     }
 
     @inline(__always)
-    func string(_ text: Text) -> String {
-        switch text {
-        case .range(let start, let end):
-            return backing.withUnsafeBufferPointer { makeString($0, Int(start), Int(end)) }
-        case .unfolded(let bytes):
-            return String(decoding: bytes, as: UTF8.self)
-        case .string(let string):
-            return string
-        }
+    func string(_ slot: Slot) -> String {
+        backing.withUnsafeBufferPointer { makeString($0, Int(slot.start), Int(slot.end)) }
     }
 
     static let neverSplit: Set<SIPHeaderName> = [

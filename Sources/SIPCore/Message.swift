@@ -173,8 +173,8 @@ private func writeHeaders(_ headers: SIPHeaderFields, body: [UInt8], into out: i
         out.append(contentsOf: ": ".utf8)
         // Values carry no raw line breaks (folding was undone when parsing); a value built
         // in code with one must not split the message, so drop them.
-        headers.withBytes(slot.text) { value in
-            if case .string = slot.text, containsLineBreak(value) {
+        headers.withBytes(slot) { value in
+            if slot.setInCode, containsLineBreak(value) {
                 out.append(contentsOf: value.filter { $0 != 0x0D && $0 != 0x0A })
             } else {
                 out.append(contentsOf: value)

@@ -73,6 +73,9 @@ public struct SIPParser: Sendable {
         var fields: [SIPHeaderFields.Slot] = []
         fields.reserveCapacity(16)
         var unknownNames: [String] = []
+        // The message followed by the values unfolded from several lines; made at the
+        // first folded field, so `bytes` (the message) stays valid and unchanged.
+        var extended: [UInt8] = []
         var contentLength: Int?
         let contentLengthID = KnownIDs.shared.contentLength
         let knownNames = KnownNameTable.shared
@@ -91,16 +94,15 @@ public struct SIPParser: Sendable {
                 throw SIPParseError(.malformedHeaderLine)
             }
             let (field, following) = try parseHeaderField(
-                bytes, line: line, lineStart: position, knownNames: knownNames, unknownNames: &unknownNames)
+                bytes, line: line, lineStart: position, knownNames: knownNames, unknownNames: &unknownNames,
+                extended: &extended)
             position = following
             if field.code == Int32(contentLengthID) {
-                let n: UInt64?
-                switch field.text {
-                case .range(let s, let e): n = parseDecimal(bytes, Int(s), Int(e), max: UInt64(limits.maxMessageSize))
-                case .unfolded(let v):
-                    n = v.withUnsafeBufferPointer { parseDecimal($0, 0, $0.count, max: UInt64(limits.maxMessageSize)) }
-                case .string(let v): n = parseDecimal(v, max: UInt64(limits.maxMessageSize))
-                }
+                let max = UInt64(limits.maxMessageSize)
+                let n =
+                    Int(field.end) <= bytes.count
+                    ? parseDecimal(bytes, Int(field.start), Int(field.end), max: max)
+                    : extended.withUnsafeBufferPointer { parseDecimal($0, Int(field.start), Int(field.end), max: max) }
                 guard let n else {
                     throw SIPParseError(.invalidHeader, header: .contentLength)
                 }
@@ -127,7 +129,8 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.missingContentLength)
         }
         let body = bodyLength > 0 ? Array(UnsafeBufferPointer(rebasing: bytes[position..<position + bodyLength])) : []
-        let headers = SIPHeaderFields(backing: backing, slots: fields, unknownNames: unknownNames)
+        let headers = SIPHeaderFields(
+            backing: extended.isEmpty ? backing : extended, slots: fields, unknownNames: unknownNames)
 
         switch consume startLine {
         case .request(let method, let uri):
@@ -154,7 +157,7 @@ public struct SIPParser: Sendable {
         var via = 0
         var from = 0
         var to = 0
-        var callID: SIPHeaderFields.Text?
+        var callID: SIPHeaderFields.Slot?
         var callIDs = 0
         var cseq = 0
         let ids = KnownIDs.shared
@@ -165,7 +168,7 @@ public struct SIPParser: Sendable {
             case Int32(ids.to): to += 1
             case Int32(ids.callID):
                 callIDs += 1
-                callID = headers.slots[i].text
+                callID = headers.slots[i]
             case Int32(ids.cseq): cseq += 1
             default: break
             }
@@ -225,7 +228,7 @@ public struct SIPParser: Sendable {
     /// Parses the header field whose first line is `line`, folding in continuation lines.
     private func parseHeaderField(
         _ bytes: UnsafeBufferPointer<UInt8>, line: Line, lineStart: Int, knownNames: KnownNameTable,
-        unknownNames: inout [String]
+        unknownNames: inout [String], extended: inout [UInt8]
     ) throws(SIPParseError) -> (SIPHeaderFields.Slot, Int) {
         let lineEnd = line.end
         // The name: its length and, for the known-name table, its first sixteen bytes
@@ -260,7 +263,7 @@ public struct SIPParser: Sendable {
         var position = line.next
         guard position < bytes.count, bytes[position] == 0x20 || bytes[position] == 0x09 else {
             if !ascii { try validateUTF8(bytes, valueStart, valueEnd, name()) }
-            return (SIPHeaderFields.Slot(code: code, text: .range(UInt32(valueStart), UInt32(valueEnd))), position)
+            return (SIPHeaderFields.Slot(code: code, start: UInt32(valueStart), end: UInt32(valueEnd)), position)
         }
         // First the continuation lines are checked and measured, then joined into one
         // buffer of the right size.
@@ -282,29 +285,31 @@ public struct SIPParser: Sendable {
             }
             position = continuation.next
         }
-        let folded = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
-            func put(_ s: Int, _ e: Int) {
-                guard s < e, let out = buffer.baseAddress, let source = bytes.baseAddress else { return }
-                if count > 0 {
-                    out[count] = 0x20
-                    count += 1
-                }
-                (out + count).initialize(from: source + s, count: e - s)
-                count += e - s
-            }
-            put(valueStart, valueEnd)
-            var p = firstContinuation
-            while p < position, let (end, after) = lineBounds(bytes, from: p) {
-                let (s, e) = trimmedLWS(bytes, p, end)
-                put(s, e)
-                p = after
-            }
+        // The lines joined by single spaces, after the message and any values unfolded before.
+        if extended.isEmpty {
+            extended.reserveCapacity(bytes.count + max(length, 256))
+            extended.append(contentsOf: bytes)
+        }
+        let start = extended.count
+        func put(_ s: Int, _ e: Int) {
+            guard s < e else { return }
+            if extended.count > start { extended.append(0x20) }
+            extended.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
+        }
+        put(valueStart, valueEnd)
+        var p = firstContinuation
+        while p < position, let (end, after) = lineBounds(bytes, from: p) {
+            let (s, e) = trimmedLWS(bytes, p, end)
+            put(s, e)
+            p = after
         }
         if !ascii {
             let name = name()
-            try folded.withUnsafeBufferPointer { (b) throws(SIPParseError) in try validateUTF8(b, 0, b.count, name) }
+            try extended.withUnsafeBufferPointer { (b) throws(SIPParseError) in
+                try validateUTF8(b, start, b.count, name)
+            }
         }
-        return (SIPHeaderFields.Slot(code: code, text: .unfolded(folded)), position)
+        return (SIPHeaderFields.Slot(code: code, start: UInt32(start), end: UInt32(extended.count)), position)
     }
 
     /// `start..<end` without leading and trailing SP and HT.

@@ -7,7 +7,7 @@ extension SIPHeaderFields {
         get throws(SIPParseError) {
             var result: [SIPVia] = []
             for i in slots.indices where matches(slots[i], .via) {
-                try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
+                try withSource(slots[i]) { (bytes, source) throws(SIPParseError) in
                     try SIPVia.parseList(bytes: bytes, source: source, into: &result)
                 }
             }
@@ -68,7 +68,7 @@ extension SIPHeaderFields {
             var parser = SIPContactValue.Accumulator()
             do {
                 for i in slots.indices where matches(slots[i], .contact) {
-                    try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
+                    try withSource(slots[i]) { (bytes, source) throws(SIPParseError) in
                         try parser.add(bytes, source: source)
                     }
                 }
@@ -121,10 +121,12 @@ extension SIPHeaderFields {
     public func authorizations(_ name: SIPHeaderName = .authorization) throws(SIPParseError) -> [SIPAuthField] {
         var result: [SIPAuthField] = []
         for i in slots.indices where matches(slots[i], name) {
-            result.append(
-                try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
-                    try SIPAuthField.parse(bytes: bytes, source: source, header: name)
-                })
+            let field = try withSource(slots[i]) { (bytes, source) throws(SIPParseError) in
+                try SIPAuthField.parse(bytes: bytes, source: source, header: name)
+            }
+            // The usual one field as an array literal: growing an empty array looked the
+            // element type's array metadata up anew on every call (~300 instructions).
+            if result.isEmpty { result = [field] } else { result.append(field) }
         }
         return result
     }
@@ -139,7 +141,7 @@ extension SIPHeaderFields {
     func address(_ name: SIPHeaderName) throws(SIPParseError) -> SIPAddress {
         guard let i = firstIndex(named: name) else { throw SIPParseError(.missingHeader, header: name) }
         do throws(SIPParseError) {
-            return try withSource(slots[i].text, SIPAddress.parse(bytes:source:))
+            return try withSource(slots[i], SIPAddress.parse(bytes:source:))
         } catch { throw error.in(name) }
     }
 
@@ -147,7 +149,7 @@ extension SIPHeaderFields {
         var result: [SIPAddress] = []
         for i in slots.indices where matches(slots[i], name) {
             do {
-                try withSource(slots[i].text) { (bytes, source) throws(SIPParseError) in
+                try withSource(slots[i]) { (bytes, source) throws(SIPParseError) in
                     try SIPAddress.parseList(bytes: bytes, source: source) { result.append($0) }
                 }
             } catch { throw error.in(name) }

@@ -254,12 +254,25 @@ extension SIPHeaderFields {
     /// RFC 3581 §4). Returns the entry as it now stands.
     public mutating func updateTopVia(_ update: (inout SIPVia) -> Bool) throws(SIPParseError) -> SIPVia {
         guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
-        let text = slots[index].text
-        let (first, end) = try withSource(text, SIPVia.parseFirstAndEnd)
+        let old = slots[index]
+        let (first, end) = try withSource(old, SIPVia.parseFirstAndEnd)
         var via = first
         guard update(&via) else { return via }
-        let rest = withBytes(text) { String(decoding: UnsafeBufferPointer(rebasing: $0[end...]), as: UTF8.self) }
-        slots[index].text = .string(via.description + rest)
+        // The new entry, then the rest of the list as written, at the end of the buffer.
+        let start = UInt32(backing.count)
+        backing.append(contentsOf: via.description.utf8)
+        let restStart = Int(old.start) + end
+        let restCount = Int(old.end) - restStart
+        if restCount > 0 {
+            // Copied within the buffer (appending a slice of it would copy all of it first).
+            let at = backing.count
+            backing.append(contentsOf: repeatElement(0, count: restCount))
+            backing.withUnsafeMutableBufferPointer { all in
+                guard let base = all.baseAddress else { return }
+                (base + at).update(from: base + restStart, count: restCount)
+            }
+        }
+        slots[index] = Slot(code: old.code, start: start, end: UInt32(backing.count), setInCode: true)
         return via
     }
 
@@ -267,14 +280,15 @@ extension SIPHeaderFields {
     /// RFC 3261 §18.1.2): the rest of its field's list stays as written; an emptied field goes.
     public mutating func removeTopVia() throws(SIPParseError) {
         guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
-        let rest = try withSource(slots[index].text) { (bytes, source) throws(SIPParseError) -> String? in
+        let rest = try withSource(slots[index]) { (bytes, source) throws(SIPParseError) -> Int? in
             var scanner = ByteScanner(bytes, source: nil)
             scanner.index = try SIPVia.parseFirstAndEnd(bytes: bytes, source: source).end
             guard scanner.consumeSeparator(UInt8(ascii: ",")) else { return nil }
-            return String(decoding: UnsafeBufferPointer(rebasing: bytes[scanner.index...]), as: UTF8.self)
+            return scanner.index
         }
         if let rest {
-            slots[index].text = .string(rest)
+            // The rest of the list is already in the buffer: the field just starts later.
+            slots[index].start += UInt32(rest)
         } else {
             slots.remove(at: index)
         }

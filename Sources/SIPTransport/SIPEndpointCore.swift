@@ -97,7 +97,7 @@ final class SIPEndpointCore: Sendable {
         logger.debug("unparseable SIP from \(peer): \(error.reasonPhrase)")
         if var answer {
             // Answer where the request really came from, as for a parsed one.
-            try? stampReceived(&answer.headers, from: peer.remoteAddress)
+            _ = try? stampReceived(&answer.headers, from: peer.remoteAddress)
             send(answer, over: peer.connection, defaultDestination: peer.remoteAddress)
         } else if closeIfUnanswerable {
             peer.connection.close()

@@ -433,4 +433,41 @@ import Testing
             try SIPParser().parse(invalidUTF8)
         }
     }
+
+    /// Every value lies in one buffer per message: the message as received, then the values
+    /// unfolded or set in code. Several folded fields (Content-Length among them) read back
+    /// right; edits leave a copy taken before them alone; replaced values do not come back.
+    @Test func foldedAndEditedValuesShareTheMessageBuffer() throws {
+        let text =
+            Fixtures.register92.replacingOccurrences(
+                of: "Expires: 600000\r\nContent-Length: 0\r\n",
+                with: "X-A: a\r\n b\r\nExpires: 600000\r\nX-B: c\r\n\td\r\nContent-Length:\r\n 3\r\n") + "abc"
+        guard case .request(let original) = try SIPParser().parse(Array(text.utf8), framing: .stream) else {
+            Issue.record("not a request")
+            return
+        }
+        #expect(original.body == Array("abc".utf8))
+        #expect(original.headers[SIPHeaderName("X-A")] == "a b" && original.headers[SIPHeaderName("X-B")] == "c d")
+        var edited = original
+        edited.headers[.expires] = "300"
+        edited.headers[.expires] = "0"
+        _ = try edited.headers.updateTopVia { via in
+            via.received = "192.0.2.1"
+            return true
+        }
+        edited.headers.prepend(
+            .via, "SIP/2.0/UDP p.example.com;branch=z9hG4bKp, SIP/2.0/UDP q.example.com;branch=z9hG4bKq")
+        try edited.headers.removeTopVia()
+        #expect(try edited.headers.topVia.host == "q.example.com")
+        try edited.headers.removeTopVia()
+        #expect(original.headers[.expires] == "600000" && edited.headers[.expires] == "0")
+        #expect(try original.headers.topVia.received == nil && edited.headers.topVia.received == "192.0.2.1")
+        #expect(try edited.headers.contact == original.headers.contact)
+        #expect(edited.headers[SIPHeaderName("X-B")] == "c d")
+        let wire = String(decoding: edited.serialized(), as: UTF8.self)
+        #expect(
+            !wire.contains("600000") && !wire.contains("Expires: 300") && !wire.contains("example.com;branch=z9hG4bKp"))
+        let reparsed = try Fixtures.request(wire)
+        #expect(reparsed.headers == edited.headers && reparsed.body == Array("abc".utf8))
+    }
 }
