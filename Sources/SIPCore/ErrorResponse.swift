@@ -10,18 +10,18 @@ extension SIPResponse {
         headers.slots.reserveCapacity(8)
         for slot in source.slots where Self.copiedCodes.contains(slot.code) {
             var copy = slot
-            copy.start = UInt32(headers.backing.count)
-            source.withBytes(slot) { headers.backing.append(contentsOf: $0) }
+            copy.start = headers.extraEnd
+            source.withBytes(slot) { headers.extra.append(contentsOf: $0) }
             if slot.code == Self.toCode, statusCode > 100, let toTag {
                 let address = try? source.withSource(slot, SIPAddress.parse(bytes:source:))
                 if address?.tag == nil {
                     // RFC 3261 §8.2.6.2: our tag on a To that had none.
-                    headers.backing.append(contentsOf: ";tag=".utf8)
-                    headers.backing.append(contentsOf: toTag.utf8)
+                    headers.extra.append(contentsOf: ";tag=".utf8)
+                    headers.extra.append(contentsOf: toTag.utf8)
                     copy.setInCode = true
                 }
             }
-            copy.end = UInt32(headers.backing.count)
+            copy.end = headers.extraEnd
             headers.slots.append(copy)
         }
         self.init(statusCode: statusCode, reasonPhrase: reasonPhrase, headers: headers)

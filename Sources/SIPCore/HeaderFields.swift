@@ -15,14 +15,15 @@ public struct SIPHeaderField: Sendable, Hashable {
 /// Parsed fields are not copied out of the message: each is a byte range into the one
 /// buffer the message arrived in, and becomes a `String` only when someone asks for its
 /// value. Typed views and the serializer read the bytes directly. A value set in code (or
-/// unfolded by the parser) is appended to that buffer, so a field is always a range: the
-/// list of fields is plain data, with nothing to retain or release per field. Values
-/// replaced in code stay behind in the buffer until the message goes.
+/// unfolded by the parser) is appended to a second buffer, so a field is always a range:
+/// the list of fields is plain data, with nothing to retain or release per field, and the
+/// message's own bytes are never copied. Values replaced in code stay behind in that buffer
+/// until the message goes.
 public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, MutableCollection,
     ExpressibleByDictionaryLiteral
 {
     /// A field: its name as a number (no `String` to copy or release per field) and where
-    /// its value lies in `backing`.
+    /// its value lies: `backing[start..<end]`, or, from `backing.count` on, in `extra`.
     @usableFromInline struct Slot: Sendable {
         /// A known name's `knownID`, or `-(i + 1)` for `unknownNames[i]`.
         var code: Int32
@@ -39,15 +40,18 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         }
     }
 
-    /// The bytes every slot's value lies in: the message as received, then the values
-    /// set in code or unfolded.
-    @usableFromInline var backing: [UInt8]
+    /// The message as received (empty when built in code); never changed.
+    @usableFromInline let backing: [UInt8]
+    /// The values set in code or unfolded, one after another; positions in it count on
+    /// from the end of `backing`.
+    @usableFromInline var extra: [UInt8]
     @usableFromInline var slots: [Slot]
     /// Names this library does not know, as written (byte-exact on the wire).
     @usableFromInline var unknownNames: [String]
 
     public init() {
         backing = []
+        extra = []
         slots = []
         unknownNames = []
     }
@@ -57,8 +61,9 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         for field in fields { append(field.name, field.value) }
     }
 
-    init(backing: [UInt8], slots: [Slot], unknownNames: [String]) {
+    init(backing: [UInt8], extra: [UInt8] = [], slots: [Slot], unknownNames: [String]) {
         self.backing = backing
+        self.extra = extra
         self.slots = slots
         self.unknownNames = unknownNames
     }
@@ -81,11 +86,14 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         return -Int32(index) - 1
     }
 
-    /// A slot for a value set in code: the value's bytes go at the end of `backing`.
+    /// Where the next byte appended to `extra` will be.
+    var extraEnd: UInt32 { UInt32(backing.count + extra.count) }
+
+    /// A slot for a value set in code: the value's bytes go at the end of `extra`.
     mutating func slot(code: Int32, value: String) -> Slot {
-        let start = UInt32(backing.count)
-        backing.append(contentsOf: value.utf8)
-        return Slot(code: code, start: start, end: UInt32(backing.count), setInCode: true)
+        let start = extraEnd
+        extra.append(contentsOf: value.utf8)
+        return Slot(code: code, start: start, end: extraEnd, setInCode: true)
     }
 
     /// A slot for a value set in code, under this name.
@@ -242,8 +250,14 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// Calls `body` with the value's UTF-8 bytes, without making a `String`.
     @inline(__always)
     func withBytes<R, E: Error>(_ slot: Slot, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-        try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
-            try body(UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]))
+        let base = backing.count
+        if Int(slot.end) <= base {
+            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+                try body(UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]))
+            }
+        }
+        return try extra.withUnsafeBufferPointer { (all) throws(E) -> R in
+            try body(UnsafeBufferPointer(rebasing: all[(Int(slot.start) - base)..<(Int(slot.end) - base)]))
         }
     }
 
@@ -253,10 +267,19 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     func withSource<R, E: Error>(_ slot: Slot, _ body: (UnsafeBufferPointer<UInt8>, ByteSource?) throws(E) -> R)
         throws(E) -> R
     {
-        try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+        let base = backing.count
+        if Int(slot.end) <= base {
+            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
+                try body(
+                    UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]),
+                    ByteSource(array: backing, offset: Int(slot.start)))
+            }
+        }
+        let start = Int(slot.start) - base
+        return try extra.withUnsafeBufferPointer { (all) throws(E) -> R in
             try body(
-                UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]),
-                ByteSource(array: backing, offset: Int(slot.start)))
+                UnsafeBufferPointer(rebasing: all[start..<(Int(slot.end) - base)]),
+                ByteSource(array: extra, offset: start))
         }
     }
 
@@ -281,7 +304,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     @inline(__always)
     func string(_ slot: Slot) -> String {
-        backing.withUnsafeBufferPointer { makeString($0, Int(slot.start), Int(slot.end)) }
+        withBytes(slot) { makeString($0, 0, $0.count) }
     }
 
     static let neverSplit: Set<SIPHeaderName> = [

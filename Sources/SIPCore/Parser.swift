@@ -73,9 +73,8 @@ public struct SIPParser: Sendable {
         var fields: [SIPHeaderFields.Slot] = []
         fields.reserveCapacity(16)
         var unknownNames: [String] = []
-        // The message followed by the values unfolded from several lines; made at the
-        // first folded field, so `bytes` (the message) stays valid and unchanged.
-        var extended: [UInt8] = []
+        // The values unfolded from several lines (the header fields' `extra`).
+        var extra: [UInt8] = []
         var contentLength: Int?
         let contentLengthID = KnownIDs.shared.contentLength
         let knownNames = KnownNameTable.shared
@@ -95,14 +94,16 @@ public struct SIPParser: Sendable {
             }
             let (field, following) = try parseHeaderField(
                 bytes, line: line, lineStart: position, knownNames: knownNames, unknownNames: &unknownNames,
-                extended: &extended)
+                extra: &extra)
             position = following
             if field.code == Int32(contentLengthID) {
                 let max = UInt64(limits.maxMessageSize)
                 let n =
                     Int(field.end) <= bytes.count
                     ? parseDecimal(bytes, Int(field.start), Int(field.end), max: max)
-                    : extended.withUnsafeBufferPointer { parseDecimal($0, Int(field.start), Int(field.end), max: max) }
+                    : extra.withUnsafeBufferPointer {
+                        parseDecimal($0, Int(field.start) - bytes.count, Int(field.end) - bytes.count, max: max)
+                    }
                 guard let n else {
                     throw SIPParseError(.invalidHeader, header: .contentLength)
                 }
@@ -129,8 +130,7 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.missingContentLength)
         }
         let body = bodyLength > 0 ? Array(UnsafeBufferPointer(rebasing: bytes[position..<position + bodyLength])) : []
-        let headers = SIPHeaderFields(
-            backing: extended.isEmpty ? backing : extended, slots: fields, unknownNames: unknownNames)
+        let headers = SIPHeaderFields(backing: backing, extra: extra, slots: fields, unknownNames: unknownNames)
 
         switch consume startLine {
         case .request(let method, let uri):
@@ -228,7 +228,7 @@ public struct SIPParser: Sendable {
     /// Parses the header field whose first line is `line`, folding in continuation lines.
     private func parseHeaderField(
         _ bytes: UnsafeBufferPointer<UInt8>, line: Line, lineStart: Int, knownNames: KnownNameTable,
-        unknownNames: inout [String], extended: inout [UInt8]
+        unknownNames: inout [String], extra: inout [UInt8]
     ) throws(SIPParseError) -> (SIPHeaderFields.Slot, Int) {
         let lineEnd = line.end
         // The name: its length and, for the known-name table, its first sixteen bytes
@@ -285,16 +285,13 @@ public struct SIPParser: Sendable {
             }
             position = continuation.next
         }
-        // The lines joined by single spaces, after the message and any values unfolded before.
-        if extended.isEmpty {
-            extended.reserveCapacity(bytes.count + max(length, 256))
-            extended.append(contentsOf: bytes)
-        }
-        let start = extended.count
+        // The lines joined by single spaces, after any values unfolded before.
+        if extra.isEmpty { extra.reserveCapacity(max(length, 128)) }
+        let start = extra.count
         func put(_ s: Int, _ e: Int) {
             guard s < e else { return }
-            if extended.count > start { extended.append(0x20) }
-            extended.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
+            if extra.count > start { extra.append(0x20) }
+            extra.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s..<e]))
         }
         put(valueStart, valueEnd)
         var p = firstContinuation
@@ -305,11 +302,16 @@ public struct SIPParser: Sendable {
         }
         if !ascii {
             let name = name()
-            try extended.withUnsafeBufferPointer { (b) throws(SIPParseError) in
+            try extra.withUnsafeBufferPointer { (b) throws(SIPParseError) in
                 try validateUTF8(b, start, b.count, name)
             }
         }
-        return (SIPHeaderFields.Slot(code: code, start: UInt32(start), end: UInt32(extended.count)), position)
+        // Positions in `extra` count on from the end of the message.
+        return (
+            SIPHeaderFields.Slot(
+                code: code, start: UInt32(bytes.count + start), end: UInt32(bytes.count + extra.count)),
+            position
+        )
     }
 
     /// `start..<end` without leading and trailing SP and HT.

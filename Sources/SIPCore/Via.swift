@@ -258,21 +258,28 @@ extension SIPHeaderFields {
         let (first, end) = try withSource(old, SIPVia.parseFirstAndEnd)
         var via = first
         guard update(&via) else { return via }
-        // The new entry, then the rest of the list as written, at the end of the buffer.
-        let start = UInt32(backing.count)
-        backing.append(contentsOf: via.description.utf8)
-        let restStart = Int(old.start) + end
-        let restCount = Int(old.end) - restStart
+        // The new entry, then the rest of the list as written, at the end of `extra`.
+        let start = extraEnd
+        extra.append(contentsOf: via.description.utf8)
+        let restCount = Int(old.end - old.start) - end
         if restCount > 0 {
-            // Copied within the buffer (appending a slice of it would copy all of it first).
-            let at = backing.count
-            backing.append(contentsOf: repeatElement(0, count: restCount))
-            backing.withUnsafeMutableBufferPointer { all in
-                guard let base = all.baseAddress else { return }
-                (base + at).update(from: base + restStart, count: restCount)
+            if Int(old.end) <= backing.count {
+                backing.withUnsafeBufferPointer { all in
+                    extra.append(
+                        contentsOf: UnsafeBufferPointer(rebasing: all[(Int(old.end) - restCount)..<Int(old.end)]))
+                }
+            } else {
+                // Copied within `extra` (appending a slice of it would copy all of it first).
+                let from = Int(old.end) - backing.count - restCount
+                let at = extra.count
+                extra.append(contentsOf: repeatElement(0, count: restCount))
+                extra.withUnsafeMutableBufferPointer { all in
+                    guard let base = all.baseAddress else { return }
+                    (base + at).update(from: base + from, count: restCount)
+                }
             }
         }
-        slots[index] = Slot(code: old.code, start: start, end: UInt32(backing.count), setInCode: true)
+        slots[index] = Slot(code: old.code, start: start, end: extraEnd, setInCode: true)
         return via
     }
 

@@ -54,13 +54,22 @@ import Testing
     }
 
     /// Only the top entry is rewritten or removed; the rest of the list stays byte for byte,
-    /// in the same field and in later Via fields.
-    @Test func topViaIsReplacedOrRemovedAndTheRestKeptAsWritten() throws {
+    /// in the same field and in later Via fields — for fields set in code and parsed ones.
+    @Test(arguments: [false, true])
+    func topViaIsReplacedOrRemovedAndTheRestKeptAsWritten(parsed: Bool) throws {
         var headers = SIPHeaderFields()
         headers.append(
             .via, "SIP/2.0/UDP a.example.com;branch=z9hG4bK1 ,  SIP/2.0/TCP  b.example.com:5070 ;branch=z9hG4bK2")
         headers.append(.callID, "c")
         headers.append(.via, "SIP/2.0/WSS c.invalid;branch=z9hG4bK3")
+        if parsed {
+            var text = "OPTIONS sip:x SIP/2.0\r\n"
+            for field in headers { text += "\(field.name.canonicalName): \(field.value)\r\n" }
+            text += "From: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            let message = try SIPParser().parse(text)
+            guard case .request(let request) = message else { throw SIPParseError(.malformedStartLine) }
+            headers = request.headers
+        }
         let top = try headers.updateTopVia { top in
             top.received = "192.0.2.1"
             return true
