@@ -4,7 +4,22 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSIPParser(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
-    _ = try? SIPStreamFramer().nextFrame(bytes)
+    // Framing resumed after a first piece finds what framing everything at once finds.
+    let framer = SIPStreamFramer()
+    let whole = Result { () throws(SIPParseError) in try framer.nextFrame(bytes) }
+    var state = SIPStreamFramer.ScanState()
+    let split = size / 2
+    let first = Result { () throws(SIPParseError) in
+        try framer.nextFrame(UnsafeBufferPointer(rebasing: bytes[..<split]), resuming: &state)
+    }
+    if case .success(.needMoreData) = first {
+        let resumed = Result { () throws(SIPParseError) in try framer.nextFrame(bytes, resuming: &state) }
+        switch (whole, resumed) {
+        case (.success(let a), .success(let b)): precondition(a == b, "resumed framing differs")
+        case (.failure(let a), .failure(let b)): precondition(a == b, "resumed framing fails differently")
+        default: preconditionFailure("resumed framing differs")
+        }
+    }
     for framing in [SIPFraming.message, .stream] {
         guard let message = try? SIPParser().parse(bytes, framing: framing) else {
             if let response = SIPResponse.errorResponse(forUnparseable: bytes, error: SIPParseError(.invalidHeader)) {

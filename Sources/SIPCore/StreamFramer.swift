@@ -11,34 +11,71 @@ public enum SIPStreamFrame: Sendable, Hashable {
 }
 
 /// Finds message boundaries in a stream without parsing the message. Only the header
-/// section is scanned, once, for Content-Length; nothing is kept between calls.
+/// section is scanned, for Content-Length; a scan that ran out of bytes goes on from where
+/// it stopped when given a `ScanState`, so framing stays linear in the bytes received
+/// however thinly a peer drips them.
 public struct SIPStreamFramer: Sendable {
     public var limits: SIPParserLimits
 
     public init(limits: SIPParserLimits = .default) { self.limits = limits }
 
-    /// Looks at the start of `bytes`. Throws when the stream cannot be framed any more
-    /// (too large, no Content-Length): the connection should then be closed.
-    public func nextFrame(_ bytes: UnsafeBufferPointer<UInt8>) throws(SIPParseError) -> SIPStreamFrame {
-        let n = bytes.count
-        guard n > 0 else { return .needMoreData }
-        if bytes[0] == 0x0D {
-            guard n >= 2 else { return .needMoreData }
-            guard bytes[1] == 0x0A else { throw SIPParseError(.malformedStartLine) }
-            if n == 2 { return .needMoreData }
-            if bytes[2] != 0x0D { return .pong }
-            guard n >= 4 else { return .needMoreData }
-            return bytes[3] == 0x0A ? .ping : .pong
-        }
-        if bytes[0] == 0x0A { return .pong }
-
-        // Find the empty line that ends the headers; note Content-Length on the way.
+    /// How far the bytes at the head of a stream have been scanned. Start a fresh one for
+    /// every frame: reset it whenever bytes are consumed.
+    public struct ScanState: Sendable, Hashable {
+        var scanned = 0
         var lineStart = 0
         var contentLength: Int?
-        var i = 0
+
+        public init() {}
+
+        init(scanned: Int, lineStart: Int, contentLength: Int?) {
+            self.scanned = scanned
+            self.lineStart = lineStart
+            self.contentLength = contentLength
+        }
+    }
+
+    /// Looks at the start of `bytes`. Throws when the stream cannot be framed any more
+    /// (too large, no Content-Length, not SIP at all): the connection should then be closed.
+    public func nextFrame(_ bytes: UnsafeBufferPointer<UInt8>) throws(SIPParseError) -> SIPStreamFrame {
+        var state = ScanState()
+        return try nextFrame(bytes, resuming: &state)
+    }
+
+    /// Like `nextFrame(_:)`, going on from `state` — the same bytes as last time with more
+    /// after them — and leaving in it how far this call got.
+    public func nextFrame(_ bytes: UnsafeBufferPointer<UInt8>, resuming state: inout ScanState)
+        throws(SIPParseError) -> SIPStreamFrame
+    {
+        let n = bytes.count
+        guard n > 0 else { return .needMoreData }
+        if state.scanned == 0 {
+            if bytes[0] == 0x0D {
+                guard n >= 2 else { return .needMoreData }
+                guard bytes[1] == 0x0A else { throw SIPParseError(.malformedStartLine) }
+                if n == 2 { return .needMoreData }
+                if bytes[2] != 0x0D { return .pong }
+                guard n >= 4 else { return .needMoreData }
+                return bytes[3] == 0x0A ? .ping : .pong
+            }
+            if bytes[0] == 0x0A { return .pong }
+            // A method or `SIP/2.0` starts every message: anything else (a TLS hello on a
+            // TCP port, binary noise) is refused now, not after waiting for a line end.
+            guard CharClass.test(bytes[0], CharClass.token) else { throw SIPParseError(.malformedStartLine) }
+        }
+
+        // Find the empty line that ends the headers; note Content-Length on the way.
+        var lineStart = state.lineStart
+        var contentLength = state.contentLength
+        var i = state.scanned
         let scanLimit = min(n, limits.maxMessageSize)
         while i < scanLimit {
-            guard bytes[i] == 0x0A else {
+            let b = bytes[i]
+            guard b == 0x0A else {
+                // RFC 3261 §25.1: no control characters in the start line.
+                if lineStart == 0, (b < 0x20 && b != 0x0D && b != 0x09) || b == 0x7F {
+                    throw SIPParseError(.malformedStartLine)
+                }
                 i += 1
                 continue
             }
@@ -49,7 +86,10 @@ public struct SIPStreamFramer: Sendable {
                 guard let contentLength else { throw SIPParseError(.missingContentLength) }
                 let total = headerLength + contentLength
                 guard total <= limits.maxMessageSize else { throw SIPParseError(.messageTooLarge) }
-                return n >= total ? .message(length: total) : .needMoreData
+                if n >= total { return .message(length: total) }
+                // Only the body is missing: next time, start at this empty line.
+                state = ScanState(scanned: lineStart, lineStart: lineStart, contentLength: contentLength)
+                return .needMoreData
             }
             if let value = contentLengthValue(bytes, lineStart, lineEnd) {
                 guard let length = value else { throw SIPParseError(.invalidHeader, header: .contentLength) }
@@ -63,6 +103,7 @@ public struct SIPStreamFramer: Sendable {
         }
         if n >= limits.maxMessageSize { throw SIPParseError(.messageTooLarge) }
         if i - lineStart > limits.maxHeaderLineLength { throw SIPParseError(.headerLineTooLong) }
+        state = ScanState(scanned: i, lineStart: lineStart, contentLength: contentLength)
         return .needMoreData
     }
 

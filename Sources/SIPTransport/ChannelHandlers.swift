@@ -16,6 +16,8 @@ enum SIPStreamItem {
 struct SIPStreamDecoder: ByteToMessageDecoder {
     typealias InboundOut = SIPStreamItem
     let framer: SIPStreamFramer
+    /// How far the bytes of the next message have been scanned already.
+    var scan = SIPStreamFramer.ScanState()
     var failed = false
 
     init(limits: SIPParserLimits) { framer = SIPStreamFramer(limits: limits) }
@@ -27,7 +29,7 @@ struct SIPStreamDecoder: ByteToMessageDecoder {
         }
         let frame: SIPStreamFrame
         do {
-            frame = try buffer.withUnsafeUInt8Bytes { try framer.nextFrame($0) }
+            frame = try buffer.withUnsafeUInt8Bytes { try framer.nextFrame($0, resuming: &scan) }
         } catch let error as SIPParseError {
             failed = true
             let head = buffer.readSlice(length: min(buffer.readableBytes, 8_192)) ?? ByteBuffer()
@@ -35,6 +37,7 @@ struct SIPStreamDecoder: ByteToMessageDecoder {
             context.fireChannelRead(wrapInboundOut(.unframeable(error, head)))
             return .needMoreData
         }
+        if frame != .needMoreData { scan = SIPStreamFramer.ScanState() }
         switch frame {
         case .needMoreData:
             return .needMoreData

@@ -45,4 +45,54 @@ import Testing
             try frame("OPTIONS sip:x SIP/2.0\r\nX: " + String(repeating: "a", count: 9000))
         }
     }
+
+    /// What cannot start a SIP message is refused at once, before any line end: a TLS
+    /// ClientHello sent to a TCP port, binary noise, a control character in the start line.
+    @Test func notSIPIsRefusedWithoutWaitingForALineEnd() throws {
+        for head in [[0x16, 0x03, 0x01, 0x02, 0x00], [0x00], [0x20, 0x41], [0x80, 0x41]] as [[UInt8]] {
+            #expect(throws: SIPParseError(.malformedStartLine), "\(head)") {
+                try head.withUnsafeBufferPointer { try SIPStreamFramer().nextFrame($0) }
+            }
+        }
+        #expect(throws: SIPParseError(.malformedStartLine)) { try frame("OPTIONS sip:x\u{01}") }
+        #expect(throws: SIPParseError(.malformedStartLine)) { try frame("OPTIONS sip:x\u{7F}") }
+        // Header lines may hold what the parser judges later; only the start line is checked here.
+        #expect(try frame("OPTIONS sip:x SIP/2.0\r\nX: \u{01}") == .needMoreData)
+    }
+
+    /// A scan that ran out of bytes goes on where it stopped: fed one byte at a time, or in
+    /// any other pieces, the frames found are those of the whole stream at once — and each
+    /// byte is looked at a bounded number of times, not once per arrival.
+    @Test func resumedScansFindTheSameFrames() throws {
+        let withBody = Fixtures.register92.replacingOccurrences(of: "Content-Length: 0", with: "l: 4") + "abcd"
+        let bytes = Array(withBody.utf8)
+        let framer = SIPStreamFramer()
+        var state = SIPStreamFramer.ScanState()
+        var frames: [SIPStreamFrame] = []
+        var scannedBefore = 0
+        for end in 1...bytes.count {
+            let frame = try bytes[..<end].withUnsafeBufferPointer { try framer.nextFrame($0, resuming: &state) }
+            frames.append(frame)
+            if frame == .needMoreData {
+                // The header section is scanned up to the last byte given, and only the empty
+                // line's two bytes are read again while the body arrives.
+                if end < bytes.count - 4 { #expect(state.scanned == end) }
+                #expect(state.scanned >= scannedBefore - 2)
+                scannedBefore = state.scanned
+            }
+        }
+        #expect(frames.last == .message(length: bytes.count))
+        #expect(frames.dropLast().allSatisfy { $0 == .needMoreData })
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            var state = SIPStreamFramer.ScanState()
+            var end = 0
+            var last = SIPStreamFrame.needMoreData
+            while end < bytes.count {
+                end = min(bytes.count, end + Int.random(in: 1...200, using: &random))
+                last = try bytes[..<end].withUnsafeBufferPointer { try framer.nextFrame($0, resuming: &state) }
+            }
+            #expect(last == .message(length: bytes.count))
+        }
+    }
 }

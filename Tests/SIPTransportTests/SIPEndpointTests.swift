@@ -232,7 +232,11 @@ func makeEndpoint(
         let endpoint = try await makeEndpoint(udp: false)
         defer { Task { await endpoint.shutdown() } }
         let address = try #require(endpoint.address(.tcp))
-        for garbage in ["\u{1}\u{2}\u{3} not sip at all\r\n\r\n", String(repeating: "A", count: 70_000), "\r\r\r\r"] {
+        // A TLS ClientHello sent to the TCP port has no line end to wait for: cut off at once.
+        let clientHello = "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}\u{7C}\u{3}\u{3}"
+        for garbage in [
+            "\u{1}\u{2}\u{3} not sip at all\r\n\r\n", String(repeating: "A", count: 70_000), "\r\r\r\r", clientHello,
+        ] {
             let peer = try await RawTCPPeer(to: address)
             try await peer.send(garbage)
             #expect(await peer.waitClosed(), "not disconnected after \(garbage.prefix(10))")
