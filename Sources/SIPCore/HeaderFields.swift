@@ -91,9 +91,29 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     /// A slot for a value set in code: the value's bytes go at the end of `extra`.
     mutating func slot(code: Int32, value: String) -> Slot {
+        if extra.count > 4_096 { compactExtra() }
         let start = extraEnd
         extra.append(contentsOf: value.utf8)
         return Slot(code: code, start: start, end: extraEnd, setInCode: true)
+    }
+
+    /// Drops the bytes of replaced values from `extra` once they are most of it, so fields
+    /// set over and over (a long-lived message edited in a loop) keep `extra` bounded by
+    /// what the fields hold.
+    mutating func compactExtra() {
+        let base = backing.count
+        var live = 0
+        for slot in slots where Int(slot.end) > base { live += Int(slot.end - slot.start) }
+        guard extra.count > 2 * live else { return }
+        var kept: [UInt8] = []
+        kept.reserveCapacity(2 * live)
+        for i in slots.indices where Int(slots[i].end) > base {
+            let start = UInt32(base + kept.count)
+            kept.append(contentsOf: extra[(Int(slots[i].start) - base)..<(Int(slots[i].end) - base)])
+            slots[i].start = start
+            slots[i].end = UInt32(base + kept.count)
+        }
+        extra = kept
     }
 
     /// A slot for a value set in code, under this name.

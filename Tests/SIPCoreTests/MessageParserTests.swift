@@ -434,6 +434,23 @@ import Testing
         }
     }
 
+    /// A field set over and over keeps its latest value and does not grow the message
+    /// without bound: replaced values are dropped from the buffer once they are most of it.
+    @Test func fieldsSetOverAndOverStayBounded() throws {
+        var request = try Fixtures.request(Fixtures.register92)
+        let long = String(repeating: "v", count: 100)
+        for i in 0..<20_000 {
+            request.headers[SIPHeaderName("X-Counter")] = long + String(i)
+            request.headers[.expires] = String(i)
+        }
+        #expect(request.headers[SIPHeaderName("X-Counter")] == long + "19999")
+        #expect(request.headers[.expires] == "19999")
+        #expect(request.headers.extra.count < 16_384)
+        #expect(try request.headers.contact == Fixtures.request(Fixtures.register92).headers.contact)
+        let reparsed = try Fixtures.request(String(decoding: request.serialized(), as: UTF8.self))
+        #expect(reparsed.headers == request.headers)
+    }
+
     /// Every value lies in one buffer per message: the message as received, then the values
     /// unfolded or set in code. Several folded fields (Content-Length among them) read back
     /// right; edits leave a copy taken before them alone; replaced values do not come back.
