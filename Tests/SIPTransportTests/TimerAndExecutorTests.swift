@@ -46,13 +46,17 @@ import Testing
         let endpoint = try await makeEndpoint(tcp: false, t1: .milliseconds(50), responder: responder)
         let peer = try await RawUDPPeer()
         let address = try #require(endpoint.address(.udp))
+        let firstSent = ContinuousClock.now
         for _ in 0..<5 {
             try await peer.send(options(callID: randomToken()), to: address)
             #expect(await peer.next() != nil)
         }
         #expect(endpoint.core.state.withLock { $0.serverTransactions.count } == 5)
         try await Task.sleep(for: .milliseconds(1_500))
-        #expect(endpoint.core.state.withLock { $0.serverTransactions.count } == 5)  // not before J
+        let stillThere = endpoint.core.state.withLock { $0.serverTransactions.count }
+        // Not before J — judged only when this task was not held up past J itself (a
+        // loaded machine can oversleep the 1.5 s).
+        if ContinuousClock.now - firstSent < .milliseconds(3_000) { #expect(stillThere == 5) }
         var left = 5
         for _ in 0..<60 where left > 0 {
             try await Task.sleep(for: .milliseconds(100))
