@@ -397,7 +397,7 @@ public final class WebSocketServer: Sendable {
             TrustedNodeAuthorization(
                 impi: impi, realm: processor.configuration.homeDomain, uri: request.uri.description
             )
-            .field.description)
+            .headerValue)
         request.headers[.expires] = "0"
         if let index = request.headers.firstIndex(named: .contact),
             var list = try? SIPAddress.parseList(request.headers[index].value)

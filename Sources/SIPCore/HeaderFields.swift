@@ -270,15 +270,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// Calls `body` with the value's UTF-8 bytes, without making a `String`.
     @inline(__always)
     func withBytes<R, E: Error>(_ slot: Slot, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-        let base = backing.count
-        if Int(slot.end) <= base {
-            return try backing.withUnsafeBufferPointer { (all) throws(E) -> R in
-                try body(UnsafeBufferPointer(rebasing: all[Int(slot.start)..<Int(slot.end)]))
-            }
-        }
-        return try extra.withUnsafeBufferPointer { (all) throws(E) -> R in
-            try body(UnsafeBufferPointer(rebasing: all[(Int(slot.start) - base)..<(Int(slot.end) - base)]))
-        }
+        try withSource(slot) { (bytes, _) throws(E) -> R in try body(bytes) }
     }
 
     /// Like `withBytes`, with the message buffer the bytes live in (for parsed fields), so

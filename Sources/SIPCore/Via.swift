@@ -261,23 +261,12 @@ extension SIPHeaderFields {
         // The new entry, then the rest of the list as written, at the end of `extra`.
         let start = extraEnd
         extra.append(contentsOf: via.description.utf8)
-        let restCount = Int(old.end - old.start) - end
+        let restCount = UInt32(Int(old.end - old.start) - end)
         if restCount > 0 {
-            if Int(old.end) <= backing.count {
-                backing.withUnsafeBufferPointer { all in
-                    extra.append(
-                        contentsOf: UnsafeBufferPointer(rebasing: all[(Int(old.end) - restCount)..<Int(old.end)]))
-                }
-            } else {
-                // Copied within `extra` (appending a slice of it would copy all of it first).
-                let from = Int(old.end) - backing.count - restCount
-                let at = extra.count
-                extra.append(contentsOf: repeatElement(0, count: restCount))
-                extra.withUnsafeMutableBufferPointer { all in
-                    guard let base = all.baseAddress else { return }
-                    (base + at).update(from: base + from, count: restCount)
-                }
-            }
+            // Copied out first: the rest may lie in `extra` itself, which cannot be appended
+            // to itself in place. (One entry per field, the usual case, has no rest.)
+            let rest = withBytes(Slot(code: old.code, start: old.end - restCount, end: old.end)) { Array($0) }
+            extra.append(contentsOf: rest)
         }
         slots[index] = Slot(code: old.code, start: start, end: extraEnd, setInCode: true)
         return via
