@@ -17,6 +17,7 @@ public final class Registrar: Sendable {
     let nonces: NonceMinter
     let nonceCounts: NonceCountTracker
     let akaChallenges = Mutex<[String: PendingAKA]>([:])
+    let registrationTurns = RegistrationTurns()
     let logger: Logger
     let clock: @Sendable () -> Date
     let regEvent: RegEventService

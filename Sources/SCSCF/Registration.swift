@@ -11,6 +11,16 @@ extension Registrar {
         _ request: SIPRequest, impi: String, impu: String, scheme: AuthScheme, tna: TrustedNodeAuthorization?,
         callID: String, cseq: UInt32
     ) async -> SIPResponse {
+        await registrationTurns.run(impi: impi) {
+            await completeRegistrationInTurn(
+                request, impi: impi, impu: impu, scheme: scheme, tna: tna, callID: callID, cseq: cseq)
+        }
+    }
+
+    private func completeRegistrationInTurn(
+        _ request: SIPRequest, impi: String, impu: String, scheme: AuthScheme, tna: TrustedNodeAuthorization?,
+        callID: String, cseq: UInt32
+    ) async -> SIPResponse {
         let data: RegistrationData
         do {
             data = try await hss.registrationData(impi: impi, impu: impu)

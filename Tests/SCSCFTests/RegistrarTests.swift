@@ -37,7 +37,7 @@ struct Harness {
 
     static func start(
         _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"],
-        networkIDs: Set<String> = []
+        networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 }
     )
         async throws -> Harness
     {
@@ -60,7 +60,8 @@ struct Harness {
         var config = SCSCFConfiguration(homeDomain: home, hostPort: "127.0.0.1", trustedNodes: trusted)
         config.minExpires = 60
         config.trustedNetworkIDs = networkIDs
-        let registrar = Registrar(configuration: config, hss: HSS(store: storage), bindings: storage, clock: clock.read)
+        let registrar = Registrar(
+            configuration: config, hss: HSS(store: storage), bindings: wrapBindings(storage), clock: clock.read)
         var serverConfig = SIPEndpointConfiguration()
         serverConfig.udpPort = 0
         serverConfig.tcpPort = 0
@@ -339,6 +340,27 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
+    /// The eP-CSCF's flow-close removal (old Call-ID, old Path) is still committing when the
+    /// page reload's REGISTER for the same instance arrives over the new flow. Interleaved,
+    /// the reload would read the old binding, store its own, and then lose it to the
+    /// removal's commit; in turn, the reload's binding stays.
+    @Test func aRemovalStillCommittingDoesNotTakeTheNextRegistrationsBinding() async throws {
+        let h = try await Harness.start(wrapBindings: { SlowRemovals(wrapping: $0, delay: .milliseconds(400)) })
+        var first = UA(path: "<sip:fl-1@127.0.0.1;lr;ob>")
+        #expect(await h.send(first.register(authorization: first.tna)).statusCode == 200)
+        let removal = first.register(authorization: first.tna, expires: 0)
+        var reload = UA(path: "<sip:fl-2@127.0.0.1;lr;ob>")
+        let registration = reload.register(authorization: reload.tna)
+        async let removed = h.send(removal)
+        try await Task.sleep(for: .milliseconds(100))  // the removal has read and is committing
+        let registered = await h.send(registration)
+        #expect(await removed.statusCode == 200)
+        #expect(registered.statusCode == 200)
+        let stored = try await h.storage.bindings(aor: aliceIMPU, now: 0)
+        #expect(stored.map(\.callID) == [reload.callID])
+        await h.stop()
+    }
+
     @Test(arguments: StoreBackend.available)
     func registrationsSurviveARestart(backend: StoreBackend) async throws {
         let h = try await Harness.start(backend)
@@ -463,4 +485,20 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         #expect(scheme("Bearer abc") == "other")
         #expect(scheme("Dig") == "other")
     }
+}
+
+/// A binding store whose removal-only commits take a while, as a busy database's would.
+struct SlowRemovals: BindingStore {
+    let wrapping: any BindingStore
+    let delay: Duration
+
+    func bindings(aor: String, now: Int64) async throws -> [Binding] {
+        try await wrapping.bindings(aor: aor, now: now)
+    }
+    func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws {
+        if upserts.isEmpty && !removals.isEmpty { try await Task.sleep(for: delay) }
+        try await wrapping.apply(upserts: upserts, removals: removals)
+    }
+    func allBindings(now: Int64) async throws -> [Binding] { try await wrapping.allBindings(now: now) }
+    func removeExpired(now: Int64) async throws -> [Binding] { try await wrapping.removeExpired(now: now) }
 }
