@@ -14,7 +14,7 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     let reader: SQLiteConnection
     let writer: SQLiteConnection
     let queue: WriteQueue
-    let checkpointer: Task<Void, Never>
+    let checkpointer: SQLiteCheckpointer
     public let path: String
     /// Every binding by AOR, in insertion order: the file is this process's alone (SQLite
     /// is the single-node store), so reads of the registrar are served from memory and
@@ -40,24 +40,24 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
         let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] { _ = try await reader.query(pragma) }
         let bindingWriter = try await SQLiteBindingWriter.open(path: path)
-        return SQLiteStorage(path: path, reader: reader, writer: writer, bindingWriter: bindingWriter)
+        let checkpointer = try await SQLiteCheckpointer.start(path: path, logger: logger)
+        return SQLiteStorage(
+            path: path, reader: reader, writer: writer, bindingWriter: bindingWriter, checkpointer: checkpointer)
     }
 
-    init(path: String, reader: SQLiteConnection, writer: SQLiteConnection, bindingWriter: SQLiteBindingWriter) {
+    init(
+        path: String, reader: SQLiteConnection, writer: SQLiteConnection, bindingWriter: SQLiteBindingWriter,
+        checkpointer: SQLiteCheckpointer
+    ) {
         self.path = path
         self.reader = reader
         self.writer = writer
         self.queue = WriteQueue(connection: writer, bindingWriter: bindingWriter)
-        self.checkpointer = Task {
-            // PASSIVE: copies what no reader still needs, never blocks the writer.
-            while (try? await Task.sleep(for: .seconds(1))) != nil {
-                _ = try? await reader.query("PRAGMA wal_checkpoint(PASSIVE)")
-            }
-        }
+        self.checkpointer = checkpointer
     }
 
     public func close() async {
-        checkpointer.cancel()
+        await checkpointer.stop()
         await queue.bindingWriter.close()
         try? await reader.close()
         try? await writer.close()
