@@ -198,10 +198,10 @@ public final class WebSocketServer: Sendable {
 
     /// Handles one SIP message from a flow and returns what goes back down it.
     func handle(
-        _ bytes: ByteBuffer, flowToken: String, origin: String?, flow: FlowState, remote: SocketAddress? = nil
+        _ bytes: [UInt8], flowToken: String, origin: String?, flow: FlowState, remote: SocketAddress? = nil
     ) async -> SIPResponse? {
         var request: SIPRequest
-        switch SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parse(
+        switch SIPParser(limits: SIPParserLimits(maxMessageSize: configuration.maxMessageSize)).parseInbound(
             bytes, framing: .message)
         {
         case .malformed(_, let answer):
@@ -445,7 +445,7 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
     let origin: String?
     let flowToken: String
     let flow = FlowState()
-    var assembling: ByteBuffer?
+    var assembling: [UInt8]?
     var lastFrame = NIODeadline.now()
     var keepAlive: RepeatedTask?
     /// Token bucket of SIP messages.
@@ -534,15 +534,20 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
             return
         case .text, .binary:
-            assembling = frame.unmaskedData
+            var message: [UInt8] = []
+            message.reserveCapacity(frame.length)
+            frame.appendUnmaskedPayload(to: &message)
+            assembling = message
         case .continuation:
-            var data = frame.unmaskedData
-            assembling?.writeBuffer(&data)
+            guard var message = assembling else { return }
+            assembling = nil  // the only reference, so the append does not copy the array
+            frame.appendUnmaskedPayload(to: &message)
+            assembling = message
         default:
             return
         }
         guard frame.fin, let message = assembling else {
-            if (assembling?.readableBytes ?? 0) > server.configuration.maxMessageSize {
+            if (assembling?.count ?? 0) > server.configuration.maxMessageSize {
                 // Too large: close with 1009 (RFC 6455 §7.4.1).
                 var code = context.channel.allocator.buffer(capacity: 2)
                 code.write(webSocketErrorCode: .messageTooLarge)
@@ -566,8 +571,9 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
         let origin = self.origin
         let flow = self.flow
         let trace = server.configuration.trace
-        let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
-        trace?.record(.incoming, message, peer: peer, via: "WSS flow \(flowToken)")
+        // Only a trace needs the peer as text; formatting an address per message is not free.
+        let peer = trace == nil ? "" : channel.remoteAddress.map { "\($0)" } ?? "?"
+        trace?.record(.incoming, bytes: message, peer: peer, via: "WSS flow \(flowToken)")
         Task(executorPreference: EventLoopExecutor.of(context.eventLoop)) {
             let response = await server.handle(
                 message, flowToken: flowToken, origin: origin, flow: flow, remote: channel.remoteAddress)

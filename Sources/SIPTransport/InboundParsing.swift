@@ -20,6 +20,18 @@ extension SIPParser {
             }
         }
     }
+
+    /// The same for a message already in an array (a reassembled WebSocket message): the
+    /// parsed message keeps the array as its backing, with no copy.
+    public func parseInbound(_ bytes: [UInt8], framing: SIPFraming) -> SIPInbound {
+        do throws(SIPParseError) {
+            return .message(try parse(bytes, framing: framing))
+        } catch {
+            return bytes.withUnsafeBufferPointer {
+                .malformed(error, answer: SIPResponse.errorResponse(forUnparseable: $0, error: error))
+            }
+        }
+    }
 }
 
 extension ByteBuffer {

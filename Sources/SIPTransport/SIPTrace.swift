@@ -19,6 +19,10 @@ public struct SIPTrace: Sendable {
         record(direction, text: text, peer: peer, via: via)
     }
 
+    public func record(_ direction: Direction, bytes: [UInt8], peer: String, via: String) {
+        record(direction, text: String(decoding: bytes, as: UTF8.self), peer: peer, via: via)
+    }
+
     public func record(_ direction: Direction, _ message: SIPMessage, peer: String, via: String) {
         let bytes: [UInt8]
         switch message {

@@ -4,6 +4,7 @@ import HSS
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOWebSocket
 import SCSCF
 import SIPAuth
 import SIPCore
@@ -62,10 +63,12 @@ final class RawWSSClient: Sendable {
         return 0
     }
 
-    /// One masked text frame.
-    func sendText(_ text: String, opcode: UInt8 = 0x1) async throws {
+    /// One masked text frame (or, with `fin: false` and opcode 0, a fragment of a message).
+    func sendText(
+        _ text: String, opcode: UInt8 = 0x1, fin: Bool = true, mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+    ) async throws {
         let payload = Array(text.utf8)
-        var frame: [UInt8] = [0x80 | opcode]
+        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         if payload.count < 126 {
             frame.append(0x80 | UInt8(payload.count))
         } else if payload.count < 65536 {
@@ -75,7 +78,6 @@ final class RawWSSClient: Sendable {
             frame.append(0x80 | 127)
             frame += (0..<8).map { UInt8(truncatingIfNeeded: UInt64(payload.count) >> (8 * (7 - $0))) }
         }
-        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
         frame += mask
         frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
         try await send(frame)
@@ -319,6 +321,29 @@ func liveToken(_ waf: TestWAF) throws -> String {
         // Garbage gets no crash: an unanswerable message is dropped, the flow stays usable.
         try await c.sendText("garbage\r\n\r\n")
         try await c.sendText(register.replacingOccurrences(of: "CSeq: 1", with: "CSeq: 3"))
+        #expect(await c.nextSIP()?.statusCode == 200)
+        await c.close()
+        await h.stop()
+    }
+
+    /// RFC 6455 §5.4: a SIP message may arrive in fragments, each with its own mask.
+    @Test func aFragmentedRegisterIsReassembled() async throws {
+        let h = try await EdgeHarness.start()
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        let register = Array(
+            SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf)).utf8)
+        let cuts = [0, 13, 700, register.count]
+        for i in 0..<3 {
+            let piece = String(decoding: register[cuts[i]..<cuts[i + 1]], as: UTF8.self)
+            try await c.sendText(
+                piece, opcode: i == 0 ? 0x1 : 0x0, fin: i == 2, mask: [UInt8(i * 40 + 1), 0xA5, 0x5A, UInt8(200 - i)])
+        }
+        #expect(await c.nextSIP()?.statusCode == 200)
+        // A continuation with no message begun is ignored; the flow stays usable.
+        try await c.sendText("stray", opcode: 0x0, fin: true)
+        try await c.sendText(
+            String(decoding: register, as: UTF8.self).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2"))
         #expect(await c.nextSIP()?.statusCode == 200)
         await c.close()
         await h.stop()
@@ -572,5 +597,26 @@ extension TerminatingTests {
         #expect(try await bindingCount(h) == 1)
         await second.close()
         await h.stop()
+    }
+}
+
+@Suite struct WebSocketMaskingTests {
+    /// Every payload length around the eight-byte steps, several keys, masked and not, and
+    /// appended after earlier bytes: the same bytes as NIO's own unmasking.
+    @Test func unmaskingMatchesNIOs() throws {
+        var generator = SystemRandomNumberGenerator()
+        let keys: [WebSocketMaskingKey?] = [nil, [0, 0, 0, 0], [0xFF, 0x01, 0x80, 0x7F], .random(using: &generator)]
+        for key in keys {
+            for length in 0...40 {
+                let payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                var masked = ByteBuffer(bytes: payload)
+                if let key { masked.webSocketMask(key) }
+                let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: masked)
+                var message: [UInt8] = [1, 2, 3]
+                frame.appendUnmaskedPayload(to: &message)
+                #expect(message == [1, 2, 3] + payload, "length \(length), key \(String(describing: key))")
+                #expect(Array(frame.unmaskedData.readableBytesView) == payload)
+            }
+        }
     }
 }
