@@ -10,26 +10,26 @@ final class RegistrationTurns: Sendable {
     /// Per busy IMPI, the registrations waiting their turn; an IMPI with no entry is free.
     private let busy = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
 
-    func run<T>(impi set: String, _ body: () async -> T) async -> T {
-        await enter(set)
-        defer { leave(set) }
+    func run<T>(impi: String, _ body: () async -> T) async -> T {
+        await enter(impi)
+        defer { leave(impi) }
         return await body()
     }
 
-    private func enter(_ set: String) async {
+    private func enter(_ impi: String) async {
         let entered = busy.withLock { table -> Bool in
-            guard table[set] == nil else { return false }
-            table[set] = []
+            guard table[impi] == nil else { return false }
+            table[impi] = []
             return true
         }
         if entered { return }
         await withCheckedContinuation { (turn: CheckedContinuation<Void, Never>) in
             let enteredNow = busy.withLock { table -> Bool in
-                guard table[set] != nil else {
-                    table[set] = []
+                guard table[impi] != nil else {
+                    table[impi] = []
                     return true
                 }
-                table[set, default: []].append(turn)
+                table[impi, default: []].append(turn)
                 return false
             }
             if enteredNow { turn.resume() }
@@ -37,14 +37,14 @@ final class RegistrationTurns: Sendable {
     }
 
     /// Hands the turn to the longest waiter, or frees the IMPI.
-    private func leave(_ set: String) {
+    private func leave(_ impi: String) {
         let next = busy.withLock { table -> CheckedContinuation<Void, Never>? in
-            guard var waiters = table[set], !waiters.isEmpty else {
-                table[set] = nil
+            guard var waiters = table[impi], !waiters.isEmpty else {
+                table[impi] = nil
                 return nil
             }
             let first = waiters.removeFirst()
-            table[set] = waiters
+            table[impi] = waiters
             return first
         }
         next?.resume()

@@ -359,7 +359,7 @@ final class WriteQueue: Sendable {
     private let state = Mutex(State())
     private let connection: SQLiteConnection
     let bindingWriter: SQLiteBindingWriter
-    static let busyQueue = 4
+    static let gatherWhenWaiting = 4
     static let gatherWindow: Duration = .milliseconds(2)
 
     init(connection: SQLiteConnection, bindingWriter: SQLiteBindingWriter) {
@@ -399,7 +399,9 @@ final class WriteQueue: Sendable {
             // A commit has a fixed cost (locks, WAL index, thread hops: ~150 µs CPU here) that
             // a batch shares. Under load — several changes already waiting — gather a little
             // longer so more share it; a lone registration is committed at once.
-            if state.withLock({ $0.pending.count }) >= Self.busyQueue { try? await Task.sleep(for: Self.gatherWindow) }
+            if state.withLock({ $0.pending.count }) >= Self.gatherWhenWaiting {
+                try? await Task.sleep(for: Self.gatherWindow)
+            }
             let batch = state.withLock { state -> [(Item, CheckedContinuation<Void, any Error>)] in
                 let batch = state.pending
                 state.pending.removeAll()
