@@ -91,7 +91,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
 
     /// A slot for a value set in code: the value's bytes go at the end of `extra`.
     mutating func slot(code: Int32, value: String) -> Slot {
-        if extra.count > 4_096 { compactExtra() }
+        compactExtraIfLarge()
         let start = extraEnd
         extra.append(contentsOf: value.utf8)
         return Slot(code: code, start: start, end: extraEnd, setInCode: true)
@@ -100,6 +100,10 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
     /// Drops the bytes of replaced values from `extra` once they are most of it, so fields
     /// set over and over (a long-lived message edited in a loop) keep `extra` bounded by
     /// what the fields hold.
+    mutating func compactExtraIfLarge() {
+        if extra.count > 4_096 { compactExtra() }
+    }
+
     mutating func compactExtra() {
         let base = backing.count
         var live = 0

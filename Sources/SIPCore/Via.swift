@@ -254,6 +254,7 @@ extension SIPHeaderFields {
     /// RFC 3581 §4). Returns the entry as it now stands.
     public mutating func updateTopVia(_ update: (inout SIPVia) -> Bool) throws(SIPParseError) -> SIPVia {
         guard let index = firstIndex(named: .via) else { throw SIPParseError(.missingHeader, header: .via) }
+        compactExtraIfLarge()  // before `old` is read: compacting moves values
         let old = slots[index]
         let (first, end) = try withSource(old, SIPVia.parseFirstAndEnd)
         var via = first

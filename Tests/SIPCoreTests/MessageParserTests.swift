@@ -443,6 +443,16 @@ import Testing
             request.headers[SIPHeaderName("X-Counter")] = long + String(i)
             request.headers[.expires] = String(i)
         }
+        // The transport's stamp rewrites the top Via the same way, on its own path.
+        var stamped = try Fixtures.request(Fixtures.register92)
+        for i in 0..<20_000 {
+            _ = try stamped.headers.updateTopVia { via in
+                via.received = "192.0.2.\(i % 250)"
+                return true
+            }
+        }
+        #expect(try stamped.headers.topVia.received == "192.0.2.249")
+        #expect(stamped.headers.extra.count < 16_384)
         #expect(request.headers[SIPHeaderName("X-Counter")] == long + "19999")
         #expect(request.headers[.expires] == "19999")
         #expect(request.headers.extra.count < 16_384)
