@@ -363,9 +363,20 @@ public final class WebSocketServer: Sendable {
             instance = contacts.first?.instance
             if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
         }
+        let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
+        // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
+        let kept = removing ? nil : flow.state.withLock { $0.lastRegister }
+        let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
+        let replacement = removing || refresh ? nil : KeptRegistration(upstream)
         flow.state.withLock { state in
             if let impi { state.boundIMPI = impi }
-            state.lastRegister = removing ? nil : upstream
+            if removing {
+                state.lastRegister = nil
+            } else if let replacement {
+                state.lastRegister = replacement.request
+                state.lastRegisterIMPI = replacement.impi
+            }
+            state.lastCSeq = cseq
             state.registeredIMPUs = removing ? [] : associated
             state.registeredFrom = removing ? nil : associatedText
         }
@@ -376,7 +387,13 @@ public final class WebSocketServer: Sendable {
     /// unless its instance has registered again on another flow meanwhile.
     func flowClosed(_ flow: FlowState, flowToken: String) async {
         try? await Task.sleep(for: configuration.flowCloseGrace)
-        guard let last = flow.state.withLock({ $0.lastRegister }) else { return }
+        let kept = flow.state.withLock { state in
+            state.lastRegister.map {
+                (request: $0, impi: state.boundIMPI ?? state.lastRegisterIMPI, cseq: state.lastCSeq)
+            }
+        }
+        guard let kept else { return }
+        let last = kept.request
         if case .contacts(let contacts)? = try? last.headers.contact, let instance = contacts.first?.instance {
             let stillOurs = latestFlowByInstance.withLock { table -> Bool in
                 guard table[instance] == flowToken else { return false }
@@ -385,13 +402,8 @@ public final class WebSocketServer: Sendable {
             }
             guard stillOurs else { return }
         }
-        guard let impi = flow.state.withLock({ $0.boundIMPI }) ?? (try? last.headers.authorizations())?.first?.username
-        else {
-            return
-        }
+        guard let impi = kept.impi else { return }
         var request = last
-        request.headers.removeAll(.via)
-        request.headers.removeAll(.authorization)
         request.headers.append(
             .authorization,
             TrustedNodeAuthorization(
@@ -405,9 +417,7 @@ public final class WebSocketServer: Sendable {
             for i in list.indices { list[i].parameters.remove("expires") }
             request.headers[index].value = list.map(\.description).joined(separator: ", ")
         }
-        if let cseq = try? request.headers.cseq {
-            request.headers[.cseq] = SIPCSeq(cseq.sequence + 1, .register).description
-        }
+        request.headers[.cseq] = SIPCSeq(kept.cseq &+ 1, .register).description
         let answer = await toSCSCF(request)
         logger.info("flow \(flowToken) closed: de-registered its contacts (\(answer.statusCode))")
     }
@@ -598,13 +608,51 @@ struct InProcessConnection: SIPConnection {
     var isInProcess: Bool { true }
 }
 
+/// The REGISTER a flow keeps for its flow-close de-registration (EPC-33): without Via and
+/// Authorization, copied out of the received message. The flow holds no bearer token or
+/// Digest answer for its lifetime, and an idle connection keeps ~0.4 KB instead of the
+/// 1–2 KB message with its token and the fields the eP-CSCF added.
+struct KeptRegistration {
+    var request: SIPRequest
+    var impi: String?
+    /// Whether the copy left the received message behind (it always should).
+    var copied = false
+
+    init(_ upstream: SIPRequest) {
+        impi = (try? upstream.headers.authorizations())?.first?.username
+        var request = upstream
+        request.headers.removeAll(.authorization)
+        // Removed fields still sit in the message's buffer; a fresh parse leaves them behind.
+        // Via goes after it: a request without one does not parse.
+        if case .request(let compact)? = try? SIPParser().parse(request.serialized()) {
+            request = compact
+            copied = true
+        }
+        request.headers.removeAll(.via)
+        self.request = request
+    }
+
+    /// Whether `upstream` registers what `kept` holds again: same Call-ID, To, Contact and
+    /// Path. Then the flow needs only its new CSeq.
+    static func isRefresh(_ upstream: SIPRequest, of kept: SIPRequest) -> Bool {
+        refreshFields.allSatisfy { kept.headers.sameValues($0, as: upstream.headers) }
+    }
+
+    static let refreshFields: [SIPHeaderName] = [.callID, .to, .contact, .path]
+}
+
 /// What a flow knows across its messages; shared with the tasks that handle them.
 final class FlowState: Sendable {
     struct State {
         /// The IMPI a 200 OK bound to this TLS session (EPC-13, EPC-21).
         var boundIMPI: String?
-        /// The last REGISTER forwarded and accepted: what to undo if the flow dies.
+        /// The last REGISTER forwarded and accepted, as `KeptRegistration` keeps it: what to
+        /// undo if the flow dies.
         var lastRegister: SIPRequest?
+        /// The IMPI its Authorization named (the Authorization itself is not kept).
+        var lastRegisterIMPI: String?
+        /// The CSeq of the last accepted REGISTER; a refresh updates only this.
+        var lastCSeq: UInt32 = 0
         /// The public identities registered over this flow (P-Associated-URI of the 200).
         var registeredIMPUs: Set<String> = []
         /// The P-Associated-URI text they were read from: a refresh nearly always brings the

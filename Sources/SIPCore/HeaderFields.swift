@@ -198,6 +198,24 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         firstIndex(named: name) != nil
     }
 
+    /// Whether `other` has the same fields of this name, in the same order, byte for byte —
+    /// a comparison that makes no `String`.
+    public func sameValues(_ name: SIPHeaderName, as other: SIPHeaderFields) -> Bool {
+        var j = 0
+        for i in slots.indices where matches(slots[i], name) {
+            while j < other.slots.count, !other.matches(other.slots[j], name) { j += 1 }
+            guard j < other.slots.count else { return false }
+            let same = withBytes(slots[i]) { a in other.withBytes(other.slots[j]) { b in a.elementsEqual(b) } }
+            guard same else { return false }
+            j += 1
+        }
+        while j < other.slots.count {
+            if other.matches(other.slots[j], name) { return false }
+            j += 1
+        }
+        return true
+    }
+
     /// The positions of every field with this name, in order.
     public func positions(of name: SIPHeaderName) -> [Int] {
         slots.indices.filter { matches(slots[$0], name) }

@@ -587,6 +587,64 @@ extension TerminatingTests {
         await h.stop()
     }
 
+    /// The flow keeps its first REGISTER and, over refreshes, only their CSeq: the
+    /// de-registration after the flow dies must still come after the last refresh, or the
+    /// S-CSCF takes it for an old request (500 Out of Order) and the binding stays.
+    @Test func aClosedFlowIsDeRegisteredAfterRefreshes() async throws {
+        let h = try await EdgeHarness.start(grace: .milliseconds(300))
+        let c = try await registeredClient(h)
+        let refresh = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
+        for cseq in [7, 8] {
+            try await c.sendText(refresh.replacingOccurrences(of: "CSeq: 1", with: "CSeq: \(cseq)"))
+            #expect(await c.nextSIP()?.statusCode == 200)
+        }
+        #expect(try await bindingCount(h) == 1)
+        await c.close()
+        var gone = false
+        for _ in 0..<100 {
+            if try await bindingCount(h) == 0 {
+                gone = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(gone)
+        await h.stop()
+    }
+
+    /// What a flow keeps of its REGISTER holds no credentials and is copied out of the
+    /// received message; a refresh is told from a new registration by its fields.
+    @Test func theKeptRegistrationHoldsNoCredentials() throws {
+        let parser = SIPParser()
+        guard case .request(let upstream) = try parser.parse(SpecMessages.register92) else {
+            Issue.record("not a request")
+            return
+        }
+        let kept = KeptRegistration(upstream)
+        #expect(kept.copied)
+        #expect(kept.impi == nil)  // a Bearer token names no IMPI in the header
+        #expect(!kept.request.headers.contains(.authorization) && !kept.request.headers.contains(.via))
+        let wire = String(decoding: kept.request.serialized(), as: UTF8.self)
+        #expect(!wire.contains(SpecMessages.token))
+        #expect(try kept.request.headers.cseq.sequence == upstream.headers.cseq.sequence)
+        #expect(KeptRegistration.isRefresh(upstream, of: kept.request))
+        var moved = upstream
+        moved.headers[.contact] = "<sip:elsewhere.invalid;transport=ws>"
+        #expect(!KeptRegistration.isRefresh(moved, of: kept.request))
+        var digest = upstream
+        digest.headers[.authorization] =
+            "Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
+        #expect(KeptRegistration(digest).impi == "alice_private@ims.example.com")
+        // As the eP-CSCF forwards it: its own Via on top, Path and P-Charging-Vector added.
+        var forwarded = upstream
+        forwarded.headers.prepend(.via, "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKpcscf")
+        forwarded.headers.prepend(.path, "<sip:flow@127.0.0.1;lr;ob>")
+        forwarded.headers.append(.pChargingVector, "icid-value=\"abc\"")
+        let keptForwarded = KeptRegistration(forwarded)
+        #expect(keptForwarded.copied && !keptForwarded.request.headers.contains(.via))
+        #expect(keptForwarded.request.headers[.path] == "<sip:flow@127.0.0.1;lr;ob>")
+    }
+
     @Test func reRegisteringOnANewFlowKeepsTheBinding() async throws {
         let h = try await EdgeHarness.start(grace: .milliseconds(300))
         let first = try await registeredClient(h)
