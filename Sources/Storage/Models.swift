@@ -58,40 +58,136 @@ public struct SubscriberRecord: Sendable, Hashable, Codable {
 }
 
 /// A registered contact of a public identity (RFC 3261 §10, RFC 5626 flows).
-public struct Binding: Sendable, Hashable, Codable {
-    /// The IMPU (address of record) it is registered for.
-    public var aor: String
-    /// The Contact URI as registered.
-    public var contact: String
-    /// The whole Contact value with its parameters, to echo in 200 OK.
-    public var contactHeader: String
-    public var instance: String?
-    public var regID: UInt32?
-    public var impi: String
-    /// Seconds since 1970 when the binding lapses.
-    public var expiresAt: Int64
-    public var callID: String
-    public var cseq: UInt32
-    /// Path header values in order (RFC 3327): the route back to the contact.
-    public var path: [String]
-    public var scheme: AuthScheme
+///
+/// Its fields live in one shared object: a registration copies bindings out of the cache,
+/// into the batch to commit and into the reply, and a copy is then one retain instead of
+/// one per text field. Setting a field copies the object first unless this value is its
+/// only owner (copy on write).
+public struct Binding: Sendable, Hashable {
+    /// Mutated only through `uniqueFields()`, by the one value that owns it.
+    final class Fields: @unchecked Sendable {
+        var aor: String
+        var contact: String
+        var contactHeader: String
+        var instance: String?
+        var regID: UInt32?
+        var impi: String
+        var expiresAt: Int64
+        var callID: String
+        var cseq: UInt32
+        var path: [String]
+        var scheme: AuthScheme
+
+        init(
+            aor: String, contact: String, contactHeader: String, instance: String?, regID: UInt32?, impi: String,
+            expiresAt: Int64, callID: String, cseq: UInt32, path: [String], scheme: AuthScheme
+        ) {
+            self.aor = aor
+            self.contact = contact
+            self.contactHeader = contactHeader
+            self.instance = instance
+            self.regID = regID
+            self.impi = impi
+            self.expiresAt = expiresAt
+            self.callID = callID
+            self.cseq = cseq
+            self.path = path
+            self.scheme = scheme
+        }
+
+        func copy() -> Fields {
+            Fields(
+                aor: aor, contact: contact, contactHeader: contactHeader, instance: instance, regID: regID, impi: impi,
+                expiresAt: expiresAt, callID: callID, cseq: cseq, path: path, scheme: scheme)
+        }
+    }
+
+    private var fields: Fields
+
+    private mutating func uniqueFields() -> Fields {
+        if !isKnownUniquelyReferenced(&fields) { fields = fields.copy() }
+        return fields
+    }
 
     public init(
         aor: String, contact: String, contactHeader: String, instance: String? = nil, regID: UInt32? = nil,
         impi: String,
         expiresAt: Int64, callID: String, cseq: UInt32, path: [String] = [], scheme: AuthScheme
     ) {
-        self.aor = aor
-        self.contact = contact
-        self.contactHeader = contactHeader
-        self.instance = instance
-        self.regID = regID
-        self.impi = impi
-        self.expiresAt = expiresAt
-        self.callID = callID
-        self.cseq = cseq
-        self.path = path
-        self.scheme = scheme
+        fields = Fields(
+            aor: aor, contact: contact, contactHeader: contactHeader, instance: instance, regID: regID, impi: impi,
+            expiresAt: expiresAt, callID: callID, cseq: cseq, path: path, scheme: scheme)
+    }
+
+    /// The IMPU (address of record) it is registered for.
+    public var aor: String {
+        get { fields.aor }
+        set { uniqueFields().aor = newValue }
+    }
+    /// The Contact URI as registered.
+    public var contact: String {
+        get { fields.contact }
+        set { uniqueFields().contact = newValue }
+    }
+    /// The whole Contact value with its parameters, to echo in 200 OK.
+    public var contactHeader: String {
+        get { fields.contactHeader }
+        set { uniqueFields().contactHeader = newValue }
+    }
+    public var instance: String? {
+        get { fields.instance }
+        set { uniqueFields().instance = newValue }
+    }
+    public var regID: UInt32? {
+        get { fields.regID }
+        set { uniqueFields().regID = newValue }
+    }
+    public var impi: String {
+        get { fields.impi }
+        set { uniqueFields().impi = newValue }
+    }
+    /// Seconds since 1970 when the binding lapses.
+    public var expiresAt: Int64 {
+        get { fields.expiresAt }
+        set { uniqueFields().expiresAt = newValue }
+    }
+    public var callID: String {
+        get { fields.callID }
+        set { uniqueFields().callID = newValue }
+    }
+    public var cseq: UInt32 {
+        get { fields.cseq }
+        set { uniqueFields().cseq = newValue }
+    }
+    /// Path header values in order (RFC 3327): the route back to the contact.
+    public var path: [String] {
+        get { fields.path }
+        set { uniqueFields().path = newValue }
+    }
+    public var scheme: AuthScheme {
+        get { fields.scheme }
+        set { uniqueFields().scheme = newValue }
+    }
+
+    public static func == (a: Binding, b: Binding) -> Bool {
+        if a.fields === b.fields { return true }
+        return a.aor == b.aor && a.contact == b.contact && a.contactHeader == b.contactHeader
+            && a.instance == b.instance && a.regID == b.regID && a.impi == b.impi && a.expiresAt == b.expiresAt
+            && a.callID == b.callID && a.cseq == b.cseq && a.path == b.path && a.scheme == b.scheme
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(aor)
+        hasher.combine(contact)
+        hasher.combine(contactHeader)
+        hasher.combine(instance)
+        hasher.combine(regID)
+        hasher.combine(impi)
+        hasher.combine(expiresAt)
+        hasher.combine(callID)
+        hasher.combine(cseq)
+        hasher.combine(path)
+        hasher.combine(scheme)
     }
 
     /// RFC 5626 §6: a flow is identified by (instance, reg-id); without them, by contact URI.

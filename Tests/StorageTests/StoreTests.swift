@@ -200,3 +200,32 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: location + suffix) }
     }
 }
+
+/// A `Binding` shares its fields between copies: setting a field on one copy must leave
+/// every other copy as it was, and equal values must hash alike however they were made.
+@Suite struct BindingValueTests {
+    @Test func settingAFieldOfACopyLeavesTheOriginal() {
+        let original = Binding(
+            aor: "sip:alice@ims.example.com", contact: "sip:a@x.invalid", contactHeader: "<sip:a@x.invalid>",
+            instance: "<urn:uuid:1>", regID: 1, impi: "alice@ims.example.com", expiresAt: 100, callID: "c",
+            cseq: 1, path: ["<sip:p;lr>"], scheme: .trustedNode)
+        var copy = original
+        #expect(copy == original)
+        copy.expiresAt = 200
+        copy.aor = "tel:+15551234"
+        copy.path.append("<sip:q;lr>")
+        #expect(original.expiresAt == 100 && original.aor == "sip:alice@ims.example.com")
+        #expect(original.path == ["<sip:p;lr>"])
+        #expect(copy.expiresAt == 200 && copy.aor == "tel:+15551234" && copy.path.count == 2)
+        #expect(copy != original)
+        var rebuilt = copy
+        rebuilt.expiresAt = 100
+        rebuilt.aor = original.aor
+        rebuilt.path = original.path
+        #expect(rebuilt == original)
+        #expect(Set([rebuilt, original]).count == 1)
+        var array = [original, original]
+        array[1].cseq = 2
+        #expect(array[0].cseq == 1 && array[1].cseq == 2)
+    }
+}
