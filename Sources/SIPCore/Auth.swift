@@ -59,7 +59,11 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
 
     /// The value of a parameter, unquoted.
     public subscript(_ name: String) -> String? {
-        parameters.first { equalsIgnoringASCIICase($0.name, name) }.map(\.value)
+        // By index: `first(where:)` would copy (retain and release) every parameter it passes.
+        for i in parameters.indices where equalsIgnoringASCIICase(parameters[i].name, name) {
+            return parameters[i].value
+        }
+        return nil
     }
 
     public mutating func set(_ name: String, _ value: String, quoted: Bool) {

@@ -76,7 +76,9 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
     public func rawValue(_ name: String) -> String?? {
         switch storage {
         case .list(let list):
-            return list.first { equalsIgnoringASCIICase($0.name, name) }.map(\.value)
+            // By index: `first(where:)` would copy (retain and release) every element it passes.
+            for i in list.indices where equalsIgnoringASCIICase(list[i].name, name) { return list[i].value }
+            return nil
         case .text(let text, let kind):
             var found: String??
             withUTF8Bytes(name) { wanted in
@@ -93,8 +95,8 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
     /// Sets a parameter (replacing one of the same name in place, else appending).
     /// `value` is written as given: pass `quote(x)` for a quoted value.
     public mutating func set(_ name: String, _ value: String?) {
-        var list = elements
-        if let i = list.firstIndex(where: { equalsIgnoringASCIICase($0.name, name) }) {
+        var list = takeList()
+        if let i = list.indices.first(where: { equalsIgnoringASCIICase(list[$0].name, name) }) {
             list[i].value = value
         } else {
             list.append(SIPParameter(name, value))
@@ -103,9 +105,16 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
     }
 
     public mutating func remove(_ name: String) {
-        var list = elements
+        var list = takeList()
         list.removeAll { equalsIgnoringASCIICase($0.name, name) }
         storage = .list(list)
+    }
+
+    /// The parameters as a list that no other value shares, so changing it copies nothing.
+    private mutating func takeList() -> [SIPParameter] {
+        guard case .list(let list) = storage else { return elements }
+        storage = .list([])
+        return list
     }
 
     /// Writes `;name=value…` to `out`: parsed text as it came, a list element by element.
