@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// One header field as it stands in a message: a name and its (unfolded) value.
 public struct SIPHeaderField: Sendable, Hashable {
     public var name: SIPHeaderName
@@ -205,7 +213,7 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         for i in slots.indices where matches(slots[i], name) {
             while j < other.slots.count, !other.matches(other.slots[j], name) { j += 1 }
             guard j < other.slots.count else { return false }
-            let same = withBytes(slots[i]) { a in other.withBytes(other.slots[j]) { b in a.elementsEqual(b) } }
+            let same = withBytes(slots[i]) { a in other.withBytes(other.slots[j]) { b in sameBytes(a, b) } }
             guard same else { return false }
             j += 1
         }
@@ -345,6 +353,14 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         .authorization, .proxyAuthorization, .wwwAuthenticate, .proxyAuthenticate,
         .authenticationInfo,
     ]
+}
+
+/// Whether two byte runs are equal (one `memcmp`, not a loop over elements).
+@inline(__always)
+func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard a.count == b.count else { return false }
+    guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }  // both empty
+    return memcmp(pa, pb, a.count) == 0
 }
 
 /// Splits `a, "b,c", <sip:d;x=1,2>` at top-level commas: not inside quotes or angle brackets.
