@@ -65,7 +65,7 @@ extension Registrar {
         // Binding keys are built text: once per binding, not once per comparison.
         let existingKeys = existing.map(\.key)
         var upserts: [Binding] = []
-        var removals: [(aor: String, key: String)] = []
+        var removals: [BindingRemoval] = []
         var removedAny = false
         var onlyRemovals = true
         switch contactValue {
@@ -76,7 +76,8 @@ extension Registrar {
             guard expiresHeader == 0 else { return reply(request, 400, "Wildcard Needs Expires 0") }
             for b in existing where b.impi == impi {
                 if b.callID == callID && b.cseq >= cseq { return reply(request, 500, "Out of Order") }
-                for aor in aors { removals.append((aor, b.key)) }
+                // Only the registration read here (see BindingRemoval).
+                for aor in aors { removals.append(BindingRemoval(aor: aor, key: b.key, onlyIf: b.version)) }
                 removedAny = true
             }
         case .contacts(let contacts)?:
@@ -110,8 +111,11 @@ extension Registrar {
                         removedAny = true
                         continue
                     }
-                    if old != nil { removedAny = true }
-                    for aor in aors { removals.append((aor, key)) }
+                    // Nothing stored under this key as read: nothing to take away. What is
+                    // there is taken only while it is still what was read (BindingRemoval).
+                    guard let old else { continue }
+                    removedAny = true
+                    for aor in aors { removals.append(BindingRemoval(aor: aor, key: key, onlyIf: old.version)) }
                     continue
                 }
                 onlyRemovals = false

@@ -197,3 +197,39 @@ public struct Binding: Sendable, Hashable {
         return contact
     }
 }
+
+/// Which registration wrote a binding: its Call-ID and CSeq (RFC 3261 §10.3 step 7).
+public struct BindingVersion: Sendable, Hashable {
+    public var callID: String
+    public var cseq: UInt32
+
+    public init(callID: String, cseq: UInt32) {
+        self.callID = callID
+        self.cseq = cseq
+    }
+}
+
+extension Binding {
+    public var version: BindingVersion { BindingVersion(callID: callID, cseq: cseq) }
+}
+
+/// A binding to delete. With `onlyIf`, only while the stored row is still that version: a
+/// registrar decides a removal on what it read, and with two S-CSCFs on one database the
+/// other may have stored a new registration over that row since — the eP-CSCF's
+/// flow-close removal (EPC-33) racing a page reload that came in through another node.
+public struct BindingRemoval: Sendable, Hashable {
+    public var aor: String
+    public var key: String
+    public var onlyIf: BindingVersion?
+
+    public init(aor: String, key: String, onlyIf: BindingVersion? = nil) {
+        self.aor = aor
+        self.key = key
+        self.onlyIf = onlyIf
+    }
+
+    /// Whether this removal takes `binding` (same row, and still the version it names).
+    func takes(_ binding: Binding) -> Bool {
+        binding.aor == aor && binding.key == key && (onlyIf.map { $0 == binding.version } ?? true)
+    }
+}

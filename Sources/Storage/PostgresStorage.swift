@@ -204,12 +204,21 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
             "SELECT \(unescaped: Self.bindingColumns) FROM bindings WHERE expires_at > \(now) ORDER BY seq")
     }
 
-    public func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws {
-        let removals = removals.map { RemovalKey(aor: $0.aor, key: $0.key) }
+    public func apply(upserts: [Binding], removals: [BindingRemoval]) async throws {
         try await client.withTransaction(logger: logger) { db in
             for r in removals {
-                try await db.query(
-                    "DELETE FROM bindings WHERE aor = \(r.aor) AND binding_key = \(r.key)", logger: logger)
+                if let version = r.onlyIf {
+                    // Read committed: the condition is checked on the row as it stands once
+                    // any other node's write to it has committed.
+                    try await db.query(
+                        """
+                        DELETE FROM bindings WHERE aor = \(r.aor) AND binding_key = \(r.key)
+                            AND call_id = \(version.callID) AND cseq = \(Int64(version.cseq))
+                        """, logger: logger)
+                } else {
+                    try await db.query(
+                        "DELETE FROM bindings WHERE aor = \(r.aor) AND binding_key = \(r.key)", logger: logger)
+                }
             }
             for b in upserts {
                 let regID = b.regID.map(Int64.init)
@@ -257,11 +266,6 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
         for try await _ in rows { return true }
         return false
     }
-}
-
-private struct RemovalKey: Sendable {
-    var aor: String
-    var key: String
 }
 
 private func lines(_ text: String) -> [String] { text.split(separator: "\n").map(String.init) }

@@ -23,8 +23,9 @@ final class SQLiteBindingWriter: @unchecked Sendable {
         var rollback: OpaquePointer
         var upsert: OpaquePointer
         var delete: OpaquePointer
+        var deleteVersion: OpaquePointer
 
-        var all: [OpaquePointer] { [begin, commit, rollback, upsert, delete] }
+        var all: [OpaquePointer] { [begin, commit, rollback, upsert, delete, deleteVersion] }
     }
 
     private init(db: OpaquePointer, statements: Statements, thread: NIOThreadPool) {
@@ -63,6 +64,7 @@ final class SQLiteBindingWriter: @unchecked Sendable {
                 for sql in [
                     "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", BindingChange.upsertSQL,
                     "DELETE FROM bindings WHERE aor = ? AND binding_key = ?",
+                    "DELETE FROM bindings WHERE aor = ? AND binding_key = ? AND call_id = ? AND cseq = ?",
                 ] {
                     prepared.append(try prepare(db, sql))
                 }
@@ -71,8 +73,9 @@ final class SQLiteBindingWriter: @unchecked Sendable {
                 throw error
             }
             let statements = Statements(
-                begin: prepared[0], commit: prepared[1], rollback: prepared[2], upsert: prepared[3], delete: prepared[4]
-            )
+                begin: prepared[0], commit: prepared[1], rollback: prepared[2], upsert: prepared[3],
+                delete: prepared[4],
+                deleteVersion: prepared[5])
             return SQLiteBindingWriter(db: db, statements: statements, thread: thread)
         } catch {
             sqlite_nio_sqlite3_close(db)
@@ -92,8 +95,15 @@ final class SQLiteBindingWriter: @unchecked Sendable {
         try step(statements.begin)
         do {
             for removal in plan.deletes {
-                try bind(statements.delete, [.text(removal.aor), .text(removal.key)])
-                try step(statements.delete)
+                if let version = removal.onlyIf {
+                    try bind(
+                        statements.deleteVersion,
+                        [.text(removal.aor), .text(removal.key), .text(version.callID), .integer(Int64(version.cseq))])
+                    try step(statements.deleteVersion)
+                } else {
+                    try bind(statements.delete, [.text(removal.aor), .text(removal.key)])
+                    try step(statements.delete)
+                }
             }
             for binding in plan.rows {
                 try bind(statements.upsert, Self.columns(of: binding))

@@ -170,11 +170,10 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
             .compactMap(binding(from:))
     }
 
-    public func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws {
-        let removalPairs = removals.map { RemovalPair(aor: $0.aor, key: $0.key) }
+    public func apply(upserts: [Binding], removals: [BindingRemoval]) async throws {
         let touched = Set(upserts.map(\.aor) + removals.map(\.aor))
         do {
-            try await write(upserts: upserts, removals: removalPairs)
+            try await write(upserts: upserts, removals: removals)
         } catch {
             // Whatever the cache holds for these AORs may now be ahead of the file.
             bindingCacheBox.evict(touched)
@@ -182,9 +181,8 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
         }
     }
 
-    private func write(upserts: [Binding], removals: [RemovalPair]) async throws {
+    private func write(upserts: [Binding], removals: [BindingRemoval]) async throws {
         let cache = bindingCacheBox
-        let removals = removals.map { ($0.aor, $0.key) }
         try await queue.writeBindings(
             BindingChange(
                 upserts: upserts, removals: removals,
@@ -245,11 +243,11 @@ final class BindingCache: Sendable {
         }
     }
 
-    func apply(upserts: [Binding], removals: [(String, String)]) {
+    func apply(upserts: [Binding], removals: [BindingRemoval]) {
         state.withLock { state in
-            for (aor, key) in removals {
-                state.writes[aor, default: 0] &+= 1
-                state.table[aor]?.removeAll { $0.key == key }
+            for removal in removals {
+                state.writes[removal.aor, default: 0] &+= 1
+                state.table[removal.aor]?.removeAll { removal.takes($0) }
             }
             for binding in upserts {
                 state.writes[binding.aor, default: 0] &+= 1
@@ -274,29 +272,25 @@ final class BindingCache: Sendable {
     }
 }
 
-private struct RemovalPair: Sendable {
-    var aor: String
-    var key: String
-}
-
 /// One registration's change to the bindings table. The write queue commits the changes of
 /// a batch together (`SQLiteBindingWriter.commit`).
 struct BindingChange: Sendable {
     var upserts: [Binding]
-    var removals: [(aor: String, key: String)]
+    var removals: [BindingRemoval]
     /// Runs once the change is committed, in commit order.
     var committed: @Sendable () -> Void
 
-    /// What a run of changes comes to: the deletes, then the rows to upsert, in order.
+    /// What a run of changes comes to: the deletes, run in order, then the rows to upsert.
     struct Plan {
-        var deletes: [(aor: String, key: String)]
+        var deletes: [BindingRemoval]
         var rows: [Binding]
     }
 
     /// The statements for a run of changes, with the same outcome as running them one by
     /// one: the last word on each (aor, key) wins; a binding removed and added again in the
     /// run is deleted first, so it gets a fresh rowid (the table's order is insertion order);
-    /// new rows are inserted in the order they were first added.
+    /// new rows are inserted in the order they were first added. A conditional removal of a
+    /// row the run itself upserts is decided here, against that row's version.
     static func plan(_ changes: [BindingChange]) -> Plan {
         struct Key: Hashable {
             var aor: String
@@ -304,31 +298,36 @@ struct BindingChange: Sendable {
         }
         struct Final {
             var binding: Binding?
-            var deleted: Bool
             var created: Int
         }
         var finals: [Key: Final] = [:]
-        var deleteOrder: [Key] = []
+        var deletes: [BindingRemoval] = []
         var sequence = 0
         for change in changes {
             for removal in change.removals {
                 let key = Key(aor: removal.aor, key: removal.key)
-                if finals[key]?.deleted != true { deleteOrder.append(key) }
-                finals[key] = Final(binding: nil, deleted: true, created: 0)
+                if let pending = finals[key]?.binding {
+                    guard removal.onlyIf.map({ $0 == pending.version }) ?? true else { continue }
+                    // Whatever the file holds under this key, the run's own row replaced it.
+                    deletes.append(BindingRemoval(aor: removal.aor, key: removal.key))
+                } else {
+                    deletes.append(removal)  // the file's row: its version is checked there
+                }
+                finals[key] = Final(binding: nil, created: 0)
             }
             for binding in change.upserts {
                 let key = Key(aor: binding.aor, key: binding.key)
-                if let current = finals[key], current.binding != nil {
+                if finals[key]?.binding != nil {
                     finals[key]?.binding = binding
                 } else {
                     sequence += 1
-                    finals[key] = Final(binding: binding, deleted: finals[key]?.deleted ?? false, created: sequence)
+                    finals[key] = Final(binding: binding, created: sequence)
                 }
             }
         }
         let rows = finals.values.compactMap { final in final.binding.map { (final.created, $0) } }
             .sorted { $0.0 < $1.0 }.map(\.1)
-        return Plan(deletes: deleteOrder.map { ($0.aor, $0.key) }, rows: rows)
+        return Plan(deletes: deletes, rows: rows)
     }
 
     static let upsertSQL = """

@@ -20,8 +20,8 @@ public protocol BindingStore: Sendable {
     /// Unexpired bindings of an IMPU.
     func bindings(aor: String, now: Int64) async throws -> [Binding]
     /// Stores bindings and removes others, all in one durable commit: when it returns, a
-    /// crash loses none of it.
-    func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws
+    /// crash loses none of it. A removal with `onlyIf` leaves a row of another version.
+    func apply(upserts: [Binding], removals: [BindingRemoval]) async throws
     /// Every unexpired binding (for restart and the reg event).
     func allBindings(now: Int64) async throws -> [Binding]
     /// Deletes expired bindings; returns what was deleted.

@@ -361,6 +361,41 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
+    /// Two S-CSCFs on one database. The flow-close removal goes to one, which reads the old
+    /// binding and decides to remove it; before it commits, the page reload's REGISTER
+    /// for the same instance goes through the other node and stores a new registration
+    /// under that key. Each node's turns are its own, so only the store can tell: the
+    /// removal names the version it read, and the reload's binding stays.
+    @Test(arguments: StoreBackend.available)
+    func aRemovalDecidedOnAnOldReadLeavesAnotherNodesNewBinding(backend: StoreBackend) async throws {
+        let h = try await Harness.start(
+            backend, wrapBindings: { SlowRemovals(wrapping: $0, delay: .milliseconds(400)) })
+        let otherNode = Registrar(
+            configuration: h.registrar.configuration, hss: HSS(store: h.storage), bindings: h.storage,
+            clock: h.clock.read)
+        var otherConfig = SIPEndpointConfiguration()
+        otherConfig.udpPort = 0
+        otherConfig.tcpPort = 0
+        let otherServer = try SIPEndpoint(configuration: otherConfig, handler: otherNode.handler)
+        try await otherServer.start()
+        var first = UA(path: "<sip:fl-1@127.0.0.1;lr;ob>")
+        #expect(await h.send(first.register(authorization: first.tna)).statusCode == 200)
+        let removal = first.register(authorization: first.tna, expires: 0)
+        var reload = UA(path: "<sip:fl-2@127.0.0.1;lr;ob>")
+        let registration = reload.register(authorization: reload.tna)
+        async let removed = h.send(removal)
+        try await Task.sleep(for: .milliseconds(100))  // the removal has read and is committing
+        let registered = await h.client.send(
+            registration,
+            to: SIPDestination(transport: .udp, host: "127.0.0.1", port: otherServer.address(.udp)?.port ?? 0))
+        #expect(await removed.statusCode == 200)
+        #expect(registered.statusCode == 200)
+        let stored = try await h.storage.allBindings(now: 0).filter { $0.aor == aliceIMPU }
+        #expect(stored.map(\.callID) == [reload.callID])
+        await otherServer.shutdown()
+        await h.stop()
+    }
+
     @Test(arguments: StoreBackend.available)
     func registrationsSurviveARestart(backend: StoreBackend) async throws {
         let h = try await Harness.start(backend)
@@ -495,7 +530,7 @@ struct SlowRemovals: BindingStore {
     func bindings(aor: String, now: Int64) async throws -> [Binding] {
         try await wrapping.bindings(aor: aor, now: now)
     }
-    func apply(upserts: [Binding], removals: [(aor: String, key: String)]) async throws {
+    func apply(upserts: [Binding], removals: [BindingRemoval]) async throws {
         if upserts.isEmpty && !removals.isEmpty { try await Task.sleep(for: delay) }
         try await wrapping.apply(upserts: upserts, removals: removals)
     }

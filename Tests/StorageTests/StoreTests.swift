@@ -102,9 +102,37 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         #expect(try await db.bindings(aor: aor, now: 1_600).map(\.contact) == ["sip:b@y.invalid"])
         let expired = try await db.removeExpired(now: 1_600)
         #expect(expired.map(\.contact) == ["sip:a2@z.invalid"])
-        try await db.apply(upserts: [], removals: [(aor, "sip:b@y.invalid")])
+        try await db.apply(upserts: [], removals: [BindingRemoval(aor: aor, key: "sip:b@y.invalid")])
         current = try await db.bindings(aor: aor, now: 0)
         #expect(current.isEmpty)
+        await db.close()
+    }
+
+    /// A removal names the version it read; if another S-CSCF stored a new registration
+    /// under the same key meanwhile, the removal leaves it (two nodes on one database).
+    @Test(arguments: StoreBackend.available)
+    func aRemovalOfAVersionNoLongerStoredLeavesTheRow(backend: StoreBackend) async throws {
+        let (db, _) = try await backend.makeFreshStore()
+        let aor = "sip:alice@ims.example.com"
+        var old = binding(aor, contact: "sip:a@x.invalid", instance: "urn:uuid:1", regID: 1, expiresAt: 1_000)
+        try await db.apply(upserts: [old], removals: [])
+        let read = try await db.bindings(aor: aor, now: 0)  // also fills SQLite's cache
+        #expect(read == [old])
+        var new = old
+        new.callID = "c2"
+        new.path = ["<sip:fl-2@epcscf;lr;ob>"]
+        try await db.apply(upserts: [new], removals: [])
+        let key = old.key
+        try await db.apply(upserts: [], removals: [BindingRemoval(aor: aor, key: key, onlyIf: old.version)])
+        #expect(try await db.bindings(aor: aor, now: 0) == [new])
+        #expect(try await db.allBindings(now: 0) == [new])
+        try await db.apply(upserts: [], removals: [BindingRemoval(aor: aor, key: key, onlyIf: new.version)])
+        #expect(try await db.bindings(aor: aor, now: 0).isEmpty)
+        #expect(try await db.allBindings(now: 0).isEmpty)
+        old.cseq = 7
+        try await db.apply(upserts: [old], removals: [])
+        try await db.apply(upserts: [], removals: [BindingRemoval(aor: aor, key: key)])  // unconditional
+        #expect(try await db.allBindings(now: 0).isEmpty)
         await db.close()
     }
 
@@ -136,17 +164,35 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
     @Test func mergedChangesEndLikeSequentialOnes() async throws {
         let aor = "sip:alice@ims.example.com"
         let bob = "sip:bob@ims.example.com"
-        func b(_ who: String, _ contact: String, _ expires: Int64) -> Binding {
-            binding(who, contact: contact, expiresAt: expires)
+        func b(_ who: String, _ contact: String, _ expires: Int64, callID: String = "c1") -> Binding {
+            var made = binding(who, contact: contact, expiresAt: expires)
+            made.callID = callID
+            return made
         }
-        let before: [Binding] = [b(aor, "sip:x@h", 100), b(aor, "sip:y@h", 100), b(bob, "sip:z@h", 100)]
-        let script: [(upserts: [Binding], removals: [(aor: String, key: String)])] = [
+        func rm(_ who: String, _ key: String, onlyIf callID: String? = nil) -> BindingRemoval {
+            BindingRemoval(aor: who, key: key, onlyIf: callID.map { BindingVersion(callID: $0, cseq: 1) })
+        }
+        let before: [Binding] = [
+            b(aor, "sip:x@h", 100), b(aor, "sip:y@h", 100), b(bob, "sip:z@h", 100), b(aor, "sip:w@h", 100),
+        ]
+        let script: [(upserts: [Binding], removals: [BindingRemoval])] = [
             ([b(aor, "sip:a1@h", 200), b(bob, "sip:b1@h", 200), b(aor, "sip:a2@h", 200)], []),
             ([b(aor, "sip:a1@h", 300), b(aor, "sip:x@h", 300)], []),  // updates keep their place
-            ([], [(bob, "sip:b1@h"), (aor, "sip:y@h")]),
+            ([], [rm(bob, "sip:b1@h"), rm(aor, "sip:y@h")]),
             ([b(bob, "sip:b1@h", 400)], []),  // removed and added again: goes last
-            ([], [(aor, "sip:a2@h"), (bob, "sip:nothing@h")]),
-            ([b(aor, "sip:y@h", 500), b(bob, "sip:c1@h", 500)], [(bob, "sip:z@h")]),
+            ([], [rm(aor, "sip:a2@h"), rm(bob, "sip:nothing@h")]),
+            ([b(aor, "sip:y@h", 500), b(bob, "sip:c1@h", 500)], [rm(bob, "sip:z@h")]),
+            ([b(bob, "sip:z2@h", 600, callID: "c2")], []),
+            // Removals of versions no longer there: of rows this run upserted (z2, a1) and
+            // of a row only the file holds (w). All three stay.
+            (
+                [],
+                [
+                    rm(bob, "sip:z2@h", onlyIf: "c1"), rm(aor, "sip:w@h", onlyIf: "other"),
+                    rm(aor, "sip:a1@h", onlyIf: "c9"),
+                ]
+            ),
+            ([], [rm(aor, "sip:x@h", onlyIf: "c1")]),  // the version the run stored: goes
         ]
 
         let (one, oneLocation) = try await StoreBackend.sqlite.makeFreshStore()
@@ -169,7 +215,7 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         #expect(
             result.map { "\($0.aor) \($0.contact) \($0.expiresAt)" }
                 == sequential.map { "\($0.aor) \($0.contact) \($0.expiresAt)" })
-        #expect(result.map(\.contact) == ["sip:x@h", "sip:a1@h", "sip:b1@h", "sip:y@h", "sip:c1@h"])
+        #expect(result.map(\.contact) == ["sip:w@h", "sip:a1@h", "sip:b1@h", "sip:y@h", "sip:c1@h", "sip:z2@h"])
         await merged.close()
         await reopened.close()
         for path in [oneLocation, oneLocation + "-merged"] {
