@@ -172,6 +172,25 @@ final class SIPDatagramHandler: ChannelInboundHandler {
     }
 }
 
+/// Holds a UDP socket's flushes to the end of the event loop's turn, so the answers that
+/// one turn writes (a batch of registrations committed together resumes all at once) leave
+/// in one `sendmmsg` instead of one `sendmsg` each.
+final class DatagramFlushCoalescer: ChannelOutboundHandler {
+    typealias OutboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+    private var flushPending = false
+
+    func flush(context: ChannelHandlerContext) {
+        if flushPending { return }
+        flushPending = true
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            self.flushPending = false
+            loopBound.value.flush()
+        }
+    }
+}
+
 /// A TCP or TLS connection as a SIPConnection.
 final class StreamConnection: SIPConnection, Hashable {
     let channel: any Channel

@@ -96,17 +96,26 @@ public final class SIPEndpoint: Sendable {
         throw SIPEndpointError.noCommonPort
     }
 
+    static let datagramsPerRead = 16
+
     private func bindDatagram(port: Int) async throws -> any Channel {
         let core = self.core
         return try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            // Every datagram read whole, up to the largest UDP payload: NIO's default buffer
-            // of 2,048 bytes cut longer messages short (400 Malformed Header Line). The
-            // buffer is reused once the parser (which copies) lets go of it.
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            // Every datagram read whole, up to the largest UDP payload (NIO's default buffer
+            // of 2,048 bytes cut longer messages short: 400 Malformed Header Line). Under
+            // load several wait at each wake-up, so they are read with one `recvmmsg`, each
+            // into its own 64 KiB slice. The buffer is reused once the parser (which
+            // copies) lets go of every slice.
+            .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
+            .channelOption(
+                .recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * Self.datagramsPerRead)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(core: core))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(DatagramFlushCoalescer())
+                    try sync.addHandler(SIPDatagramHandler(core: core))
                 }
             }
             .bind(host: configuration.host, port: port).get()

@@ -126,6 +126,39 @@ func makeEndpoint(
         #expect(reply.hasPrefix("SIP/2.0 200 OK\r\n"))
     }
 
+    /// A burst, sent without waiting: the datagrams one wake-up reads together (one
+    /// `recvmmsg`, each into its own slice of the read buffer) are each read whole, and
+    /// every answer leaves (the flushes of one turn are sent together).
+    @Test func aBurstOfShortAndLongDatagramsIsAnsweredInFull() async throws {
+        let endpoint = try await makeEndpoint(tcp: false)
+        defer { Task { await endpoint.shutdown() } }
+        let peer = try await RawUDPPeer()
+        defer { Task { await peer.close() } }
+        let address = try #require(endpoint.address(.udp))
+        var sent: Set<String> = []
+        // Small enough in all (about 60 KiB) that the kernel's receive buffer holds it.
+        for i in 0..<24 {
+            let callID = "burst-\(i)-" + randomToken()
+            var request = options(callID: callID)
+            if i % 4 == 0 {
+                let padding = "X-Padding: " + String(repeating: "p", count: 4_000) + "\r\n"
+                request = request.replacingOccurrences(
+                    of: "CSeq: 1 OPTIONS\r\n", with: "CSeq: 1 OPTIONS\r\n" + String(repeating: padding, count: 2))
+            }
+            try await peer.send(request, to: address)
+            sent.insert(callID)
+        }
+        var answered: Set<String> = []
+        while answered.count < sent.count, let reply = await peer.next(timeout: .seconds(5)) {
+            guard case .response(let response)? = parse(reply.data), response.statusCode == 200 else {
+                Issue.record("not a 200: \(String(buffer: reply.data).prefix(60))")
+                continue
+            }
+            answered.insert(try response.headers.callID)
+        }
+        #expect(answered == sent)
+    }
+
     @Test func malformedRequestGets400WithAReason() async throws {
         let endpoint = try await makeEndpoint(tcp: false)
         defer { Task { await endpoint.shutdown() } }
