@@ -1,3 +1,4 @@
+import NIOCore
 import NIOPosix
 // sqlite-nio's vendored SQLite, reached directly: the bindings writer shares the library
 // (and so its per-file lock bookkeeping) with the connections sqlite-nio opens, but keeps
@@ -8,12 +9,15 @@ import VaporCSQLite
 /// statement prepared once. sqlite-nio prepares every query anew; for a batch of
 /// registrations, parsing the upsert cost about as much as running it.
 ///
-/// The handle is used on `thread` only, one call at a time (the write queue runs one batch
-/// at a time), which is what makes the `@unchecked Sendable` hold.
+/// The connection lives on a thread of its own, an event loop (`loop`) that the write
+/// queue drains on: a batch is taken, committed and answered there without a hop to
+/// another thread. The handle is used on that thread only, one call at a time, which is
+/// what makes the `@unchecked Sendable` hold.
 final class SQLiteBindingWriter: @unchecked Sendable {
     private let db: OpaquePointer
     private let statements: Statements
-    private let thread: NIOThreadPool
+    private let group: MultiThreadedEventLoopGroup
+    let loop: any EventLoop
 
     /// Every statement a batch runs, transaction control included (`sqlite3_exec` would
     /// parse BEGIN and COMMIT anew for every batch).
@@ -28,25 +32,25 @@ final class SQLiteBindingWriter: @unchecked Sendable {
         var all: [OpaquePointer] { [begin, commit, rollback, upsert, delete, deleteVersion] }
     }
 
-    private init(db: OpaquePointer, statements: Statements, thread: NIOThreadPool) {
+    private init(db: OpaquePointer, statements: Statements, group: MultiThreadedEventLoopGroup) {
         self.db = db
         self.statements = statements
-        self.thread = thread
+        self.group = group
+        self.loop = group.next()
     }
 
     /// Opens the file (its schema must already be there) and prepares the statements.
     static func open(path: String) async throws -> SQLiteBindingWriter {
-        let thread = NIOThreadPool(numberOfThreads: 1)
-        thread.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
-            return try await thread.runIfActive { try openHere(path: path, thread: thread) }
+            return try await group.next().submit { try openHere(path: path, group: group) }.get()
         } catch {
-            try? await thread.shutdownGracefully()
+            try? await group.shutdownGracefully()
             throw error
         }
     }
 
-    private static func openHere(path: String, thread: NIOThreadPool) throws -> SQLiteBindingWriter {
+    private static func openHere(path: String, group: MultiThreadedEventLoopGroup) throws -> SQLiteBindingWriter {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
         guard sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK, let db = handle else {
@@ -76,18 +80,19 @@ final class SQLiteBindingWriter: @unchecked Sendable {
                 begin: prepared[0], commit: prepared[1], rollback: prepared[2], upsert: prepared[3],
                 delete: prepared[4],
                 deleteVersion: prepared[5])
-            return SQLiteBindingWriter(db: db, statements: statements, thread: thread)
+            return SQLiteBindingWriter(db: db, statements: statements, group: group)
         } catch {
             sqlite_nio_sqlite3_close(db)
             throw error
         }
     }
 
-    /// Commits a run of changes in one transaction: all of it is durable when this returns,
-    /// or none of it is there. Each change's `committed` then runs, in order.
-    func commit(_ changes: [BindingChange]) async throws {
-        let plan = BindingChange.plan(changes)
-        try await thread.runIfActive { try self.executeHere(plan) }
+    /// Commits a run of changes in one transaction, on `loop` (where the write queue calls
+    /// it): all of it is durable when this returns, or none of it is there. Each change's
+    /// `committed` then runs, in order.
+    func commitHere(_ changes: [BindingChange]) throws {
+        loop.preconditionInEventLoop()
+        try executeHere(BindingChange.plan(changes))
         for change in changes { change.committed() }
     }
 
@@ -117,11 +122,11 @@ final class SQLiteBindingWriter: @unchecked Sendable {
     }
 
     func close() async {
-        _ = try? await thread.runIfActive {
+        _ = try? await loop.submit {
             for statement in self.statements.all { sqlite_nio_sqlite3_finalize(statement) }
             sqlite_nio_sqlite3_close(self.db)
-        }
-        try? await thread.shutdownGracefully()
+        }.get()
+        try? await group.shutdownGracefully()
     }
 
     // MARK: statements

@@ -208,7 +208,8 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
             BindingChange(
                 upserts: step.upserts, removals: step.removals, committed: { committed.withLock { $0 += 1 } })
         }
-        try await merged.queue.bindingWriter.commit(changes)
+        let writer = merged.queue.bindingWriter
+        try await writer.loop.submit { try writer.commitHere(changes) }.get()
         #expect(committed.withLock { $0 } == script.count)
         let reopened = try await SQLiteStorage.open(path: oneLocation + "-merged")
         let result = try await reopened.allBindings(now: 0)
@@ -221,6 +222,58 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         for path in [oneLocation, oneLocation + "-merged"] {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         }
+    }
+}
+
+@Suite struct WriteQueueTests {
+    /// Binding changes (batched on the bindings writer) and other writes (alone, on the
+    /// general connection) from many tasks at once, with the store closed while they
+    /// arrive: every write either succeeds and is in the file after a reopen, or is
+    /// refused with `writeLost` and is not there. None is lost silently or half-written.
+    @Test func aWriteIsEitherDurableOrRefusedWhenTheStoreClosesUnderLoad() async throws {
+        let (store, location) = try await StoreBackend.sqlite.makeFreshStore()
+        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<400 {
+                group.addTask {
+                    do {
+                        if i % 2 == 0 {
+                            try await store.apply(
+                                upserts: [binding("sip:u\(i)@h", contact: "sip:u\(i)@c", expiresAt: 9_999_999_999)],
+                                removals: [])
+                        } else {
+                            var subscriber = alice()
+                            subscriber.impi = "u\(i)@h"
+                            subscriber.publicIdentities = [PublicIdentity(uri: "sip:u\(i)@h")]
+                            try await store.put(subscriber)
+                        }
+                        return (i, true)
+                    } catch StorageError.writeLost {
+                        return (i, false)
+                    } catch {
+                        Issue.record("write \(i): \(error)")
+                        return (i, false)
+                    }
+                }
+                if i == 300 {
+                    group.addTask {
+                        await store.close(); return (-1, true)
+                    }
+                }
+            }
+            var outcomes: [Int: Bool] = [:]
+            for await (i, ok) in group where i >= 0 { outcomes[i] = ok }
+            return outcomes
+        }
+        let reopened = try await SQLiteStorage.open(path: location)
+        let bindings = Set(try await reopened.allBindings(now: 0).map(\.aor))
+        let subscribers = Set(try await reopened.allSubscribers().map(\.impi))
+        for (i, ok) in outcomes {
+            let stored = i % 2 == 0 ? bindings.contains("sip:u\(i)@h") : subscribers.contains("u\(i)@h")
+            #expect(stored == ok, "write \(i)")
+        }
+        #expect(outcomes.values.contains(true))
+        await reopened.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: location + suffix) }
     }
 }
 
