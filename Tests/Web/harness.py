@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -25,6 +26,18 @@ def webims(data_dir, *args, input=None, check=True):
     if check and result.returncode != 0:
         raise RuntimeError("webims %s failed: %s %s" % (" ".join(args), result.stdout, result.stderr))
     return result.stdout
+
+
+def thread_stacks(pid):
+    """Every thread's stack of a hung process (gdb, when installed), for the failure text."""
+    if not shutil.which("gdb"):
+        return ""
+    try:
+        out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
+                             capture_output=True, text=True, timeout=60).stdout
+    except subprocess.TimeoutExpired:
+        return "\n(gdb timed out)"
+    return "\nthreads of the hung server:\n" + "\n".join(l for l in out.splitlines() if l.startswith(("#", "Thread")))
 
 
 class Server:
@@ -57,8 +70,9 @@ class Server:
                 self.reader.join(5)
                 raise RuntimeError("webims serve exited (%d) before ready:\n%s" % (self.process.returncode, self.log))
             if time.time() > deadline:
+                stacks = thread_stacks(self.process.pid)
                 self.stop()
-                raise RuntimeError("webims serve did not get ready:\n" + self.log)
+                raise RuntimeError("webims serve did not get ready:\n" + self.log + stacks)
         with open(os.path.join(self.data_dir, "endpoints.json")) as f:
             self.endpoints = json.load(f)
         self.wwsf = (self.endpoints.get("wwsf") or "").rstrip("/")
