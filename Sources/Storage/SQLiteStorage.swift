@@ -434,7 +434,7 @@ final class WriteQueue: Sendable {
         if !gathered {
             let now = NIODeadline.now()
             let (waiting, lastCommit) = state.withLock { ($0.pending.count, $0.lastCommit) }
-            if waiting >= Self.gatherWhenWaiting || now - lastCommit < Self.gatherWindow * 2 {
+            if waiting >= Self.gatherWhenWaiting || (waiting > 0 && now - lastCommit < Self.gatherWindow * 2) {
                 loop.scheduleTask(in: Self.gatherWindow) { self.drainTurn(gathered: true) }
                 return
             }
@@ -470,7 +470,6 @@ final class WriteQueue: Sendable {
             }
         }
         commit(changes)
-        state.withLock { $0.lastCommit = .now() }
         loop.execute { self.drainTurn(gathered: false) }
     }
 
@@ -478,6 +477,7 @@ final class WriteQueue: Sendable {
     /// so one bad change spoils no other.
     private func commit(_ changes: [(BindingChange, CheckedContinuation<Void, any Error>)]) {
         if changes.isEmpty { return }
+        defer { state.withLock { $0.lastCommit = .now() } }
         do {
             try bindingWriter.commitHere(changes.map(\.0))
             for (_, continuation) in changes { continuation.resume() }

@@ -126,9 +126,9 @@ func makeEndpoint(
         #expect(reply.hasPrefix("SIP/2.0 200 OK\r\n"))
     }
 
-    /// A burst, sent without waiting: the datagrams one wake-up reads together (one
+    /// A burst, sent without waiting: datagrams that one wake-up reads together (one
     /// `recvmmsg`, each into its own slice of the read buffer) are each read whole, and
-    /// every answer leaves (the flushes of one turn are sent together).
+    /// every answer leaves though a turn's flushes are held to its end.
     @Test func aBurstOfShortAndLongDatagramsIsAnsweredInFull() async throws {
         let endpoint = try await makeEndpoint(tcp: false)
         defer { Task { await endpoint.shutdown() } }
