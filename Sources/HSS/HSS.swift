@@ -44,8 +44,8 @@ public final class HSS: Sendable {
 
     /// The subscriber, from the cache when it is fresh enough.
     public func subscriber(impi: String) async throws -> SubscriberRecord? {
+        if let hit = cachedSubscriber(impi: impi) { return hit }
         let now = ContinuousClock.now
-        if let hit = cache.withLock({ $0[impi] }), now - hit.read < cacheLifetime { return hit.record }
         guard let record = try await store.subscriber(impi: impi) else {
             _ = cache.withLock { $0.removeValue(forKey: impi) }
             return nil
@@ -57,9 +57,28 @@ public final class HSS: Sendable {
         return record
     }
 
+    /// The subscriber when the cache holds it fresh, without suspending: a refresh then
+    /// makes no async call (each costs the task a frame); nil means ask `subscriber(impi:)`.
+    public func cachedSubscriber(impi: String) -> SubscriberRecord? {
+        let now = ContinuousClock.now
+        guard let hit = cache.withLock({ $0[impi] }), now - hit.read < cacheLifetime else { return nil }
+        return hit.record
+    }
+
     /// SAR-like: checks that the IMPU belongs to the IMPI (29.228 IDENTITIES_DONT_MATCH otherwise).
     public func registrationData(impi: String, impu: String) async throws -> RegistrationData {
         guard let subscriber = try await subscriber(impi: impi) else { throw HSSError.unknownUser }
+        return try registrationData(subscriber: subscriber, impu: impu)
+    }
+
+    /// `registrationData(impi:impu:)` from the cache without suspending; nil when the
+    /// subscriber is not cached.
+    public func cachedRegistrationData(impi: String, impu: String) throws -> RegistrationData? {
+        guard let subscriber = cachedSubscriber(impi: impi) else { return nil }
+        return try registrationData(subscriber: subscriber, impu: impu)
+    }
+
+    func registrationData(subscriber: SubscriberRecord, impu: String) throws -> RegistrationData {
         let target = canonicalPublicIdentity(impu)
         // Provisioned IMPUs are stored canonical; compare the cheap way first.
         guard

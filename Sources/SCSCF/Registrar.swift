@@ -57,12 +57,18 @@ public final class Registrar: Sendable {
     }
 
     public func handle(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
+        guard request.method == .register else { return await handleOther(request, from: peer) }
+        let start = ContinuousClock.now
+        let response = await register(request, from: peer)
+        RegistrarMetrics.record(request, response, since: start)
+        return response
+    }
+
+    /// Everything but REGISTER, out of line: inlined, these paths' locals would sit in the
+    /// async frame of every REGISTER too.
+    @inline(never)
+    func handleOther(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         switch request.method {
-        case .register:
-            let start = ContinuousClock.now
-            let response = await register(request, from: peer)
-            RegistrarMetrics.record(request, response, since: start)
-            return response
         case .subscribe:
             return await subscribe(request, from: peer)
         // OPTIONS to the S-CSCF itself (no user part, or its own contact) is answered here.
@@ -83,7 +89,30 @@ public final class Registrar: Sendable {
 
     // MARK: REGISTER
 
+    /// What a REGISTER needs once its headers are read.
+    enum RegisterStart {
+        case answer(SIPResponse)
+        case trustedNode(TrustedNodeAuthorization, impu: String, callID: String, cseq: UInt32)
+        case authenticate(impu: String, authorization: SIPAuthField?, callID: String, cseq: SIPCSeq)
+    }
+
     func register(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse {
+        switch start(request, from: peer) {
+        case .answer(let response):
+            return response
+        case .trustedNode(let tna, let impu, let callID, let cseq):
+            return await completeRegistration(
+                request, impi: tna.impi, impu: impu, scheme: .trustedNode, tna: tna, callID: callID, cseq: cseq)
+        case .authenticate(let impu, let authorization, let callID, let cseq):
+            return await authenticate(request, impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+        }
+    }
+
+    /// Everything before the first suspension, kept out of line: a synchronous function's
+    /// locals live on the thread's stack, where inlined into `register` they made its async
+    /// frame 4 KiB, a heap slab per REGISTER.
+    @inline(never)
+    func start(_ request: SIPRequest, from peer: SIPPeer) -> RegisterStart {
         let to: SIPAddress
         let callID: String
         let cseq: SIPCSeq
@@ -94,33 +123,42 @@ public final class Registrar: Sendable {
             cseq = try request.headers.cseq
             authorization = try request.headers.authorizations().first { $0.isDigest }
         } catch {
-            return reply(request, 400, error.reasonPhrase)
+            return .answer(reply(request, 400, error.reasonPhrase))
         }
         // RFC 3261 §8.2.2.3: option tags we do not support in Require.
         let unsupported = request.headers.require.filter { !["path", "outbound", "gruu"].contains($0.lowercased()) }
         if !unsupported.isEmpty {
             var response = reply(request, 420)
             response.headers.append(.unsupported, unsupported.joined(separator: ", "))
-            return response
+            return .answer(response)
         }
-        guard let impu = to.uri.publicIdentity else { return reply(request, 403, "Unsupported Identity") }
+        guard let impu = to.uri.publicIdentity else { return .answer(reply(request, 403, "Unsupported Identity")) }
 
         // SCS-1: `auth-done` counts only from a trusted node; from anyone else it is ignored.
         if let authorization, let tna = TrustedNodeAuthorization(authorization) {
             if isTrusted(peer), fromTrustedNetwork(request, peer) {
-                return await completeRegistration(
-                    request, impi: tna.impi, impu: impu, scheme: .trustedNode, tna: tna, callID: callID,
-                    cseq: cseq.sequence)
+                return .trustedNode(tna, impu: impu, callID: callID, cseq: cseq.sequence)
             }
             logger.notice("auth-done from untrusted \(peer.remoteAddress) or network: ignored")
         }
+        return .authenticate(impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+    }
 
+    /// SIP Digest or IMS AKA, as the subscriber's schemes and the request's algorithm say.
+    @inline(never)
+    func authenticate(
+        _ request: SIPRequest, impu: String, authorization: SIPAuthField?, callID: String, cseq: SIPCSeq
+    ) async -> SIPResponse {
         // IMPI from the Authorization username; without one, the subscription that owns the
         // IMPU (24.229 5.4.1.1 item 3 derives the IMPI from the public identity).
         let subscriber: SubscriberRecord
         do {
             if let username = authorization?.username, !username.isEmpty {
-                subscriber = try await hss.registrationData(impi: username, impu: impu).subscriber
+                if let cached = try hss.cachedRegistrationData(impi: username, impu: impu) {
+                    subscriber = cached.subscriber
+                } else {
+                    subscriber = try await hss.registrationData(impi: username, impu: impu).subscriber
+                }
             } else if let owner = try await hss.store.subscriber(impu: impu) {
                 subscriber = owner
             } else {
@@ -209,6 +247,7 @@ public final class Registrar: Sendable {
 
     // MARK: SIP Digest (SCS-10, SCS-11)
 
+    @inline(never)
     func digestRegister(
         _ request: SIPRequest, subscriber: SubscriberRecord, impu: String, authorization: SIPAuthField?, callID: String,
         cseq: SIPCSeq
@@ -273,6 +312,7 @@ public final class Registrar: Sendable {
 
     // MARK: IMS AKA (SCS-12 … SCS-14)
 
+    @inline(never)
     func akaRegister(
         _ request: SIPRequest, impi: String, impu: String, authorization: SIPAuthField?, callID: String, cseq: SIPCSeq
     ) async -> SIPResponse {

@@ -7,6 +7,7 @@ import Synchronization
 enum RegistrarMetrics {
     static let duration = Metrics.Timer(label: "webims_scscf_register_duration_seconds")
 
+    @inline(never)
     static func record(_ request: SIPRequest, _ response: SIPResponse, since start: ContinuousClock.Instant) {
         duration.recordInterval(since: start)
         counter(scheme: scheme(of: request), status: response.statusCode).increment()

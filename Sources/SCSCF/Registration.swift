@@ -17,67 +17,143 @@ extension Registrar {
         }
     }
 
+    /// The bindings change one REGISTER makes, decided on the bindings read in its turn.
+    struct BindingPlan {
+        var existing: [Binding]
+        /// `existing`'s keys: built text, so once per binding, not once per comparison.
+        var existingKeys: [String]
+        var upserts: [Binding] = []
+        var removals: [BindingRemoval] = []
+        var pathTexts: [String]
+        var firstPathHasOB: Bool
+    }
+
+    /// The parts of a REGISTER that name bindings.
+    struct BindingHeaders {
+        var path: [SIPAddress]
+        var contact: SIPContactValue?
+        var expires: UInt32?
+    }
+
+    // The async steps (HSS data, the bindings, the commit) are all this function does; what
+    // lies between them runs in synchronous functions kept out of line, so the task's frame
+    // holds only what crosses a suspension. Refreshes find the HSS data and the bindings in
+    // memory and make no async call but the commit.
     private func completeRegistrationInTurn(
         _ request: SIPRequest, impi: String, impu: String, scheme: AuthScheme, tna: TrustedNodeAuthorization?,
         callID: String, cseq: UInt32
     ) async -> SIPResponse {
         let data: RegistrationData
         do {
-            data = try await hss.registrationData(impi: impi, impu: impu)
+            if let cached = try hss.cachedRegistrationData(impi: impi, impu: impu) {
+                data = cached
+            } else {
+                data = try await hss.registrationData(impi: impi, impu: impu)
+            }
         } catch {
             return reply(request, 403, "Forbidden")
         }
-        guard !data.impu.barred else { return reply(request, 403, "Barred Identity") }
+        let headers: BindingHeaders
+        switch admit(request, data: data, scheme: scheme, tna: tna) {
+        case .failure(let answer): return answer.response
+        case .success(let parsed): headers = parsed
+        }
+        let now = Int64(clock().timeIntervalSince1970)
+        let existing: [Binding]
+        if let cached = bindings.cachedBindings(aor: impu, now: now) {
+            existing = cached
+        } else {
+            do {
+                existing = try await bindings.bindings(aor: impu, now: now)
+            } catch {
+                return reply(request, 500, "Storage Unavailable")
+            }
+        }
+        let plan: BindingPlan
+        switch planBindings(
+            request, headers: headers, impi: impi, impu: impu, data: data, scheme: scheme, callID: callID, cseq: cseq,
+            existing: existing, now: now)
+        {
+        case .failure(let answer): return answer.response
+        case .success(let made): plan = made
+        }
+        if !plan.upserts.isEmpty || !plan.removals.isEmpty {
+            do {
+                // The 200 OK goes out only once this commit is durable (issue: durability).
+                try await bindings.apply(upserts: plan.upserts, removals: plan.removals)
+            } catch {
+                logger.error("binding commit failed: \(error)")
+                return reply(request, 500, "Storage Unavailable")
+            }
+        }
+        return finishRegistration(request, plan: plan, impu: impu, data: data, now: now)
+    }
+
+    /// A final answer that ends a registration early (a `Result` failure, so the plans
+    /// above can be `Result`s).
+    struct EarlyAnswer: Error {
+        var response: SIPResponse
+    }
+
+    /// Barring, the subscriber's schemes, a third-party WAF/WWSF, and the headers read.
+    @inline(never)
+    func admit(_ request: SIPRequest, data: RegistrationData, scheme: AuthScheme, tna: TrustedNodeAuthorization?)
+        -> Result<BindingHeaders, EarlyAnswer>
+    {
+        guard !data.impu.barred else { return .failure(EarlyAnswer(response: reply(request, 403, "Barred Identity"))) }
         // A trusted node may always take registrations down (EPC-33: a WIC's flow died),
         // whatever scheme registered them; anything else needs the subscriber's scheme.
         guard data.subscriber.allowedSchemes.contains(scheme) || (scheme == .trustedNode && isRemovalOnly(request))
         else {
-            return reply(request, 403, "Scheme Not Allowed")
+            return .failure(EarlyAnswer(response: reply(request, 403, "Scheme Not Allowed")))
         }
         if let tna, tna.wafID != nil || tna.wwsfID != nil {
             // SCS-4 / HSS-5: a third-party authorization entity must be on the subscription's list.
             let wafOK = tna.wafID.map { data.subscriber.allowedWAFs.contains($0) } ?? true
             let wwsfOK = tna.wwsfID.map { data.subscriber.allowedWWSFs.contains($0) } ?? true
-            guard wafOK && wwsfOK else { return reply(request, 403, "Authorization Entity Not Allowed") }
+            guard wafOK && wwsfOK else {
+                return .failure(EarlyAnswer(response: reply(request, 403, "Authorization Entity Not Allowed")))
+            }
         }
-
-        let path: [SIPAddress]
-        let contactValue: SIPContactValue?
-        let expiresHeader: UInt32?
         do {
-            path = try request.headers.path
-            contactValue = try request.headers.contact
-            expiresHeader = try request.headers.expires
+            return .success(
+                BindingHeaders(
+                    path: try request.headers.path, contact: try request.headers.contact,
+                    expires: try request.headers.expires))
         } catch {
-            return reply(request, 400, error.reasonPhrase)
+            return .failure(EarlyAnswer(response: reply(request, 400, error.reasonPhrase)))
         }
-        let now = Int64(clock().timeIntervalSince1970)
+    }
+
+    /// What to store and remove (RFC 3261 §10.3 steps 5–7, RFC 5626 §6), or the answer
+    /// that refuses the request.
+    @inline(never)
+    func planBindings(
+        _ request: SIPRequest, headers: BindingHeaders, impi: String, impu: String, data: RegistrationData,
+        scheme: AuthScheme, callID: String, cseq: UInt32, existing: [Binding], now: Int64
+    ) -> Result<BindingPlan, EarlyAnswer> {
+        func answer(_ code: Int, _ reason: String? = nil) -> Result<BindingPlan, EarlyAnswer> {
+            .failure(EarlyAnswer(response: reply(request, code, reason)))
+        }
+        let path = headers.path
+        let expiresHeader = headers.expires
         let firstPathHasOB = path.first?.uri.sipURI?.parameters.contains("ob") ?? false
-        let pathTexts = path.map(\.description)
         let aors = data.implicitSet.isEmpty ? [impu] : data.implicitSet
-        let existing: [Binding]
-        do {
-            existing = try await bindings.bindings(aor: impu, now: now)
-        } catch {
-            return reply(request, 500, "Storage Unavailable")
-        }
-
-        // Binding keys are built text: once per binding, not once per comparison.
-        let existingKeys = existing.map(\.key)
-        var upserts: [Binding] = []
-        var removals: [BindingRemoval] = []
+        var plan = BindingPlan(
+            existing: existing, existingKeys: existing.map(\.key), pathTexts: path.map(\.description),
+            firstPathHasOB: firstPathHasOB)
         var removedAny = false
         var onlyRemovals = true
-        switch contactValue {
+        switch headers.contact {
         case nil:
             onlyRemovals = false  // a query: just list the bindings (RFC 3261 §10.2.3)
         case .wildcard?:
             // RFC 3261 §10.2.2: `*` only with Expires: 0.
-            guard expiresHeader == 0 else { return reply(request, 400, "Wildcard Needs Expires 0") }
+            guard expiresHeader == 0 else { return answer(400, "Wildcard Needs Expires 0") }
             for b in existing where b.impi == impi {
-                if b.callID == callID && b.cseq >= cseq { return reply(request, 500, "Out of Order") }
+                if b.callID == callID && b.cseq >= cseq { return answer(500, "Out of Order") }
                 // Only the registration read here (see BindingRemoval).
-                for aor in aors { removals.append(BindingRemoval(aor: aor, key: b.key, onlyIf: b.version)) }
+                for aor in aors { plan.removals.append(BindingRemoval(aor: aor, key: b.key, onlyIf: b.version)) }
                 removedAny = true
             }
         case .contacts(let contacts)?:
@@ -87,18 +163,18 @@ extension Registrar {
                 let instance = contact.instance
                 if regID != nil && !path.isEmpty && !firstPathHasOB {
                     // RFC 5626 §6: reg-id needs an outbound-aware first hop.
-                    return reply(request, 439)
+                    return answer(439)
                 }
                 let uriText = contact.uri.description
                 let candidate = Binding(
                     // The stored Contact is `<uri>`: what SIPAddress(uri:) prints, without printing the URI twice.
                     aor: impu, contact: uriText, contactHeader: "<" + uriText + ">",
                     instance: instance, regID: instance == nil ? nil : regID, impi: impi, expiresAt: 0, callID: callID,
-                    cseq: cseq, path: pathTexts, scheme: scheme)
+                    cseq: cseq, path: plan.pathTexts, scheme: scheme)
                 let key = candidate.key
-                let old = existingKeys.firstIndex(of: key).map { existing[$0] }
+                let old = plan.existingKeys.firstIndex(of: key).map { existing[$0] }
                 if let old, old.callID == callID, old.cseq >= cseq {
-                    return reply(request, 500, "Out of Order")  // RFC 3261 §10.3 step 7
+                    return answer(500, "Out of Order")  // RFC 3261 §10.3 step 7
                 }
                 if requested == 0 {
                     // RFC 5626: an outbound binding belongs to its flow. A removal sent for
@@ -115,62 +191,61 @@ extension Registrar {
                     // there is taken only while it is still what was read (BindingRemoval).
                     guard let old else { continue }
                     removedAny = true
-                    for aor in aors { removals.append(BindingRemoval(aor: aor, key: key, onlyIf: old.version)) }
+                    for aor in aors { plan.removals.append(BindingRemoval(aor: aor, key: key, onlyIf: old.version)) }
                     continue
                 }
                 onlyRemovals = false
                 if requested < configuration.minExpires {
                     var response = reply(request, 423)
                     response.headers.append(.minExpires, String(configuration.minExpires))
-                    return response
+                    return .failure(EarlyAnswer(response: response))
                 }
                 var binding = candidate
                 binding.expiresAt = now + Int64(min(requested, configuration.maxExpires))
                 for aor in aors {
                     binding.aor = aor
-                    upserts.append(binding)
+                    plan.upserts.append(binding)
                 }
             }
-            if onlyRemovals && !removedAny { return reply(request, 481) }  // SCS-30
+            if onlyRemovals && !removedAny { return answer(481) }  // SCS-30
         }
-        do {
-            if !upserts.isEmpty || !removals.isEmpty {
-                // The 200 OK goes out only once this commit is durable (issue: durability).
-                try await bindings.apply(upserts: upserts, removals: removals)
+        return .success(plan)
+    }
+
+    /// After the commit: the watchers told, and the 200 OK with what the store now holds.
+    @inline(never)
+    func finishRegistration(_ request: SIPRequest, plan: BindingPlan, impu: String, data: RegistrationData, now: Int64)
+        -> SIPResponse
+    {
+        // What the store now holds for this IMPU, without reading it back: the bindings
+        // found before, minus the removed, with the upserted replacing or joining them.
+        let removedKeys = Set(plan.removals.filter { $0.aor == impu }.map(\.key))
+        var current: [Binding] = []
+        var currentKeys: [String] = []
+        var removed: [Binding] = []
+        for (b, key) in zip(plan.existing, plan.existingKeys) {
+            if removedKeys.contains(key) {
+                removed.append(b)
+            } else {
+                current.append(b)
+                currentKeys.append(key)
             }
-            // What the store now holds for this IMPU, without reading it back: the bindings
-            // found before, minus the removed, with the upserted replacing or joining them.
-            let removedKeys = Set(removals.filter { $0.aor == impu }.map(\.key))
-            var current: [Binding] = []
-            var currentKeys: [String] = []
-            var removed: [Binding] = []
-            for (b, key) in zip(existing, existingKeys) {
-                if removedKeys.contains(key) {
-                    removed.append(b)
-                } else {
-                    current.append(b)
-                    currentKeys.append(key)
-                }
-            }
-            for b in upserts where b.aor == impu {
-                let key = b.key
-                if let i = currentKeys.firstIndex(of: key) {
-                    current[i] = b
-                } else {
-                    current.append(b)
-                    currentKeys.append(key)
-                }
-            }
-            if !upserts.isEmpty || !removals.isEmpty {
-                announce(data: data, current: current, removed: removed)
-            }
-            return okResponse(
-                request, impu: impu, data: data, current: current, path: pathTexts, now: now,
-                outbound: firstPathHasOB && upserts.contains { $0.regID != nil })
-        } catch {
-            logger.error("binding commit failed: \(error)")
-            return reply(request, 500, "Storage Unavailable")
         }
+        for b in plan.upserts where b.aor == impu {
+            let key = b.key
+            if let i = currentKeys.firstIndex(of: key) {
+                current[i] = b
+            } else {
+                current.append(b)
+                currentKeys.append(key)
+            }
+        }
+        if !plan.upserts.isEmpty || !plan.removals.isEmpty {
+            announce(data: data, current: current, removed: removed)
+        }
+        return okResponse(
+            request, impu: impu, data: data, current: current, path: plan.pathTexts, now: now,
+            outbound: plan.firstPathHasOB && plan.upserts.contains { $0.regID != nil })
     }
 
     func isRemovalOnly(_ request: SIPRequest) -> Bool {

@@ -158,6 +158,7 @@ final class SIPEndpointCore: Sendable {
         }
     }
 
+    @inline(never)
     private func complete(_ key: ServerKey, with response: SIPResponse?, peer: SIPPeer, destination: SocketAddress?) {
         guard let response else {
             _ = state.withLock { $0.serverTransactions.removeValue(forKey: key) }

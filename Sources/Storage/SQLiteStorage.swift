@@ -154,8 +154,12 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
 
     // MARK: BindingStore
 
+    public func cachedBindings(aor: String, now: Int64) -> [Binding]? {
+        bindingCacheBox.lookup(aor)?.filter { $0.expiresAt > now }
+    }
+
     public func bindings(aor: String, now: Int64) async throws -> [Binding] {
-        if let cached = bindingCacheBox.lookup(aor) { return cached.filter { $0.expiresAt > now } }
+        if let cached = cachedBindings(aor: aor, now: now) { return cached }
         let writesBefore = bindingCacheBox.writeCount(aor)
         let rows = try await reader.query(
             "SELECT * FROM bindings WHERE aor = ? ORDER BY rowid", [.text(aor)]

@@ -19,6 +19,9 @@ public protocol SubscriberStore: Sendable {
 public protocol BindingStore: Sendable {
     /// Unexpired bindings of an IMPU.
     func bindings(aor: String, now: Int64) async throws -> [Binding]
+    /// The same from memory without suspending, when the store keeps them there; nil means
+    /// ask `bindings(aor:now:)`.
+    func cachedBindings(aor: String, now: Int64) -> [Binding]?
     /// Stores bindings and removes others, all in one durable commit: when it returns, a
     /// crash loses none of it. A removal with `onlyIf` leaves a row of another version.
     func apply(upserts: [Binding], removals: [BindingRemoval]) async throws
@@ -26,6 +29,10 @@ public protocol BindingStore: Sendable {
     func allBindings(now: Int64) async throws -> [Binding]
     /// Deletes expired bindings; returns what was deleted.
     func removeExpired(now: Int64) async throws -> [Binding]
+}
+
+extension BindingStore {
+    public func cachedBindings(aor: String, now: Int64) -> [Binding]? { nil }
 }
 
 /// Both stores in one database, as `serve` and the provisioning commands open it.

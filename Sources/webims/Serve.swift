@@ -212,9 +212,7 @@ struct Serve: AsyncParsableCommand {
             // plugged in once the listeners are up; until then requests get 503.
             let late = LateBound<Registrar>()
             let endpoint = try SIPEndpoint(configuration: sip, logger: logger) { request, peer in
-                guard let registrar = late.value else {
-                    return SIPResponse(replyingTo: request, statusCode: 503, toTag: randomToken(length: 8))
-                }
+                guard let registrar = late.value else { return notReady(request) }
                 return await registrar.handle(request, from: peer)
             }
             try await endpoint.start()
@@ -584,6 +582,13 @@ enum Role: String, CaseIterable {
         if roles.contains(.hss) { roles.insert(.scscf) }
         return roles
     }
+}
+
+/// 503 before the function behind a listener is plugged in; out of line, so the handler's
+/// async frame (one per request) does not hold a response it almost never builds.
+@inline(never)
+func notReady(_ request: SIPRequest) -> SIPResponse {
+    SIPResponse(replyingTo: request, statusCode: 503, toTag: randomToken(length: 8))
 }
 
 /// A value that exists only after start-up, read from request handlers.
