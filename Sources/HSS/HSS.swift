@@ -34,8 +34,23 @@ public final class HSS: Sendable {
     public let store: any SubscriberStore
     /// Subscriber records read in the last `cacheLifetime`: a registration refresh then costs
     /// no database read. Provisioning changes (a bar, a new IMPU) apply within that time.
-    let cache = Mutex<[String: (record: SubscriberRecord, read: ContinuousClock.Instant)]>([:])
+    let cache = Mutex<[String: CachedSubscription]>([:])
     let cacheLifetime: Duration
+
+    /// A record as read, with its implicit registration set worked out once per read rather
+    /// than once per REGISTER.
+    final class CachedSubscription: Sendable {
+        let record: SubscriberRecord
+        /// Non-barred IMPUs, default first.
+        let implicitSet: [String]
+        let read: ContinuousClock.Instant
+
+        init(_ record: SubscriberRecord, read: ContinuousClock.Instant) {
+            self.record = record
+            self.implicitSet = record.publicIdentities.filter { !$0.barred }.map(\.uri)
+            self.read = read
+        }
+    }
 
     public init(store: any SubscriberStore, cacheLifetime: Duration = .seconds(2)) {
         self.store = store
@@ -44,53 +59,64 @@ public final class HSS: Sendable {
 
     /// The subscriber, from the cache when it is fresh enough.
     public func subscriber(impi: String) async throws -> SubscriberRecord? {
-        if let hit = cachedSubscriber(impi: impi) { return hit }
-        let now = ContinuousClock.now
+        try await subscription(impi: impi)?.record
+    }
+
+    func subscription(impi: String) async throws -> CachedSubscription? {
+        if let hit = cachedSubscription(impi: impi) { return hit }
         guard let record = try await store.subscriber(impi: impi) else {
             _ = cache.withLock { $0.removeValue(forKey: impi) }
             return nil
         }
+        let entry = CachedSubscription(record, read: ContinuousClock.now)
         cache.withLock { table in
             if table.count > 100_000 { table.removeAll(keepingCapacity: true) }
-            table[impi] = (record, now)
+            table[impi] = entry
         }
-        return record
+        return entry
     }
 
     /// The subscriber when the cache holds it fresh, without suspending: a refresh then
     /// makes no async call (each costs the task a frame); nil means ask `subscriber(impi:)`.
     public func cachedSubscriber(impi: String) -> SubscriberRecord? {
+        cachedSubscription(impi: impi)?.record
+    }
+
+    func cachedSubscription(impi: String) -> CachedSubscription? {
         let now = ContinuousClock.now
         guard let hit = cache.withLock({ $0[impi] }), now - hit.read < cacheLifetime else { return nil }
-        return hit.record
+        return hit
     }
 
     /// SAR-like: checks that the IMPU belongs to the IMPI (29.228 IDENTITIES_DONT_MATCH otherwise).
     public func registrationData(impi: String, impu: String) async throws -> RegistrationData {
-        guard let subscriber = try await subscriber(impi: impi) else { throw HSSError.unknownUser }
-        return try registrationData(subscriber: subscriber, impu: impu)
+        guard let entry = try await subscription(impi: impi) else { throw HSSError.unknownUser }
+        return try registrationData(entry, impu: impu)
     }
 
     /// `registrationData(impi:impu:)` from the cache without suspending; nil when the
     /// subscriber is not cached.
     public func cachedRegistrationData(impi: String, impu: String) throws -> RegistrationData? {
-        guard let subscriber = cachedSubscriber(impi: impi) else { return nil }
-        return try registrationData(subscriber: subscriber, impu: impu)
+        guard let entry = cachedSubscription(impi: impi) else { return nil }
+        return try registrationData(entry, impu: impu)
     }
 
-    func registrationData(subscriber: SubscriberRecord, impu: String) throws -> RegistrationData {
+    func registrationData(_ entry: CachedSubscription, impu: String) throws -> RegistrationData {
+        let identities = entry.record.publicIdentities
+        // Provisioned IMPUs are stored canonical, and the registrar asks with a canonical
+        // one: an exact match needs no URI parse.
+        if let identity = identities.first(where: { $0.uri == impu }) {
+            return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet)
+        }
         let target = canonicalPublicIdentity(impu)
-        // Provisioned IMPUs are stored canonical; compare the cheap way first.
         guard
-            let identity = subscriber.publicIdentities.first(where: {
+            let identity = identities.first(where: {
                 $0.uri == target || canonicalPublicIdentity($0.uri) == target
             })
         else {
             throw HSSError.identitiesDontMatch
         }
-        return RegistrationData(
-            subscriber: subscriber, impu: identity,
-            implicitSet: subscriber.publicIdentities.filter { !$0.barred }.map(\.uri))
+        return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet)
     }
 
     /// MAR for IMS AKA: a fresh vector with the next SQN (HSS-3). SQN_HE moves on by one

@@ -36,10 +36,32 @@ final class SIPEndpointCore: Sendable {
     /// RFC 3261 §17.2.3: branch, sent-by and method (sent-by as host and port, with no
     /// `host:port` text made per request).
     struct ServerKey: Hashable {
-        var branch: String
-        var host: String
-        var port: UInt16?
-        var method: String
+        let branch: String
+        let host: String
+        let port: UInt16?
+        let method: String
+        /// Hashed once: a request looks its key up, stores its answer under it and, Timer J
+        /// later, removes it; three passes over three strings otherwise.
+        let hash: Int
+
+        init(branch: String, host: String, port: UInt16?, method: String) {
+            self.branch = branch
+            self.host = host
+            self.port = port
+            self.method = method
+            var hasher = Hasher()
+            hasher.combine(branch)
+            hasher.combine(host)
+            hasher.combine(port)
+            hasher.combine(method)
+            hash = hasher.finalize()
+        }
+
+        static func == (a: ServerKey, b: ServerKey) -> Bool {
+            a.hash == b.hash && a.branch == b.branch && a.port == b.port && a.host == b.host && a.method == b.method
+        }
+
+        func hash(into hasher: inout Hasher) { hasher.combine(hash) }
     }
 
     enum ServerTransaction {
