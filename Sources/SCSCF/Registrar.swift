@@ -21,6 +21,8 @@ public final class Registrar: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     let regEvent: RegEventService
+    /// `Digest realm="<home domain>", nonce="`: the start of every Digest challenge.
+    let challengeRealmPrefix: String
 
     struct PendingAKA {
         var vector: AuthVector
@@ -40,6 +42,7 @@ public final class Registrar: Sendable {
         self.nonceCounts = NonceCountTracker(lifetime: configuration.nonceLifetime)
         self.logger = logger
         self.clock = clock
+        self.challengeRealmPrefix = "Digest realm=" + quote(configuration.homeDomain) + ", nonce=\""
         self.regEvent = RegEventService(contactURI: "sip:scscf@\(configuration.hostPort)", logger: logger)
     }
 
@@ -295,17 +298,19 @@ public final class Registrar: Sendable {
         let nonce = nonces.mint(realm: configuration.homeDomain, now: clock())
         // One challenge per algorithm the subscriber has an HA1 for, MD5 first: it is the IMS
         // default (24.229 §5.4.1.2.1B) and many SIP clients answer only the first challenge.
+        // Written directly: the same text as a SIPAuthField with realm, nonce, algorithm, qop
+        // and stale set in that order would print.
         for (algorithm, present) in [
             (DigestAlgorithm.md5, subscriber.ha1MD5 != nil), (.sha256, subscriber.ha1SHA256 != nil),
         ]
         where present {
-            var challenge = SIPAuthField.digest([])
-            challenge.set("realm", configuration.homeDomain, quoted: true)
-            challenge.set("nonce", nonce, quoted: true)
-            challenge.set("algorithm", algorithm.rawValue, quoted: false)
-            challenge.set("qop", "auth", quoted: true)
-            if stale { challenge.set("stale", "true", quoted: false) }
-            response.headers.append(.wwwAuthenticate, challenge.description)
+            var challenge = challengeRealmPrefix
+            challenge += nonce  // base64url: nothing to escape
+            challenge += "\", algorithm="
+            challenge += algorithm.rawValue
+            challenge += ", qop=\"auth\""
+            if stale { challenge += ", stale=true" }
+            response.headers.append(.wwwAuthenticate, challenge)
         }
         return response
     }

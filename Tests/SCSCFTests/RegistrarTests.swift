@@ -157,6 +157,13 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         #expect(offered.map { $0.algorithm ?? "" } == ["MD5", "SHA-256"])
         let challenge = try #require(offered.first { $0.algorithm == algorithm })
         #expect(challenge.qop == "auth" && challenge.realm == home)
+        // The registrar writes the challenge text directly: it is what SIPAuthField prints.
+        var built = SIPAuthField.digest([])
+        built.set("realm", home, quoted: true)
+        built.set("nonce", challenge.nonce ?? "", quoted: true)
+        built.set("algorithm", algorithm, quoted: false)
+        built.set("qop", "auth", quoted: true)
+        #expect(first.headers.values(.wwwAuthenticate).contains(built.description))
         let ok = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "alice-secret")))
         #expect(ok.statusCode == 200)
         guard case .contacts(let contacts)? = try ok.headers.contact else {
