@@ -62,8 +62,8 @@ public final class Registrar: Sendable {
     public func handle(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         guard request.method == .register else { return await handleOther(request, from: peer) }
         let start = ContinuousClock.now
-        let response = await register(request, from: peer)
-        RegistrarMetrics.record(request, response, since: start)
+        let (response, claimed) = await register(request, from: peer)
+        RegistrarMetrics.record(claimed, response, since: start)
         return response
     }
 
@@ -99,15 +99,20 @@ public final class Registrar: Sendable {
         case authenticate(impu: String, authorization: SIPAuthField?, callID: String, cseq: SIPCSeq)
     }
 
-    func register(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse {
-        switch start(request, from: peer) {
+    /// The answer, and the scheme the request claimed (the metrics label).
+    func register(_ request: SIPRequest, from peer: SIPPeer) async -> (SIPResponse, RegistrarMetrics.Scheme) {
+        let (step, claimed) = start(request, from: peer)
+        switch step {
         case .answer(let response):
-            return response
+            return (response, claimed)
         case .trustedNode(let tna, let impu, let callID, let cseq):
-            return await completeRegistration(
+            let response = await completeRegistration(
                 request, impi: tna.impi, impu: impu, scheme: .trustedNode, tna: tna, callID: callID, cseq: cseq)
+            return (response, claimed)
         case .authenticate(let impu, let authorization, let callID, let cseq):
-            return await authenticate(request, impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+            let response = await authenticate(
+                request, impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+            return (response, claimed)
         }
     }
 
@@ -115,7 +120,7 @@ public final class Registrar: Sendable {
     /// locals live on the thread's stack, where inlined into `register` they made its async
     /// frame 4 KiB, a heap slab per REGISTER.
     @inline(never)
-    func start(_ request: SIPRequest, from peer: SIPPeer) -> RegisterStart {
+    func start(_ request: SIPRequest, from peer: SIPPeer) -> (RegisterStart, RegistrarMetrics.Scheme) {
         let to: SIPAddress
         let callID: String
         let cseq: SIPCSeq
@@ -126,25 +131,28 @@ public final class Registrar: Sendable {
             cseq = try request.headers.cseq
             authorization = try request.headers.authorizations().first { $0.isDigest }
         } catch {
-            return .answer(reply(request, 400, error.reasonPhrase))
+            return (.answer(reply(request, 400, error.reasonPhrase)), RegistrarMetrics.scheme(of: request))
         }
+        let claimed = RegistrarMetrics.scheme(claimedBy: authorization, in: request)
         // RFC 3261 §8.2.2.3: option tags we do not support in Require.
         let unsupported = request.headers.require.filter { !["path", "outbound", "gruu"].contains($0.lowercased()) }
         if !unsupported.isEmpty {
             var response = reply(request, 420)
             response.headers.append(.unsupported, unsupported.joined(separator: ", "))
-            return .answer(response)
+            return (.answer(response), claimed)
         }
-        guard let impu = to.uri.publicIdentity else { return .answer(reply(request, 403, "Unsupported Identity")) }
+        guard let impu = to.uri.publicIdentity else {
+            return (.answer(reply(request, 403, "Unsupported Identity")), claimed)
+        }
 
         // SCS-1: `auth-done` counts only from a trusted node; from anyone else it is ignored.
         if let authorization, let tna = TrustedNodeAuthorization(authorization) {
             if isTrusted(peer), fromTrustedNetwork(request, peer) {
-                return .trustedNode(tna, impu: impu, callID: callID, cseq: cseq.sequence)
+                return (.trustedNode(tna, impu: impu, callID: callID, cseq: cseq.sequence), claimed)
             }
             logger.notice("auth-done from untrusted \(peer.remoteAddress) or network: ignored")
         }
-        return .authenticate(impu: impu, authorization: authorization, callID: callID, cseq: cseq)
+        return (.authenticate(impu: impu, authorization: authorization, callID: callID, cseq: cseq), claimed)
     }
 
     /// SIP Digest or IMS AKA, as the subscriber's schemes and the request's algorithm say.

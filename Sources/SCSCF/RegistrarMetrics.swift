@@ -8,9 +8,9 @@ enum RegistrarMetrics {
     static let duration = Metrics.Timer(label: "webims_scscf_register_duration_seconds")
 
     @inline(never)
-    static func record(_ request: SIPRequest, _ response: SIPResponse, since start: ContinuousClock.Instant) {
+    static func record(_ scheme: Scheme, _ response: SIPResponse, since start: ContinuousClock.Instant) {
         duration.recordInterval(since: start)
-        counter(scheme: scheme(of: request), status: response.statusCode).increment()
+        counter(scheme: scheme, status: response.statusCode).increment()
     }
 
     enum Scheme: Int, CaseIterable {
@@ -32,6 +32,22 @@ enum RegistrarMetrics {
             table[key] = made
             return made
         }
+    }
+
+    /// The label of `scheme(of:)` from the Digest credentials the registrar has parsed
+    /// already, without a second scan of the header; without Digest credentials (none, or
+    /// another scheme) it reads the raw header.
+    static func scheme(claimedBy authorization: SIPAuthField?, in request: SIPRequest) -> Scheme {
+        guard let authorization else { return scheme(of: request) }
+        if let integrity = authorization.integrityProtected, equalsIgnoringASCIICase(integrity, "auth-done") {
+            return .tna
+        }
+        if let algorithm = authorization.algorithm, algorithm.utf8.count >= 3,
+            equalsIgnoringASCIICase(String(algorithm.prefix(3)), "aka")
+        {
+            return .aka
+        }
+        return .digest
     }
 
     /// The scheme a REGISTER claims, from the raw Authorization bytes (no credentials:

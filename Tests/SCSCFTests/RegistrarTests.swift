@@ -527,6 +527,28 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         #expect(scheme("Bearer abc") == "other")
         #expect(scheme("Dig") == "other")
     }
+
+    /// The registrar labels from the credentials it parsed: the same label as the raw read.
+    @Test func parsedCredentialsGiveTheRawLabel() throws {
+        for authorization in [
+            UA().tna, "Digest username=\"a\", algorithm=AKAv1-MD5, nonce=\"\"",
+            "Digest username=\"a\", algorithm=\"akav2-md5\"",
+            "digest username=\"a\", realm=\"r\", nonce=\"n\", response=\"x\"",
+            "Digest username=\"a\", integrity-protected=\"auth-done\", nonce=\"\", response=\"\"",
+            "Digest username=\"a\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\", response=\"r\"",
+        ] {
+            var ua = UA()
+            let request = ua.register(authorization: authorization)
+            let parsed = try request.headers.authorizations().first { $0.isDigest }
+            #expect(parsed != nil)
+            #expect(
+                RegistrarMetrics.scheme(claimedBy: parsed, in: request) == RegistrarMetrics.scheme(of: request),
+                "\(authorization)")
+        }
+        var ua = UA()
+        let none = ua.register(authorization: nil)
+        #expect(RegistrarMetrics.scheme(claimedBy: nil, in: none) == .none)
+    }
 }
 
 /// A binding store whose removal-only commits take a while, as a busy database's would.
