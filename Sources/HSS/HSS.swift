@@ -76,12 +76,7 @@ public final class HSS: Sendable {
         return entry
     }
 
-    /// The subscriber when the cache holds it fresh, without suspending: a refresh then
-    /// makes no async call (each costs the task a frame); nil means ask `subscriber(impi:)`.
-    public func cachedSubscriber(impi: String) -> SubscriberRecord? {
-        cachedSubscription(impi: impi)?.record
-    }
-
+    /// The cached entry while it is fresh; nil means read the store.
     func cachedSubscription(impi: String) -> CachedSubscription? {
         let now = ContinuousClock.now
         guard let hit = cache.withLock({ $0[impi] }), now - hit.read < cacheLifetime else { return nil }
@@ -94,8 +89,9 @@ public final class HSS: Sendable {
         return try registrationData(entry, impu: impu)
     }
 
-    /// `registrationData(impi:impu:)` from the cache without suspending; nil when the
-    /// subscriber is not cached.
+    /// `registrationData(impi:impu:)` from the cache without suspending, so a refresh makes
+    /// no async call for it (each costs the task a frame); nil when the subscriber is not
+    /// cached.
     public func cachedRegistrationData(impi: String, impu: String) throws -> RegistrationData? {
         guard let entry = cachedSubscription(impi: impi) else { return nil }
         return try registrationData(entry, impu: impu)

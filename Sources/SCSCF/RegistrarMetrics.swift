@@ -42,9 +42,7 @@ enum RegistrarMetrics {
         if let integrity = authorization.integrityProtected, equalsIgnoringASCIICase(integrity, "auth-done") {
             return .tna
         }
-        if let algorithm = authorization.algorithm, algorithm.utf8.count >= 3,
-            equalsIgnoringASCIICase(String(algorithm.prefix(3)), "aka")
-        {
+        if let algorithm = authorization.algorithm, equalsIgnoringASCIICase(String(algorithm.prefix(3)), "aka") {
             return .aka
         }
         return .digest

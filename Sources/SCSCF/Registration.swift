@@ -45,11 +45,7 @@ extension Registrar {
     ) async -> SIPResponse {
         let data: RegistrationData
         do {
-            if let cached = try hss.cachedRegistrationData(impi: impi, impu: impu) {
-                data = cached
-            } else {
-                data = try await hss.registrationData(impi: impi, impu: impu)
-            }
+            data = try await registrationData(impi: impi, impu: impu)
         } catch {
             return reply(request, 403, "Forbidden")
         }

@@ -19,112 +19,41 @@ public struct PublicIdentity: Sendable, Hashable, Codable {
 
 /// Everything the HSS keeps per private identity (IMPI). Digest passwords are kept only
 /// as HA1 (HSS-7); AKA keys as K and OPc.
-///
-/// Its fields live in one shared object, as `Binding`'s do: every REGISTER copies the
-/// record out of the HSS cache into its registration data, and a copy is then one retain
-/// instead of one per text and list field. Setting a field copies the object first
-/// unless this value is its only owner (copy on write).
 public struct SubscriberRecord: Sendable, Hashable, Codable {
-    /// The stored fields; `Codable` and `Hashable` as the record is.
-    struct Values: Sendable, Hashable, Codable {
-        var impi: String
-        var realm: String
-        var publicIdentities: [PublicIdentity]
-        var allowedSchemes: Set<AuthScheme>
-        var ha1MD5: String?
-        var ha1SHA256: String?
-        var akaK: [UInt8]?
-        var akaOPc: [UInt8]?
-        var akaAMF: [UInt8]
-        var sqn: UInt64
-        var allowedWAFs: [String]
-        var allowedWWSFs: [String]
-    }
-
-    /// Mutated only through `unique()`, by the one value that owns it.
-    final class Box: @unchecked Sendable {
-        var values: Values
-        init(_ values: Values) { self.values = values }
-    }
-
-    private var box: Box
-
-    private mutating func unique() -> Box {
-        if !isKnownUniquelyReferenced(&box) { box = Box(box.values) }
-        return box
-    }
+    public var impi: String
+    /// Realm the HA1 values were computed for (the home domain).
+    public var realm: String
+    /// The implicit registration set, default IMPU first.
+    public var publicIdentities: [PublicIdentity]
+    public var allowedSchemes: Set<AuthScheme>
+    public var ha1MD5: String?
+    public var ha1SHA256: String?
+    public var akaK: [UInt8]?
+    public var akaOPc: [UInt8]?
+    public var akaAMF: [UInt8]
+    /// SQN_HE, the network's sequence number (48 bits).
+    public var sqn: UInt64
+    /// Third-party authorization entities allowed for this subscription (HSS-5).
+    public var allowedWAFs: [String]
+    public var allowedWWSFs: [String]
 
     public init(
         impi: String, realm: String, publicIdentities: [PublicIdentity], allowedSchemes: Set<AuthScheme>,
         ha1MD5: String? = nil, ha1SHA256: String? = nil, akaK: [UInt8]? = nil, akaOPc: [UInt8]? = nil,
         akaAMF: [UInt8] = [0x80, 0x00], sqn: UInt64 = 0, allowedWAFs: [String] = [], allowedWWSFs: [String] = []
     ) {
-        box = Box(
-            Values(
-                impi: impi, realm: realm, publicIdentities: publicIdentities, allowedSchemes: allowedSchemes,
-                ha1MD5: ha1MD5, ha1SHA256: ha1SHA256, akaK: akaK, akaOPc: akaOPc, akaAMF: akaAMF, sqn: sqn,
-                allowedWAFs: allowedWAFs, allowedWWSFs: allowedWWSFs))
-    }
-
-    public init(from decoder: any Decoder) throws { box = Box(try Values(from: decoder)) }
-    public func encode(to encoder: any Encoder) throws { try box.values.encode(to: encoder) }
-
-    public static func == (a: SubscriberRecord, b: SubscriberRecord) -> Bool {
-        a.box === b.box || a.box.values == b.box.values
-    }
-    public func hash(into hasher: inout Hasher) { box.values.hash(into: &hasher) }
-
-    public var impi: String {
-        get { box.values.impi }
-        set { unique().values.impi = newValue }
-    }
-    /// Realm the HA1 values were computed for (the home domain).
-    public var realm: String {
-        get { box.values.realm }
-        set { unique().values.realm = newValue }
-    }
-    /// The implicit registration set, default IMPU first.
-    public var publicIdentities: [PublicIdentity] {
-        get { box.values.publicIdentities }
-        set { unique().values.publicIdentities = newValue }
-    }
-    public var allowedSchemes: Set<AuthScheme> {
-        get { box.values.allowedSchemes }
-        set { unique().values.allowedSchemes = newValue }
-    }
-    public var ha1MD5: String? {
-        get { box.values.ha1MD5 }
-        set { unique().values.ha1MD5 = newValue }
-    }
-    public var ha1SHA256: String? {
-        get { box.values.ha1SHA256 }
-        set { unique().values.ha1SHA256 = newValue }
-    }
-    public var akaK: [UInt8]? {
-        get { box.values.akaK }
-        set { unique().values.akaK = newValue }
-    }
-    public var akaOPc: [UInt8]? {
-        get { box.values.akaOPc }
-        set { unique().values.akaOPc = newValue }
-    }
-    public var akaAMF: [UInt8] {
-        get { box.values.akaAMF }
-        set { unique().values.akaAMF = newValue }
-    }
-    /// SQN_HE, the network's sequence number (48 bits).
-    public var sqn: UInt64 {
-        get { box.values.sqn }
-        set { unique().values.sqn = newValue }
-    }
-    /// Third-party authorization entities allowed for this subscription (HSS-5).
-    public var allowedWAFs: [String] {
-        get { box.values.allowedWAFs }
-        set { unique().values.allowedWAFs = newValue }
-    }
-    public var allowedWWSFs: [String] {
-        get { box.values.allowedWWSFs }
-        set { unique().values.allowedWWSFs = newValue }
+        self.impi = impi
+        self.realm = realm
+        self.publicIdentities = publicIdentities
+        self.allowedSchemes = allowedSchemes
+        self.ha1MD5 = ha1MD5
+        self.ha1SHA256 = ha1SHA256
+        self.akaK = akaK
+        self.akaOPc = akaOPc
+        self.akaAMF = akaAMF
+        self.sqn = sqn
+        self.allowedWAFs = allowedWAFs
+        self.allowedWWSFs = allowedWWSFs
     }
 }
 
