@@ -337,8 +337,7 @@ public final class WebSocketServer: Sendable {
             via: "WSS flow \(token)")
         let answer: SIPResponse = await withCheckedContinuation { continuation in
             state.state.withLock { $0.waiting[branch] = (continuation, request) }
-            channel.writeAndFlush(
-                WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            writeTextFrame(bytes, on: channel)
             // Timer F's worth of patience, then 408 (RFC 3261 §17.1.2.2).
             channel.eventLoop.scheduleTask(in: .seconds(32)) {
                 let waiter = state.state.withLock { $0.waiting.removeValue(forKey: branch) }
@@ -590,8 +589,7 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
             guard let response, channel.isActive else { return }
             trace?.record(.outgoing, .response(response), peer: peer, via: "WSS flow \(flowToken)")
             let bytes = response.serialized()
-            channel.writeAndFlush(
-                WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            writeTextFrame(bytes, on: channel)
         }
     }
 

@@ -240,6 +240,21 @@ func liveToken(_ waf: TestWAF) throws -> String {
     return try waf.token(claims: ["exp": now + 3600, "iat": now - 5])
 }
 
+/// The eP-CSCF writes its text frames itself (one TLS record per SIP message): each length
+/// form of RFC 6455 §5.2, unmasked, FIN set.
+@Test func textFramesHaveEachLengthForm() {
+    for (count, header) in [
+        (0, [0x81, 0x00]), (125, [0x81, 0x7D]), (126, [0x81, 0x7E, 0x00, 0x7E]),
+        (65_535, [0x81, 0x7E, 0xFF, 0xFF]), (65_536, [0x81, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00]),
+    ] as [(Int, [UInt8])] {
+        let payload = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let frame = textFrame(payload, allocator: ByteBufferAllocator())
+        let bytes = frame.getBytes(at: frame.readerIndex, length: frame.readableBytes) ?? []
+        #expect(Array(bytes.prefix(header.count)) == header, "\(count) bytes")
+        #expect(Array(bytes.dropFirst(header.count)) == payload, "\(count) bytes")
+    }
+}
+
 @Suite(.serialized) struct WebSocketServerTests {
     @Test func handshakeChecks() async throws {
         let h = try await EdgeHarness.start()

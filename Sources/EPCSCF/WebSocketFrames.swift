@@ -35,3 +35,38 @@ extension WebSocketFrame {
         }
     }
 }
+
+/// Writes one SIP message down a flow as a text frame (RFC 7118 §5), header and payload in
+/// one buffer handed to the handler below NIO's frame encoder. Through the encoder the
+/// header went as a write of its own (it cannot prepend into a buffer the frame still
+/// holds), so TLS sealed two records per message, one of them two bytes long.
+func writeTextFrame(_ bytes: [UInt8], on channel: any Channel) {
+    let frame = textFrame(bytes, allocator: channel.allocator)
+    @Sendable func write() {
+        if let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
+            encoder.writeAndFlush(NIOAny(frame), promise: nil)
+        } else {
+            channel.writeAndFlush(
+                WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        }
+    }
+    if channel.eventLoop.inEventLoop { write() } else { channel.eventLoop.execute { write() } }
+}
+
+/// A final, unmasked text frame as a server sends it (RFC 6455 §5.2): FIN and opcode, the
+/// length in 7, 7+16 or 7+64 bits, the payload.
+func textFrame(_ payload: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
+    var buffer = allocator.buffer(capacity: payload.count + 10)
+    buffer.writeInteger(UInt8(0x81))
+    if payload.count < 126 {
+        buffer.writeInteger(UInt8(payload.count))
+    } else if payload.count <= Int(UInt16.max) {
+        buffer.writeInteger(UInt8(126))
+        buffer.writeInteger(UInt16(payload.count))
+    } else {
+        buffer.writeInteger(UInt8(127))
+        buffer.writeInteger(UInt64(payload.count))
+    }
+    buffer.writeBytes(payload)
+    return buffer
+}
