@@ -83,8 +83,12 @@ public struct RegisterProcessor: Sendable {
         } catch {
             return .reject(reply(request, 400, "Malformed Authorization"))
         }
+        // One Digest field as the WIC wrote it, when nothing in it had to go: forwarded as
+        // it came plus our parameter, instead of printed again from its parsed form.
+        let asWritten = authorizations.count == 1 ? request.headers[.authorization] : nil
         request.headers.removeAll(.authorization)
         var digest: SIPAuthField?
+        var digestAsWritten: String?
         var bearer: String?
         for var field in authorizations {
             if field.isBearer {
@@ -93,7 +97,9 @@ public struct RegisterProcessor: Sendable {
                 }
                 bearer = token
             } else if field.isDigest {
+                let given = field.parameters.count
                 field.removeTrustedNodeParameters()
+                if field.parameters.count == given { digestAsWritten = asWritten }
                 digest = field
             } else {
                 return .reject(reply(request, 400, "Unsupported Authorization Scheme"))
@@ -144,11 +150,21 @@ public struct RegisterProcessor: Sendable {
         } else if var digest {
             // Scenario 1 over TLS (EPC-10): nothing on the very first REGISTER; tls-pending
             // with a response; tls-yes once the TLS session is bound to the IMPI.
+            var protection: String?
             if let response = digest.response, !response.isEmpty {
                 let bound = boundIMPI != nil && boundIMPI == digest.username
-                digest.set("integrity-protected", bound ? "tls-yes" : "tls-pending", quoted: false)
+                protection = bound ? "tls-yes" : "tls-pending"
             }
-            request.headers.append(.authorization, digest.description)
+            if var text = digestAsWritten {
+                if let protection {
+                    text += ", integrity-protected="
+                    text += protection
+                }
+                request.headers.append(.authorization, text)
+            } else {
+                if let protection { digest.set("integrity-protected", protection, quoted: false) }
+                request.headers.append(.authorization, digest.description)
+            }
             impi = digest.username
         } else {
             return .reject(bearerChallenge(request, error: nil))
@@ -163,7 +179,11 @@ public struct RegisterProcessor: Sendable {
         var out = response
         for name in [SIPHeaderName.wwwAuthenticate, .proxyAuthenticate] {
             for index in out.headers.positions(of: name) {
-                guard var challenge = try? SIPAuthField.parse(out.headers[index].value, header: name) else { continue }
+                let value = out.headers[index].value
+                // Digest challenges without either (every one but IMS AKA's) need no parse.
+                guard containsIgnoringASCIICase(value, "ik") || containsIgnoringASCIICase(value, "ck"),
+                    var challenge = try? SIPAuthField.parse(value, header: name)
+                else { continue }
                 // Nothing to take out: leave the field as it came.
                 guard challenge.ik != nil || challenge.ck != nil else { continue }
                 challenge.remove("ik")

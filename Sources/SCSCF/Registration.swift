@@ -297,16 +297,18 @@ extension Registrar {
         outbound: Bool
     ) -> SIPResponse {
         var ok = reply(request, 200)
-        for b in current {
-            guard
-                let contact = contactWithParameters(b, impu: impu, now: now)
-                    ?? contactByParsing(b, impu: impu, now: now)
-            else { continue }
-            ok.headers.append(.contact, contact)
+        let contacts = current.compactMap {
+            contactWithParameters($0, impu: impu, now: now) ?? contactByParsing($0, impu: impu, now: now)
         }
+        let associated = data.implicitSet.map { "<\($0)>" }.joined(separator: ", ")
+        ok.headers.reserveCapacity(
+            fields: contacts.count + path.count + 4,
+            bytes: contacts.reduce(0) { $0 + $1.utf8.count } + path.reduce(0) { $0 + $1.utf8.count }
+                + associated.utf8.count + configuration.hostPort.utf8.count + 160)
+        for contact in contacts { ok.headers.append(.contact, contact) }
         for p in path { ok.headers.append(.path, p) }
         ok.headers.append(.serviceRoute, "<sip:orig@\(configuration.hostPort);lr>")
-        ok.headers.append(.pAssociatedURI, data.implicitSet.map { "<\($0)>" }.joined(separator: ", "))
+        ok.headers.append(.pAssociatedURI, associated)
         if outbound { ok.headers.append(.require, "outbound") }
         if let pcv = try? request.headers.pChargingVector {
             var params = pcv
@@ -339,19 +341,27 @@ extension Registrar {
         guard b.contactHeader.utf8.first == UInt8(ascii: "<"), b.contactHeader.utf8.last == UInt8(ascii: ">"),
             !b.contactHeader.utf8.dropFirst().contains(UInt8(ascii: "<"))
         else { return nil }
-        var out = b.contactHeader
+        var out = ""
+        // Sized once: appending to the stored text grew it (a copy) several times over.
+        let instanceBytes = b.instance?.utf8.count ?? 0
+        out.reserveCapacity(b.contactHeader.utf8.count + 64 + 2 * instanceBytes + impu.utf8.count)
+        out += b.contactHeader
         out += ";expires="
         out += String(max(0, b.expiresAt - now))
         if let instance = b.instance {
-            out += ";+sip.instance="
-            out += quote("<\(instance)>")
+            out += ";+sip.instance=\"<"
+            out.appendQuotedStringContent(instance)
+            out += ">\""
             if let regID = b.regID {
                 out += ";reg-id="
                 out += String(regID)
             }
             // RFC 5627 §5: a public GRUU is the AOR with the instance id in `gr`.
-            out += ";pub-gruu="
-            out += quote("\(impu);gr=\(instance)")
+            out += ";pub-gruu=\""
+            out.appendQuotedStringContent(impu)
+            out += ";gr="
+            out.appendQuotedStringContent(instance)
+            out += "\""
         }
         return out
     }

@@ -39,20 +39,20 @@ public struct TrustedNodeAuthorization: Sendable, Hashable {
     public var headerValue: String {
         var out = "Digest username="
         out.reserveCapacity(120 + impi.utf8.count + realm.utf8.count + uri.utf8.count)
-        out += quote(impi)
+        out.appendQuoted(impi)
         out += ", realm="
-        out += quote(realm)
+        out.appendQuoted(realm)
         out += ", uri="
-        out += quote(uri)
+        out.appendQuoted(uri)
         out += ", nonce=\"\", response=\"\", integrity-protected="
         out += Self.authDone
         if let wafID {
             out += ", waf-id="
-            out += quote(wafID)
+            out.appendQuoted(wafID)
         }
         if let wwsfID {
             out += ", wwsf-id="
-            out += quote(wwsfID)
+            out.appendQuoted(wwsfID)
         }
         return out
     }

@@ -273,24 +273,39 @@ public func unquote(_ text: String) -> String {
 
 /// Writes `text` as a quoted-string, escaping `"` and `\`.
 public func quote(_ text: String) -> String {
-    // Most values need no escaping: wrap them as they are.
-    let plain = withUTF8Bytes(text) { bytes in
-        for b in bytes where b == 0x22 || b == 0x5C || b == 0x0D || b == 0x0A { return false }
-        return true
-    }
-    if plain {
-        return "\"" + text + "\""
-    }
-    var out = "\""
+    var out = ""
     out.reserveCapacity(text.utf8.count + 2)
-    for ch in text.unicodeScalars {
-        if ch == "\"" || ch == "\\" { out.append("\\") }
-        // CR and LF cannot be carried in a quoted-string: drop them rather than break framing.
-        if ch == "\r" || ch == "\n" { continue }
-        out.unicodeScalars.append(ch)
-    }
-    out.append("\"")
+    out.appendQuoted(text)
     return out
+}
+
+extension String {
+    /// Appends `text` as a quoted-string (`self += quote(text)`), in place: no string of its
+    /// own for the quoted text (two allocations each, and hot headers quote several values).
+    public mutating func appendQuoted(_ text: String) {
+        append("\"")
+        appendQuotedStringContent(text)
+        append("\"")
+    }
+
+    /// Appends `text` as the inside of a quoted-string: `"` and `\` escaped, CR and LF left
+    /// out (a quoted-string cannot carry them; dropping them keeps the framing).
+    public mutating func appendQuotedStringContent(_ text: String) {
+        // Most values need no escaping: append them as they are.
+        let plain = withUTF8Bytes(text) { bytes in
+            for b in bytes where b == 0x22 || b == 0x5C || b == 0x0D || b == 0x0A { return false }
+            return true
+        }
+        if plain {
+            append(text)
+            return
+        }
+        for ch in text.unicodeScalars {
+            if ch == "\"" || ch == "\\" { append("\\") }
+            if ch == "\r" || ch == "\n" { continue }
+            unicodeScalars.append(ch)
+        }
+    }
 }
 
 @inline(__always)

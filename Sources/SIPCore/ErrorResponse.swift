@@ -8,6 +8,10 @@ extension SIPResponse {
         let source = request.headers
         var headers = SIPHeaderFields()
         headers.slots.reserveCapacity(8)
+        // Sized once: grown by appending, the buffer was reallocated at every doubling.
+        var bytes = toTag.map { $0.utf8.count + 5 } ?? 0
+        for slot in source.slots where Self.copiedCodes.contains(slot.code) { bytes += Int(slot.end - slot.start) }
+        headers.extra.reserveCapacity(bytes)
         for slot in source.slots where Self.copiedCodes.contains(slot.code) {
             var copy = slot
             copy.start = headers.extraEnd

@@ -229,6 +229,14 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         slots.indices.filter { matches(slots[$0], name) }
     }
 
+    /// Room for `fields` more fields holding `bytes` more bytes of values, for a message
+    /// about to be given several (a 200 OK's Contacts, Path, Service-Route …): one
+    /// allocation each instead of one per doubling.
+    public mutating func reserveCapacity(fields: Int, bytes: Int) {
+        slots.reserveCapacity(slots.count + fields)
+        extra.reserveCapacity(extra.count + bytes)
+    }
+
     public mutating func append(_ name: SIPHeaderName, _ value: String) {
         slots.append(slot(name, value: value))
     }

@@ -199,8 +199,25 @@ extension AnyURI {
     public var publicIdentity: String? {
         switch self {
         case .sip(let u):
-            return (u.isSecure ? "sips:" : "sip:") + (u.user.map { $0 + "@" } ?? "") + u.host.lowercased()
-                + (u.port.map { ":\($0)" } ?? "")
+            // Built in one string (the concatenations made one each); the host lowercased
+            // only when it has something to lower.
+            var out = ""
+            out.reserveCapacity(5 + (u.user?.utf8.count ?? 0) + 1 + u.host.utf8.count + 6)
+            out += u.isSecure ? "sips:" : "sip:"
+            if let user = u.user {
+                out += user
+                out += "@"
+            }
+            if u.host.utf8.contains(where: { ($0 >= 0x41 && $0 <= 0x5A) || $0 >= 0x80 }) {
+                out += u.host.lowercased()
+            } else {
+                out += u.host
+            }
+            if let port = u.port {
+                out += ":"
+                out += String(port)
+            }
+            return out
         case .tel(let t): return "tel:" + t.number
         case .other: return nil
         }

@@ -77,6 +77,9 @@ public struct Binding: Sendable, Hashable {
         var cseq: UInt32
         var path: [String]
         var scheme: AuthScheme
+        /// `Binding.key`, worked out when the fields it comes from are set: a registration
+        /// asks for it several times (plan, cache, store, reply), a string built each time.
+        private(set) var key: String
 
         init(
             aor: String, contact: String, contactHeader: String, instance: String?, regID: UInt32?, impi: String,
@@ -93,7 +96,24 @@ public struct Binding: Sendable, Hashable {
             self.cseq = cseq
             self.path = path
             self.scheme = scheme
+            self.key = Self.key(instance: instance, regID: regID, contact: contact)
         }
+
+        /// RFC 5626 §6: a flow is identified by (instance, reg-id); without them, by contact URI.
+        static func key(instance: String?, regID: UInt32?, contact: String) -> String {
+            if let instance, let regID {
+                var key = ""
+                key.reserveCapacity(instance.utf8.count + 11)
+                key += instance
+                key += "|"
+                key += String(regID)
+                return key
+            }
+            if let instance { return instance }
+            return contact
+        }
+
+        func rekey() { key = Self.key(instance: instance, regID: regID, contact: contact) }
 
         func copy() -> Fields {
             Fields(
@@ -127,7 +147,11 @@ public struct Binding: Sendable, Hashable {
     /// The Contact URI as registered.
     public var contact: String {
         get { fields.contact }
-        set { uniqueFields().contact = newValue }
+        set {
+            let fields = uniqueFields()
+            fields.contact = newValue
+            fields.rekey()
+        }
     }
     /// The whole Contact value with its parameters, to echo in 200 OK.
     public var contactHeader: String {
@@ -136,11 +160,19 @@ public struct Binding: Sendable, Hashable {
     }
     public var instance: String? {
         get { fields.instance }
-        set { uniqueFields().instance = newValue }
+        set {
+            let fields = uniqueFields()
+            fields.instance = newValue
+            fields.rekey()
+        }
     }
     public var regID: UInt32? {
         get { fields.regID }
-        set { uniqueFields().regID = newValue }
+        set {
+            let fields = uniqueFields()
+            fields.regID = newValue
+            fields.rekey()
+        }
     }
     public var impi: String {
         get { fields.impi }
@@ -191,11 +223,7 @@ public struct Binding: Sendable, Hashable {
     }
 
     /// RFC 5626 §6: a flow is identified by (instance, reg-id); without them, by contact URI.
-    public var key: String {
-        if let instance, let regID { return "\(instance)|\(regID)" }
-        if let instance { return instance }
-        return contact
-    }
+    public var key: String { fields.key }
 }
 
 /// Which registration wrote a binding: its Call-ID and CSeq (RFC 3261 §10.3 step 7).

@@ -151,9 +151,19 @@ final class SQLiteBindingWriter: @unchecked Sendable {
             let index = Int32(offset + 1)
             let status: Int32
             switch value {
-            case .text(let text):
-                status = sqlite_nio_sqlite3_bind_text64(
-                    statement, index, text, UInt64(text.utf8.count), transient, UInt8(SQLITE_UTF8))
+            case .text(var text):
+                // The string's own bytes (SQLite copies them): passed as a C string, Swift
+                // made a NUL-terminated copy of every text column first.
+                status = text.withUTF8 { bytes in
+                    guard let base = bytes.baseAddress, !bytes.isEmpty else {
+                        // An empty text, not NULL (which a nil pointer would bind).
+                        return sqlite_nio_sqlite3_bind_text64(statement, index, "", 0, transient, UInt8(SQLITE_UTF8))
+                    }
+                    return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                        sqlite_nio_sqlite3_bind_text64(
+                            statement, index, $0, UInt64(bytes.count), transient, UInt8(SQLITE_UTF8))
+                    }
+                }
             case .integer(let number):
                 status = sqlite_nio_sqlite3_bind_int64(statement, index, number)
             case .null:

@@ -160,6 +160,20 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
                     try wicRegister(authorization: answer), flowToken: "f", origin: origin,
                     boundIMPI: "alice_private@ims.example.com")))
         #expect(try out3.headers.authorizations().first?.integrityProtected == "tls-yes")
+        // Nothing to take out: the WIC's text goes on as written, our parameter after it.
+        #expect(out1.headers[.authorization] == first)
+        #expect(out2.headers[.authorization] == answer + ", integrity-protected=tls-pending")
+        // EPC-14: what a WIC claims about integrity protection never reaches the S-CSCF.
+        for claim in [", integrity-protected=auth-done", ", Integrity-Protected=\"auth-done\", waf-id=\"x\""] {
+            let forged = try #require(
+                forwarded(
+                    p.process(
+                        try wicRegister(authorization: answer + claim), flowToken: "f", origin: origin, boundIMPI: nil))
+            )
+            let field = try #require(try forged.headers.authorizations().first)
+            #expect(field.integrityProtected == "tls-pending" && field["waf-id"] == nil)
+            #expect(!(forged.headers[.authorization] ?? "").lowercased().contains("auth-done"))
+        }
 
         var challenge = SIPResponse(statusCode: 401)
         challenge.headers.append(
@@ -167,6 +181,13 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
         )
         let toWIC = p.processResponse(challenge)
         #expect(toWIC.headers[.wwwAuthenticate] == "Digest realm=\"r\", nonce=\"n\", algorithm=AKAv1-MD5, qop=\"auth\"")
+        // Spaced and upper-case parameter names are keys too; a challenge without them stays as it came.
+        var spaced = SIPResponse(statusCode: 401)
+        spaced.headers.append(.wwwAuthenticate, "Digest realm=\"r\", nonce=\"n\", IK = \"00\", Ck=\"11\"")
+        spaced.headers.append(.wwwAuthenticate, "Digest realm=\"r\", nonce=\"quick\",  qop=\"auth\"")
+        let spacedToWIC = p.processResponse(spaced).headers.fieldValues(.wwwAuthenticate)
+        #expect(
+            spacedToWIC == ["Digest realm=\"r\", nonce=\"n\"", "Digest realm=\"r\", nonce=\"quick\",  qop=\"auth\""])
     }
 
     @Test func deRegistrationKeepsExpiresZero() throws {

@@ -4,6 +4,24 @@ import Testing
 @testable import SIPCore
 
 @Suite struct HeaderViewTests {
+    /// Quoted-strings (RFC 3261 §25.1): `"` and `\` escaped, CR and LF dropped; appending in
+    /// place gives what `quote` gives, after whatever the string held.
+    @Test func quotedStrings() {
+        for (text, quoted) in [
+            ("plain", "\"plain\""), ("", "\"\""), ("a\"b\\c", "\"a\\\"b\\\\c\""), ("x\r\ny", "\"xy\""),
+            ("Jürgen", "\"Jürgen\""),
+            (String(repeating: "long value ", count: 8), "\"" + String(repeating: "long value ", count: 8) + "\""),
+        ] {
+            #expect(quote(text) == quoted)
+            var out = "k="
+            out.appendQuoted(text)
+            #expect(out == "k=" + quoted)
+            var inner = "<"
+            inner.appendQuotedStringContent(text)
+            #expect(inner == "<" + quoted.dropFirst().dropLast())
+        }
+    }
+
     @Test func viaForms() throws {
         let v = try SIPVia.parse(
             "SIP / 2.0 / UDP [2001:db8::9] : 5070 ;branch=z9hG4bKabc;received=2001:db8::1;rport=1234;maddr=224.2.0.1;ttl=16"
