@@ -152,6 +152,8 @@ public struct SIPAuthField: Sendable, Hashable, CustomStringConvertible {
             }
             scanner.index = t68Start
             var params: [AuthParameter] = []
+            // Digest credentials carry five to ten parameters: one allocation, not one per doubling.
+            params.reserveCapacity(10)
             repeat {
                 guard let name = scanner.read(CharClass.token),
                     scanner.consumeSeparator(UInt8(ascii: "="))
