@@ -43,12 +43,12 @@ extension WebSocketFrame {
 func writeTextFrame(_ bytes: [UInt8], on channel: any Channel) {
     let frame = textFrame(bytes, allocator: channel.allocator)
     @Sendable func write() {
-        if let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
-            encoder.writeAndFlush(NIOAny(frame), promise: nil)
-        } else {
-            channel.writeAndFlush(
-                WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
-        }
+        // The encoder is there from the upgrade on, until the pipeline is torn down: without
+        // it the flow is closing and nothing can go out (a frame written at the pipeline's
+        // tail could then reach the socket unencoded).
+        guard let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        else { return }
+        encoder.writeAndFlush(NIOAny(frame), promise: nil)
     }
     if channel.eventLoop.inEventLoop { write() } else { channel.eventLoop.execute { write() } }
 }
