@@ -99,7 +99,6 @@ public struct Binding: Sendable, Hashable {
             self.key = Self.key(instance: instance, regID: regID, contact: contact)
         }
 
-        /// RFC 5626 §6: a flow is identified by (instance, reg-id); without them, by contact URI.
         static func key(instance: String?, regID: UInt32?, contact: String) -> String {
             if let instance, let regID {
                 var key = ""
@@ -129,6 +128,13 @@ public struct Binding: Sendable, Hashable {
         return fields
     }
 
+    /// Sets one of the fields the key comes from, and the key with it.
+    private mutating func setKeyField(_ set: (Fields) -> Void) {
+        let fields = uniqueFields()
+        set(fields)
+        fields.rekey()
+    }
+
     public init(
         aor: String, contact: String, contactHeader: String, instance: String? = nil, regID: UInt32? = nil,
         impi: String,
@@ -147,11 +153,7 @@ public struct Binding: Sendable, Hashable {
     /// The Contact URI as registered.
     public var contact: String {
         get { fields.contact }
-        set {
-            let fields = uniqueFields()
-            fields.contact = newValue
-            fields.rekey()
-        }
+        set { setKeyField { $0.contact = newValue } }
     }
     /// The whole Contact value with its parameters, to echo in 200 OK.
     public var contactHeader: String {
@@ -160,19 +162,11 @@ public struct Binding: Sendable, Hashable {
     }
     public var instance: String? {
         get { fields.instance }
-        set {
-            let fields = uniqueFields()
-            fields.instance = newValue
-            fields.rekey()
-        }
+        set { setKeyField { $0.instance = newValue } }
     }
     public var regID: UInt32? {
         get { fields.regID }
-        set {
-            let fields = uniqueFields()
-            fields.regID = newValue
-            fields.rekey()
-        }
+        set { setKeyField { $0.regID = newValue } }
     }
     public var impi: String {
         get { fields.impi }

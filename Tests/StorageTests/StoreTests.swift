@@ -328,3 +328,21 @@ func binding(_ aor: String, contact: String, instance: String? = nil, regID: UIn
         #expect(array[0].cseq == 1 && array[1].cseq == 2)
     }
 }
+
+/// RFC 5626 §6: a binding's key follows the fields it comes from, set at creation or later,
+/// and a copy changed keeps the original's key as it was.
+@Test func bindingKeyFollowsInstanceRegIDAndContact() {
+    var b = Binding(
+        aor: "sip:a@h", contact: "sip:a@1.2.3.4", contactHeader: "<sip:a@1.2.3.4>", impi: "a@h", expiresAt: 0,
+        callID: "c", cseq: 1, scheme: .digest)
+    #expect(b.key == "sip:a@1.2.3.4")
+    let original = b
+    b.contact = "sip:a@5.6.7.8"
+    #expect(b.key == "sip:a@5.6.7.8" && original.key == "sip:a@1.2.3.4")
+    b.instance = "<urn:uuid:1>"
+    #expect(b.key == "<urn:uuid:1>")
+    b.regID = 2
+    #expect(b.key == "<urn:uuid:1>|2")
+    b.instance = nil
+    #expect(b.key == "sip:a@5.6.7.8")
+}
