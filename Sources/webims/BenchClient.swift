@@ -55,7 +55,7 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
     func transaction(_ request: SIPRequest, timeout: TimeAmount = .seconds(32)) async throws -> SIPResponse {
         let payload = request.serialized()
         let promise = channel.eventLoop.makePromise(of: SIPResponse.self)
-        channel.eventLoop.execute {
+        let send: @Sendable () -> Void = {
             self.pending = promise
             var frame = ByteBuffer()
             frame.writeInteger(UInt8(0x81))
@@ -70,6 +70,8 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
             frame.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset & 3] })
             self.channel.writeAndFlush(frame, promise: nil)
         }
+        // Run from the flow's own loop (the bench's WIC tasks are), it goes out at once.
+        if channel.eventLoop.inEventLoop { send() } else { channel.eventLoop.execute(send) }
         let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(BenchError.timeout) }
         defer { timer.cancel() }
         return try await promise.futureResult.get()
