@@ -102,43 +102,46 @@ public final class NonceCountTracker: Sendable {
 /// Written out over bytes: it decodes every bearer token and Digest nonce.
 public func base64URLDecode(_ text: String) -> [UInt8]? {
     var text = text
-    return text.withUTF8 { input -> [UInt8]? in
-        let n = input.count
-        guard n % 4 != 1 else { return nil }
-        let values = Base64URL.values
-        var out = [UInt8]()
-        out.reserveCapacity(n * 3 / 4)
-        var i = 0
-        while i + 4 <= n {
-            let a = values[Int(input[i])]
-            let b = values[Int(input[i + 1])]
-            let c = values[Int(input[i + 2])]
-            let d = values[Int(input[i + 3])]
-            guard a | b | c | d < 64 else { return nil }
-            let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
-            out.append(UInt8(truncatingIfNeeded: v >> 16))
-            out.append(UInt8(truncatingIfNeeded: v >> 8))
-            out.append(UInt8(truncatingIfNeeded: v))
-            i += 4
-        }
-        switch n - i {
-        case 2:
-            let a = values[Int(input[i])]
-            let b = values[Int(input[i + 1])]
-            guard a | b < 64, b & 0x0F == 0 else { return nil }
-            out.append(a << 2 | b >> 4)
-        case 3:
-            let a = values[Int(input[i])]
-            let b = values[Int(input[i + 1])]
-            let c = values[Int(input[i + 2])]
-            guard a | b | c < 64, c & 0x03 == 0 else { return nil }
-            out.append(a << 2 | b >> 4)
-            out.append(b << 4 | c >> 2)
-        default:
-            break
-        }
-        return out
+    return text.withUTF8 { base64URLDecode($0) }
+}
+
+/// base64url as `base64URLDecode(_:)` reads it, from bytes (a part of a token in place).
+public func base64URLDecode(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+    let n = input.count
+    guard n % 4 != 1 else { return nil }
+    let values = Base64URL.values
+    var out = [UInt8]()
+    out.reserveCapacity(n * 3 / 4)
+    var i = 0
+    while i + 4 <= n {
+        let a = values[Int(input[i])]
+        let b = values[Int(input[i + 1])]
+        let c = values[Int(input[i + 2])]
+        let d = values[Int(input[i + 3])]
+        guard a | b | c | d < 64 else { return nil }
+        let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+        out.append(UInt8(truncatingIfNeeded: v >> 16))
+        out.append(UInt8(truncatingIfNeeded: v >> 8))
+        out.append(UInt8(truncatingIfNeeded: v))
+        i += 4
     }
+    switch n - i {
+    case 2:
+        let a = values[Int(input[i])]
+        let b = values[Int(input[i + 1])]
+        guard a | b < 64, b & 0x0F == 0 else { return nil }
+        out.append(a << 2 | b >> 4)
+    case 3:
+        let a = values[Int(input[i])]
+        let b = values[Int(input[i + 1])]
+        let c = values[Int(input[i + 2])]
+        guard a | b | c < 64, c & 0x03 == 0 else { return nil }
+        out.append(a << 2 | b >> 4)
+        out.append(b << 4 | c >> 2)
+    default:
+        break
+    }
+    return out
 }
 
 public func base64URLEncode(_ bytes: [UInt8]) -> String {

@@ -139,6 +139,42 @@ func validator(_ waf: TestWAF, now: Date = t0) -> TokenValidator {
         #expect(v.validate(token) == .failure(.algorithmNotAllowed))
     }
 
+    /// The parts are found by byte and a claim of the wrong JSON type reads as absent, so
+    /// each check answers for it rather than the token passing or the parser failing.
+    @Test func partsAndClaimTypesAreCheckedOneByOne() throws {
+        let waf = TestWAF()
+        let v = validator(waf)
+        let good = try waf.token()
+        let cases: [(String, String, TokenError)] = [
+            ("four parts", good + ".", .malformed),
+            ("empty", "", .malformed),
+            ("dots only", "..", .malformed),
+            (
+                "header not base64url", "%%%." + good.split(separator: ".").dropFirst().joined(separator: "."),
+                .malformed
+            ),
+            ("header without typ", (try waf.part(["x": 1])) + ".e30.AAAA", .wrongType),
+            ("typ a number", try waf.token(header: ["typ": 1]), .wrongType),
+            ("alg an array", try waf.token(header: ["alg": ["ES256"]]), .algorithmNotAllowed),
+            ("aud with a number", try waf.token(claims: ["aud": [audience, 7]]), .wrongAudience),
+            (
+                "exp a string", try waf.token(claims: ["exp": String(t0.timeIntervalSince1970 + 3600)]),
+                .missingClaim("exp")
+            ),
+            ("impu a number", try waf.token(claims: ["impu": 5]), .missingClaim("impu")),
+            ("scope an array", try waf.token(claims: ["scope": ["ims-register"]]), .insufficientScope),
+        ]
+        for (name, token, expected) in cases {
+            #expect(v.validate(token) == .failure(expected), "\(name)")
+        }
+        // A header that is JSON but not an object (an array) is malformed.
+        let arrayHeader = base64URLEncode(Array("[1]".utf8)) + "." + good.split(separator: ".")[1] + ".AAAA"
+        #expect(v.validate(arrayHeader) == .failure(.malformed))
+        // `exp` with a fraction and `aud` as an array still pass.
+        let fractional = try waf.token(claims: ["exp": t0.timeIntervalSince1970 + 0.5, "aud": [audience]])
+        #expect((try? v.validate(fractional).get())?.expires == t0.addingTimeInterval(0.5))
+    }
+
     @Test func validatedTokensAreCachedUntilTheyExpire() throws {
         let waf = TestWAF()
         let clock = Clock()
