@@ -399,13 +399,30 @@ struct Serve: AsyncParsableCommand {
                 onListening: { listeningContinuation.yield($0) })
         let siteCount = sites.count + metrics.count
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if let https { group.addTask { try await https.run() } }
+            if let https {
+                group.addTask {
+                    // A listener that cannot bind (its port taken) ends the servers: stop
+                    // waiting for the others to come up.
+                    defer { listeningContinuation.finish() }
+                    try await https.run()
+                }
+            }
             var up = 0
             if siteCount > 0 {
                 for await _ in listening {
                     up += 1
                     if up == siteCount { break }
                 }
+            }
+            if up < siteCount {
+                let ports = "WWSF \(wwsfPort), WAF \(wafPort)" + (metricsPort < 0 ? "" : ", metrics \(metricsPort)")
+                do {
+                    try await group.waitForAll()
+                } catch {
+                    throw ServeError(description: "cannot listen on \(host) (ports \(ports)): \(error)")
+                }
+                throw ServeError(
+                    description: "the HTTP listeners on \(host) (ports \(ports)) stopped before all were up")
             }
             try Endpoints(
                 wwsf: roles.contains(.wwsf) ? wwsfOrigin + "/" : nil, wafIssuer: waf != nil ? localIssuer : nil,
@@ -640,4 +657,9 @@ func hostPort(_ address: SocketAddress) -> String {
 /// server runs (print would sit in a buffer when stdout is a file).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// A start-up failure `serve` reports and exits with.
+struct ServeError: Error, CustomStringConvertible {
+    var description: String
 }

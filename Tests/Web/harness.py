@@ -1,6 +1,7 @@
 """Starts the real `webims serve` on free ports in a throw-away data directory."""
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -16,6 +17,24 @@ for _name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.environ.get("WEBIMS_BIN", os.path.join(ROOT, ".build", "debug", "webims"))
+
+
+def free_port():
+    """A port free for TCP and UDP now, below the kernel's ephemeral range: a port the
+    kernel picked for us (bind to 0) may be handed out again to a server bound to port 0
+    before the test's server binds it."""
+    low, _ = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        try:
+            with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port below %d" % low)
 
 
 def webims(data_dir, *args, input=None, check=True):

@@ -3,20 +3,13 @@
 `webims registrations`), not only the page."""
 import json
 import os
-import socket
 import time
 import unittest
 
 from selenium.webdriver.common.by import By
 
 import browser
-from harness import ROOT, Server, wait_for
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import ROOT, Server, free_port, wait_for
 
 
 def bindings(server, impu=None):

@@ -7,13 +7,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BINARY, Server
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import BINARY, Server, free_port
 
 
 class ConfigTests(unittest.TestCase):
@@ -67,6 +61,23 @@ class ConfigTests(unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("unknown role", r.stderr)
+
+    def test_a_taken_port_is_an_error_not_a_hang(self):
+        # Each HTTP listener in turn on a port someone else holds: serve says so and exits.
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            taken = str(holder.getsockname()[1])
+            for option in ("--wwsf-port", "--waf-port", "--metrics-port", "--wss-port"):
+                ports = {"--wwsf-port": "0", "--waf-port": "0", "--metrics-port": "0", "--wss-port": "0"}
+                ports[option] = taken
+                args = [BINARY, "serve", "--data-dir", tempfile.mkdtemp(), "--sip-port", "0"]
+                for name, value in ports.items():
+                    args += [name, value]
+                r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+                self.assertNotEqual(r.returncode, 0, option)
+                self.assertIn("Address already in use", r.stderr, option)
+                self.assertNotIn("webims: ready", r.stdout, option)
 
     def test_role_subset(self):
         s = Server("--role", "s-cscf")

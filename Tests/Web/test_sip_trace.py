@@ -1,12 +1,11 @@
 """Issue 7: --sip-trace shows every SIP message with its flow and peer, secrets redacted."""
 import hashlib
 import re
-import socket
 import time
 import unittest
 
 import sipws
-from harness import Server
+from harness import Server, free_port
 
 
 def md5(s):
@@ -17,9 +16,7 @@ class SIPTraceTests(unittest.TestCase):
     def test_trace_is_complete_and_redacted(self):
         # The eP-CSCF reaches its S-CSCF over TCP here (in one process it would call it
         # directly), so both hops are on the wire.
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         s = Server("--sip-trace", "--scscf-uri", "sip:127.0.0.1:%d;transport=tcp" % port, sip_port=port)
         try:
             token = s.cli("token", "issue", "--account", s.demo_user).strip()
