@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Prometheus
 import SCSCF
 import SIPAuth
 import SIPCore
@@ -179,6 +180,23 @@ struct Serve: AsyncParsableCommand {
         let registry = MetricsEndpoint.bootstrap()
         let trace = sipTrace ? SIPTrace(logger: Logger(label: "webims.sip-trace")) : nil
         let store = try await storage.open()
+        do {
+            try await serve(store: store, roles: roles, registry: registry, trace: trace, logger: logger)
+        } catch {
+            // A start-up failure (a port taken, a bad certificate) still closes the database
+            // clean, as a shutdown does.
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+
+    /// Starts the functions of `roles` on an open store, runs until SIGTERM/SIGINT, and stops
+    /// them; the caller closes the store.
+    func serve(
+        store: any DataStore, roles: Set<Role>, registry: PrometheusCollectorRegistry, trace: SIPTrace?,
+        logger: Logger
+    ) async throws {
         let needsTLS = roles.contains(.wwsf) || roles.contains(.epcscf) || sipTLSPort != nil
         let identity = needsTLS ? try serverIdentity() : nil
 
@@ -465,7 +483,6 @@ struct Serve: AsyncParsableCommand {
         await edge?.shutdown()
         await toSCSCF?.shutdown()
         await scscfEndpoint?.shutdown()
-        await store.close()
     }
 
     func serverIdentity() throws -> ServerIdentity {

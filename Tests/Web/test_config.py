@@ -63,19 +63,24 @@ class ConfigTests(unittest.TestCase):
         self.assertIn("unknown role", r.stderr)
 
     def test_a_taken_port_is_an_error_not_a_hang(self):
-        # Each HTTP listener in turn on a port someone else holds: serve says so and exits.
-        with socket.socket() as holder:
-            holder.bind(("127.0.0.1", 0))
-            holder.listen()
-            taken = str(holder.getsockname()[1])
-            for option in ("--wwsf-port", "--waf-port", "--metrics-port", "--wss-port"):
-                ports = {"--wwsf-port": "0", "--waf-port": "0", "--metrics-port": "0", "--wss-port": "0"}
+        # Each listener in turn on a port someone else holds: serve says so and exits 1 —
+        # no hang waiting for the listener, no crash on the way out (the store is closed).
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            tcp.listen()
+            udp.bind(("127.0.0.1", 0))
+            taken_tcp, taken_udp = str(tcp.getsockname()[1]), str(udp.getsockname()[1])
+            cases = [("--wwsf-port", taken_tcp), ("--waf-port", taken_tcp), ("--metrics-port", taken_tcp),
+                     ("--wss-port", taken_tcp), ("--sip-port", taken_tcp), ("--sip-port", taken_udp)]
+            for option, taken in cases:
+                ports = {"--wwsf-port": "0", "--waf-port": "0", "--metrics-port": "0", "--wss-port": "0",
+                         "--sip-port": "0"}
                 ports[option] = taken
-                args = [BINARY, "serve", "--data-dir", tempfile.mkdtemp(), "--sip-port", "0"]
+                args = [BINARY, "serve", "--data-dir", tempfile.mkdtemp()]
                 for name, value in ports.items():
                     args += [name, value]
                 r = subprocess.run(args, capture_output=True, text=True, timeout=60)
-                self.assertNotEqual(r.returncode, 0, option)
+                self.assertEqual(r.returncode, 1, "%s %s: %s" % (option, taken, r.stderr[-2000:]))
                 self.assertIn("Address already in use", r.stderr, option)
                 self.assertNotIn("webims: ready", r.stdout, option)
 
