@@ -56,7 +56,13 @@ struct BenchCommand: AsyncParsableCommand {
         else { throw ValidationError("no eP-CSCF in \(storage.dataDir)/endpoints.json: start serve first") }
         let origin = endpoints.wwsf.map { String($0.dropLast($0.hasSuffix("/") ? 1 : 0)) } ?? "https://localhost"
         let userCount = max(1, users ?? connections)
-        let store = try await storage.open()
+        try await storage.withStore { store in
+            try await load(store: store, host: host, port: port, origin: origin, userCount: userCount)
+        }
+    }
+
+    /// Provisions (when asked), runs the WICs and prints the figures.
+    func load(store: any DataStore, host: String, port: Int, origin: String, userCount: Int) async throws {
         if provision { try await provisionUsers(store, count: userCount) }
         let waf = try await wafServer(store: store, storage: storage, web: web, homeDomain: homeDomain)
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -149,7 +155,6 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         for flow in holding.flows.withLock({ $0 }) { flow.close() }
-        await store.close()
     }
 
     func provisionUsers(_ store: any DataStore, count: Int) async throws {

@@ -12,13 +12,10 @@ struct RegistrationsCommand: AsyncParsableCommand {
     @Flag(help: "One JSON object per line.") var json = false
 
     func run() async throws {
-        let store = try await storage.open()
         let now = Int64(Date().timeIntervalSince1970)
-        let bindings: [Binding]
-        if let impu {
-            bindings = try await store.bindings(aor: impu, now: now)
-        } else {
-            bindings = try await store.allBindings(now: now)
+        let bindings = try await storage.withStore { store in
+            if let impu { return try await store.bindings(aor: impu, now: now) }
+            return try await store.allBindings(now: now)
         }
         for b in bindings {
             if json {
@@ -33,6 +30,5 @@ struct RegistrationsCommand: AsyncParsableCommand {
                 print("\(b.aor)\t\(b.contact)\t\(b.scheme.rawValue)\texpires in \(b.expiresAt - now) s")
             }
         }
-        await store.close()
     }
 }

@@ -21,6 +21,21 @@ struct StorageOptions: ParsableArguments {
         return try await openDataStore(database ?? sqlitePath)
     }
 
+    /// Opens the store, runs `body` on it and closes it, also when `body` throws (a bad
+    /// argument found after opening): the file is left clean either way.
+    func withStore<T>(_ body: (any DataStore) async throws -> T) async throws -> T {
+        let store = try await open()
+        let result: T
+        do {
+            result = try await body(store)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+        return result
+    }
+
     /// A secret kept in the data directory, made on first use (e.g. the nonce key).
     func secret(named name: String, length: Int = 32) throws -> [UInt8] {
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)

@@ -35,17 +35,24 @@ struct SubscriberCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard !impu.isEmpty else { throw ValidationError("give at least one --impu") }
+            // TS 23.228 4.3.3.2: a public identity is a SIP URI or a tel URI.
+            for text in impu {
+                switch try? AnyURI.parse(text.replacingOccurrences(of: "%d", with: "1")) {
+                case .sip?, .tel?: continue
+                case .other?, nil: throw ValidationError("--impu \(text): not a sip:, sips: or tel: URI")
+                }
+            }
             guard count >= 1, count == 1 || (impi.contains("%d") && impu.allSatisfy { $0.contains("%d") }) else {
                 throw ValidationError("--count above 1 needs %d in --impi and every --impu")
             }
-            let store = try await storage.open()
-            for n in 1...count {
-                let number = String(n)
-                try await add(
-                    to: store, impi: impi.replacingOccurrences(of: "%d", with: number),
-                    impus: impu.map { $0.replacingOccurrences(of: "%d", with: number) }, quiet: count > 1)
+            try await storage.withStore { store in
+                for n in 1...count {
+                    let number = String(n)
+                    try await add(
+                        to: store, impi: impi.replacingOccurrences(of: "%d", with: number),
+                        impus: impu.map { $0.replacingOccurrences(of: "%d", with: number) }, quiet: count > 1)
+                }
             }
-            await store.close()
             if count > 1 { print("added \(count) subscribers") }
         }
 
@@ -96,13 +103,11 @@ struct SubscriberCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List subscribers.")
         @OptionGroup var storage: StorageOptions
         func run() async throws {
-            let store = try await storage.open()
-            for s in try await store.allSubscribers() {
+            for s in try await storage.withStore({ try await $0.allSubscribers() }) {
                 print(
                     "\(s.impi)\t\(s.publicIdentities.map { $0.barred ? "\($0.uri) (barred)" : $0.uri }.joined(separator: ", "))"
                 )
             }
-            await store.close()
         }
     }
 
@@ -111,9 +116,9 @@ struct SubscriberCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Option var impi: String
         func run() async throws {
-            let store = try await storage.open()
-            defer { Task { await store.close() } }
-            guard let s = try await store.subscriber(impi: impi) else { throw ValidationError("no subscriber \(impi)") }
+            guard let s = try await storage.withStore({ try await $0.subscriber(impi: impi) }) else {
+                throw ValidationError("no subscriber \(impi)")
+            }
             print("impi:      \(s.impi)")
             print("realm:     \(s.realm)")
             for p in s.publicIdentities { print("impu:      \(p.uri)\(p.barred ? " (barred)" : "")") }
@@ -130,9 +135,7 @@ struct SubscriberCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Option var impi: String
         func run() async throws {
-            let store = try await storage.open()
-            let removed = try await store.removeSubscriber(impi: impi)
-            await store.close()
+            let removed = try await storage.withStore { try await $0.removeSubscriber(impi: impi) }
             guard removed else { throw ValidationError("no subscriber \(impi)") }
             print("removed \(impi)")
         }
@@ -154,12 +157,14 @@ struct SubscriberCommand: AsyncParsableCommand {
 }
 
 func setBarred(storage: StorageOptions, impu: String, barred: Bool) async throws {
-    let store = try await storage.open()
-    defer { Task { await store.close() } }
     let uri = canonicalPublicIdentity(impu)
-    guard var s = try await store.subscriber(impu: uri) else { throw ValidationError("no subscriber has \(impu)") }
-    for i in s.publicIdentities.indices where s.publicIdentities[i].uri == uri { s.publicIdentities[i].barred = barred }
-    try await store.put(s)
+    try await storage.withStore { store in
+        guard var s = try await store.subscriber(impu: uri) else { throw ValidationError("no subscriber has \(impu)") }
+        for i in s.publicIdentities.indices where s.publicIdentities[i].uri == uri {
+            s.publicIdentities[i].barred = barred
+        }
+        try await store.put(s)
+    }
     print("\(uri) \(barred ? "barred" : "unbarred")")
 }
 

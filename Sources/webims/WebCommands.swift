@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SIPCore
 import Storage
 import WebAuth
 
@@ -23,19 +24,23 @@ struct AccountCommand: AsyncParsableCommand {
         @Flag(help: "Scenario 3: serve the account one IMPU from the pool the IMPI owns.") var pool = false
 
         func run() async throws {
-            let store = try await storage.open()
-            defer { Task { await store.close() } }
-            guard try await store.subscriber(impi: impi) != nil else {
-                throw ValidationError("no subscriber \(impi) in the HSS; add it with `webims subscriber add` first")
+            try await storage.withStore { store in
+                guard let subscriber = try await store.subscriber(impi: impi) else {
+                    throw ValidationError("no subscriber \(impi) in the HSS; add it with `webims subscriber add` first")
+                }
+                // The account registers as the IMPI: it may only name IMPUs of its set.
+                let owned = Set(subscriber.publicIdentities.map(\.uri))
+                for text in impu where !owned.contains(canonicalPublicIdentity(text)) {
+                    throw ValidationError("\(text) is not a public identity of \(impi)")
+                }
+                let secret = try password ?? readPassword()
+                guard !secret.isEmpty else { throw ValidationError("empty password") }
+                try await store.put(
+                    WebAccount(
+                        username: username, passwordHash: try PasswordHasher().hash(secret), impi: impi, impus: impu,
+                        usesIMPUPool: pool))
             }
-            let secret = try password ?? readPassword()
-            guard !secret.isEmpty else { throw ValidationError("empty password") }
-            try await store.put(
-                WebAccount(
-                    username: username, passwordHash: try PasswordHasher().hash(secret), impi: impi, impus: impu,
-                    usesIMPUPool: pool))
             print("account \(username) → \(impi)")
-            await store.close()
         }
     }
 
@@ -44,13 +49,11 @@ struct AccountCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
 
         func run() async throws {
-            let store = try await storage.open()
-            for account in try await store.allAccounts() {
+            for account in try await storage.withStore({ try await $0.allAccounts() }) {
                 let impus = account.usesIMPUPool ? "(IMPU pool)" : account.impus.joined(separator: " ")
                 let locked = account.lockedUntil > unixNow() ? " locked" : ""
                 print("\(account.username)\t\(account.impi)\t\(impus)\(locked)")
             }
-            await store.close()
         }
     }
 
@@ -60,9 +63,7 @@ struct AccountCommand: AsyncParsableCommand {
         @Option(help: "Log-in name.") var username: String
 
         func run() async throws {
-            let store = try await storage.open()
-            let removed = try await store.removeAccount(username: username)
-            await store.close()
+            let removed = try await storage.withStore { try await $0.removeAccount(username: username) }
             guard removed else { throw ValidationError("no account \(username)") }
             print("removed \(username)")
         }
@@ -76,18 +77,17 @@ struct AccountCommand: AsyncParsableCommand {
         @Option(help: "New password. Omit to read it from standard input.") var password: String?
 
         func run() async throws {
-            let store = try await storage.open()
-            guard var account = try await store.account(username: username) else {
-                await store.close()
-                throw ValidationError("no account \(username)")
+            try await storage.withStore { store in
+                guard var account = try await store.account(username: username) else {
+                    throw ValidationError("no account \(username)")
+                }
+                let secret = try password ?? readPassword()
+                account.passwordHash = try PasswordHasher().hash(secret)
+                account.failedLogins = 0
+                account.lockedUntil = 0
+                try await store.put(account)
+                try await store.removeSessions(username: username)
             }
-            let secret = try password ?? readPassword()
-            account.passwordHash = try PasswordHasher().hash(secret)
-            account.failedLogins = 0
-            account.lockedUntil = 0
-            try await store.put(account)
-            try await store.removeSessions(username: username)
-            await store.close()
             print("password of \(username) changed")
         }
     }
@@ -111,16 +111,16 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "Lifetime in seconds (at most the WAF's token lifetime).") var ttl: Int?
 
         func run() async throws {
-            let store = try await storage.open()
-            guard let record = try await store.account(username: account) else {
-                await store.close()
-                throw ValidationError("no account \(account)")
+            let token = try await storage.withStore { store in
+                guard let record = try await store.account(username: account) else {
+                    throw ValidationError("no account \(account)")
+                }
+                let server = try await wafServer(store: store, storage: storage, web: web, homeDomain: homeDomain)
+                return try await server.issueToken(
+                    for: record, client: server.configuration.clients[0], ttl: ttl.map(Int64.init), now: unixNow()
+                ).token
             }
-            let server = try await wafServer(store: store, storage: storage, web: web, homeDomain: homeDomain)
-            let issued = try await server.issueToken(
-                for: record, client: server.configuration.clients[0], ttl: ttl.map(Int64.init), now: unixNow())
-            print(issued.token)
-            await store.close()
+            print(token)
         }
     }
 
@@ -133,27 +133,24 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The jti of one token.") var jti: String?
 
         func run() async throws {
-            let store = try await storage.open()
+            guard jti != nil || account != nil else { throw ValidationError("give --account or --jti") }
             let now = unixNow()
-            if let jti {
-                try await store.revokeToken(id: jti, expiresAt: now + 7 * 86_400)
-                print("revoked token \(jti)")
-            } else if let account {
-                guard let record = try await store.account(username: account) else {
-                    await store.close()
-                    throw ValidationError("no account \(account)")
+            try await storage.withStore { store in
+                if let jti {
+                    try await store.revokeToken(id: jti, expiresAt: now + 7 * 86_400)
+                    print("revoked token \(jti)")
+                } else if let account {
+                    guard let record = try await store.account(username: account) else {
+                        throw ValidationError("no account \(account)")
+                    }
+                    let accounts = AccountService(store: store, subscribers: store)
+                    let (impi, impus) = try await accounts.identities(of: record)
+                    try await store.revokeTokens(
+                        subject: record.usesIMPUPool ? (impus.first ?? impi) : impi, issuedBefore: now)
+                    try await store.removeSessions(username: account)
+                    print("revoked every token of \(account) issued until now")
                 }
-                let accounts = AccountService(store: store, subscribers: store)
-                let (impi, impus) = try await accounts.identities(of: record)
-                try await store.revokeTokens(
-                    subject: record.usesIMPUPool ? (impus.first ?? impi) : impi, issuedBefore: now)
-                try await store.removeSessions(username: account)
-                print("revoked every token of \(account) issued until now")
-            } else {
-                await store.close()
-                throw ValidationError("give --account or --jti")
             }
-            await store.close()
         }
     }
 }
@@ -176,12 +173,12 @@ struct WAFCommand: AsyncParsableCommand {
         @Option(help: "The WAF's token lifetime (keys retire after it).") var tokenLifetime: Int = 3_600
 
         func run() async throws {
-            let store = try await storage.open()
-            let ring = try await SigningKeyRing.load(
-                store: store, tokenLifetimeLimit: Int64(tokenLifetime), now: unixNow())
-            let kid = try await ring.rotate(now: unixNow(), publishAhead: Int64(max(0, publishAhead)))
+            let kid = try await storage.withStore { store in
+                let ring = try await SigningKeyRing.load(
+                    store: store, tokenLifetimeLimit: Int64(tokenLifetime), now: unixNow())
+                return try await ring.rotate(now: unixNow(), publishAhead: Int64(max(0, publishAhead)))
+            }
             print("new signing key \(kid), signing from \(publishAhead) s from now")
-            await store.close()
         }
     }
 
@@ -190,12 +187,10 @@ struct WAFCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
 
         func run() async throws {
-            let store = try await storage.open()
-            for key in try await store.signingKeys() {
+            for key in try await storage.withStore({ try await $0.signingKeys() }) {
                 let retired = key.retiredAt.map { "retired \($0)" } ?? "active"
                 print("\(key.kid)\tcreated \(key.createdAt)\tsigns from \(key.usableFrom)\t\(retired)")
             }
-            await store.close()
         }
     }
 }
