@@ -23,7 +23,8 @@ def free_port():
     """A port free for TCP and UDP now, below the kernel's ephemeral range: a port the
     kernel picked for us (bind to 0) may be handed out again to a server bound to port 0
     before the test's server binds it."""
-    low, _ = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, _ = (int(x) for x in f.read().split())
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(10000, max(10001, low))
