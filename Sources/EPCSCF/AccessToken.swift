@@ -108,8 +108,8 @@ public final class TokenValidator: Sendable {
     let requiredScope: String
     let clockSkew: TimeInterval
     let clock: @Sendable () -> Date
-    let cache = Mutex<[SHA256Digest: AccessTokenClaims]>([:])
-    let cacheLimit: Int
+    /// Validated tokens by their SHA-256: bounded, and each re-checked at least once an hour.
+    let cache: Mutex<AgedTable<SHA256Digest, AccessTokenClaims>>
 
     public init(
         issuers: [TrustedIssuer], audience: String, requiredScope: String = "ims-register",
@@ -120,7 +120,7 @@ public final class TokenValidator: Sendable {
         self.audience = audience
         self.requiredScope = requiredScope
         self.clockSkew = clockSkew
-        self.cacheLimit = cacheLimit
+        self.cache = Mutex(AgedTable(capacity: cacheLimit, lifetime: 3600))
         self.clock = clock
     }
 
@@ -150,19 +150,17 @@ public final class TokenValidator: Sendable {
         let now = clock()
         var text = token
         let digest = text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
-        if let cached = cache.withLock({ $0[digest] }) {
+        let seconds = now.timeIntervalSince1970
+        if let cached = cache.withLock({ $0.value(for: digest, now: seconds) }) {
             if isRevoked(cached) { return .failure(.revoked) }
             if cached.expires.addingTimeInterval(clockSkew) > now { return .success(cached) }
-            _ = cache.withLock { $0.removeValue(forKey: digest) }
+            _ = cache.withLock { $0.removeValue(for: digest) }
             return .failure(.expired)
         }
         let result = verify(token, now: now)
         if case .success(let claims) = result {
             if isRevoked(claims) { return .failure(.revoked) }
-            cache.withLock { table in
-                if table.count >= cacheLimit { table = table.filter { $0.value.expires > now } }
-                if table.count < cacheLimit { table[digest] = claims }
-            }
+            cache.withLock { $0.set(digest, claims, now: seconds) }
         }
         return result
     }

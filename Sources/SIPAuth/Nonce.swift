@@ -53,6 +53,12 @@ public struct NonceMinter: Sendable {
         return nowMillis - min(millis, nowMillis) > lifetimeMillis ? .stale : .valid
     }
 
+    /// When a nonce of this layout was issued (ms since 1970), read without checking its MAC.
+    public static func issueTime(of nonce: String) -> UInt64? {
+        guard nonce.utf8.count <= 64, let bytes = base64URLDecode(nonce), bytes.count == 32 else { return nil }
+        return bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
     private func mac(_ body: [UInt8], realm: String) -> [UInt8] {
         var hmac = keyed
         hmac.update(data: body)
@@ -63,35 +69,45 @@ public struct NonceMinter: Sendable {
 }
 
 /// Remembers the highest nonce-count seen per nonce, so a replayed response (same or lower
-/// `nc`) is refused (RFC 7616 §3.4). Entries leave with their nonce's lifetime; the table is
-/// bounded, dropping the oldest when full.
+/// `nc`) is refused (RFC 7616 §3.4). Entries stay for the nonces' lifetime in a bounded
+/// `AgedTable`. When it is full of live nonces it forgets the oldest generation, and then every
+/// nonce issued no later than the newest of those is refused too (the client is challenged
+/// again): a forgotten count must not make a replay look like a first use.
 public final class NonceCountTracker: Sendable {
     private struct Entry {
         var highest: UInt32
-        var seen: Date
+        /// Issue time (ms) read from the nonce.
+        var issued: UInt64
     }
-    private let state: Mutex<[String: Entry]>
-    private let capacity: Int
-    private let lifetime: TimeInterval
+    private struct State {
+        var table: AgedTable<String, Entry>
+        /// Nonces issued at or before this (ms) whose counts may have been forgotten.
+        var forgottenThrough: UInt64 = 0
+    }
+    private let state: Mutex<State>
 
     public init(capacity: Int = 100_000, lifetime: Duration = .seconds(300)) {
-        self.capacity = capacity
-        self.lifetime = TimeInterval(lifetime.components.seconds)
-        self.state = Mutex([:])
+        let seconds = Double(lifetime.components.seconds) + Double(lifetime.components.attoseconds) * 1e-18
+        state = Mutex(State(table: AgedTable(capacity: capacity, lifetime: seconds)))
     }
 
     /// True when `nc` is higher than any count seen for this nonce; records it.
     public func accept(nonce: String, nc: UInt32, now: Date = Date()) -> Bool {
-        state.withLock { table in
-            if let entry = table[nonce], entry.highest >= nc { return false }
-            if table.count >= capacity {
-                let cutoff = now.addingTimeInterval(-lifetime)
-                table = table.filter { $0.value.seen > cutoff }
-                if table.count >= capacity, let oldest = table.min(by: { $0.value.seen < $1.value.seen })?.key {
-                    table.removeValue(forKey: oldest)
+        let t = now.timeIntervalSince1970
+        return state.withLock { s in
+            let issued: UInt64
+            if let entry = s.table.value(for: nonce, now: t) {
+                guard entry.highest < nc else { return false }
+                issued = entry.issued
+            } else {
+                issued = NonceMinter.issueTime(of: nonce) ?? 0
+                guard s.forgottenThrough == 0 || issued > s.forgottenThrough else { return false }
+            }
+            if let dropped = s.table.set(nonce, Entry(highest: nc, issued: issued), now: t) {
+                for entry in dropped.values where entry.issued > s.forgottenThrough {
+                    s.forgottenThrough = entry.issued
                 }
             }
-            table[nonce] = Entry(highest: nc, seen: now)
             return true
         }
     }

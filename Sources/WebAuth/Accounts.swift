@@ -123,21 +123,23 @@ func offload<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
 final class RateLimiter: Sendable {
     let limit: Int
     let window: Int64
-    let table = Mutex<[String: (start: Int64, count: Int)]>([:])
+    /// Counters live one window at least (an older one starts afresh anyway); a flood of
+    /// more addresses than fit drops the oldest counters whole.
+    let table: Mutex<AgedTable<String, (start: Int64, count: Int)>>
 
-    init(limit: Int, window: Int64) {
+    init(limit: Int, window: Int64, capacity: Int = 100_000) {
         self.limit = limit
         self.window = window
+        self.table = Mutex(AgedTable(capacity: capacity, lifetime: Double(window)))
     }
 
     /// Counts a hit; returns the seconds to wait when over the limit.
     func hit(_ key: String, now: Int64) -> Int64? {
         table.withLock { table in
-            if table.count > 50_000 { table = table.filter { now - $0.value.start < window } }
-            var entry = table[key] ?? (now, 0)
+            var entry = table.value(for: key, now: Double(now)) ?? (now, 0)
             if now - entry.start >= window { entry = (now, 0) }
             entry.count += 1
-            table[key] = entry
+            table.set(key, entry, now: Double(now))
             return entry.count > limit ? entry.start + window - now : nil
         }
     }

@@ -94,7 +94,7 @@ public final class AuthorizationServer: Sendable {
     public let configuration: WAFConfiguration
     public let keys: SigningKeyRing
     public let accounts: AccountService
-    let codes = Mutex<[String: PendingCode]>([:])
+    let codes: Mutex<AgedTable<String, PendingCode>>
     /// RFC 8414 metadata, serialized once.
     public let metadataBytes: [UInt8]
 
@@ -102,6 +102,8 @@ public final class AuthorizationServer: Sendable {
         self.configuration = configuration
         self.keys = keys
         self.accounts = accounts
+        // Codes stay at least their lifetime, so a replay within it is seen (and revoked).
+        self.codes = Mutex(AgedTable(capacity: 20_000, lifetime: Double(max(configuration.codeLifetime, 1))))
         self.metadataBytes = (try? json(Self.metadata(configuration))) ?? []
     }
 
@@ -164,9 +166,10 @@ public final class AuthorizationServer: Sendable {
     public func makeCode(for request: AuthorizationRequest, username: String, now: Int64) -> String {
         let code = randomSecret()
         codes.withLock { codes in
-            if codes.count > 10_000 { codes = codes.filter { $0.value.expiresAt > now } }
-            codes[code] = PendingCode(
-                request: request, username: username, expiresAt: now + configuration.codeLifetime)
+            codes.set(
+                code,
+                PendingCode(request: request, username: username, expiresAt: now + configuration.codeLifetime),
+                now: Double(now))
         }
         return code
     }
@@ -186,7 +189,7 @@ public final class AuthorizationServer: Sendable {
         guard let code = p["code"], let verifier = p["code_verifier"] else {
             return .failure(OAuthError(400, "invalid_request", "code and code_verifier are required"))
         }
-        let pending = codes.withLock { $0[code] }
+        let pending = codes.withLock { $0.value(for: code, now: Double(now)) }
         guard let pending, pending.expiresAt > now, pending.request.client.id == client.id else {
             return .failure(OAuthError(400, "invalid_grant", "unknown or expired code"))
         }
@@ -206,17 +209,20 @@ public final class AuthorizationServer: Sendable {
         }
         // Mark used before issuing, so two concurrent redemptions cannot both win.
         let won = codes.withLock { codes -> Bool in
-            guard codes[code]?.issuedTokenID == nil else { return false }
-            codes[code]?.issuedTokenID = ""
+            guard var entry = codes.value(for: code, now: Double(now)), entry.issuedTokenID == nil else { return false }
+            entry.issuedTokenID = ""
+            codes.set(code, entry, now: Double(now))
             return true
         }
         guard won else { return .failure(OAuthError(400, "invalid_grant", "code already used")) }
         guard let account = try? await accounts.store.account(username: pending.username),
             let issued = try? await issueToken(for: account, client: client, now: now)
         else { return .failure(OAuthError(400, "invalid_grant", "the account is gone")) }
-        codes.withLock {
-            $0[code]?.issuedTokenID = issued.tokenID
-            $0[code]?.issuedExpiry = issued.expiresAt
+        codes.withLock { codes in
+            guard var entry = codes.value(for: code, now: Double(now)) else { return }
+            entry.issuedTokenID = issued.tokenID
+            entry.issuedExpiry = issued.expiresAt
+            codes.set(code, entry, now: Double(now))
         }
         return .success([
             "access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expiresAt - now,

@@ -16,7 +16,8 @@ public final class RemoteWAF: Sendable {
     let clientSecret: String
     let tls: TLSConfiguration
     /// Authorization requests in progress: state → (session hash, PKCE verifier, deadline).
-    let pending = Mutex<[String: (session: String, verifier: String, expires: Int64)]>([:])
+    let pending = Mutex(
+        AgedTable<String, (session: String, verifier: String, expires: Int64)>(capacity: 20_000, lifetime: 600))
     /// Tokens by session hash.
     let tokens = Mutex<[String: RemoteToken]>([:])
 
@@ -47,8 +48,7 @@ public final class RemoteWAF: Sendable {
         let challenge = base64URLEncode(Array(SHA256.hash(data: Array(verifier.utf8))))
         let state = randomSecret()
         pending.withLock { table in
-            if table.count > 10_000 { table = table.filter { $0.value.expires > now } }
-            table[state] = (session, verifier, now + 600)
+            table.set(state, (session, verifier, now + 600), now: Double(now))
         }
         let query = [
             ("response_type", "code"), ("client_id", clientID), ("redirect_uri", redirectURI),
@@ -59,7 +59,7 @@ public final class RemoteWAF: Sendable {
 
     /// Redeems a code at the WAF's token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.5).
     func redeem(code: String, state: String, iss: String?, redirectURI: String, now: Int64) async throws {
-        guard let request = pending.withLock({ $0.removeValue(forKey: state) }), request.expires > now else {
+        guard let request = pending.withLock({ $0.removeValue(for: state) }), request.expires > now else {
             throw WebAuthError.badConfiguration("unknown or expired authorization request")
         }
         // RFC 9207: the answer must come from the WAF we asked.

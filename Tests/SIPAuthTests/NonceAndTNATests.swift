@@ -54,6 +54,65 @@ import Testing
         // Bounded: more nonces than capacity evict the oldest, never grow without limit.
         for i in 0..<10 { #expect(tracker.accept(nonce: "x\(i)", nc: 1)) }
     }
+
+    /// A full table of live nonces forgets its oldest generation, and a forgotten nonce is
+    /// refused (so challenged again), never taken for a first use: a replay of its answer fails.
+    @Test func aForgottenNonceIsRefusedNotReplayable() {
+        let minter = NonceMinter(key: Array(repeating: 7, count: 32))
+        let tracker = NonceCountTracker(capacity: 100)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let nonces = (0..<300).map { minter.mint(realm: "r", now: t0.addingTimeInterval(Double($0) / 1000)) }
+        for (i, nonce) in nonces.enumerated() {
+            #expect(tracker.accept(nonce: nonce, nc: 1, now: t0.addingTimeInterval(Double(i) / 1000)))
+        }
+        let now = t0.addingTimeInterval(1)
+        // The first ones are forgotten: their replay is refused, as a remembered one is.
+        #expect(!tracker.accept(nonce: nonces[0], nc: 1, now: now))
+        #expect(!tracker.accept(nonce: nonces[299], nc: 1, now: now))
+        // A remembered nonce's next count, and a nonce issued after the forgotten ones, pass.
+        #expect(tracker.accept(nonce: nonces[299], nc: 2, now: now))
+        #expect(tracker.accept(nonce: minter.mint(realm: "r", now: now), nc: 1, now: now))
+    }
+
+    /// Nonces older than the lifetime leave by age alone, without the table filling up.
+    @Test func countsAgeOutWithTheNonceLifetime() {
+        let minter = NonceMinter(key: Array(repeating: 7, count: 32), lifetime: .seconds(300))
+        let tracker = NonceCountTracker(capacity: 100, lifetime: .seconds(300))
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let early = minter.mint(realm: "r", now: t0)
+        #expect(tracker.accept(nonce: early, nc: 1, now: t0))
+        // Within the lifetime the count is kept.
+        #expect(!tracker.accept(nonce: early, nc: 1, now: t0.addingTimeInterval(299)))
+        // A nonce issued within the lifetime before a time-aged generation left is still new.
+        let later = minter.mint(realm: "r", now: t0.addingTimeInterval(299))
+        #expect(tracker.accept(nonce: later, nc: 1, now: t0.addingTimeInterval(700)))
+    }
+}
+
+@Suite struct AgedTableTests {
+    @Test func boundedByCapacity() {
+        var table = AgedTable<Int, Int>(capacity: 10, lifetime: 60)
+        for i in 0..<1_000 { table.set(i, i, now: 0) }
+        #expect(table.count <= 10)
+        // The newest entries are there; the oldest are gone.
+        #expect(table.value(for: 999, now: 0) == 999)
+        #expect(table.value(for: 0, now: 0) == nil)
+    }
+
+    @Test func entriesStayAtLeastTheLifetimeAndLeaveWithinTwice() {
+        var table = AgedTable<String, Int>(capacity: 1_000, lifetime: 60)
+        table.set("a", 1, now: 0)
+        #expect(table.value(for: "a", now: 59) == 1)
+        #expect(table.value(for: "a", now: 61) == 1)  // in the previous generation
+        #expect(table.value(for: "a", now: 121) == nil)
+        table.set("b", 2, now: 200)
+        var dropped: [String: Int]?
+        dropped = table.set("c", 3, now: 400)  // more than twice the lifetime later: all goes
+        #expect(dropped?["b"] == 2)
+        #expect(table.value(for: "b", now: 400) == nil)
+        #expect(table.removeValue(for: "c") == 3)
+        #expect(table.count == 0)
+    }
 }
 
 @Suite struct TrustedNodeAuthorizationTests {
