@@ -160,7 +160,7 @@ public final class TokenValidator: Sendable {
         let result = verify(token, now: now)
         if case .success(let claims) = result {
             if isRevoked(claims) { return .failure(.revoked) }
-            cache.withLock { $0.set(digest, claims, now: seconds) }
+            _ = cache.withLock { $0.set(digest, claims, now: seconds) }
         }
         return result
     }

@@ -67,7 +67,7 @@ public final class WebSocketServer: Sendable {
     let sip: SIPEndpoint
     let logger: Logger
     let channel = Mutex<(any Channel)?>(nil)
-    let sslContext: NIOSSLContext?
+    let tlsContext: LeanTLSContext?
     /// +sip.instance → the flow that registered it last.
     let latestFlowByInstance = Mutex<[String: String]>([:])
     /// Open flows by token, for requests routed back to them (EPC-6).
@@ -82,7 +82,7 @@ public final class WebSocketServer: Sendable {
         self.processor = processor
         self.sip = sip
         self.logger = logger
-        self.sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
+        self.tlsContext = try configuration.tls.map { try LeanTLSContext($0) }
     }
 
     public var port: Int? { channel.withLock { $0?.localAddress?.port } }
@@ -157,7 +157,9 @@ public final class WebSocketServer: Sendable {
             channel.pipeline.handler(type: SIPWebSocketHandler.self).whenFailure { _ in channel.close(promise: nil) }
         }
         let sync = channel.pipeline.syncOperations
-        if let sslContext { try sync.addHandler(NIOSSLServerHandler(context: sslContext)) }
+        if let tlsContext {
+            try sync.addHandler(LeanTLSServerHandler(context: tlsContext, allocator: channel.allocator))
+        }
         let server = self
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxMessageSize,

@@ -36,9 +36,13 @@ class SIPResponse:
 class WIC:
     """One WebSocket flow registering one IMPU, the way wic.js does."""
 
-    def __init__(self, url, origin, cafile, impu, instance=None):
-        ctx = ssl.create_default_context(cafile=cafile)
-        self.ws = connect(url, subprotocols=["sip"], origin=origin, ssl=ctx, open_timeout=10)
+    def __init__(self, url, origin, cafile, impu, instance=None, ws=None):
+        """`ws`: an open WebSocket with `send(text)`, `recv(timeout=)` and `close()`; by
+        default one from the websockets library."""
+        if ws is None:
+            ctx = ssl.create_default_context(cafile=cafile)
+            ws = connect(url, subprotocols=["sip"], origin=origin, ssl=ctx, open_timeout=10)
+        self.ws = ws
         self.impu = impu
         self.host = rand() + ".invalid"
         self.call_id = rand(16)
