@@ -87,14 +87,12 @@ public enum LeanTLSError: Error, CustomStringConvertible {
         let code = ERR_get_error()
         ERR_clear_error()
         guard code != 0 else { return "connection closed or protocol error" }
-        var text = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &text, text.count)
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return ERR_reason_error_string(code).map { String(cString: $0) } ?? "BoringSSL error \(code)"
     }
 }
 
 /// Server-side TLS for one connection: ciphertext in, plaintext out, and back.
-final class LeanTLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class LeanTLSServerHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer

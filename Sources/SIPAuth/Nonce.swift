@@ -41,11 +41,10 @@ public struct NonceMinter: Sendable {
     }
 
     public func check(_ nonce: String, realm: String, now: Date = Date()) -> Verdict {
-        // 32 bytes are 43 characters; anything much longer is not ours and not worth decoding.
-        guard nonce.utf8.count <= 64, let bytes = base64URLDecode(nonce), bytes.count == 32 else { return .invalid }
+        guard let bytes = Self.decode(nonce) else { return .invalid }
         let body = Array(bytes[0..<16])
         guard constantTimeEqual(mac(body, realm: realm), Array(bytes[16..<32])) else { return .invalid }
-        let millis = body[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let millis = Self.issueMillis(bytes)
         let nowMillis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         let lifetimeMillis = UInt64(lifetime.components.seconds * 1000)
         // A nonce from the future beyond a little clock skew is not ours to trust.
@@ -55,8 +54,18 @@ public struct NonceMinter: Sendable {
 
     /// When a nonce of this layout was issued (ms since 1970), read without checking its MAC.
     public static func issueTime(of nonce: String) -> UInt64? {
+        decode(nonce).map(issueMillis)
+    }
+
+    /// The nonce's 32 bytes, or nil when it cannot be one of ours. 32 bytes are 43
+    /// characters; anything much longer is not worth decoding.
+    private static func decode(_ nonce: String) -> [UInt8]? {
         guard nonce.utf8.count <= 64, let bytes = base64URLDecode(nonce), bytes.count == 32 else { return nil }
-        return bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return bytes
+    }
+
+    private static func issueMillis(_ bytes: [UInt8]) -> UInt64 {
+        bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
 
     private func mac(_ body: [UInt8], realm: String) -> [UInt8] {
