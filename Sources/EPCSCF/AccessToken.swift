@@ -166,13 +166,24 @@ public final class TokenValidator: Sendable {
     }
 
     func isRevoked(_ claims: AccessTokenClaims) -> Bool {
+        isRevoked(
+            tokenID: claims.tokenID, subject: claims.subject,
+            issuedAt: claims.issuedAt.map { Int64($0.timeIntervalSince1970) })
+    }
+
+    func isRevoked(tokenID: String?, subject: String, issuedAt: Int64?) -> Bool {
         revoked.withLock { list in
-            if let id = claims.tokenID, list.tokenIDs.contains(id) { return true }
-            if let before = list.subjects[claims.subject] {
-                return Int64((claims.issuedAt ?? .distantPast).timeIntervalSince1970) <= before
-            }
+            if let tokenID, list.tokenIDs.contains(tokenID) { return true }
+            if let before = list.subjects[subject] { return (issuedAt ?? Int64.min) <= before }
             return false
         }
+    }
+
+    /// Whether a token a flow registered with still stands now: not expired, not revoked.
+    public func stillValid(_ token: TokenCredential) -> Bool {
+        // No skew here: the registration was capped at the token's end by this clock (EPC-20).
+        guard Double(token.expires) > clock().timeIntervalSince1970 else { return false }
+        return !isRevoked(tokenID: token.tokenID, subject: token.subject, issuedAt: token.issuedAt)
     }
 
     func verify(_ token: String, now: Date) -> Result<AccessTokenClaims, TokenError> {

@@ -25,11 +25,31 @@ public struct EPCSCFConfiguration: Sendable {
     }
 }
 
+/// The token a flow registered with, as much of it as later requests are checked against
+/// (issue 26 item 5): when it ends — expired or revoked — so does what the flow may send.
+public struct TokenCredential: Sendable, Hashable {
+    public var tokenID: String?
+    public var subject: String
+    /// Unix seconds.
+    public var issuedAt: Int64?
+    public var expires: Int64
+    /// The public identities the token names (canonical form).
+    public var impus: [String]
+
+    public init(_ claims: AccessTokenClaims) {
+        tokenID = claims.tokenID
+        subject = claims.subject
+        issuedAt = claims.issuedAt.map { Int64($0.timeIntervalSince1970) }
+        expires = Int64(claims.expires.timeIntervalSince1970)
+        impus = claims.canonicalIMPUs
+    }
+}
+
 /// What a REGISTER from a WIC becomes.
 public enum RegisterDecision: Sendable {
     /// Forward this request to the S-CSCF; `impi` is the private identity it registers
-    /// (the token's, or the Digest username).
-    case forward(SIPRequest, impi: String?)
+    /// (the token's, or the Digest username), `token` the token it rests on, if any.
+    case forward(SIPRequest, impi: String?, token: TokenCredential?)
     /// Answer the WIC with this response; nothing goes to the S-CSCF.
     case reject(SIPResponse)
 }
@@ -115,6 +135,7 @@ public struct RegisterProcessor: Sendable {
         }
 
         let impi: String?
+        var credential: TokenCredential?
         if let bearer {
             // Scenario 2/3: the token is the authentication (EPC-15 … EPC-20).
             let claims: AccessTokenClaims
@@ -144,6 +165,7 @@ public struct RegisterProcessor: Sendable {
             }
             request.headers.append(.authorization, tna.headerValue)
             impi = claims.impi
+            credential = TokenCredential(claims)
             // EPC-20: the registration may not outlive the token.
             let remaining = UInt32(max(0, claims.expires.timeIntervalSince(clock()).rounded(.down)))
             capExpires(&request, at: remaining)
@@ -170,7 +192,7 @@ public struct RegisterProcessor: Sendable {
             return .reject(bearerChallenge(request, error: nil))
         }
         addPathAndCharging(&request, flowToken: flowToken)
-        return .forward(request, impi: impi)
+        return .forward(request, impi: impi, token: credential)
     }
 
     /// EPC-12: ik and ck are for a P-CSCF setting up IPsec; the WIC never sees them.
@@ -234,6 +256,11 @@ public struct RegisterProcessor: Sendable {
             }
             if changed { request.headers[index].value = list.map(\.description).joined(separator: ", ") }
         }
+    }
+
+    /// 401 with `error="invalid_token"` for a request whose flow's token has ended.
+    public func tokenEnded(_ request: SIPRequest) -> SIPResponse {
+        bearerChallenge(request, error: .expired)
     }
 
     /// EPC-18: 401 with a Bearer challenge; `error="invalid_token"` when a token was given;

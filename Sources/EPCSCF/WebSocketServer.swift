@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import NIOCore
@@ -46,10 +47,9 @@ public struct WebSocketServerConfiguration: Sendable {
     /// instead of over TCP (no serializing, parsing or transaction twice). Requests from the
     /// S-CSCF to the flows still arrive over SIP, by the Path.
     public var localSCSCF: SIPRequestHandler?
-    /// Take requests towards WICs (routed by our Path) only over TLS from a peer whose
-    /// certificate the listener verified — set when the S-CSCF link is TLS (SCS-1's
-    /// network domain security, the other way).
-    public var terminatingNeedsCertificate = false
+    /// Who may send requests down a flow (routed by our Path or Record-Route): only this
+    /// eP-CSCF's S-CSCFs (docs/security.md, issue 26 item 8).
+    public var terminatingPeers: TerminatingPeers = .inProcessOnly
     /// Logs every SIP message of every flow (redacted) when set (`--sip-trace`).
     public var trace: SIPTrace?
     /// Remote WAFs whose keys are fetched again when a token names an unknown kid.
@@ -58,6 +58,29 @@ public struct WebSocketServerConfiguration: Sendable {
     public init(allowedOrigins: Set<String>, scscf: SIPDestination) {
         self.allowedOrigins = allowedOrigins
         self.scscf = scscf
+    }
+}
+
+/// The peers whose requests the eP-CSCF hands down a WIC's flow.
+public enum TerminatingPeers: Sendable, Hashable {
+    /// The S-CSCF runs in this process and calls in: the SIP port takes nothing from outside.
+    case inProcessOnly
+    /// Over TLS, a certificate the listener verified that carries one of these names (DNS
+    /// or IP subject alternative names): the S-CSCFs of a split deployment (TS 33.210).
+    case certificateNames(Set<String>)
+    /// LAB ONLY (`--lab-plain-sip-trust`): any transport, from these source addresses.
+    case labAddresses(Set<String>)
+
+    public func admits(_ peer: SIPPeer) -> Bool {
+        if peer.connection.isInProcess { return true }
+        switch self {
+        case .inProcessOnly:
+            return false
+        case .certificateNames(let names):
+            return peer.transport == .tls && peer.certificateNames.contains { names.contains($0.lowercased()) }
+        case .labAddresses(let addresses):
+            return peer.remoteAddress.ipAddress.map(addresses.contains) ?? false
+        }
     }
 }
 
@@ -238,7 +261,7 @@ public final class WebSocketServer: Sendable {
         switch processor.process(request, flowToken: flowToken, origin: origin, boundIMPI: boundIMPI) {
         case .reject(let response):
             return response
-        case .forward(let upstream, let impi):
+        case .forward(let upstream, let impi, let token):
             let start = ContinuousClock.now
             let answer = processor.processResponse(await toSCSCF(upstream))
             EdgeMetrics.registerDuration.recordNanoseconds(
@@ -246,7 +269,7 @@ public final class WebSocketServer: Sendable {
                     + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
             EdgeMetrics.registerAnswered(status: answer.statusCode)
             if answer.statusCode == 200 {
-                registered(upstream, impi: impi, answer: answer, on: flow, flowToken: flowToken)
+                registered(upstream, impi: impi, token: token, answer: answer, on: flow, flowToken: flowToken)
             }
             return answer
         }
@@ -257,11 +280,7 @@ public final class WebSocketServer: Sendable {
         guard let local = configuration.localSCSCF else { return await sip.send(request, to: configuration.scscf) }
         var request = request
         if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
-        let address = sip.address(.tcp) ?? (try? SocketAddress(ipAddress: configuration.sipHost, port: 0))
-        guard let address else { return SIPResponse(replyingTo: request, statusCode: 500) }
-        let peer = SIPPeer(
-            transport: .tcp, remoteAddress: address, localAddress: nil, connection: InProcessConnection())
-        return await local(request, peer) ?? SIPResponse(replyingTo: request, statusCode: 500)
+        return await local(request, .inProcess()) ?? SIPResponse(replyingTo: request, statusCode: 500)
     }
 
     func bearerToken(in request: SIPRequest) -> String? {
@@ -273,13 +292,17 @@ public final class WebSocketServer: Sendable {
     /// with our Record-Route naming the flow, so what comes back for the dialog finds it.
     /// A flow that has not registered may send nothing else (EPC-34: 403).
     func forwardOriginating(_ request: SIPRequest, flowToken: String, flow: FlowState) async -> SIPResponse {
-        guard flow.state.withLock({ $0.boundIMPI }) != nil else {
+        let registered: Set<String>
+        switch credentialGate(flow) {
+        case .refuse(let status, let reason):
+            if status == 401 { return processor.tokenEnded(request) }
             return SIPResponse(
-                replyingTo: request, statusCode: 403, reasonPhrase: "Register First", toTag: randomToken(length: 8))
+                replyingTo: request, statusCode: status, reasonPhrase: reason, toTag: randomToken(length: 8))
+        case .registered(let identities):
+            registered = identities
         }
         // Only identities registered over this flow may be asserted (P-Asserted-Identity) or
         // watched (reg event): one WIC cannot speak or listen for another.
-        let registered = flow.state.withLock { $0.registeredIMPUs }
         guard let from = (try? request.headers.from)?.uri.publicIdentity, registered.contains(from) else {
             return SIPResponse(
                 replyingTo: request, statusCode: 403, reasonPhrase: "Identity Not Registered",
@@ -303,6 +326,35 @@ public final class WebSocketServer: Sendable {
         return await toSCSCF(upstream)
     }
 
+    enum CredentialVerdict {
+        case registered(Set<String>)
+        case refuse(Int, String)
+    }
+
+    /// Issue 26 item 5: every request a flow originates is checked against what registered
+    /// it — the token (expired, revoked) and the registration (de-registered, lapsed). When
+    /// that has ended the flow's identities are dropped: it may assert nothing until it
+    /// registers again.
+    func credentialGate(_ flow: FlowState) -> CredentialVerdict {
+        let now = Int64(processor.clock().timeIntervalSince1970)
+        let (identities, token, until) = flow.state.withLock { ($0.registeredIMPUs, $0.token, $0.registeredUntil) }
+        guard !identities.isEmpty else { return .refuse(403, "Register First") }
+        var verdict: CredentialVerdict = .registered(identities)
+        if let token, !processor.tokens.stillValid(token) {
+            verdict = .refuse(401, "Token Ended")
+        } else if let until, until <= now {
+            verdict = .refuse(403, "Registration Lapsed")
+        }
+        if case .refuse = verdict {
+            flow.state.withLock { state in
+                state.registeredIMPUs = []
+                state.registeredFrom = nil
+                state.token = nil
+            }
+        }
+        return verdict
+    }
+
     /// Our URI for a flow, reachable from the S-CSCF side.
     func flowURI(_ flowToken: String) -> SIPAddress {
         let transport = configuration.scscf.transport
@@ -316,7 +368,8 @@ public final class WebSocketServer: Sendable {
     /// A request from the S-CSCF side for a flow (by the flow token in the top Route):
     /// down the WebSocket, and the WIC's answer back; 430 when the flow is gone (RFC 5626).
     public func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
-        if configuration.terminatingNeedsCertificate, peer.transport != .tls || peer.certificateNames.isEmpty {
+        guard configuration.terminatingPeers.admits(peer) else {
+            logger.notice("request for a flow from \(peer), not one of our S-CSCFs: refused")
             if request.method == .ack { return nil }
             return SIPResponse(
                 replyingTo: request, statusCode: 403, reasonPhrase: "Not A Trusted Node", toTag: randomToken(length: 8))
@@ -351,7 +404,10 @@ public final class WebSocketServer: Sendable {
 
     /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
     /// de-register should the flow die.
-    func registered(_ upstream: SIPRequest, impi: String?, answer: SIPResponse, on flow: FlowState, flowToken: String) {
+    func registered(
+        _ upstream: SIPRequest, impi: String?, token: TokenCredential?, answer: SIPResponse, on flow: FlowState,
+        flowToken: String
+    ) {
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
         let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
         let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }
@@ -365,6 +421,7 @@ public final class WebSocketServer: Sendable {
             if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
         }
         let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
+        let until = removing ? nil : Self.grantedUntil(upstream, answer: answer, now: processor.clock())
         // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
         let kept = removing ? nil : flow.state.withLock { $0.lastRegister }
         let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
@@ -380,8 +437,25 @@ public final class WebSocketServer: Sendable {
             state.lastCSeq = cseq
             state.registeredIMPUs = removing ? [] : associated
             state.registeredFrom = removing ? nil : associatedText
+            state.token = removing ? nil : token
+            state.registeredUntil = until
         }
         if let instance, !removing { latestFlowByInstance.withLock { $0[instance] = flowToken } }
+    }
+
+    /// When the registration a 200 OK granted ends (unix seconds): the expires of our
+    /// contact in the answer (by instance, else by URI), else the request's, else nil.
+    static func grantedUntil(_ upstream: SIPRequest, answer: SIPResponse, now: Date) -> Int64? {
+        let seconds = Int64(now.timeIntervalSince1970)
+        guard case .contacts(let sent)? = try? upstream.headers.contact, let ours = sent.first else { return nil }
+        if case .contacts(let granted)? = try? answer.headers.contact {
+            let match =
+                granted.first { ours.instance != nil && $0.instance == ours.instance }
+                ?? granted.first { $0.address.uri == ours.address.uri }
+            if let expires = match?.expires { return seconds + Int64(expires) }
+        }
+        if let expires = ours.expires ?? ((try? upstream.headers.expires) ?? nil) { return seconds + Int64(expires) }
+        return nil
     }
 
     /// EPC-33: the flow is gone; after the grace period, de-register what it registered,
@@ -597,17 +671,6 @@ final class SIPWebSocketHandler: ChannelInboundHandler {
 
 }
 
-/// The "connection" of a request handed to the in-process S-CSCF: answers come back as the
-/// handler's return value, so nothing is ever written to it.
-struct InProcessConnection: SIPConnection {
-    var transport: SIPTransportProtocol { .tcp }
-    var isActive: Bool { true }
-    func write(_ message: SIPMessage, to remote: SocketAddress?) {}
-    func writeRaw(_ bytes: [UInt8]) {}
-    func close() {}
-    var isInProcess: Bool { true }
-}
-
 /// The REGISTER a flow keeps for its flow-close de-registration (EPC-33): without Via and
 /// Authorization, copied out of the received message. The flow holds no bearer token or
 /// Digest answer for its lifetime, and an idle connection holds ~550 bytes less than with
@@ -658,6 +721,10 @@ final class FlowState: Sendable {
         /// The P-Associated-URI text they were read from: a refresh nearly always brings the
         /// same text, and then it need not be parsed again.
         var registeredFrom: String?
+        /// The token the last registration rested on (nil for Digest and AKA).
+        var token: TokenCredential?
+        /// When the last registration ends (unix seconds).
+        var registeredUntil: Int64?
         /// Requests sent down the flow, waiting for the WIC's answer, by Via branch.
         var waiting: [String: (continuation: CheckedContinuation<SIPResponse, Never>, request: SIPRequest)] = [:]
     }

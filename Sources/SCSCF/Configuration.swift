@@ -7,16 +7,18 @@ public struct SCSCFConfiguration: Sendable {
     public var homeDomain: String
     /// Host (and port) of this S-CSCF, for Service-Route and GRUUs, e.g. `127.0.0.1:5060`.
     public var hostPort: String
-    /// Source addresses (IP literals) whose `integrity-protected=auth-done` is honoured
-    /// (SCS-1). From anyone else the parameter is ignored.
+    /// Source addresses (IP literals) of trusted nodes. Over TLS, when not empty, a trusted
+    /// node must also come from one of them; over plain UDP/TCP they count only with
+    /// `labTrustsPlainTransport`. An address alone never makes a node trusted.
     public var trustedNodes: Set<String>
-    /// Over TLS, the certificate names (DNS or IP subject alternative names) of trusted
-    /// nodes: a trusted node's verified certificate must carry one. Empty: any certificate
-    /// the TLS listener verified will do.
+    /// The certificate names (DNS or IP subject alternative names, lower case) of trusted
+    /// nodes: `integrity-protected=auth-done` counts over TLS from a peer whose certificate
+    /// the listener verified and carries one of them (SCS-1, TS 33.210 NDS/IP). Empty: no
+    /// remote node is trusted; the in-process eP-CSCF always is.
     public var trustedNodeNames: Set<String> = []
-    /// Honour `auth-done` only over TLS with a verified certificate (SCS-1: an NDS-protected
-    /// connection), never over plain UDP or TCP.
-    public var trustedNodesRequireTLS = false
+    /// LAB ONLY: honour `auth-done` from a `trustedNodes` address over plain UDP or TCP.
+    /// Anyone who can send from (or spoof) such an address can then register any user.
+    public var labTrustsPlainTransport = false
     /// Visited networks whose trusted nodes may claim `auth-done` (SCS-1: the request's
     /// `P-Visited-Network-ID` must be one of them). Empty: not checked.
     public var trustedNetworkIDs: Set<String> = []

@@ -17,12 +17,48 @@ public final class Registrar: Sendable {
     let nonces: NonceMinter
     let nonceCounts: NonceCountTracker
     let akaChallenges = Mutex<[String: PendingAKA]>([:])
+    /// Wrong Digest answers by IMPI (issue 26 item 7): after a few, Digest for that IMPI
+    /// waits, twice as long after each further one. Token registrations (TNA) never do.
+    let digestFailures = Mutex(AgedTable<String, DigestFailures>(capacity: 100_000, lifetime: 900))
     let registrationTurns = RegistrationTurns()
     let logger: Logger
     let clock: @Sendable () -> Date
     let regEvent: RegEventService
     /// `Digest realm="<home domain>", nonce="`: the start of every Digest challenge.
     let challengeRealmPrefix: String
+
+    struct DigestFailures: Sendable {
+        var count = 0
+        /// Seconds since 1970 before which Digest answers for the IMPI are not checked.
+        var blockedUntil: Double = 0
+    }
+
+    /// Failures allowed before the waiting starts, and the longest wait (seconds).
+    static let digestFailuresAllowed = 5
+    static let longestDigestWait = 300.0
+
+    /// Seconds left before a Digest answer for `impi` is checked again, if any.
+    func digestWait(impi: String, now: Date) -> Int? {
+        let seconds = now.timeIntervalSince1970
+        guard let entry = digestFailures.withLock({ $0.value(for: impi, now: seconds) }),
+            entry.blockedUntil > seconds
+        else { return nil }
+        return Int((entry.blockedUntil - seconds).rounded(.up))
+    }
+
+    func recordDigestFailure(impi: String, now: Date) {
+        let seconds = now.timeIntervalSince1970
+        digestFailures.withLock { table in
+            var entry = table.value(for: impi, now: seconds) ?? DigestFailures()
+            entry.count += 1
+            let over = entry.count - Self.digestFailuresAllowed
+            if over >= 0 {
+                entry.blockedUntil = seconds + min(Self.longestDigestWait, Double(1 << min(over, 16)))
+            }
+            table.set(impi, entry, now: seconds)
+        }
+        RegistrarMetrics.digestFailures.increment()
+    }
 
     struct PendingAKA {
         var vector: AuthVector
@@ -240,15 +276,22 @@ public final class Registrar: Sendable {
         return response
     }
 
-    /// SCS-1: a trusted node is known by its source address and, over TLS, by the verified
-    /// certificate it presented. A co-located eP-CSCF calls in process and is trusted.
+    /// SCS-1: a trusted node is the eP-CSCF in this process (it calls in, no network in
+    /// between), or a node over TLS whose verified certificate carries a configured name —
+    /// never an address alone (docs/security.md). Plain UDP/TCP counts only in lab mode.
     func isTrusted(_ peer: SIPPeer) -> Bool {
         if peer.connection.isInProcess { return true }
-        guard let ip = peer.remoteAddress.ipAddress, configuration.trustedNodes.contains(ip) else { return false }
-        guard peer.transport == .tls else { return !configuration.trustedNodesRequireTLS }
-        guard !peer.certificateNames.isEmpty else { return false }
+        let address = peer.remoteAddress.ipAddress
+        guard peer.transport == .tls else {
+            guard configuration.labTrustsPlainTransport, let address else { return false }
+            return configuration.trustedNodes.contains(address)
+        }
         let names = configuration.trustedNodeNames
-        return names.isEmpty || peer.certificateNames.contains(where: names.contains)
+        guard !names.isEmpty, peer.certificateNames.contains(where: { names.contains($0.lowercased()) }) else {
+            return false
+        }
+        if configuration.trustedNodes.isEmpty { return true }
+        return address.map(configuration.trustedNodes.contains) ?? false
     }
 
     /// SCS-1: with a trusted-network list, a TNA REGISTER names one of them in
@@ -279,25 +322,35 @@ public final class Registrar: Sendable {
         guard let algorithm = DigestAlgorithm(parameter: auth.algorithm), algorithm == .md5 || algorithm == .sha256,
             let ha1 = algorithm == .md5 ? subscriber.ha1MD5 : subscriber.ha1SHA256
         else { return reply(request, 403, "Algorithm Not Allowed") }
-        let qop = auth.qop
-        if qop != nil {
-            guard let ncText = auth.nonceCount, let nc = UInt32(ncText, radix: 16), auth.cnonce != nil else {
-                return reply(request, 400, "Missing nc or cnonce")
-            }
-            // Replayed or reordered nonce-count: challenge afresh (SCS-10).
-            guard nonceCounts.accept(nonce: nonce, nc: nc) else {
-                return digestChallenge(request, subscriber: subscriber, stale: true)
-            }
+        // Issue 26 item 7: qop=auth always, so every answer carries a nonce-count and none
+        // can be replayed while its nonce lives (RFC 7616 §3.4; the challenge offers only it).
+        guard let qop = auth.qop, equalsIgnoringASCIICase(qop, "auth") else {
+            return reply(request, 403, "Digest qop=auth Required")
+        }
+        guard let ncText = auth.nonceCount, let nc = UInt32(ncText, radix: 16), auth.cnonce != nil else {
+            return reply(request, 400, "Missing nc or cnonce")
+        }
+        // A guesser waits (before any check, so waiting costs it the nonce-count too).
+        if let wait = digestWait(impi: subscriber.impi, now: clock()) {
+            RegistrarMetrics.digestThrottled.increment()
+            var refused = reply(request, 403, "Too Many Failed Attempts")
+            refused.headers.append(SIPHeaderName("Retry-After"), String(wait))
+            return refused
+        }
+        // Replayed or reordered nonce-count: challenge afresh (SCS-10).
+        guard nonceCounts.accept(nonce: nonce, nc: nc) else {
+            return digestChallenge(request, subscriber: subscriber, stale: true)
         }
         let expected = algorithm.response(
             ha1: ha1, nonce: nonce, nc: auth.nonceCount, cnonce: auth.cnonce, qop: qop, method: "REGISTER",
             uri: auth.uri ?? "")
         guard constantTimeEqual(Array(expected.utf8), Array(response.lowercased().utf8)) else {
+            recordDigestFailure(impi: subscriber.impi, now: clock())
             return reply(request, 403, "Forbidden")
         }
         var ok = await completeRegistration(
             request, impi: subscriber.impi, impu: impu, scheme: .digest, tna: nil, callID: callID, cseq: cseq.sequence)
-        if ok.statusCode == 200, let qop, let nc = auth.nonceCount, let cnonce = auth.cnonce {
+        if ok.statusCode == 200, let nc = auth.nonceCount, let cnonce = auth.cnonce {
             let rspauth = algorithm.responseAuth(
                 ha1: ha1, nonce: nonce, nc: nc, cnonce: cnonce, qop: qop, uri: auth.uri ?? "")
             ok.headers.append(.authenticationInfo, "qop=\(qop), rspauth=\"\(rspauth)\", cnonce=\"\(cnonce)\", nc=\(nc)")

@@ -6,6 +6,10 @@ import Synchronization
 /// long they take (the store's durable commit included).
 enum RegistrarMetrics {
     static let duration = Metrics.Timer(label: "webims_scscf_register_duration_seconds")
+    /// Wrong Digest answers, and answers not checked because their IMPI had too many
+    /// (issue 26 item 7).
+    static let digestFailures = Counter(label: "webims_scscf_digest_failures_total")
+    static let digestThrottled = Counter(label: "webims_scscf_digest_throttled_total")
 
     @inline(never)
     static func record(_ scheme: Scheme, _ response: SIPResponse, since start: ContinuousClock.Instant) {

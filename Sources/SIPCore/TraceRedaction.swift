@@ -1,95 +1,103 @@
 /// Secrets in a SIP message, blanked for logs (`--sip-trace`): Bearer tokens, Digest
-/// responses, AKA keys and AUTS. Everything else stays as it was, so an operator can read
-/// the exchange.
+/// responses, AKA keys and AUTS. It cannot fail open (issue 26 item 9): a message the
+/// parser takes is redacted on its parsed fields — whatever line ends, folding or spacing
+/// it came with — keeping only auth-params known to be harmless; bytes that do not parse
+/// have every line of every credential-bearing header masked whole, continuation lines
+/// too. Everything else stays as it was, so an operator can read the exchange.
 public enum SIPTraceRedaction {
-    static let secretParameters: Set<String> = ["response", "ik", "ck", "auts", "access_token", "rspauth"]
-    static let authHeaders: Set<String> = [
-        "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate", "authentication-info",
+    static let authHeaders: [SIPHeaderName] = [
+        .authorization, .proxyAuthorization, .wwwAuthenticate, .proxyAuthenticate, .authenticationInfo,
     ]
+    static let authHeaderNames: Set<String> = Set(authHeaders.map(\.key))
+    /// Auth-params shown as they are; any other (response, ik, ck, auts, access_token,
+    /// rspauth, and whatever a peer invents) is redacted.
+    static let harmlessParameters: Set<String> = [
+        "username", "realm", "uri", "nonce", "algorithm", "qop", "nc", "cnonce", "opaque", "stale", "domain",
+        "integrity-protected", "scope", "authz_server", "error", "error_description", "token-type", "waf-id",
+        "wwsf-id",
+    ]
+    static let mask = "[redacted]"
 
     public static func redact(_ text: String) -> String {
-        var out: [Substring] = []
-        var inHeaders = true
-        for line in text.split(separator: "\r\n", omittingEmptySubsequences: false) {
-            if line.isEmpty { inHeaders = false }
-            guard inHeaders, let colon = line.firstIndex(of: ":"),
-                authHeaders.contains(line[..<colon].trimmingSpaces().lowercased())
-            else {
-                out.append(line)
-                continue
+        guard let message = try? SIPParser().parse(Array(text.utf8)) else { return redactUnparsed(text) }
+        var headers = message.headers
+        for name in authHeaders {
+            for index in headers.positions(of: name) {
+                headers[index].value = redactedValue(headers[index].value, header: name)
             }
-            out.append(Substring(redactAuthValue(line)))
         }
-        return out.joined(separator: "\r\n")
+        var redacted = message
+        redacted.headers = headers
+        return String(decoding: redacted.serialized(), as: UTF8.self)
     }
 
-    static func redactAuthValue(_ line: Substring) -> String {
-        var result = ""
-        var rest = line[...]
-        // `Bearer <token68>`: the word after the scheme, unless it is an auth-param.
-        if let colon = rest.firstIndex(of: ":") {
-            var start = rest.index(after: colon)
-            while start < rest.endIndex, rest[start] == " " { start = rest.index(after: start) }
-            let schemeEnd = rest[start...].firstIndex(of: " ") ?? rest.endIndex
-            if rest[start..<schemeEnd].lowercased() == "bearer", schemeEnd < rest.endIndex {
-                let tokenStart = rest.index(after: schemeEnd)
-                let tokenEnd = rest[tokenStart...].firstIndex(where: { $0 == " " || $0 == "," }) ?? rest.endIndex
-                let token = rest[tokenStart..<tokenEnd]
-                let isParameter =
-                    token.firstIndex(of: "=").map {
-                        $0 < token.index(before: token.endIndex) && token[token.index(after: $0)] != "="
-                    } ?? false
-                if !isParameter {
-                    result += rest[..<tokenStart] + "[redacted]"
-                    rest = rest[tokenEnd...]
+    /// A parsed field's value with its secrets masked; a value that does not parse as
+    /// credentials or a challenge is masked whole.
+    static func redactedValue(_ value: String, header: SIPHeaderName) -> String {
+        if header == .authenticationInfo {
+            // Authentication-Info is auth-params without a scheme: read it as Digest's.
+            guard let field = try? SIPAuthField.parse("Digest " + value, header: .authorization) else { return mask }
+            return parameters(field)
+        }
+        guard let field = try? SIPAuthField.parse(value, header: header) else { return mask }
+        if field.token68 != nil { return field.scheme + " " + mask }
+        let rest = parameters(field)
+        return rest.isEmpty ? field.scheme : field.scheme + " " + rest
+    }
+
+    static func parameters(_ field: SIPAuthField) -> String {
+        field.parameters.map { parameter in
+            let value =
+                harmlessParameters.contains(parameter.name.lowercased())
+                ? (parameter.isQuoted ? quote(parameter.value) : parameter.value) : quote(mask)
+            return parameter.name + "=" + value
+        }.joined(separator: ", ")
+    }
+
+    /// Bytes the parser refused: line by line, whatever ends the lines (CRLF, LF or CR),
+    /// every line of a credential-bearing header — its name compared without case or
+    /// surrounding whitespace — and every folded line after it is masked whole. Lines
+    /// after a blank one are judged the same way: nothing tells a body from headers here.
+    static func redactUnparsed(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        var masking = false
+        func flush(_ line: Substring) {
+            if let first = line.first, first == " " || first == "\t", masking {
+                out += mask
+                return
+            }
+            masking = false
+            if let colon = line.firstIndex(of: ":") {
+                let name = line[..<colon].filter { $0 != " " && $0 != "\t" }.lowercased()
+                if authHeaderNames.contains(name) {
+                    masking = true
+                    out += line[..<colon] + ": " + mask
+                    return
                 }
             }
+            out += line
         }
-        // name=value and name="value" for the secret names.
-        var scan = rest.startIndex
-        while scan < rest.endIndex {
-            guard let eq = rest[scan...].firstIndex(of: "=") else { break }
-            var nameStart = eq
-            while nameStart > rest.startIndex, rest[rest.index(before: nameStart)].isParameterNameCharacter {
-                nameStart = rest.index(before: nameStart)
+        // By Unicode scalars: CR LF is one Character, and a Character walk would hide ends.
+        // CR LF ends one line; a lone CR or LF ends one too.
+        let scalars = text.unicodeScalars
+        var lineStart = scalars.startIndex
+        var s = scalars.startIndex
+        var previousWasCR = false
+        while s < scalars.endIndex {
+            let scalar = scalars[s]
+            if scalar == "\n" && previousWasCR {
+                out.unicodeScalars.append(scalar)
+                lineStart = scalars.index(after: s)
+            } else if scalar == "\r" || scalar == "\n" {
+                flush(text[lineStart..<s])
+                out.unicodeScalars.append(scalar)
+                lineStart = scalars.index(after: s)
             }
-            let name = rest[nameStart..<eq].lowercased()
-            var valueEnd = rest.index(after: eq)
-            if valueEnd < rest.endIndex, rest[valueEnd] == "\"" {
-                valueEnd = rest.index(after: valueEnd)
-                while valueEnd < rest.endIndex, rest[valueEnd] != "\"" {
-                    if rest[valueEnd] == "\\", rest.index(after: valueEnd) < rest.endIndex {
-                        valueEnd = rest.index(after: valueEnd)
-                    }
-                    valueEnd = rest.index(after: valueEnd)
-                }
-                if valueEnd < rest.endIndex { valueEnd = rest.index(after: valueEnd) }
-            } else {
-                valueEnd = rest[valueEnd...].firstIndex(where: { $0 == "," || $0 == " " }) ?? rest.endIndex
-            }
-            if secretParameters.contains(name) {
-                result += rest[scan..<rest.index(after: eq)] + "\"[redacted]\""
-            } else {
-                result += rest[scan..<valueEnd]
-            }
-            scan = valueEnd
+            previousWasCR = scalar == "\r"
+            s = scalars.index(after: s)
         }
-        result += rest[scan...]
-        return result
-    }
-}
-
-extension Character {
-    fileprivate var isParameterNameCharacter: Bool {
-        isLetter || isNumber || self == "-" || self == "_" || self == "."
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingSpaces() -> Substring {
-        var s = self
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return s
+        flush(text[lineStart...])
+        return out
     }
 }

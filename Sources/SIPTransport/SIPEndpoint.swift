@@ -39,6 +39,9 @@ public final class SIPEndpoint: Sendable {
     let channels = Mutex<[any Channel]>([])
     let bound = Mutex<[SIPTransportProtocol: SocketAddress]>([:])
     let tlsClientContext: NIOSSLContext?
+    /// Functions of this process reached by a call instead of a socket, by the `host:port`
+    /// their URIs name (the co-located eP-CSCF's Path and Record-Route).
+    let inProcessNeighbours = Mutex<[String: SIPRequestHandler]>([:])
 
     public init(
         configuration: SIPEndpointConfiguration,
@@ -52,6 +55,19 @@ public final class SIPEndpoint: Sendable {
             logger: logger, limits: configuration.limits, timers: configuration.timers,
             eventLoop: eventLoopGroup.next(), trace: configuration.trace, handler: handler)
         self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
+    }
+
+    /// Requests this endpoint sends to `host:port` go to `handler` by a function call, with
+    /// an in-process peer (docs/security.md: the co-located eP-CSCF takes requests for its
+    /// flows from nothing else). Any transport named in the URI goes the same way.
+    public func deliverInProcess(toHost host: String, port: Int, _ handler: @escaping SIPRequestHandler) {
+        inProcessNeighbours.withLock { $0[Self.neighbourKey(host, port)] = handler }
+    }
+
+    static func neighbourKey(_ host: String, _ port: Int) -> String {
+        var host = host.lowercased()
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host + " " + String(port)
     }
 
     /// The address each listener is bound to, once started.
@@ -165,6 +181,12 @@ public final class SIPEndpoint: Sendable {
     /// with our Via removed. A timeout gives a local 408 and a transport failure a local
     /// 503 (RFC 3261 §8.1.3.1), so the caller always gets an answer.
     public func send(_ request: SIPRequest, to destination: SIPDestination) async -> SIPResponse {
+        if let neighbour = inProcessNeighbours.withLock({ $0[Self.neighbourKey(destination.host, destination.port)] }) {
+            var request = request
+            if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
+            return await neighbour(request, .inProcess(transport: destination.transport))
+                ?? SIPResponse(replyingTo: request, statusCode: 500)
+        }
         let original = request
         var request = request
         let branch = SIPVia.magicCookie + randomToken()

@@ -1,6 +1,10 @@
 import NIOCore
 import SIPCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The transports SIP runs over here (RFC 3261 §18, RFC 7118 §5.1 for WS/WSS).
 public enum SIPTransportProtocol: String, Sendable, Hashable, CaseIterable {
     case udp = "UDP"
@@ -58,6 +62,36 @@ public protocol SIPConnection: Sendable {
 
 extension SIPConnection {
     public var isInProcess: Bool { false }
+}
+
+/// The "connection" of a request one function hands another in the same process (the
+/// co-located eP-CSCF and S-CSCF): answers come back as the handler's return value, so
+/// nothing is ever written to it. Only this process can make one, which is why a peer on it
+/// is trusted for being in process (docs/security.md), never for an address.
+public struct InProcessConnection: SIPConnection {
+    public init() {}
+    public var transport: SIPTransportProtocol { .tcp }
+    public var isActive: Bool { true }
+    public func write(_ message: SIPMessage, to remote: SocketAddress?) {}
+    public func writeRaw(_ bytes: [UInt8]) {}
+    public func close() {}
+    public var isInProcess: Bool { true }
+}
+
+extension SIPPeer {
+    /// A peer in this process, on an `InProcessConnection`.
+    public static func inProcess(transport: SIPTransportProtocol = .tcp) -> SIPPeer {
+        SIPPeer(
+            transport: transport, remoteAddress: inProcessAddress, localAddress: nil, connection: InProcessConnection())
+    }
+
+    /// An address to name an in-process peer by in logs; nothing is ever sent to it.
+    static let inProcessAddress: SocketAddress = {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return SocketAddress(address, host: "in-process")
+    }()
 }
 
 /// Where to send a request that starts a client transaction.

@@ -5,6 +5,10 @@ import SIPAuth
 import Storage
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Why a login was refused. The answer to the browser never says which of user name or
 /// password was wrong.
 public enum LoginFailure: Error, Sendable, Equatable {
@@ -25,6 +29,8 @@ public final class AccountService: Sendable {
     public let lockSeconds: Int64
     public let sessionLifetime: Int64
     let attemptsPerSource: RateLimiter
+    /// Failed logins by user name and source prefix (known user names or not).
+    let failedLogins: Mutex<AgedTable<String, FailedLogins>>
 
     public init(
         store: any WebStore, subscribers: any SubscriberStore, hasher: PasswordHasher = PasswordHasher(),
@@ -38,33 +44,63 @@ public final class AccountService: Sendable {
         self.lockSeconds = lockSeconds
         self.sessionLifetime = sessionLifetime
         self.attemptsPerSource = RateLimiter(limit: attemptsPerSourcePerMinute, window: 60)
+        self.failedLogins = Mutex(AgedTable(capacity: 100_000, lifetime: Double(lockSeconds)))
     }
 
     /// Checks a user name and password (PBKDF2 runs on NIO's thread pool, not the
-    /// cooperative pool).
+    /// cooperative pool). Issue 26 item 12: a known and an unknown user name get the same
+    /// answers after the same work — wrong, then locked after `lockAfter` failures — and
+    /// the lock is per user name *and source prefix* (IPv4 address, IPv6 /64), so a third
+    /// party cannot lock the owner out from the owner's own network. A new password set by
+    /// the operator lifts it.
     public func authenticate(username: String, password: String, source: String?, now: Int64) async
         -> Result<WebAccount, LoginFailure>
     {
-        if let source, let wait = attemptsPerSource.hit(source, now: now) {
+        let prefix = source.map(sourcePrefix) ?? "-"
+        if let wait = attemptsPerSource.hit(prefix, now: now) {
             return .failure(.rateLimited(retryAfter: wait))
         }
-        guard username.utf8.count <= 256, password.utf8.count <= 1_024,
-            let account = try? await store.account(username: username)
-        else {
-            await offload { self.hasher.verifyNothing(password) }
-            return .failure(.invalidCredentials)
-        }
-        if account.lockedUntil > now { return .failure(.locked(until: account.lockedUntil)) }
+        let known =
+            username.utf8.count <= 256 && password.utf8.count <= 1_024
+            ? (try? await store.account(username: username)) ?? nil : nil
         let hasher = self.hasher
-        let matches = await offload { hasher.verify(password, against: account.passwordHash) }
-        guard matches else {
-            let updated = try? await store.recordFailedLogin(
-                username: username, lockAfter: lockAfter, lockUntil: now + lockSeconds)
-            if let updated, updated.lockedUntil > now { return .failure(.locked(until: updated.lockedUntil)) }
-            return .failure(.invalidCredentials)
+        let matches = await offload {
+            guard let known else {
+                hasher.verifyNothing(password)
+                return false
+            }
+            return hasher.verify(password, against: known.passwordHash)
         }
-        if account.failedLogins > 0 { try? await store.resetFailedLogins(username: username) }
+        let key = username + "\u{0}" + prefix
+        let hash = known?.passwordHash ?? ""
+        let lockedUntil = failedLogins.withLock { table -> Int64? in
+            guard let entry = table.value(for: key, now: Double(now)) else { return nil }
+            // The operator's new password lifts the lock.
+            if entry.passwordHash != hash {
+                table.removeValue(for: key)
+                return nil
+            }
+            return entry.lockedUntil > now ? entry.lockedUntil : nil
+        }
+        if let lockedUntil { return .failure(.locked(until: lockedUntil)) }
+        guard let account = known, matches else {
+            let until = failedLogins.withLock { table -> Int64 in
+                var entry = table.value(for: key, now: Double(now)) ?? FailedLogins(passwordHash: hash)
+                entry.count += 1
+                if entry.count >= lockAfter { entry.lockedUntil = now + lockSeconds }
+                table.set(key, entry, now: Double(now))
+                return entry.lockedUntil
+            }
+            return until > now ? .failure(.locked(until: until)) : .failure(.invalidCredentials)
+        }
+        _ = failedLogins.withLock { $0.removeValue(for: key) }
         return .success(account)
+    }
+
+    struct FailedLogins: Sendable {
+        var passwordHash: String
+        var count = 0
+        var lockedUntil: Int64 = 0
     }
 
     /// Creates a session; returns the cookie value (only its hash is stored).
@@ -105,6 +141,19 @@ public final class AccountService: Sendable {
     static func hash(_ secret: String) -> String {
         SHA256.hash(data: Array(secret.utf8)).map { String(format: "%02x", $0) }.joined()
     }
+}
+
+/// The part of a source address one network owns: an IPv4 address whole, an IPv6
+/// address's /64 (one host typically has a whole /64 to pick addresses from).
+func sourcePrefix(_ address: String) -> String {
+    var v6 = in6_addr()
+    guard address.contains(":"), inet_pton(AF_INET6, address, &v6) == 1 else { return address }
+    let bytes = withUnsafeBytes(of: &v6) { Array($0.prefix(8)) }
+    if bytes.allSatisfy({ $0 == 0 }) {
+        // ::ffff:a.b.c.d and the like: an IPv4 source in IPv6 clothing, whole.
+        return address
+    }
+    return bytes.map { String(format: "%02x", $0) }.joined() + "::/64"
 }
 
 /// 32 random bytes, base64url: session cookies, CSRF tokens, authorization codes.

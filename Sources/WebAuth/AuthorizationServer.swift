@@ -275,10 +275,18 @@ public final class AuthorizationServer: Sendable {
         return .success(answer)
     }
 
-    /// RFC 7009: revokes a token this WAF issued (unknown tokens are not an error).
+    /// RFC 7009: revokes a token this WAF issued (unknown tokens are not an error). §2.1:
+    /// only the client the token was issued to may revoke it.
     public func revoke(_ token: String, clientCredentials: (id: String, secret: String?)?) async -> OAuthError? {
-        if case .failure(let e) = authenticateClient([:], clientCredentials) { return e }
+        let client: OAuthClient
+        switch authenticateClient([:], clientCredentials) {
+        case .failure(let e): return e
+        case .success(let c): client = c
+        }
         guard let claims = keys.verifiedClaims(token), let jti = claims["jti"] as? String else { return nil }
+        guard claims["client_id"] as? String == client.id else {
+            return OAuthError(400, "unauthorized_client", "the token was not issued to this client")
+        }
         let exp = (claims["exp"] as? NSNumber)?.int64Value ?? 0
         try? await accounts.store.revokeToken(id: jti, expiresAt: exp)
         return nil

@@ -45,7 +45,10 @@ struct SecurityHeaders<Context: RequestContext>: RouterMiddleware {
             response = try error.response(from: request, context: context)
         }
         response.headers[.strictTransportSecurity] = "max-age=31536000"
-        response.headers[.contentSecurityPolicy] = contentSecurityPolicy
+        // A page may narrow or extend its own policy (the WAF's login form names where it posts).
+        if response.headers[.contentSecurityPolicy] == nil {
+            response.headers[.contentSecurityPolicy] = contentSecurityPolicy
+        }
         response.headers[.xContentTypeOptions] = "nosniff"
         response.headers[.xFrameOptions] = "DENY"
         response.headers[.referrerPolicy] = "no-referrer"

@@ -57,10 +57,18 @@ public final class RemoteWAF: Sendable {
         return issuer + "/authorize?" + query
     }
 
-    /// Redeems a code at the WAF's token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.5).
-    func redeem(code: String, state: String, iss: String?, redirectURI: String, now: Int64) async throws {
+    /// Redeems a code at the WAF's token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.5) for the
+    /// session of the browser that brought it — which must be the session that started the
+    /// request (`state` bound to it, RFC 6749 §10.12; issue 26 item 3). A state brought by
+    /// another browser is used up without a token for anyone.
+    func redeem(code: String, state: String, session: String?, iss: String?, redirectURI: String, now: Int64)
+        async throws
+    {
         guard let request = pending.withLock({ $0.removeValue(for: state) }), request.expires > now else {
             throw WebAuthError.badConfiguration("unknown or expired authorization request")
+        }
+        guard let session, constantTimeEqual(Array(session.utf8), Array(request.session.utf8)) else {
+            throw WebAuthError.badConfiguration("the authorization was started in another browser session")
         }
         // RFC 9207: the answer must come from the WAF we asked.
         if let iss, iss != issuer { throw WebAuthError.badConfiguration("authorization answered by another issuer") }

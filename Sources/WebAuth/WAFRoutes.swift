@@ -22,7 +22,7 @@ public struct WAFRoutes: Sendable {
         let router = Router(context: WebRequestContext.self)
         router.add(
             middleware: SecurityHeaders(
-                contentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"))
+                contentSecurityPolicy: Self.contentSecurityPolicy(formAction: nil)))
         router.get("/.well-known/oauth-authorization-server") { _, _ in
             jsonResponse(.ok, bytes: server.metadataBytes, cacheControl: "max-age=300")
         }
@@ -152,11 +152,31 @@ public struct WAFRoutes: Sendable {
             page("Authorization refused", "<p>\(escapeMarkup(e.description)) (\(escapeMarkup(e.code))).</p>"))
     }
 
+    /// No page of the WAF may be framed or post a form anywhere but here (issue 26 item 2);
+    /// the login form also to the origin of the redirect URI it was checked for, since a
+    /// browser holds the redirect after the POST to `form-action` too.
+    static func contentSecurityPolicy(formAction redirectOrigin: String?) -> String {
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+            + (redirectOrigin.map { " " + $0 } ?? "")
+    }
+
+    /// The authorization request's own parameters (RFC 6749 §4.1.1, RFC 7636 §4.3): the
+    /// only ones the login form carries on. Anything else in the link is dropped, never
+    /// reflected into the page.
+    static let authorizationParameters: Set<String> = [
+        "response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method",
+    ]
+
     func loginForm(parameters: [String: String], message: String?) -> Response {
         let csrf = randomSecret()
         var hidden = ""
-        for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
-            hidden += "<input type=\"hidden\" name=\"\(escapeMarkup(name))\" value=\"\(escapeMarkup(value))\">\n"
+        for (name, value) in parameters.sorted(by: { $0.key < $1.key })
+        where Self.authorizationParameters.contains(name) {
+            hidden += "<input type=\"hidden\" name=\"\(name)\" value=\"\(escapeMarkup(value))\">\n"
+        }
+        // checkAuthorization accepted the redirect URI before any form is shown.
+        let redirectOrigin = parameters["redirect_uri"].flatMap(URLComponents.init(string:)).flatMap { c in
+            c.scheme.flatMap { scheme in c.host.map { "\(scheme)://\($0)" + (c.port.map { ":\($0)" } ?? "") } }
         }
         let note = message.map { "<p role=\"alert\">\(escapeMarkup($0))</p>" } ?? ""
         let body = """
@@ -170,7 +190,10 @@ public struct WAFRoutes: Sendable {
             """
         return htmlResponse(
             message == nil ? .ok : .unauthorized, page("Sign in to webims", body),
-            headers: [.setCookie: "\(Self.csrfCookie)=\(csrf); Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Strict"])
+            headers: [
+                .setCookie: "\(Self.csrfCookie)=\(csrf); Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Strict",
+                .contentSecurityPolicy: Self.contentSecurityPolicy(formAction: redirectOrigin),
+            ])
     }
 
     func page(_ title: String, _ body: String) -> String {

@@ -172,10 +172,15 @@ public struct WWSFRoutes: Sendable {
                     "<!doctype html><title>Not authorized</title><p>The authorization server said: \(escapeMarkup(reason)).</p><p><a href=\"/\">Back</a></p>"
                 )
             }
+            // The caller's own session: the token goes to it only if it started this request.
+            var session: String?
+            if let value = cookie(request, Self.sessionCookie) {
+                session = await accounts.session(cookie: value, now: clock())?.idHash
+            }
             do {
                 try await remote.redeem(
-                    code: code, state: state, iss: query["iss"], redirectURI: configuration.origin + "/oauth/callback",
-                    now: clock())
+                    code: code, state: state, session: session, iss: query["iss"],
+                    redirectURI: configuration.origin + "/oauth/callback", now: clock())
             } catch {
                 return htmlResponse(
                     .badGateway,

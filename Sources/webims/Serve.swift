@@ -73,9 +73,11 @@ struct Serve: AsyncParsableCommand {
     var homeDomain: String = "ims.example.com"
 
     @Option(
-        help:
-            "An address whose integrity-protected=auth-done the S-CSCF trusts (an eP-CSCF; over TLS its certificate must verify too); repeatable. The in-process eP-CSCF is always trusted."
-    )
+        help: ArgumentHelp(
+            "An address a trusted node (a remote eP-CSCF) sends from; repeatable.",
+            discussion:
+                "With --trusted-node-name, a trusted node over TLS must also come from one of these. Over plain UDP/TCP an address counts only with --lab-plain-sip-trust. The in-process eP-CSCF is always trusted."
+        ))
     var trustedNode: [String] = []
 
     @Option(
@@ -88,9 +90,15 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
-            "A name (DNS or IP subject alternative name) a trusted node's TLS certificate must carry for its auth-done to count over TLS; repeatable."
+            "A name (DNS or IP subject alternative name) whose verified TLS client certificate makes a remote eP-CSCF a trusted node (its auth-done counts); repeatable. Needs --sip-tls-port."
     )
     var trustedNodeName: [String] = []
+
+    @Option(
+        help:
+            "A name the S-CSCF's TLS certificate must carry for the eP-CSCF to hand its requests down a flow; repeatable (default: the host of --scscf-uri)."
+    )
+    var scscfName: [String] = []
 
     @Option(
         help:
@@ -99,10 +107,12 @@ struct Serve: AsyncParsableCommand {
     var trustedNetworkId: [String] = []
 
     @Flag(
-        help:
-            "Honour auth-done only over TLS with a verified certificate from a --trusted-node address, never over UDP or TCP."
-    )
-    var trustedNodesRequireTLS = false
+        help: ArgumentHelp(
+            "LAB ONLY: trust --trusted-node addresses over plain UDP/TCP, and let an eP-CSCF take requests for its flows from its S-CSCF over plain TCP.",
+            discussion:
+                "Anyone who can send from (or spoof) such an address can then register any user and reach any flow. Never in production (docs/security.md)."
+        ))
+    var labPlainSipTrust = false
 
     @Option(
         name: .customLong("sip-tls-ca"),
@@ -177,6 +187,7 @@ struct Serve: AsyncParsableCommand {
         raiseOpenFileLimit()
         MemoryTrimmer.configure()
         let roles = try Role.parse(role)
+        try checkTrust(roles: roles, logger: logger)
         let registry = MetricsEndpoint.bootstrap()
         let trace = sipTrace ? SIPTrace(logger: Logger(label: "webims.sip-trace")) : nil
         let store = try await storage.open()
@@ -235,12 +246,12 @@ struct Serve: AsyncParsableCommand {
             }
             try await endpoint.start()
             let boundPort = endpoint.address(.udp)?.port ?? sipPort
+            // The co-located eP-CSCF calls in process: trusted for that, never by address.
             var config = SCSCFConfiguration(
-                homeDomain: homeDomain, hostPort: "\(host):\(boundPort)",
-                trustedNodes: Set(trustedNode + (roles.contains(.epcscf) ? [host] : [])),
+                homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode),
                 nonceKey: try storage.secret(named: "nonce.key"))
             config.trustedNodeNames = Set(trustedNodeName.map { $0.lowercased() })
-            config.trustedNodesRequireTLS = trustedNodesRequireTLS
+            config.labTrustsPlainTransport = labPlainSipTrust
             config.trustedNetworkIDs = Set(trustedNetworkId)
             config.defaultExpires = 3600
             // The eP-CSCF caps a token registration at the token's lifetime, so the registrar
@@ -343,12 +354,28 @@ struct Serve: AsyncParsableCommand {
             edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
             edgeConfig.tls = try tlsConfiguration(identity)
             edgeConfig.trace = trace
-            edgeConfig.terminatingNeedsCertificate = upstreamTLS
-            if scscfURI == nil, let registrar { edgeConfig.localSCSCF = registrar.handler }
+            if scscfURI == nil, let registrar {
+                edgeConfig.localSCSCF = registrar.handler
+                edgeConfig.terminatingPeers = .inProcessOnly
+            } else if upstreamTLS {
+                let names = scscfName.isEmpty ? [next.host] : scscfName
+                edgeConfig.terminatingPeers = .certificateNames(Set(names.map { $0.lowercased() }))
+            } else {
+                // Checked at start-up: only with --lab-plain-sip-trust.
+                let address = try? SocketAddress.makeAddressResolvingHost(next.host, port: next.port)
+                edgeConfig.terminatingPeers = .labAddresses(Set([address?.ipAddress ?? next.host]))
+            }
             let server = try WebSocketServer(
                 configuration: edgeConfig, processor: processor, sip: sip, logger: logger)
             try await server.start()
             lateEdge.set(server)
+            if edgeConfig.localSCSCF != nil, let scscfEndpoint, let port = sip.address(.tcp)?.port {
+                // Requests the co-located S-CSCF routes to our Path or Record-Route come by a
+                // call; the eP-CSCF's SIP port takes nothing from outside (docs/security.md).
+                scscfEndpoint.deliverInProcess(toHost: host, port: port) { request, peer in
+                    await server.terminating(request, from: peer)
+                }
+            }
             edge = server
             toSCSCF = sip
             tokens = validator
@@ -445,7 +472,8 @@ struct Serve: AsyncParsableCommand {
             try Endpoints(
                 wwsf: roles.contains(.wwsf) ? wwsfOrigin + "/" : nil, wafIssuer: waf != nil ? localIssuer : nil,
                 epcscf: epcscfURL, scscf: scscfHostPort,
-                scscfTLS: scscfEndpoint?.address(.tls).map { "\(host):\($0.port ?? 0)" }, homeDomain: homeDomain,
+                scscfTLS: scscfEndpoint?.address(.tls).map { "\(host):\($0.port ?? 0)" },
+                epcscfSIP: (toSCSCF?.address(.tls) ?? toSCSCF?.address(.tcp)).map(hostPort), homeDomain: homeDomain,
                 audience: audience,
                 metrics: metricsPortBox.value.map { "http://\(host):\($0)/metrics" }
             ).write(dataDir: storage.dataDir)
@@ -483,6 +511,34 @@ struct Serve: AsyncParsableCommand {
         await edge?.shutdown()
         await toSCSCF?.shutdown()
         await scscfEndpoint?.shutdown()
+    }
+
+    /// Trust between nodes is a certificate, never an address (docs/security.md): settings
+    /// that would trust plain UDP/TCP are a start-up error unless the operator says lab.
+    func checkTrust(roles: Set<Role>, logger: Logger) throws {
+        let lab = "--lab-plain-sip-trust (lab only: anyone who can send from that address can register any user)"
+        if roles.contains(.scscf) {
+            if !trustedNode.isEmpty, trustedNodeName.isEmpty, !labPlainSipTrust {
+                throw ValidationError(
+                    "--trusted-node trusts an address, which plain UDP/TCP cannot prove: name the node's certificate with --trusted-node-name and open --sip-tls-port, or add \(lab)"
+                )
+            }
+            if !trustedNodeName.isEmpty, sipTLSPort == nil {
+                throw ValidationError(
+                    "--trusted-node-name needs --sip-tls-port: trusted nodes reach the S-CSCF over TLS")
+            }
+        }
+        if roles.contains(.epcscf), let uri = scscfURI, let parsed = try? SIPURI.parse(uri),
+            let next = SIPDestination(uri: parsed), next.transport != .tls, !labPlainSipTrust
+        {
+            throw ValidationError(
+                "--scscf-uri over \(next.transport.rawValue): the S-CSCF link carries auth-done and requests for the flows, so it must be TLS (transport=tls or sips:), or add \(lab)"
+            )
+        }
+        if labPlainSipTrust {
+            logger.warning(
+                "--lab-plain-sip-trust: trusting addresses over plain UDP/TCP between the CSCFs; never in production")
+        }
     }
 
     func serverIdentity() throws -> ServerIdentity {

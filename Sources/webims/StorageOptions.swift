@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import Storage
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Where the data lives: shared by `serve` and the provisioning commands, so they work on
 /// the same store — also while `serve` runs (SQLite WAL allows it).
 struct StorageOptions: ParsableArguments {
@@ -17,8 +21,28 @@ struct StorageOptions: ParsableArguments {
     var sqlitePath: String { (dataDir as NSString).appendingPathComponent("webims.sqlite") }
 
     func open() async throws -> any DataStore {
-        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        try prepareDataDirectory()
         return try await openDataStore(database ?? sqlitePath)
+    }
+
+    /// The data directory holds the WAF's private keys, HA1s and AKA K/OPc: only its owner
+    /// may read it (issue 26 item 10). Everything this process creates from here on — the
+    /// SQLite file, its -wal and -shm, keys, certificates — is owner-only (umask 077); what
+    /// already exists wider is reported at start-up, not silently changed.
+    func prepareDataDirectory() throws {
+        umask(0o077)
+        try FileManager.default.createDirectory(
+            atPath: dataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var wide: [String] = []
+        for (path, limit) in [(dataDir, 0o700), (sqlitePath, 0o600), (sqlitePath + "-wal", 0o600)] {
+            guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int
+            else { continue }
+            if mode & ~limit & 0o077 != 0 { wide.append("\(path) is \(String(mode, radix: 8))") }
+        }
+        for line in wide {
+            FileHandle.standardError.write(
+                Data("webims: warning: \(line): it holds secrets; chmod go-rwx it (issue 26, docs/security.md)\n".utf8))
+        }
     }
 
     /// Opens the store, runs `body` on it and closes it, also when `body` throws (a bad
@@ -38,7 +62,8 @@ struct StorageOptions: ParsableArguments {
 
     /// A secret kept in the data directory, made on first use (e.g. the nonce key).
     func secret(named name: String, length: Int = 32) throws -> [UInt8] {
-        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: dataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = (dataDir as NSString).appendingPathComponent(name)
         if let data = FileManager.default.contents(atPath: path), data.count == length { return Array(data) }
         var generator = SystemRandomNumberGenerator()

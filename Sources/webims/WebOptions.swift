@@ -58,6 +58,8 @@ struct Endpoints: Codable {
     var epcscf: String?
     var scscf: String?
     var scscfTLS: String?
+    /// The eP-CSCF's own SIP listener (towards its S-CSCFs).
+    var epcscfSIP: String?
     var homeDomain: String
     var audience: String
     var metrics: String?
@@ -67,6 +69,7 @@ struct Endpoints: Codable {
         case wafIssuer = "waf_issuer"
         case homeDomain = "home_domain"
         case scscfTLS = "scscf_tls"
+        case epcscfSIP = "epcscf_sip"
     }
 
     static func read(dataDir: String) -> Endpoints? {

@@ -152,7 +152,11 @@ struct EdgeHarness {
 
     static let origin = "https://wwsf.ims.example.com"
 
-    static func start(grace: Duration = .seconds(30), terminatingNeedsCertificate: Bool = false) async throws
+    /// The S-CSCF here is a separate endpoint over TCP on loopback: lab trust both ways,
+    /// unless a test names the peers the eP-CSCF takes flow requests from.
+    static func start(
+        grace: Duration = .seconds(30), terminatingPeers: TerminatingPeers = .labAddresses(["127.0.0.1"])
+    ) async throws
         -> EdgeHarness
     {
         let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
@@ -163,10 +167,10 @@ struct EdgeHarness {
                 publicIdentities: [PublicIdentity(uri: "sip:alice@ims.example.com")],
                 allowedSchemes: [.digest, .trustedNode],
                 ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
-        let registrar = Registrar(
-            configuration: SCSCFConfiguration(
-                homeDomain: "ims.example.com", hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"]),
-            hss: HSS(store: storage), bindings: storage)
+        var scscfSettings = SCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"])
+        scscfSettings.labTrustsPlainTransport = true
+        let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
         var scscfConfig = SIPEndpointConfiguration()
         scscfConfig.tcpPort = 0
         let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
@@ -186,7 +190,7 @@ struct EdgeHarness {
             scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
         config.port = 0
         config.flowCloseGrace = grace
-        config.terminatingNeedsCertificate = terminatingNeedsCertificate
+        config.terminatingPeers = terminatingPeers
         config.tls = .makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
@@ -529,10 +533,10 @@ extension WebSocketServerTests {
 
 extension TerminatingTests {
     /// With TLS to the S-CSCF, requests towards the flows must come over TLS from a peer
-    /// with a verified certificate: plain TCP, or TLS without one, is refused before the
-    /// flow is even looked up.
+    /// whose verified certificate names one of our S-CSCFs: plain TCP, TLS without a
+    /// certificate or with another name, is refused before the flow is even looked up.
     @Test func withTLSUpstreamOnlyCertifiedPeersReachTheFlows() async throws {
-        let h = try await EdgeHarness.start(terminatingNeedsCertificate: true)
+        let h = try await EdgeHarness.start(terminatingPeers: .certificateNames(["scscf.test"]))
         guard
             case .request(let notify) = try SIPParser().parse(
                 SpecMessages.crlf(
@@ -557,15 +561,61 @@ extension TerminatingTests {
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
         func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
             SIPPeer(
-                transport: transport, remoteAddress: address, localAddress: nil, connection: InProcessConnection(),
+                transport: transport, remoteAddress: address, localAddress: nil, connection: NetworkConnection(),
                 certificateNames: names)
         }
         #expect(await h.server.terminating(notify, from: peer(.tcp, []))?.statusCode == 403)
         #expect(await h.server.terminating(notify, from: peer(.tls, []))?.statusCode == 403)
+        #expect(await h.server.terminating(notify, from: peer(.tls, ["rogue.test"]))?.statusCode == 403)
         // Past the check: an unknown flow is 430 (RFC 5626 §5.3).
         #expect(await h.server.terminating(notify, from: peer(.tls, ["scscf.test"]))?.statusCode == 430)
         await h.stop()
     }
+
+    /// Issue 26 item 8: with the S-CSCF in process, nothing from outside reaches a flow, not
+    /// even from loopback; only an in-process caller does.
+    @Test func item08WithTheSCSCFInProcessNoNetworkPeerReachesTheFlows() async throws {
+        let h = try await EdgeHarness.start(terminatingPeers: .inProcessOnly)
+        guard
+            case .request(let notify) = try SIPParser().parse(
+                SpecMessages.crlf(
+                    """
+                    NOTIFY sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws SIP/2.0
+                    Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKterm2
+                    Route: <sip:fl-unknown@127.0.0.1;lr>
+                    Max-Forwards: 70
+                    From: <sip:scscf@127.0.0.1>;tag=n1
+                    To: <sip:alice@ims.example.com>
+                    Call-ID: term-2
+                    CSeq: 1 NOTIFY
+                    Event: reg
+                    Content-Length: 0
+
+
+                    """))
+        else {
+            Issue.record("the NOTIFY did not parse")
+            return
+        }
+        let loopback = try SocketAddress(ipAddress: "127.0.0.1", port: 5060)
+        for transport in [SIPTransportProtocol.udp, .tcp, .tls] {
+            let peer = SIPPeer(
+                transport: transport, remoteAddress: loopback, localAddress: nil, connection: NetworkConnection(),
+                certificateNames: transport == .tls ? ["localhost", "127.0.0.1"] : [])
+            #expect(await h.server.terminating(notify, from: peer)?.statusCode == 403, "\(transport)")
+        }
+        #expect(await h.server.terminating(notify, from: .inProcess())?.statusCode == 430)
+        await h.stop()
+    }
+}
+
+/// A connection that stands for a socket (not in process), for peers made up in tests.
+struct NetworkConnection: SIPConnection {
+    var transport: SIPTransportProtocol { .tcp }
+    var isActive: Bool { true }
+    func write(_ message: SIPMessage, to remote: SocketAddress?) {}
+    func writeRaw(_ bytes: [UInt8]) {}
+    func close() {}
 }
 
 @Suite(.serialized) struct FlowCloseTests {

@@ -37,6 +37,7 @@ struct Harness {
 
     static func start(
         _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"],
+        lab: Bool = true,
         networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 }
     )
         async throws -> Harness
@@ -60,6 +61,8 @@ struct Harness {
         var config = SCSCFConfiguration(homeDomain: home, hostPort: "127.0.0.1", trustedNodes: trusted)
         config.minExpires = 60
         config.trustedNetworkIDs = networkIDs
+        // These suites drive the registrar over UDP from loopback: lab mode, as its flag says.
+        config.labTrustsPlainTransport = lab
         let registrar = Registrar(
             configuration: config, hss: HSS(store: storage), bindings: wrapBindings(storage), clock: clock.read)
         var serverConfig = SIPEndpointConfiguration()
@@ -188,6 +191,54 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         await h.stop()
     }
 
+    /// Issue 26 item 7: an answer without qop has no nonce-count, so it could be replayed
+    /// while its nonce lives: refused, even with the right password.
+    @Test func item07AnAnswerWithoutQopIsRefused() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        let challenge = try #require(challenges(await h.send(ua.register())).first)
+        let ha1 = DigestAlgorithm.md5.ha1(username: aliceIMPI, realm: home, password: Array("alice-secret".utf8))
+        let response = DigestAlgorithm.md5.response(
+            ha1: ha1, nonce: challenge.nonce ?? "", nc: nil, cnonce: nil, qop: nil, method: "REGISTER",
+            uri: "sip:\(home)")
+        let answer =
+            "Digest username=\"\(aliceIMPI)\", realm=\"\(home)\", uri=\"sip:\(home)\", nonce=\"\(challenge.nonce ?? "")\", algorithm=MD5, response=\"\(response)\""
+        let refused = await h.send(ua.register(authorization: answer))
+        #expect(refused.statusCode == 403)
+        #expect(refused.reasonPhrase.contains("qop"))
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        await h.stop()
+    }
+
+    /// Issue 26 item 7: after five wrong answers a guesser waits, longer each time, and its
+    /// answers are not even checked meanwhile (the right password too); TNA is untouched;
+    /// after the wait the real password works; the failures are counted.
+    @Test func item07DigestGuessingIsThrottledPerIMPIButNotTokenRegistration() async throws {
+        let h = try await Harness.start()
+        var ua = UA()
+        for _ in 0..<5 {
+            let challenge = try #require(challenges(await h.send(ua.register())).first)
+            let wrong = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "guess")))
+            #expect(wrong.statusCode == 403)
+        }
+        var challenge = try #require(challenges(await h.send(ua.register())).first)
+        let held = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "alice-secret")))
+        #expect(held.statusCode == 403)
+        #expect(held.reasonPhrase == "Too Many Failed Attempts")
+        #expect(held.headers[SIPHeaderName("Retry-After")] == "1")
+        // Token registration through the trusted node goes on.
+        var tokenUA = UA()
+        tokenUA.callID = "tna-during-throttle"
+        #expect(await h.send(tokenUA.register(authorization: tokenUA.tna)).statusCode == 200)
+        // After the wait, the right password registers.
+        h.clock.advance(2)
+        challenge = try #require(challenges(await h.send(ua.register())).first)
+        let ok = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "alice-secret")))
+        #expect(ok.statusCode == 200)
+        #expect(h.registrar.digestFailures.withLock { $0.value(for: aliceIMPI, now: 0)?.count } == 5)
+        await h.stop()
+    }
+
     @Test(arguments: StoreBackend.available)
     func wrongPasswordIs403AndNothingIsStored(backend: StoreBackend) async throws {
         let h = try await Harness.start(backend)
@@ -257,6 +308,18 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         var ua = UA()
         let response = await h.send(ua.register(authorization: ua.tna))
         #expect(response.statusCode == 401)  // treated as unauthenticated: challenged
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+        await h.stop()
+    }
+
+    /// Issue 26 item 1: out of lab mode, a listed address over UDP is no trusted node — one
+    /// datagram from any local process claiming auth-done is challenged, nothing is bound.
+    @Test(arguments: StoreBackend.available)
+    func item01AuthDoneOverPlainUDPFromATrustedAddressIsIgnored(backend: StoreBackend) async throws {
+        let h = try await Harness.start(backend, lab: false)
+        var ua = UA()
+        let response = await h.send(ua.register(authorization: ua.tna))
+        #expect(response.statusCode == 401)
         #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
         await h.stop()
     }

@@ -29,7 +29,7 @@ import WebIMSTesting
     /// A real S-CSCF with a TLS listener, one TNA REGISTER from a node on 127.0.0.1 (a
     /// trusted address), and what the store holds afterwards.
     static func attempt(
-        trusting names: Set<String>, requireTLS: Bool = false, from credential: Credential,
+        trusting names: Set<String>, lab: Bool = false, from credential: Credential,
         over transport: SIPTransportProtocol = .tls
     ) async throws -> Outcome {
         let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
@@ -45,7 +45,7 @@ import WebIMSTesting
                 allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
         var config = SCSCFConfiguration(homeDomain: home, hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"])
         config.trustedNodeNames = names
-        config.trustedNodesRequireTLS = requireTLS
+        config.labTrustsPlainTransport = lab
         let registrar = Registrar(configuration: config, hss: HSS(store: storage), bindings: storage)
         let caFile = ca + "/" + LocalCertificateAuthority.caCertificateFile
         let identity = try LocalCertificateAuthority.serverIdentity(in: ca, hostNames: ["localhost"])
@@ -92,8 +92,7 @@ import WebIMSTesting
     }
 
     @Test func aCertificateNamingATrustedNodeRegistersWithoutChallenge() async throws {
-        let outcome = try await Self.attempt(
-            trusting: ["epcscf.test"], requireTLS: true, from: .certificate(["epcscf.test"]))
+        let outcome = try await Self.attempt(trusting: ["epcscf.test"], from: .certificate(["epcscf.test"]))
         #expect(outcome.status == 200)
         #expect(outcome.stored == 1)
     }
@@ -105,14 +104,21 @@ import WebIMSTesting
         #expect(outcome.stored == 0)
     }
 
+    /// Issue 26 item 1: a verified certificate is not enough; its name must be configured.
+    @Test func item01AVerifiedCertificateWithNoNamesConfiguredIsNotTrusted() async throws {
+        let outcome = try await Self.attempt(trusting: [], from: .certificate(["epcscf.test"]))
+        #expect(outcome.status == 401)
+        #expect(outcome.stored == 0)
+    }
+
     @Test func noClientCertificateIsNotTrustedButStillServed() async throws {
         let outcome = try await Self.attempt(trusting: [], from: .none)
         #expect(outcome.status == 401)
         #expect(outcome.stored == 0)
     }
 
-    @Test func requireTLSIgnoresAuthDoneOverTCPFromATrustedAddress() async throws {
-        let outcome = try await Self.attempt(trusting: [], requireTLS: true, from: .none, over: .tcp)
+    @Test func authDoneOverTCPFromATrustedAddressIsIgnoredOutOfLabMode() async throws {
+        let outcome = try await Self.attempt(trusting: ["epcscf.test"], from: .none, over: .tcp)
         #expect(outcome.status == 401)
         #expect(outcome.stored == 0)
     }

@@ -71,6 +71,51 @@ class WIC:
         self.ws.send("\r\n".join(lines) + "\r\n\r\n")
         return self.receive()
 
+    def digest_register(self, impi, password, expires=600, realm="ims.example.com", qop=True, cnonce="c0ffee"):
+        """Registers with SIP Digest MD5: the challenge, then the answer. Returns the last
+        response (the 200, or whatever refused the answer)."""
+        import hashlib
+        import re
+
+        def md5(text):
+            return hashlib.md5(text.encode()).hexdigest()
+
+        first = self.register('Digest username="%s", realm="%s", uri="sip:%s", nonce="", response=""'
+                              % (impi, realm, realm), expires=expires)
+        if first.status != 401:
+            return first
+        nonce = re.search(r'nonce="([^"]+)"', first.header("www-authenticate")).group(1)
+        ha1 = md5("%s:%s:%s" % (impi, realm, password))
+        ha2 = md5("REGISTER:sip:%s" % realm)
+        if qop:
+            response = md5("%s:%s:00000001:%s:auth:%s" % (ha1, nonce, cnonce, ha2))
+            extra = ', qop=auth, nc=00000001, cnonce="%s"' % cnonce
+        else:
+            response = md5("%s:%s:%s" % (ha1, nonce, ha2))
+            extra = ""
+        return self.register('Digest username="%s", realm="%s", uri="sip:%s", nonce="%s", algorithm=MD5%s, '
+                             'response="%s"' % (impi, realm, realm, nonce, extra, response), expires=expires)
+
+    def message(self, target, text, extra=()):
+        """Sends a MESSAGE from this flow's IMPU; returns the final response."""
+        lines = [
+            "MESSAGE %s SIP/2.0" % target,
+            "Via: SIP/2.0/WSS %s;branch=z9hG4bK%s" % (self.host, rand(12)),
+            "Max-Forwards: 70",
+            "From: <%s>;tag=%s" % (self.impu, rand(8)),
+            "To: <%s>" % target,
+            "Call-ID: %s" % rand(16),
+            "CSeq: 1 MESSAGE",
+            *extra,
+            "Content-Type: text/plain",
+            "Content-Length: %d" % len(text.encode()),
+        ]
+        self.ws.send("\r\n".join(lines) + "\r\n\r\n" + text)
+        while True:
+            r = self.receive()
+            if r.status >= 200:
+                return r
+
     def receive(self, timeout=10):
         while True:
             message = self.ws.recv(timeout=timeout)

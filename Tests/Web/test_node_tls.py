@@ -3,6 +3,7 @@ auth-done only from a trusted address whose verified certificate names a trusted
 Separate processes, certificates from an operator CA made here with openssl."""
 import os
 import random
+import re
 import socket
 import ssl
 import subprocess
@@ -66,7 +67,7 @@ class NodeTLSTests(unittest.TestCase):
         cls.ca, cls.certs = make_pki()
         cert, key = cls.certs["scscf.test"]
         cls.scscf = Server("--role", "s-cscf", "--sip-tls-port", "0", "--trusted-node", "127.0.0.1",
-                           "--trusted-node-name", "epcscf.test", "--trusted-nodes-require-tls",
+                           "--trusted-node-name", "epcscf.test",
                            "--trusted-network-id", "ims.example.com",
                            "--sip-tls-ca", cls.ca, "--tls-certificate", cert, "--tls-key", key)
 
@@ -74,11 +75,12 @@ class NodeTLSTests(unittest.TestCase):
     def tearDownClass(cls):
         cls.scscf.stop()
 
-    def edge(self, name, transport="tls"):
+    def edge(self, name, transport="tls", *extra):
         cert, key = self.certs[name]
         host_port = self.scscf.endpoints["scscf_tls" if transport == "tls" else "scscf"]
         node = Server("--role", "wwsf,waf,ep-cscf", "--scscf-uri", "sip:%s;transport=%s" % (host_port, transport),
-                      "--sip-tls-ca", self.ca, "--tls-certificate", cert, "--tls-key", key)
+                      "--scscf-name", "scscf.test", "--sip-tls-ca", self.ca, "--tls-certificate", cert, "--tls-key", key,
+                      *extra)
         self.addCleanup(node.stop)
         node.ca = self.ca  # its WSS certificate comes from the operator CA too
         return node
@@ -104,7 +106,7 @@ class NodeTLSTests(unittest.TestCase):
 
     def test_plain_tcp_from_the_trusted_address_is_not_enough(self):
         before = self.scscf.log.count("auth-done from untrusted")
-        r = self.register(self.edge("epcscf.test", transport="tcp"))
+        r = self.register(self.edge("epcscf.test", "tcp", "--lab-plain-sip-trust"))
         self.assertNotEqual(r.status, 200, r.text)
         self.assertEqual(self.scscf.log.count("auth-done from untrusted"), before + 1, self.scscf.log)
 
@@ -122,6 +124,33 @@ class NodeTLSTests(unittest.TestCase):
         self.assertTrue(wait_for(lambda: any(m.startswith("NOTIFY ") for m in wic.received), timeout=5))
         # The same from the trusted address over UDP: not a trusted node without TLS.
         self.assertEqual(udp_request(self.scscf.scscf, notify("UDP")), 403)
+
+    def test_item08_only_the_named_scscf_reaches_the_flows(self):
+        # Issue 26 item 8: the edge's SIP port takes requests for its flows only over TLS
+        # from a certificate naming its S-CSCF (--scscf-name scscf.test). rogue.test has a
+        # certificate from the same CA, for the same address: refused, nothing reaches the WIC.
+        node = self.edge("epcscf.test")
+        wic, r = self.register(node, keep=True)
+        self.assertEqual(r.status, 200, r.text)
+        wic.answer_requests()
+        flow = re.search(r"<sip:(fl-[^@]+)@", r.header("path")).group(1)
+        edge_sip = node.endpoints["epcscf_sip"]
+        forged = notify("TLS").replace("Max-Forwards: 70\r\n",
+                                       "Route: <sip:%s@%s;lr;transport=tls>\r\nMax-Forwards: 70\r\n" % (flow, edge_sip))
+        cert, key = self.certs["rogue.test"]
+        self.assertEqual(tls_request(edge_sip, forged, self.ca, cert, key), 403)
+        cert, key = self.certs["scscf.test"]
+        self.assertEqual(tls_request(edge_sip, forged, self.ca, cert, key), 200)
+        self.assertEqual(sum(m.startswith("NOTIFY ") for m in wic.received), 1, wic.received)
+
+    def test_item01_plain_links_are_a_start_up_error_without_the_lab_flag(self):
+        # Issue 26 item 1: --trusted-node over plain transport, or an eP-CSCF whose S-CSCF
+        # link is plain TCP, refuse to start unless the operator says lab.
+        for args in (["--role", "s-cscf", "--trusted-node", "127.0.0.1"],
+                     ["--role", "wwsf,waf,ep-cscf", "--scscf-uri", "sip:%s;transport=tcp" % self.scscf.scscf]):
+            with self.assertRaises(RuntimeError) as failed:
+                Server(*args)
+            self.assertIn("--lab-plain-sip-trust", str(failed.exception))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ def md5(s):
 class SIPTraceTests(unittest.TestCase):
     def test_trace_is_complete_and_redacted(self):
         # The eP-CSCF reaches its S-CSCF over TCP here (in one process it would call it
-        # directly), so both hops are on the wire.
+        # directly), so both hops are on the wire: plain TCP on loopback, a lab setting.
         port = free_port()
-        s = Server("--sip-trace", "--scscf-uri", "sip:127.0.0.1:%d;transport=tcp" % port, sip_port=port)
+        s = Server("--sip-trace", "--scscf-uri", "sip:127.0.0.1:%d;transport=tcp" % port, "--trusted-node", "127.0.0.1",
+                   "--lab-plain-sip-trust", sip_port=port)
         try:
             token = s.cli("token", "issue", "--account", s.demo_user).strip()
             wic = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)

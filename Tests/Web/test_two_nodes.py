@@ -27,11 +27,12 @@ class TwoNodeTests(unittest.TestCase):
         db = fresh_database()
         self.web = Server("--role", "wwsf,waf", database=db)
         self.addCleanup(self.web.stop)
-        self.s1 = Server("--role", "s-cscf", "--trusted-node", "127.0.0.1", database=db)
+        self.s1 = Server("--role", "s-cscf", "--trusted-node", "127.0.0.1", "--lab-plain-sip-trust", database=db)
         self.addCleanup(self.s1.stop)
-        self.s2 = Server("--role", "s-cscf", "--trusted-node", "127.0.0.1", *os.environ.get("S2_ARGS", "").split(), database=db)
+        self.s2 = Server("--role", "s-cscf", "--trusted-node", "127.0.0.1", "--lab-plain-sip-trust", *os.environ.get("S2_ARGS", "").split(), database=db)
         self.addCleanup(self.s2.stop)
-        common = ["--role", "ep-cscf", "--waf-issuer", self.web.waf, "--waf-ca", self.web.ca,
+        # Plain TCP between the CSCFs on loopback: a lab setting (test_node_tls has mutual TLS).
+        common = ["--role", "ep-cscf", "--lab-plain-sip-trust", "--waf-issuer", self.web.waf, "--waf-ca", self.web.ca,
                   "--allowed-origin", self.web.wwsf]
         self.e1 = Server(*common, "--scscf-uri", "sip:%s;transport=tcp" % self.s1.scscf, database=db)
         self.addCleanup(self.e1.stop)

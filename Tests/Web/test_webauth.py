@@ -5,6 +5,7 @@ import hashlib
 import html
 import json
 import os
+import random
 import re
 import secrets
 import tempfile
@@ -207,6 +208,43 @@ class WebAuthTests(unittest.TestCase):
         self.server.cli("account", "passwd", "--username", "mallory", "--password", "mallory-pw-9")
         self.assertEqual(self.http.post(url, json={"username": "mallory", "password": "mallory-pw-9"}).status_code, 200)
 
+    def login_from(self, source, user, password):
+        """POST /api/login from a given loopback source address; (status, JSON, seconds)."""
+        import http.client
+        import ssl
+        host, port = urllib.parse.urlparse(self.server.wwsf).netloc.rsplit(":", 1)
+        context = ssl.create_default_context(cafile=self.server.ca)
+        connection = http.client.HTTPSConnection(host, int(port), context=context, source_address=(source, 0))
+        body = json.dumps({"username": user, "password": password})
+        started = time.monotonic()
+        connection.request("POST", "/api/login", body, {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        data = json.loads(answer.read() or b"{}")
+        elapsed = time.monotonic() - started
+        connection.close()
+        return answer.status, data, elapsed
+
+    def test_item12_lockout_tells_nothing_and_is_per_account_and_source(self):
+        # Issue 26 item 12. An unknown user name and a known one with a wrong password: the
+        # same answers, locked after five, after about the same work (PBKDF2 both ways).
+        self.server.cli("subscriber", "add", "--impi", "dora@ims.example.com", "--impu", "sip:dora@ims.example.com",
+                        "--password", "dora-sip-pw")
+        self.server.cli("account", "add", "--username", "dora", "--password", "dora-web-pw", "--impi",
+                        "dora@ims.example.com")
+        SECRETS_SEEN.update(["dora-sip-pw", "dora-web-pw"])
+        known = [self.login_from("127.0.0.3", "dora", "wrong-%d" % i) for i in range(6)]
+        unknown = [self.login_from("127.0.0.3", "no-such-user-x", "wrong-%d" % i) for i in range(6)]
+        self.assertEqual([(c, d.get("error")) for c, d, _ in known], [(c, d.get("error")) for c, d, _ in unknown])
+        self.assertEqual([c for c, _, _ in known], [401, 401, 401, 401, 429, 429])
+        median = lambda xs: sorted(xs)[len(xs) // 2]
+        t_known, t_unknown = median([t for _, _, t in known]), median([t for _, _, t in unknown])
+        self.assertLess(max(t_known, t_unknown) / max(min(t_known, t_unknown), 1e-6), 3.0, (t_known, t_unknown))
+        # The owner, from another address, is not locked out by that third party.
+        code, data, _ = self.login_from("127.0.0.4", "dora", "dora-web-pw")
+        self.assertEqual(code, 200, data)
+        # From the guesser's address the account stays locked, even with the right password.
+        self.assertEqual(self.login_from("127.0.0.3", "dora", "dora-web-pw")[0], 429)
+
     # Authorization code + PKCE
 
     def test_pkce_code_flow(self):
@@ -280,8 +318,80 @@ class WebAuthTests(unittest.TestCase):
         SECRETS_SEEN.add(short)
         time.sleep(2.2)
         self.assertFalse(self.introspect(short).json()["active"])
-        # Revoked (RFC 7009).
-        r = self.http.post(self.server.waf + "/revoke", data={"token": issued}, auth=("test-rs", "rs-secret-123"))
+        # Revoked (RFC 7009), by the client it was issued to.
+        r = self.http.post(self.server.waf + "/revoke", data={"token": issued}, auth=("webims-wwsf", self.wwsf_secret()))
+        self.assertEqual(r.status_code, 200)
+        self.assertFalse(self.introspect(issued).json()["active"])
+
+    def test_item02_no_markup_injection_on_the_login_page(self):
+        # Issue 26 item 2: the login form, parsed by a real HTML parser, gives back each
+        # reflected value exactly and holds exactly the elements the WAF wrote, for values
+        # rich in quotes, angle brackets, combining marks (U+0301 ...) and prefixed
+        # marks (U+0600); unknown parameters are not in the page at all; and the page may
+        # post nowhere else and not be framed.
+        from html.parser import HTMLParser
+
+        class Page(HTMLParser):
+            def __init__(self):
+                super().__init__(convert_charrefs=True)
+                self.elements, self.inputs = [], {}
+
+            def handle_starttag(self, tag, attrs):
+                self.elements.append(tag)
+                attrs = dict(attrs)
+                if tag == "input" and attrs.get("type") == "hidden":
+                    self.inputs[attrs.get("name")] = attrs.get("value")
+
+        rng = random.Random(2612)
+        alphabet = ['"', "'", "<", ">", "&", "/", "=", " ", "a", "Z", "\u0301", "\u0300", "\u0327", "\u0600",
+                    "\u200d", "\ufe0f", "\U0001F600", "\u00e9", "e", "\t", ";", "#", "x"]
+        expected_elements = None
+        _, challenge = pkce()
+        for i in range(150):
+            value = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 24)))
+            params = {"response_type": "code", "client_id": "test-app", "redirect_uri": "https://app.example/cb",
+                      "state": value, "code_challenge": challenge, "code_challenge_method": "S256",
+                      "scope": "ims-register", "evil" + str(i): value, "action": "https://evil.example/steal"}
+            r = self.http.get(self.server.waf + "/authorize", params=params, allow_redirects=False)
+            self.assertEqual(r.status_code, 200, r.text)
+            page = Page()
+            page.feed(r.text)
+            page.close()
+            self.assertEqual(page.inputs.get("state"), value, repr(value))
+            self.assertNotIn("evil" + str(i), page.inputs)
+            self.assertNotIn("action", page.inputs)
+            if expected_elements is None:
+                expected_elements = page.elements
+            self.assertEqual(page.elements, expected_elements, repr(value))
+            self.assertEqual(page.elements.count("form"), 1)
+        policy = r.headers["Content-Security-Policy"]
+        self.assertIn("form-action 'self' https://app.example", policy)
+        self.assertIn("frame-ancestors 'none'", policy)
+        for path in ("/jwks.json", "/.well-known/oauth-authorization-server", "/authorize"):
+            policy = self.http.get(self.server.waf + path).headers["Content-Security-Policy"]
+            self.assertIn("form-action 'self'", policy, path)
+            self.assertIn("frame-ancestors 'none'", policy, path)
+        policy = self.http.get(self.server.wwsf + "/").headers["Content-Security-Policy"]
+        self.assertIn("form-action 'self'", policy)
+        self.assertIn("frame-ancestors 'none'", policy)
+
+    def wwsf_secret(self):
+        with open(os.path.join(self.server.data_dir, "waf-client-secret"), "rb") as f:
+            secret = base64.urlsafe_b64encode(f.read()).rstrip(b"=").decode()
+        SECRETS_SEEN.add(secret)
+        return secret
+
+    def test_item11_only_the_client_a_token_was_issued_to_may_revoke_it(self):
+        # Issue 26 item 11, RFC 7009 §2.1: another client, confidential or public, is refused
+        # and the token stays active.
+        issued = self.server.cli("token", "issue", "--account", "bob").strip()
+        SECRETS_SEEN.add(issued)
+        for auth in (("test-rs", "rs-secret-123"), ("test-app", "")):
+            r = self.http.post(self.server.waf + "/revoke", data={"token": issued}, auth=auth)
+            self.assertEqual(r.status_code, 400, r.text)
+            self.assertEqual(r.json()["error"], "unauthorized_client")
+            self.assertTrue(self.introspect(issued).json()["active"])
+        r = self.http.post(self.server.waf + "/revoke", data={"token": issued}, auth=("webims-wwsf", self.wwsf_secret()))
         self.assertEqual(r.status_code, 200)
         self.assertFalse(self.introspect(issued).json()["active"])
 

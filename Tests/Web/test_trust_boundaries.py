@@ -1,0 +1,198 @@
+"""Issue 26: the chain web login -> WAF token -> eP-CSCF -> TNA -> S-CSCF tried the way an
+attacker on the same machine would, against `webims serve` with its defaults. One test per
+item of the issue, named after it (test_itemNN_...)."""
+import random
+import re
+import socket
+import time
+import unittest
+
+import sipws
+from harness import Server, final_status, udp_request, wait_for
+
+# A public identity nobody has: a MESSAGE to it is answered at once (404) when forwarded.
+NOBODY = "sip:nobody@ims.example.com"
+
+
+def tna_register(impi, impu, contact_host="198.51.100.7"):
+    """A REGISTER claiming integrity-protected=auth-done, as a forger would write it."""
+    n = random.randint(0, 10**9)
+    return ("REGISTER sip:ims.example.com SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK%d;rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <%s>;tag=f%d\r\nTo: <%s>\r\nCall-ID: forged-%d\r\nCSeq: 1 REGISTER\r\n"
+            "Contact: <sip:attacker@%s:5060>\r\nExpires: 600\r\n"
+            'Authorization: Digest username="%s", realm="ims.example.com", uri="sip:ims.example.com", '
+            'nonce="", response="", integrity-protected=auth-done\r\n'
+            "Content-Length: 0\r\n\r\n" % (n, impu, n, impu, n, contact_host, impi))
+
+
+def tcp_request(host_port, text, timeout=5):
+    """One request over plain TCP; the final status, or None when nothing came back."""
+    host, port = host_port.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(text.replace("LOCALPORT", str(s.getsockname()[1])).replace("SIP/2.0/UDP", "SIP/2.0/TCP").encode())
+            data, deadline = b"", time.time() + timeout
+            while time.time() < deadline and final_status(data) is None:
+                chunk = s.recv(65535)
+                if not chunk:
+                    break
+                data += chunk
+            return final_status(data)
+    except (OSError, socket.timeout):
+        return None
+
+
+class DefaultServerTests(unittest.TestCase):
+    """Against one `webims serve` with nothing but free ports set."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def wic(self):
+        s = self.server
+        token = s.cli("token", "issue", "--account", s.demo_user).strip()
+        w = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)
+        self.addCleanup(w.close)
+        return w, token
+
+    def test_item01_auth_done_over_udp_from_a_local_process_registers_nothing(self):
+        s = self.server
+        status = udp_request(s.scscf, tna_register(s.demo_impi, s.demo_impu))
+        self.assertEqual(status, 401)  # challenged as any UE: auth-done ignored
+        self.assertNotIn("attacker@", s.cli("registrations"))
+        tcp = tcp_request(s.scscf, tna_register(s.demo_impi, s.demo_impu))
+        self.assertEqual(tcp, 401)
+        self.assertNotIn("attacker@", s.cli("registrations"))
+
+    def test_item08_the_epcscf_sip_port_takes_nothing_from_outside(self):
+        s = self.server
+        w, token = self.wic()
+        r = w.register("Bearer " + token)
+        self.assertEqual(r.status, 200, r.text)
+        w.answer_requests()
+        flow = re.search(r"<sip:(fl-[^@]+)@", r.header("path")).group(1)
+        edge_sip = s.endpoints["epcscf_sip"]
+        n = random.randint(0, 10**9)
+        forged = ("MESSAGE sip:alice@ims.example.com SIP/2.0\r\n"
+                  "Via: SIP/2.0/TCP 127.0.0.1:LOCALPORT;branch=z9hG4bK%d;rport\r\n"
+                  "Route: <sip:%s@%s;lr;transport=tcp>\r\n"
+                  "Max-Forwards: 70\r\nFrom: <sip:bank@ims.example.com>;tag=x%d\r\nTo: <sip:alice@ims.example.com>\r\n"
+                  "P-Asserted-Identity: <sip:bank@ims.example.com>\r\n"
+                  "Call-ID: inject-%d\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+                  % (n, flow, edge_sip, n, n))
+        self.assertIn(tcp_request(edge_sip, forged), (403, None))
+        time.sleep(0.3)
+        self.assertEqual(w.received, [])
+        # What the S-CSCF routes by the Path, in process, still reaches the WIC: bob's
+        # MESSAGE to alice goes eP-CSCF -> S-CSCF -> eP-CSCF without a socket in between.
+        bob = self.bob()
+        self.assertEqual(bob.message("sip:alice@ims.example.com", "hi alice").status, 200)
+        self.assertTrue(wait_for(lambda: any("hi alice" in m for m in w.received), timeout=5), w.received)
+
+    def test_item05_a_revoked_token_ends_what_its_flow_may_send(self):
+        s = self.server
+        bob = self.bob()
+        self.assertNotIn(bob.message(NOBODY, "before").status, (401, 403))
+        s.cli("token", "revoke", "--account", "bob")
+        # The eP-CSCF reads revocations every 5 s; then the flow's requests are refused.
+        def refused():
+            r = bob.message(NOBODY, "after revoke")
+            return r if r.status == 401 else None
+        r = wait_for(refused, timeout=12, interval=1)
+        self.assertTrue(r, "a MESSAGE on a revoked token's flow was still forwarded")
+        self.assertIn('error="invalid_token"', r.header("www-authenticate"))
+        # The identities are gone from the flow: still refused, and 403 now (register first).
+        self.assertEqual(bob.message(NOBODY, "again").status, 403)
+
+    def bob(self):
+        s = self.server
+        if "bob@ims.example.com" not in s.cli("subscriber", "list"):
+            s.cli("subscriber", "add", "--impi", "bob@ims.example.com", "--impu", "sip:bob@ims.example.com",
+                  "--password", "bob-sip")
+            s.cli("account", "add", "--username", "bob", "--password", "bob-web-pw", "--impi", "bob@ims.example.com")
+        token = s.cli("token", "issue", "--account", "bob").strip()
+        b = sipws.WIC(s.epcscf, s.wwsf, s.ca, "sip:bob@ims.example.com")
+        self.addCleanup(b.close)
+        r = b.register("Bearer " + token)
+        self.assertEqual(r.status, 200, r.text)
+        return b
+
+
+class ShortLivedTests(unittest.TestCase):
+    """Tokens of 6 s and registrations as short as 2 s."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--token-lifetime", "6", "--min-expires", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_item05_an_expired_token_ends_what_its_flow_may_send(self):
+        s = self.server
+        token = s.cli("token", "issue", "--account", s.demo_user, "--ttl", "5").strip()
+        w = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)
+        self.addCleanup(w.close)
+        self.assertEqual(w.register("Bearer " + token).status, 200)
+        self.assertNotIn(w.message(NOBODY, "while valid").status, (401, 403))
+        time.sleep(6)
+        r = w.message(NOBODY, "after expiry")
+        self.assertEqual(r.status, 401, r.text)
+        self.assertIn('error="invalid_token"', r.header("www-authenticate"))
+
+    def test_item05_a_lapsed_or_removed_registration_ends_what_its_flow_may_send(self):
+        s = self.server
+        w = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)
+        self.addCleanup(w.close)
+        r = w.digest_register(s.demo_impi, s.demo_sip_password, expires=2)
+        self.assertEqual(r.status, 200, r.text)
+        time.sleep(3)
+        r = w.message(NOBODY, "after lapse")
+        self.assertEqual(r.status, 403, r.text)
+        self.assertIn("Lapsed", r.reason)
+        # De-registered: the same.
+        self.assertEqual(w.digest_register(s.demo_impi, s.demo_sip_password, expires=600).status, 200)
+        self.assertNotIn(w.message(NOBODY, "registered").status, (401, 403))
+        self.assertEqual(w.digest_register(s.demo_impi, s.demo_sip_password, expires=0).status, 200)
+        self.assertEqual(w.message(NOBODY, "after de-registration").status, 403)
+
+
+class DataDirectoryTests(unittest.TestCase):
+    def test_item10_the_database_and_its_directory_are_owner_only(self):
+        import os
+        import stat
+        import tempfile
+        parent = tempfile.mkdtemp(prefix="webims-perm-")
+        data = os.path.join(parent, "data")  # made by webims itself
+        s = Server(data_dir=data)
+        try:
+            files = [data, os.path.join(data, "webims.sqlite"), os.path.join(data, "webims.sqlite-wal"),
+                     os.path.join(data, "nonce.key")]
+            for path in files:
+                if os.path.exists(path):
+                    mode = stat.S_IMODE(os.stat(path).st_mode)
+                    self.assertEqual(mode & 0o077, 0, "%s is %o" % (path, mode))
+            self.assertTrue(os.path.exists(files[1]))
+            self.assertNotIn("warning: " + data, s.log)
+        finally:
+            s.stop()
+        # Opened wider by someone: start-up says so.
+        os.chmod(data, 0o755)
+        os.chmod(os.path.join(data, "webims.sqlite"), 0o644)
+        s = Server(data_dir=data)
+        try:
+            self.assertIn("warning: %s is 755" % data, s.log)
+            self.assertIn("webims.sqlite is 644", s.log)
+        finally:
+            s.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
