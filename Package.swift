@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "SIPTransport",
             dependencies: [
-                "SIPCore",
+                "SIPCore", "TLSPolicy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -93,6 +93,8 @@ let package = Package(
         ),
         // A small HTTPS client: WAF metadata/JWKS for the eP-CSCF, a remote WAF's token
         // endpoint for the WWSF.
+        // The TLS versions and cipher suites of every listener and client (docs/security.md).
+        .target(name: "TLSPolicy", dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .target(
             name: "HTTPSClient",
             dependencies: [
@@ -107,7 +109,7 @@ let package = Package(
         .target(
             name: "WebAuth",
             dependencies: [
-                "Storage", "SIPCore", "SIPAuth", "HTTPSClient",
+                "Storage", "SIPCore", "SIPAuth", "HTTPSClient", "TLSPolicy",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -122,6 +124,7 @@ let package = Package(
             name: "webims",
             dependencies: [
                 "SIPCore", "SIPAuth", "SIPTransport", "Storage", "HSS", "SCSCF", "EPCSCF", "WebAuth", "LocalPKI",
+                "TLSPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -16,7 +16,9 @@ public final class LeanTLSContext: @unchecked Sendable {
     let context: OpaquePointer
 
     /// From a server `TLSConfiguration` with its certificate chain and private key in memory
-    /// (what `serve` builds). The minimum version is TLS 1.2 or the configuration's, if higher.
+    /// (what `serve` builds). The minimum version is TLS 1.2 or the configuration's, if higher;
+    /// the maximum and the TLS 1.2 cipher suites are the configuration's (TLSPolicy: the same
+    /// as the HTTPS listeners'), strictly — a list BoringSSL cannot read is an error.
     public init(_ configuration: TLSConfiguration) throws {
         guard case .privateKey(let key)? = configuration.privateKey else {
             throw LeanTLSError.configuration("the WSS listener needs its private key in memory")
@@ -34,6 +36,14 @@ public final class LeanTLSContext: @unchecked Sendable {
         let minimum = configuration.minimumTLSVersion == .tlsv13 ? TLS1_3_VERSION : TLS1_2_VERSION
         guard SSL_CTX_set_min_proto_version(context, UInt16(minimum)) == 1 else {
             throw LeanTLSError.boringSSL("SSL_CTX_set_min_proto_version")
+        }
+        if configuration.maximumTLSVersion == .tlsv12 {
+            guard SSL_CTX_set_max_proto_version(context, UInt16(TLS1_2_VERSION)) == 1 else {
+                throw LeanTLSError.boringSSL("SSL_CTX_set_max_proto_version")
+            }
+        }
+        guard SSL_CTX_set_strict_cipher_list(context, configuration.cipherSuites) == 1 else {
+            throw LeanTLSError.configuration("cipher suites BoringSSL does not take: \(configuration.cipherSuites)")
         }
         // No server-side session cache: it would hold every session's state in memory.
         _ = SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF)

@@ -1,4 +1,5 @@
 import NIOSSL
+import TLSPolicy
 
 /// TLS between IMS nodes (eP-CSCF ↔ S-CSCF): each side has a certificate, and both trust
 /// the same configured CAs. A certificate is how a trusted node proves who it is (SCS-1).
@@ -10,7 +11,7 @@ public enum SIPNodeTLS {
     {
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try chain(certificateChainPEM), privateKey: try key(privateKeyPEM))
-        tls.minimumTLSVersion = .tlsv12
+        TLSPolicy.apply(to: &tls)
         tls.certificateVerification = .optionalVerification
         tls.trustRoots = .certificates([])
         tls.additionalTrustRoots = caFiles.map { .file($0) }
@@ -26,7 +27,7 @@ public enum SIPNodeTLS {
         tls.certificateChain = try chain(certificateChainPEM)
         tls.privateKey = try key(privateKeyPEM)
         tls.additionalTrustRoots = caFiles.map { .file($0) }
-        tls.minimumTLSVersion = .tlsv12
+        TLSPolicy.apply(to: &tls)
         return tls
     }
 

@@ -166,7 +166,7 @@ public final class AuthorizationServer: Sendable {
     public func makeCode(for request: AuthorizationRequest, username: String, now: Int64) -> String {
         let code = randomSecret()
         codes.withLock { codes in
-            codes.set(
+            _ = codes.set(
                 code,
                 PendingCode(request: request, username: username, expiresAt: now + configuration.codeLifetime),
                 now: Double(now))

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import TLSPolicy
 
 /// The HTTPS servers of one process (WWSF, WAF), run as a service group so that a
 /// shutdown lets requests in flight finish (graceful), instead of cancelling them.
@@ -57,7 +58,7 @@ public enum HTTPSServer {
         }
         let key = try NIOSSLPrivateKey(bytes: Array(privateKeyPEM.utf8), format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv12
+        TLSPolicy.apply(to: &tls)
         return Application(
             router: router,
             server: try .tls(.http1(), tlsConfiguration: tls),

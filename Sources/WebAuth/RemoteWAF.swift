@@ -48,7 +48,7 @@ public final class RemoteWAF: Sendable {
         let challenge = base64URLEncode(Array(SHA256.hash(data: Array(verifier.utf8))))
         let state = randomSecret()
         pending.withLock { table in
-            table.set(state, (session, verifier, now + 600), now: Double(now))
+            _ = table.set(state, (session, verifier, now + 600), now: Double(now))
         }
         let query = [
             ("response_type", "code"), ("client_id", clientID), ("redirect_uri", redirectURI),

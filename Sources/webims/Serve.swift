@@ -15,6 +15,7 @@ import SIPCore
 import SIPTransport
 import Storage
 import Synchronization
+import TLSPolicy
 import WebAuth
 
 #if canImport(Glibc)
@@ -330,6 +331,7 @@ struct Serve: AsyncParsableCommand {
                 issuers: (keys.map { [TrustedIssuer(issuer: localIssuer, keys: $0.publicKeys())] } ?? [])
                     + remoteIssuers.map { TrustedIssuer(issuer: $0, keys: [:]) }, audience: audience)
             var clientTLS = TLSConfiguration.makeClientConfiguration()
+            TLSPolicy.apply(to: &clientTLS)
             if let wafCA { clientTLS.additionalTrustRoots = [.file(wafCA)] }
             fetchers = remoteIssuers.map {
                 WAFKeyFetcher(issuer: $0, validator: validator, tls: clientTLS, logger: logger)
@@ -391,6 +393,7 @@ struct Serve: AsyncParsableCommand {
                     throw ValidationError("--wwsf-waf-issuer needs --wwsf-waf-client-secret")
                 }
                 var clientTLS = TLSConfiguration.makeClientConfiguration()
+                TLSPolicy.apply(to: &clientTLS)
                 if let wafCA { clientTLS.additionalTrustRoots = [.file(wafCA)] }
                 remote = RemoteWAF(issuer: issuer, clientID: wwsfWafClientId, clientSecret: secret, tls: clientTLS)
             }
@@ -642,7 +645,7 @@ func tlsConfiguration(_ identity: ServerIdentity) throws -> TLSConfiguration {
             .certificate($0)
         },
         privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(identity.privateKeyPEM.utf8), format: .pem)))
-    tls.minimumTLSVersion = .tlsv12
+    TLSPolicy.apply(to: &tls)
     return tls
 }
 

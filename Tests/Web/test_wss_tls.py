@@ -231,5 +231,69 @@ class LeanTLSTests(unittest.TestCase):
         self.assert_still_serving()
 
 
+
+def rsa_identity():
+    """An RSA CA and a server certificate for localhost / 127.0.0.1 (openssl)."""
+    import subprocess
+    import tempfile
+    d = tempfile.mkdtemp(prefix="webims-rsa-")
+    ca, ca_key, key, csr, cert, ext = (os.path.join(d, n) for n in
+                                       ("ca.pem", "ca-key.pem", "key.pem", "csr.pem", "cert.pem", "ext.cnf"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rsa test CA",
+        "-keyout", ca_key, "-out", ca)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key, "-out", csr)
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+        "-extfile", ext, "-out", cert)
+    return ca, cert, key
+
+
+class CipherPolicyTests(unittest.TestCase):
+    """Issue 26 item 15: with an RSA certificate, the WSS listener (its own TLS layer) takes
+    exactly the suites the HTTPS listeners take: no static-RSA key exchange, no CBC-SHA1."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca, cert, key = rsa_identity()
+        cls.server = Server("--tls-certificate", cert, "--tls-key", key)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def handshake(self, port, ciphers=None, tls12=True):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if tls12:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if ciphers:
+            ctx.set_ciphers(ciphers + ":@SECLEVEL=0")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    return s.cipher()[0]
+        except (ssl.SSLError, ConnectionError, OSError):
+            return None
+
+    def test_item15_the_wss_listener_applies_the_https_cipher_policy(self):
+        s = self.server
+        ports = {"wss": int(s.epcscf.rsplit(":", 1)[1]), "wwsf": int(s.wwsf.rsplit(":", 1)[1]),
+                 "waf": int(s.waf.rsplit(":", 1)[1])}
+        for refused in ("AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA",
+                        "ECDHE-RSA-AES256-SHA"):
+            for name, port in ports.items():
+                self.assertIsNone(self.handshake(port, refused), "%s took %s" % (name, refused))
+        for taken in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"):
+            for name, port in ports.items():
+                self.assertEqual(self.handshake(port, taken), taken, name)
+        for name, port in ports.items():
+            self.assertIsNotNone(self.handshake(port, tls12=False), name)
+        # And a WIC still registers over it.
+        token = s.cli("token", "issue", "--account", s.demo_user).strip()
+        wic = sipws.WIC(s.epcscf, s.wwsf, self.ca, s.demo_impu)
+        self.addCleanup(wic.close)
+        self.assertEqual(wic.register("Bearer " + token).status, 200)
+
 if __name__ == "__main__":
     unittest.main()
