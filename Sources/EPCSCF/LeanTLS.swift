@@ -18,7 +18,7 @@ public final class LeanTLSContext: @unchecked Sendable {
     /// From a server `TLSConfiguration` with its certificate chain and private key in memory
     /// (what `serve` builds). The minimum version is TLS 1.2 or the configuration's, if higher;
     /// the maximum and the TLS 1.2 cipher suites are the configuration's (TLSPolicy: the same
-    /// as the HTTPS listeners'), strictly — a list BoringSSL cannot read is an error.
+    /// as the HTTPS listeners').
     public init(_ configuration: TLSConfiguration) throws {
         guard case .privateKey(let key)? = configuration.privateKey else {
             throw LeanTLSError.configuration("the WSS listener needs its private key in memory")
@@ -42,7 +42,9 @@ public final class LeanTLSContext: @unchecked Sendable {
                 throw LeanTLSError.boringSSL("SSL_CTX_set_max_proto_version")
             }
         }
-        guard SSL_CTX_set_strict_cipher_list(context, configuration.cipherSuites) == 1 else {
+        // As NIOSSL reads the list: names BoringSSL lacks (NIOSSL's own default has `DH+…`)
+        // are skipped; a list that leaves nothing is an error.
+        guard SSL_CTX_set_cipher_list(context, configuration.cipherSuites) == 1 else {
             throw LeanTLSError.configuration("cipher suites BoringSSL does not take: \(configuration.cipherSuites)")
         }
         // No server-side session cache: it would hold every session's state in memory.

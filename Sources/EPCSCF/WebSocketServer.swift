@@ -440,8 +440,26 @@ public final class WebSocketServer: Sendable {
             state.token = removing ? nil : token
             state.registeredUntil = until
         }
-        if let instance, !removing { latestFlowByInstance.withLock { $0[instance] = flowToken } }
+        noteInstance(removing ? nil : instance, of: flow, flowToken: flowToken)
     }
+
+    /// Issue 26 item 13: the instance table holds at most one entry per flow — the instance
+    /// of its current registration. Registering another instance, de-registering, or the
+    /// flow's end takes the flow's old entry out (unless another flow has the instance now).
+    func noteInstance(_ instance: String?, of flow: FlowState, flowToken: String) {
+        let previous = flow.state.withLock { state -> String? in
+            defer { state.instance = instance }
+            return state.instance
+        }
+        guard previous != nil || instance != nil else { return }
+        latestFlowByInstance.withLock { table in
+            if let previous, previous != instance, table[previous] == flowToken { table[previous] = nil }
+            if let instance { table[instance] = flowToken }
+        }
+    }
+
+    /// How many instances the eP-CSCF remembers a flow for (operators and tests).
+    public var rememberedInstances: Int { latestFlowByInstance.withLock { $0.count } }
 
     /// When the registration a 200 OK granted ends (unix seconds): the expires of our
     /// contact in the answer (by instance, else by URI), else the request's, else nil.
@@ -467,7 +485,10 @@ public final class WebSocketServer: Sendable {
                 (request: $0, impi: state.boundIMPI ?? state.lastRegisterIMPI, cseq: state.lastCSeq)
             }
         }
-        guard let kept else { return }
+        guard let kept else {
+            noteInstance(nil, of: flow, flowToken: flowToken)
+            return
+        }
         let last = kept.request
         if case .contacts(let contacts)? = try? last.headers.contact, let instance = contacts.first?.instance {
             let stillOurs = latestFlowByInstance.withLock { table -> Bool in
@@ -477,6 +498,7 @@ public final class WebSocketServer: Sendable {
             }
             guard stillOurs else { return }
         }
+        noteInstance(nil, of: flow, flowToken: flowToken)
         guard let impi = kept.impi else { return }
         var request = last
         request.headers.append(
@@ -725,6 +747,8 @@ final class FlowState: Sendable {
         var token: TokenCredential?
         /// When the last registration ends (unix seconds).
         var registeredUntil: Int64?
+        /// The +sip.instance of its current registration (its entry in the instance table).
+        var instance: String?
         /// Requests sent down the flow, waiting for the WIC's answer, by Via branch.
         var waiting: [String: (continuation: CheckedContinuation<SIPResponse, Never>, request: SIPRequest)] = [:]
     }

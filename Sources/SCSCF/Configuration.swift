@@ -25,6 +25,9 @@ public struct SCSCFConfiguration: Sendable {
     /// Shortest registration accepted (423 below it) and longest granted.
     public var minExpires: UInt32 = 60
     public var maxExpires: UInt32 = 600_000
+    /// Most bindings one public identity may hold (SCS-20, TS 24.229 5.4.1.2.2): a REGISTER
+    /// that would add more gets 403; refreshes and removals always pass.
+    public var maxContactsPerAOR = 20
     /// Used when neither Contact `expires` nor Expires says (RFC 3261 §10.2.1.1).
     public var defaultExpires: UInt32 = 3600
     /// Key for signed nonces; all S-CSCFs sharing registrations should share it.

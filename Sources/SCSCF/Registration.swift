@@ -204,8 +204,24 @@ extension Registrar {
                 }
             }
             if onlyRemovals && !removedAny { return answer(481) }  // SCS-30
+            if exceedsContactLimit(plan, impu: impu) { return answer(403, "Too Many Contacts") }
         }
         return .success(plan)
+    }
+
+    /// SCS-20: whether the plan would leave `impu` with more bindings than allowed. Only a
+    /// plan that adds a binding can; a refresh or removal is never refused for it.
+    func exceedsContactLimit(_ plan: BindingPlan, impu: String) -> Bool {
+        var added = 0
+        for binding in plan.upserts where binding.aor == impu && !plan.existingKeys.contains(binding.key) {
+            added += 1
+        }
+        guard added > 0 else { return false }
+        var removed = 0
+        for removal in plan.removals where removal.aor == impu && plan.existingKeys.contains(removal.key) {
+            removed += 1
+        }
+        return plan.existingKeys.count - removed + added > configuration.maxContactsPerAOR
     }
 
     /// After the commit: the watchers told, and the 200 OK with what the store now holds.

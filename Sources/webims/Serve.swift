@@ -178,6 +178,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Longest registration the S-CSCF grants, in seconds.")
     var maxExpires: Int = 600_000
 
+    @Option(help: "Most bindings (contacts) one public identity may hold; a REGISTER adding more gets 403.")
+    var maxContacts: Int = 20
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -259,6 +262,7 @@ struct Serve: AsyncParsableCommand {
             // must accept registrations that short (else every token registration gets 423).
             config.minExpires = UInt32(clamping: max(1, min(minExpires, Int(tokenLifetime) / 2)))
             config.maxExpires = UInt32(clamping: max(Int(config.minExpires), maxExpires))
+            config.maxContactsPerAOR = max(1, maxContacts)
             let r = Registrar(configuration: config, hss: HSS(store: store), bindings: store, logger: logger)
             r.attach(endpoint)
             late.set(r)

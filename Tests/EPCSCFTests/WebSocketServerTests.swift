@@ -633,6 +633,38 @@ struct NetworkConnection: SIPConnection {
         try await h.storage.bindings(aor: "sip:alice@ims.example.com", now: 0).count
     }
 
+    /// Issue 26 item 13: one flow registering instance after instance leaves one entry in
+    /// the instance table, and none once it has gone (here after a de-registration).
+    @Test func item13TheInstanceTableHoldsOneEntryPerFlow() async throws {
+        let h = try await EdgeHarness.start(grace: .milliseconds(100))
+        let c = try await h.client()
+        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+        let token = try liveToken(h.waf)
+        for i in 1...6 {
+            let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
+                .replacingOccurrences(
+                    of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-0000000000\(i)0"
+                )
+                .replacingOccurrences(of: "CSeq: 1 REGISTER", with: "CSeq: \(i) REGISTER")
+                .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: inst-\(i)")
+            try await c.sendText(register)
+            #expect(await c.nextSIP()?.statusCode == 200)
+        }
+        #expect(h.server.rememberedInstances == 1)
+        let removal = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
+            .replacingOccurrences(
+                of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-000000000060"
+            )
+            .replacingOccurrences(of: "CSeq: 1 REGISTER", with: "CSeq: 7 REGISTER")
+            .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: inst-6")
+            .replacingOccurrences(of: "Expires: 600000", with: "Expires: 0")
+        try await c.sendText(removal)
+        #expect(await c.nextSIP()?.statusCode == 200)
+        #expect(h.server.rememberedInstances == 0)
+        await c.close()
+        await h.stop()
+    }
+
     @Test func aClosedFlowIsDeRegisteredAfterTheGracePeriod() async throws {
         let h = try await EdgeHarness.start(grace: .milliseconds(300))
         let c = try await registeredClient(h)

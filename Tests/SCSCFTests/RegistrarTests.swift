@@ -37,7 +37,7 @@ struct Harness {
 
     static func start(
         _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"],
-        lab: Bool = true,
+        lab: Bool = true, configure: (inout SCSCFConfiguration) -> Void = { _ in },
         networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 }
     )
         async throws -> Harness
@@ -63,6 +63,7 @@ struct Harness {
         config.trustedNetworkIDs = networkIDs
         // These suites drive the registrar over UDP from loopback: lab mode, as its flag says.
         config.labTrustsPlainTransport = lab
+        configure(&config)
         let registrar = Registrar(
             configuration: config, hss: HSS(store: storage), bindings: wrapBindings(storage), clock: clock.read)
         var serverConfig = SIPEndpointConfiguration()
@@ -348,6 +349,32 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         let other = TrustedNodeAuthorization(
             impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "waf.evil.example")
         #expect(await h.send(ua.register(authorization: other.field.description)).statusCode == 403)
+        await h.stop()
+    }
+}
+
+@Suite(.serialized) struct ContactLimitTests {
+    /// Issue 26 item 13, SCS-20: an identity holds at most `maxContactsPerAOR` bindings; one
+    /// more is 403 and nothing is stored, while refreshing one that is there still works.
+    @Test func item13AnAORHoldsAtMostTheConfiguredContacts() async throws {
+        let h = try await Harness.start(configure: { $0.maxContactsPerAOR = 3 })
+        var uas: [UA] = []
+        for i in 0..<3 {
+            var ua = UA()
+            ua.contact = "<sip:c\(i)@df7jal23ls0d.invalid;transport=ws>"
+            #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
+            uas.append(ua)
+        }
+        var fourth = UA()
+        fourth.contact = "<sip:c3@df7jal23ls0d.invalid;transport=ws>"
+        let refused = await h.send(fourth.register(authorization: fourth.tna))
+        #expect(refused.statusCode == 403)
+        #expect(refused.reasonPhrase == "Too Many Contacts")
+        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).count == 3)
+        #expect(await h.send(uas[0].register(authorization: uas[0].tna)).statusCode == 200)
+        // Once one is removed, another fits.
+        #expect(await h.send(uas[1].register(authorization: uas[1].tna, expires: 0)).statusCode == 200)
+        #expect(await h.send(fourth.register(authorization: fourth.tna)).statusCode == 200)
         await h.stop()
     }
 }
