@@ -13,6 +13,11 @@ public struct EPCSCFConfiguration: Sendable {
     /// The WAF a WIC should get a token from (authz_server in Bearer challenges).
     public var authorizationServer: String
     public var requiredScope: String = "ims-register"
+    /// The operator's own WAFs (issuer URLs) and WWSFs (origins): a token from any other
+    /// names its authorization entity to the S-CSCF in `waf-id` (its issuer URL) and
+    /// `wwsf-id` (its `wwsf`), which the subscription must allow (spec.md §2.2, SCS-4).
+    public var homeWAFs: Set<String>
+    public var homeWWSFs: Set<String> = []
     /// The transport on which we take requests from the S-CSCF side (`transport=` in our
     /// Path, so the S-CSCF reaches us by it; RFC 3263 would pick UDP without it).
     public var pathTransport: String? = "tcp"
@@ -22,6 +27,7 @@ public struct EPCSCFConfiguration: Sendable {
         self.hostPort = hostPort
         self.networkID = networkID ?? homeDomain
         self.authorizationServer = authorizationServer
+        self.homeWAFs = [authorizationServer]
     }
 }
 
@@ -160,8 +166,10 @@ public struct RegisterProcessor: Sendable {
             // EPC-19: the TNA header replaces the Bearer one.
             var tna = TrustedNodeAuthorization(
                 impi: claims.impi, realm: configuration.homeDomain, uri: request.uri.description)
-            if claims.issuer != configuration.authorizationServer, let host = URL(string: claims.issuer)?.host {
-                tna.wafID = host  // third-party WAF (spec.md §2.2 project decision)
+            // Third-party authorization entities, named in full (issue 26 item 14).
+            if !configuration.homeWAFs.contains(claims.issuer) { tna.wafID = claims.issuer }
+            if !configuration.homeWWSFs.contains(where: { originMatches($0, wwsf: claims.wwsf) }) {
+                tna.wwsfID = claims.wwsf
             }
             request.headers.append(.authorization, tna.headerValue)
             impi = claims.impi

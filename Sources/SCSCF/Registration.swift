@@ -105,8 +105,13 @@ extension Registrar {
         }
         if let tna, tna.wafID != nil || tna.wwsfID != nil {
             // SCS-4 / HSS-5: a third-party authorization entity must be on the subscription's list.
-            let wafOK = tna.wafID.map { data.subscriber.allowedWAFs.contains($0) } ?? true
-            let wwsfOK = tna.wwsfID.map { data.subscriber.allowedWWSFs.contains($0) } ?? true
+            // Identities compare whole (an issuer URL, a WWSF origin), a trailing / aside.
+            func listed(_ id: String, in allowed: [String]) -> Bool {
+                let wanted = id.hasSuffix("/") ? String(id.dropLast()) : id
+                return allowed.contains { ($0.hasSuffix("/") ? String($0.dropLast()) : $0) == wanted }
+            }
+            let wafOK = tna.wafID.map { listed($0, in: data.subscriber.allowedWAFs) } ?? true
+            let wwsfOK = tna.wwsfID.map { listed($0, in: data.subscriber.allowedWWSFs) } ?? true
             guard wafOK && wwsfOK else {
                 return .failure(EarlyAnswer(response: reply(request, 403, "Authorization Entity Not Allowed")))
             }

@@ -137,6 +137,20 @@ struct Serve: AsyncParsableCommand {
     )
     var wafIssuer: [String] = []
 
+    @Option(
+        help: ArgumentHelp(
+            "The operator's own WAF when it runs on another node (its issuer URL): its tokens are trusted as home tokens.",
+            discussion:
+                "Tokens of a --waf-issuer are third-party: the eP-CSCF names that WAF (waf-id, its issuer URL) to the S-CSCF, and the subscription must allow it."
+        ))
+    var homeWafIssuer: String?
+
+    @Option(
+        help:
+            "The operator's own WWSF origin when it runs on another node; repeatable. Tokens for any other WWSF name it (wwsf-id) to the S-CSCF, and the subscription must allow it."
+    )
+    var homeWwsf: [String] = []
+
     @Option(help: "A WAF at another origin the WWSF gets tokens from (its issuer URL), instead of the local one.")
     var wwsfWafIssuer: String?
 
@@ -326,11 +340,16 @@ struct Serve: AsyncParsableCommand {
                 await lateEdge.value?.terminating(request, from: peer)
             }
             try await sip.start()
-            let remoteIssuers = self.wafIssuer.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+            func trimmed(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
+            let homeRemote = homeWafIssuer.map(trimmed)
+            let remoteIssuers = (self.wafIssuer.map(trimmed) + (homeRemote.map { [$0] } ?? []))
                 .filter { keys == nil || $0 != localIssuer }
             guard keys != nil || !remoteIssuers.isEmpty else {
-                throw ValidationError("--role ep-cscf without waf needs --waf-issuer")
+                throw ValidationError("--role ep-cscf without waf needs --home-waf-issuer or --waf-issuer")
             }
+            // Only the operator's own WAFs are home: with no local WAF, a --waf-issuer is
+            // not promoted to home for being first (issue 26 item 14).
+            let homeIssuers = (keys != nil ? [localIssuer] : []) + (homeRemote.map { [$0] } ?? [])
             let validator = TokenValidator(
                 issuers: (keys.map { [TrustedIssuer(issuer: localIssuer, keys: $0.publicKeys())] } ?? [])
                     + remoteIssuers.map { TrustedIssuer(issuer: $0, keys: [:]) }, audience: audience)
@@ -343,7 +362,9 @@ struct Serve: AsyncParsableCommand {
             var edgeSIP = EPCSCFConfiguration(
                 homeDomain: homeDomain,
                 hostPort: "\(host):\(sip.address(upstreamTLS ? .tls : .tcp)?.port ?? 0)",
-                authorizationServer: keys != nil ? localIssuer : (remoteIssuers.first ?? localIssuer))
+                authorizationServer: homeIssuers.first ?? remoteIssuers.first ?? localIssuer)
+            edgeSIP.homeWAFs = Set(homeIssuers)
+            edgeSIP.homeWWSFs = Set((roles.contains(.wwsf) ? [wwsfOrigin] : []) + homeWwsf.map(trimmed))
             edgeSIP.pathTransport = upstreamTLS ? "tls" : "tcp"
             let processor = RegisterProcessor(configuration: edgeSIP, tokens: validator)
             var edgeConfig = WebSocketServerConfiguration(

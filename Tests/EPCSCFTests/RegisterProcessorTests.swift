@@ -6,11 +6,11 @@ import Testing
 
 @testable import EPCSCF
 
-func processor(_ waf: TestWAF) -> RegisterProcessor {
-    RegisterProcessor(
-        configuration: EPCSCFConfiguration(
-            homeDomain: "ims.example.com", hostPort: "epcscf.ims.example.com:7443", authorizationServer: issuer),
-        tokens: validator(waf), clock: { t0 })
+func processor(_ waf: TestWAF, homeWWSFs: Set<String> = ["https://wwsf.ims.example.com"]) -> RegisterProcessor {
+    var configuration = EPCSCFConfiguration(
+        homeDomain: "ims.example.com", hostPort: "epcscf.ims.example.com:7443", authorizationServer: issuer)
+    configuration.homeWWSFs = homeWWSFs
+    return RegisterProcessor(configuration: configuration, tokens: validator(waf), clock: { t0 })
 }
 
 /// spec.md §9.2 with a chosen Authorization (and optionally other From/To).
@@ -42,6 +42,11 @@ func forwarded(_ decision: RegisterDecision) -> SIPRequest? {
     return nil
 }
 
+/// The TNA header of a forwarded request, if it has one.
+func tnaOf(_ request: SIPRequest) -> TrustedNodeAuthorization? {
+    ((try? request.headers.authorizations()) ?? []).lazy.compactMap(TrustedNodeAuthorization.init).first
+}
+
 func rejected(_ decision: RegisterDecision) -> SIPResponse? {
     if case .reject(let r) = decision { return r }
     return nil
@@ -49,6 +54,42 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
 
 @Suite struct RegisterProcessorTests {
     let origin = "https://wwsf.ims.example.com"
+
+    /// Issue 26 item 14: a token from a WAF or WWSF that is not the operator's names them
+    /// in full in the TNA header (the S-CSCF checks them against the subscription); a
+    /// home token names neither.
+    @Test func item14ThirdPartyEntitiesAreNamedInFull() throws {
+        let waf = TestWAF()
+        let home = try #require(
+            forwarded(
+                processor(waf).process(
+                    try wicRegister(authorization: "Bearer \(try waf.token())"), flowToken: "fl-1", origin: origin,
+                    boundIMPI: nil)))
+        let homeTNA = try #require(tnaOf(home))
+        #expect(homeTNA.wafID == nil && homeTNA.wwsfID == nil)
+        // The same token at an edge whose home WWSF is another: wwsf-id is the token's wwsf.
+        let foreign = try #require(
+            forwarded(
+                processor(waf, homeWWSFs: ["https://other.example"]).process(
+                    try wicRegister(authorization: "Bearer \(try waf.token())"), flowToken: "fl-1", origin: origin,
+                    boundIMPI: nil)))
+        let foreignTNA = try #require(tnaOf(foreign))
+        #expect(foreignTNA.wwsfID == "wwsf.ims.example.com")
+        #expect(foreignTNA.wafID == nil)
+        // A WAF that is not the home one: its whole issuer URL, not just its host.
+        var configuration = EPCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "epcscf.ims.example.com:7443",
+            authorizationServer: "https://waf.home.example:8444")
+        configuration.homeWWSFs = [origin]
+        let third = RegisterProcessor(configuration: configuration, tokens: validator(waf), clock: { t0 })
+        let out = try #require(
+            forwarded(
+                third.process(
+                    try wicRegister(authorization: "Bearer \(try waf.token())"), flowToken: "fl-1", origin: origin,
+                    boundIMPI: nil)))
+        let thirdTNA = try #require(tnaOf(out))
+        #expect(thirdTNA.wafID == issuer)
+    }
 
     @Test func aTokenRegisterBecomesTheTNARegisterOfSpec94() throws {
         let waf = TestWAF()

@@ -195,10 +195,11 @@ struct EdgeHarness {
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
         let waf = TestWAF()
+        var edgeSettings = EPCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: issuer)
+        edgeSettings.homeWWSFs = [origin]
         let processor = RegisterProcessor(
-            configuration: EPCSCFConfiguration(
-                homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: issuer),
-            tokens: TokenValidator(issuers: [waf.trusted], audience: audience))
+            configuration: edgeSettings, tokens: TokenValidator(issuers: [waf.trusted], audience: audience))
         let server = try WebSocketServer(
             configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
         try await server.start()

@@ -52,7 +52,7 @@ struct Harness {
                     PublicIdentity(uri: "sip:alice-barred@ims.example.com", barred: true),
                 ],
                 allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256,
-                allowedWAFs: ["waf.partner.example"]))
+                allowedWAFs: ["https://waf.partner.example/"], allowedWWSFs: ["https://wwsf.partner.example"]))
         try await storage.put(
             SubscriberRecord(
                 impi: bobIMPI, realm: home, publicIdentities: [PublicIdentity(uri: bobIMPU)], allowedSchemes: [.aka],
@@ -344,11 +344,21 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         let h = try await Harness.start(backend)
         var ua = UA()
         let allowed = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "waf.partner.example")
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "https://waf.partner.example")
         #expect(await h.send(ua.register(authorization: allowed.field.description)).statusCode == 200)
         let other = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "waf.evil.example")
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "https://waf.evil.example")
         #expect(await h.send(ua.register(authorization: other.field.description)).statusCode == 403)
+        // Issue 26 item 14: the whole issuer is compared, not its host; and the WWSF too.
+        let samehost = TrustedNodeAuthorization(
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "https://waf.partner.example:9999")
+        #expect(await h.send(ua.register(authorization: samehost.field.description)).statusCode == 403)
+        let wwsf = TrustedNodeAuthorization(
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wwsfID: "https://wwsf.partner.example")
+        #expect(await h.send(ua.register(authorization: wwsf.field.description)).statusCode == 200)
+        let otherWWSF = TrustedNodeAuthorization(
+            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wwsfID: "https://wwsf.evil.example")
+        #expect(await h.send(ua.register(authorization: otherWWSF.field.description)).statusCode == 403)
         await h.stop()
     }
 }

@@ -35,7 +35,7 @@ class RemoteWAFTests(unittest.TestCase):
         cls.b = b = Server("--wwsf-waf-issuer", a.waf, "--wwsf-waf-client-id", "wwsf-b", "--wwsf-waf-client-secret",
                            "b-client-secret", "--waf-ca", a.ca, "--waf-issuer", a.waf, wwsf_port=port)
         cls.origin = origin
-        for node, extra in ((a, []), (b, ["--allowed-waf", "localhost"])):
+        for node, extra in ((a, []), (b, ["--allowed-waf", a.waf])):
             for user in ("carol", "mallory"):
                 node.cli("subscriber", "add", "--impi", user + "@ims.example.com", "--impu",
                          "sip:%s@ims.example.com" % user, "--password", "x", *extra)

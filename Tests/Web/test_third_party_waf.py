@@ -14,7 +14,10 @@ class ThirdPartyWAFTests(unittest.TestCase):
     def setUpClass(cls):
         cls.a = Server()
         cls.b = Server("--waf-issuer", cls.a.waf, "--waf-ca", cls.a.ca, "--allowed-origin", cls.a.wwsf)
-        for impi, extra in [("tp", ["--allowed-waf", "localhost"]), ("nowaf", [])]:
+        a = cls.a
+        for impi, extra in [("tp", ["--allowed-waf", a.waf, "--allowed-wwsf", a.wwsf]), ("nowaf", []),
+                            ("hostonly", ["--allowed-waf", "localhost", "--allowed-wwsf", a.wwsf]),
+                            ("nowwsf", ["--allowed-waf", a.waf])]:
             for node in (cls.a, cls.b):
                 node.cli("subscriber", "add", "--impi", "%s@ims.example.com" % impi,
                          "--impu", "sip:%s@ims.example.com" % impi, "--password", "x-%s" % impi, *extra)
@@ -44,6 +47,13 @@ class ThirdPartyWAFTests(unittest.TestCase):
         time.sleep(6)  # A's WAF reloads its keys every 5 s
         r = self.register_at_b("tp")
         self.assertEqual(r.status, 200, r.text)
+
+    def test_item14_the_whole_waf_and_the_wwsf_are_checked(self):
+        # Issue 26 item 14: the WAF is named by its issuer URL, not its host, and the
+        # third-party WWSF (the token's wwsf) must be allowed too.
+        self.assertEqual(self.register_at_b("hostonly").status, 403)
+        self.assertEqual(self.register_at_b("nowwsf").status, 403)
+        self.assertEqual(self.register_at_b("tp").status, 200)
 
 
 if __name__ == "__main__":

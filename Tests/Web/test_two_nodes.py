@@ -32,7 +32,7 @@ class TwoNodeTests(unittest.TestCase):
         self.s2 = Server("--role", "s-cscf", "--trusted-node", "127.0.0.1", "--lab-plain-sip-trust", *os.environ.get("S2_ARGS", "").split(), database=db)
         self.addCleanup(self.s2.stop)
         # Plain TCP between the CSCFs on loopback: a lab setting (test_node_tls has mutual TLS).
-        common = ["--role", "ep-cscf", "--lab-plain-sip-trust", "--waf-issuer", self.web.waf, "--waf-ca", self.web.ca,
+        common = ["--role", "ep-cscf", "--lab-plain-sip-trust", "--home-waf-issuer", self.web.waf, "--home-wwsf", self.web.wwsf, "--waf-ca", self.web.ca,
                   "--allowed-origin", self.web.wwsf]
         self.e1 = Server(*common, "--scscf-uri", "sip:%s;transport=tcp" % self.s1.scscf, database=db)
         self.addCleanup(self.e1.stop)
