@@ -115,18 +115,40 @@ public final class HSS: Sendable {
         return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet)
     }
 
+    /// SQNs this HSS reserved in the store and hands out from memory, by IMPI: the next one
+    /// and the end of the reserved block (issue 26 item 6: a challenge costs no write).
+    let sqnLeases = Mutex<[String: (next: UInt64, end: UInt64)]>([:])
+    /// SEQ steps reserved with one write.
+    static let sqnBlock: UInt64 = 64
+    static let sqnStep: UInt64 = 32  // one SEQ step with the IND bits zero (TS 33.102 C.1.1)
+
     /// MAR for IMS AKA: a fresh vector with the next SQN (HSS-3). SQN_HE moves on by one
-    /// SEQ step (IND bits zero, TS 33.102 Annex C.1.1), set with compare-and-set so two
-    /// S-CSCFs never hand out the same SQN.
+    /// SEQ step (IND bits zero, TS 33.102 Annex C.1.1). SQNs are reserved in the store a
+    /// block at a time with compare-and-set, so two S-CSCFs never hand out the same SQN and a
+    /// flood of challenges writes once per block, not once per REGISTER.
     public func akaVector(impi: String) async throws -> AuthVector {
+        guard let entry = try await subscription(impi: impi) else { throw HSSError.unknownUser }
+        guard let k = entry.record.akaK, let opc = entry.record.akaOPc else { throw HSSError.noAKACredentials }
+        if let sqn = takeLeasedSQN(impi: impi) {
+            return try makeVector(k: k, opc: opc, amf: entry.record.akaAMF, sqn: sqn)
+        }
         for _ in 0..<8 {
             guard let s = try await store.subscriber(impi: impi) else { throw HSSError.unknownUser }
-            guard let k = s.akaK, let opc = s.akaOPc else { throw HSSError.noAKACredentials }
-            let sqn = (s.sqn + 32) & 0xFFFF_FFFF_FFFF
-            guard try await store.compareAndSetSQN(impi: impi, expected: s.sqn, new: sqn) else { continue }
-            return try makeVector(k: k, opc: opc, amf: s.akaAMF, sqn: sqn)
+            let end = (s.sqn + Self.sqnStep * Self.sqnBlock) & 0xFFFF_FFFF_FFFF
+            guard end > s.sqn, try await store.compareAndSetSQN(impi: impi, expected: s.sqn, new: end) else { continue }
+            let first = s.sqn + Self.sqnStep
+            sqnLeases.withLock { $0[impi] = (first + Self.sqnStep, end) }
+            return try makeVector(k: k, opc: opc, amf: s.akaAMF, sqn: first)
         }
         throw HSSError.sqnConflict
+    }
+
+    func takeLeasedSQN(impi: String) -> UInt64? {
+        sqnLeases.withLock { leases in
+            guard let lease = leases[impi], lease.next <= lease.end else { return nil }
+            leases[impi] = lease.next == lease.end ? nil : (lease.next + Self.sqnStep, lease.end)
+            return lease.next
+        }
     }
 
     /// MAR with AUTS (HSS-4): checks MAC-S, takes SQN_MS as the new base and returns a fresh
@@ -146,6 +168,8 @@ public final class HSS: Sendable {
         guard try await store.compareAndSetSQN(impi: impi, expected: s.sqn, new: next) else {
             throw HSSError.sqnConflict
         }
+        // What was leased lies below the UE's SQN now: start afresh from the new base.
+        _ = sqnLeases.withLock { $0.removeValue(forKey: impi) }
         return try makeVector(k: k, opc: opc, amf: s.akaAMF, sqn: next)
     }
 

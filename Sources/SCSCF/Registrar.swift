@@ -16,7 +16,11 @@ public final class Registrar: Sendable {
     let bindings: any BindingStore
     let nonces: NonceMinter
     let nonceCounts: NonceCountTracker
-    let akaChallenges = Mutex<[String: PendingAKA]>([:])
+    /// IMS AKA challenges waiting for their answer, by IMPI, each for its Call-ID (issue 26
+    /// item 6): at most `akaChallengesPerIMPI` per IMPI, so a stranger's credential-less
+    /// REGISTERs can neither overwrite the user's challenge nor grow the table.
+    let akaChallenges: Mutex<AgedTable<String, [PendingAKA]>>
+    static let akaChallengesPerIMPI = 8
     /// Wrong Digest answers by IMPI (issue 26 item 7): after a few, Digest for that IMPI
     /// waits, twice as long after each further one. Token registrations (TNA) never do.
     let digestFailures = Mutex(AgedTable<String, DigestFailures>(capacity: 100_000, lifetime: 900))
@@ -60,7 +64,7 @@ public final class Registrar: Sendable {
         RegistrarMetrics.digestFailures.increment()
     }
 
-    struct PendingAKA {
+    struct PendingAKA: Sendable {
         var vector: AuthVector
         var nonce: String
         var callID: String
@@ -76,6 +80,8 @@ public final class Registrar: Sendable {
         self.bindings = bindings
         self.nonces = NonceMinter(key: configuration.nonceKey, lifetime: configuration.nonceLifetime)
         self.nonceCounts = NonceCountTracker(lifetime: configuration.nonceLifetime)
+        self.akaChallenges = Mutex(
+            AgedTable(capacity: 200_000, lifetime: Double(configuration.akaChallengeLifetime.components.seconds)))
         self.logger = logger
         self.clock = clock
         self.challengeRealmPrefix = "Digest realm=" + quote(configuration.homeDomain) + ", nonce=\""
@@ -387,22 +393,21 @@ public final class Registrar: Sendable {
         _ request: SIPRequest, impi: String, impu: String, authorization: SIPAuthField?, callID: String, cseq: SIPCSeq
     ) async -> SIPResponse {
         let now = clock()
-        let pending = akaChallenges.withLock { table -> PendingAKA? in
-            guard let p = table[impi] else { return nil }
-            if now.timeIntervalSince(p.issued) > TimeInterval(configuration.akaChallengeLifetime.components.seconds) {
-                table.removeValue(forKey: impi)
-                return nil
+        let pending = pendingAKA(impi: impi, callID: callID, now: now)
+        guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let pending, pending.nonce == nonce
+        else {
+            // The same request again (a retransmission, or no answer yet): the same
+            // challenge, without a new vector — nothing is written for it.
+            if let pending, authorization?.response.map({ $0.isEmpty }) ?? true {
+                return akaChallengeResponse(request, vector: pending.vector, nonce: pending.nonce)
             }
-            return p
+            return await akaChallenge(request, impi: impi, vector: nil)
         }
-        guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let pending, pending.nonce == nonce,
-            pending.callID == callID
-        else { return await akaChallenge(request, impi: impi, vector: nil) }
         let algorithm = DigestAlgorithm(parameter: auth.algorithm) ?? .akav1MD5
         guard algorithm == .akav1MD5 || algorithm == .akav2MD5 else {
             return reply(request, 403, "Algorithm Not Allowed")
         }
-        _ = akaChallenges.withLock { $0.removeValue(forKey: impi) }
+        removePendingAKA(impi: impi, callID: callID, now: now)
         if let autsText = auth.auts {
             // SCS-14: the UE saw our SQN as out of range; resynchronise and challenge again.
             guard let auts = Data(base64Encoded: autsText).map(Array.init),
@@ -433,7 +438,19 @@ public final class Registrar: Sendable {
         }
         let nonce = IMSAKA.nonce(rand: v.rand, autn: v.autn)
         let callID = (try? request.headers.callID) ?? ""
-        akaChallenges.withLock { $0[impi] = PendingAKA(vector: v, nonce: nonce, callID: callID, issued: clock()) }
+        let now = clock()
+        let seconds = now.timeIntervalSince1970
+        akaChallenges.withLock { table in
+            var list = (table.value(for: impi, now: seconds) ?? []).filter { $0.callID != callID && !isStale($0, now) }
+            // The oldest go first when a stranger keeps asking (their answers are long due).
+            if list.count >= Self.akaChallengesPerIMPI { list.removeFirst(list.count - Self.akaChallengesPerIMPI + 1) }
+            list.append(PendingAKA(vector: v, nonce: nonce, callID: callID, issued: now))
+            _ = table.set(impi, list, now: seconds)
+        }
+        return akaChallengeResponse(request, vector: v, nonce: nonce)
+    }
+
+    func akaChallengeResponse(_ request: SIPRequest, vector v: AuthVector, nonce: String) -> SIPResponse {
         var challenge = SIPAuthField.digest([])
         challenge.set("realm", configuration.homeDomain, quoted: true)
         challenge.set("nonce", nonce, quoted: true)
@@ -445,6 +462,26 @@ public final class Registrar: Sendable {
         var response = reply(request, 401)
         response.headers.append(.wwwAuthenticate, challenge.description)
         return response
+    }
+
+    func isStale(_ pending: PendingAKA, _ now: Date) -> Bool {
+        now.timeIntervalSince(pending.issued) > TimeInterval(configuration.akaChallengeLifetime.components.seconds)
+    }
+
+    /// The live challenge of this IMPI and Call-ID, if any.
+    func pendingAKA(impi: String, callID: String, now: Date) -> PendingAKA? {
+        akaChallenges.withLock { table in
+            table.value(for: impi, now: now.timeIntervalSince1970)?.last { $0.callID == callID && !isStale($0, now) }
+        }
+    }
+
+    func removePendingAKA(impi: String, callID: String, now: Date) {
+        let seconds = now.timeIntervalSince1970
+        akaChallenges.withLock { table in
+            guard var list = table.value(for: impi, now: seconds) else { return }
+            list.removeAll { $0.callID == callID }
+            if list.isEmpty { table.removeValue(for: impi) } else { _ = table.set(impi, list, now: seconds) }
+        }
     }
 
     func derivedIMPI(from impu: String) -> String {

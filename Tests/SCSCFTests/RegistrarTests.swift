@@ -577,6 +577,40 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
         #expect(try await h.storage.subscriber(impi: bobIMPI)?.sqn ?? 0 > 0x1000)
         await h.stop()
     }
+
+    /// Issue 26 item 6: a stranger's credential-less REGISTERs for the victim's IMPI, one
+    /// between the victim's challenge and its answer and twenty in all, neither replace the
+    /// victim's challenge (each Call-ID has its own) nor write the SQN per request; the
+    /// victim registers; the table keeps at most eight per IMPI.
+    @Test func item06AChallengeFloodDoesNotLockTheVictimOut() async throws {
+        let h = try await Harness.start()
+        let before = try await h.storage.subscriber(impi: bobIMPI)?.sqn ?? 0
+        var victim = UA(impu: bobIMPU, impi: bobIMPI)
+        let challenge = try #require(challenges(await h.send(victim.register())).first)
+        for i in 0..<20 {
+            var stranger = UA(impu: bobIMPU, impi: bobIMPI)
+            stranger.callID = "flood-\(i)"
+            #expect(await h.send(stranger.register()).statusCode == 401)
+            if i == 0 {
+                // The victim answers now, after one stranger's request.
+                #expect(
+                    await h.send(victim.register(authorization: try ueAnswer(challenge, ua: victim))).statusCode == 200)
+            }
+        }
+        let after = try await h.storage.subscriber(impi: bobIMPI)?.sqn ?? 0
+        // 22 vectors handed out, one write of a 64-SQN block (32 per SEQ step).
+        #expect(after - before == 32 * 64)
+        let held = h.registrar.akaChallenges.withLock { $0.value(for: bobIMPI, now: 0)?.count ?? 0 }
+        #expect(held == Registrar.akaChallengesPerIMPI)
+        // A retransmitted credential-less REGISTER gets the same challenge, no new vector.
+        var retry = UA(impu: bobIMPU, impi: bobIMPI)
+        retry.callID = "retransmitted"
+        let one = try #require(challenges(await h.send(retry.register())).first)
+        retry.cseq -= 1
+        let two = try #require(challenges(await h.send(retry.register())).first)
+        #expect(one.nonce == two.nonce)
+        await h.stop()
+    }
 }
 
 @Suite struct OKContactTests {
