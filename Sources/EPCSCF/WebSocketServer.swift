@@ -411,9 +411,16 @@ public final class WebSocketServer: Sendable {
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
         let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
         let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }
-        let associated =
+        var associated =
             known
             ?? Set(((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity })
+        // A token registration asserts only what its token names (issue 26 item 4), however
+        // wide the subscription's set; then the text is not a shortcut for the next time.
+        var associatedFrom: String? = associatedText
+        if let token, !associated.allSatisfy(token.impus.contains) {
+            associated = associated.filter(token.impus.contains)
+            associatedFrom = nil
+        }
         var instance: String?
         var removing = (try? upstream.headers.expires) == 0
         if case .contacts(let contacts)? = try? upstream.headers.contact {
@@ -436,7 +443,7 @@ public final class WebSocketServer: Sendable {
             }
             state.lastCSeq = cseq
             state.registeredIMPUs = removing ? [] : associated
-            state.registeredFrom = removing ? nil : associatedText
+            state.registeredFrom = removing ? nil : associatedFrom
             state.token = removing ? nil : token
             state.registeredUntil = until
         }

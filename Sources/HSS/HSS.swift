@@ -18,7 +18,7 @@ public struct RegistrationData: Sendable, Hashable {
     public var subscriber: SubscriberRecord
     /// The registered IMPU as provisioned.
     public var impu: PublicIdentity
-    /// Non-barred IMPUs of the implicit registration set, default first.
+    /// Non-barred IMPUs of the registered IMPU's implicit registration set, default first.
     public var implicitSet: [String]
 }
 
@@ -41,15 +41,22 @@ public final class HSS: Sendable {
     /// than once per REGISTER.
     final class CachedSubscription: Sendable {
         let record: SubscriberRecord
-        /// Non-barred IMPUs, default first.
-        let implicitSet: [String]
+        /// Non-barred IMPUs of each implicit registration set, default first.
+        let implicitSets: [Int: [String]]
         let read: ContinuousClock.Instant
 
         init(_ record: SubscriberRecord, read: ContinuousClock.Instant) {
             self.record = record
-            self.implicitSet = record.publicIdentities.filter { !$0.barred }.map(\.uri)
+            var sets: [Int: [String]] = [:]
+            for identity in record.publicIdentities where !identity.barred {
+                sets[identity.implicitSet, default: []].append(identity.uri)
+            }
+            self.implicitSets = sets
             self.read = read
         }
+
+        /// The set an IMPU registers with (issue 26 item 4: only its own).
+        func implicitSet(of identity: PublicIdentity) -> [String] { implicitSets[identity.implicitSet] ?? [] }
     }
 
     public init(store: any SubscriberStore, cacheLifetime: Duration = .seconds(2)) {
@@ -102,7 +109,7 @@ public final class HSS: Sendable {
         // Provisioned IMPUs are stored canonical, and the registrar asks with a canonical
         // one: an exact match needs no URI parse.
         if let identity = identities.first(where: { $0.uri == impu }) {
-            return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet)
+            return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet(of: identity))
         }
         let target = canonicalPublicIdentity(impu)
         guard
@@ -112,7 +119,7 @@ public final class HSS: Sendable {
         else {
             throw HSSError.identitiesDontMatch
         }
-        return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet)
+        return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet(of: identity))
     }
 
     /// SQNs this HSS reserved in the store and hands out from memory, by IMPI: the next one

@@ -29,7 +29,12 @@ enum Migrations {
         ],
         // 2: the WWSF's accounts and sessions, the WAF's keys and revocations.
         webSchema(blob: "BLOB"),
+        // 3: implicit registration sets.
+        implicitSets,
     ]
+
+    /// Each IMPU's implicit registration set (the same for both engines).
+    static let implicitSets = ["ALTER TABLE public_identities ADD COLUMN implicit_set INTEGER NOT NULL DEFAULT 0"]
 
     /// The same tables for SQLite and PostgreSQL (only the byte type differs).
     static func webSchema(blob: String) -> [String] {

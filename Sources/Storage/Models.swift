@@ -10,10 +10,16 @@ public enum AuthScheme: String, Sendable, Hashable, CaseIterable, Codable {
 public struct PublicIdentity: Sendable, Hashable, Codable {
     public var uri: String
     public var barred: Bool
+    /// The implicit registration set it belongs to (TS 23.228 §4.3.3.3): the IMPUs of one
+    /// subscription with the same number are registered, listed and removed together. 0 for
+    /// all of them by default; an IMPU pool (scenario 3, WWSF-5) gives each its own, so one
+    /// web user's registration never binds another's IMPU (issue 26 item 4).
+    public var implicitSet: Int
 
-    public init(uri: String, barred: Bool = false) {
+    public init(uri: String, barred: Bool = false, implicitSet: Int = 0) {
         self.uri = uri
         self.barred = barred
+        self.implicitSet = implicitSet
     }
 }
 

@@ -91,6 +91,7 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
             "CREATE INDEX bindings_expiry ON bindings(expires_at)",
         ],
         Migrations.webSchema(blob: "BYTEA"),
+        Migrations.implicitSets,
     ]
 
     // MARK: SubscriberStore
@@ -141,9 +142,10 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
     private func identities(impi: String) async throws -> [PublicIdentity] {
         var result: [PublicIdentity] = []
         let rows = try await client.query(
-            "SELECT impu, barred FROM public_identities WHERE impi = \(impi) ORDER BY position", logger: logger)
-        for try await (impu, barred) in rows.decode((String, Bool).self) {
-            result.append(PublicIdentity(uri: impu, barred: barred))
+            "SELECT impu, barred, implicit_set FROM public_identities WHERE impi = \(impi) ORDER BY position",
+            logger: logger)
+        for try await (impu, barred, set) in rows.decode((String, Bool, Int).self) {
+            result.append(PublicIdentity(uri: impu, barred: barred, implicitSet: set))
         }
         return result
     }
@@ -170,7 +172,7 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
             try await db.query("DELETE FROM public_identities WHERE impi = \(s.impi)", logger: logger)
             for (position, identity) in s.publicIdentities.enumerated() {
                 try await db.query(
-                    "INSERT INTO public_identities (impu, impi, position, barred) VALUES (\(identity.uri), \(s.impi), \(position), \(identity.barred))",
+                    "INSERT INTO public_identities (impu, impi, position, barred, implicit_set) VALUES (\(identity.uri), \(s.impi), \(position), \(identity.barred), \(identity.implicitSet))",
                     logger: logger)
             }
         }

@@ -108,8 +108,11 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
             _ = try await db.query("DELETE FROM public_identities WHERE impi = ?", [.text(s.impi)])
             for (position, identity) in s.publicIdentities.enumerated() {
                 _ = try await db.query(
-                    "INSERT INTO public_identities (impu, impi, position, barred) VALUES (?, ?, ?, ?)",
-                    [.text(identity.uri), .text(s.impi), .integer(position), .integer(identity.barred ? 1 : 0)])
+                    "INSERT INTO public_identities (impu, impi, position, barred, implicit_set) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        .text(identity.uri), .text(s.impi), .integer(position), .integer(identity.barred ? 1 : 0),
+                        .integer(identity.implicitSet),
+                    ])
             }
         }
     }
@@ -131,12 +134,14 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     private func record(from row: SQLiteRow) async throws -> SubscriberRecord {
         let impi = row.column("impi")?.string ?? ""
         let identities = try await reader.query(
-            "SELECT impu, barred FROM public_identities WHERE impi = ? ORDER BY position", [.text(impi)])
+            "SELECT impu, barred, implicit_set FROM public_identities WHERE impi = ? ORDER BY position", [.text(impi)])
         return SubscriberRecord(
             impi: impi,
             realm: row.column("realm")?.string ?? "",
             publicIdentities: identities.map {
-                PublicIdentity(uri: $0.column("impu")?.string ?? "", barred: ($0.column("barred")?.integer ?? 0) != 0)
+                PublicIdentity(
+                    uri: $0.column("impu")?.string ?? "", barred: ($0.column("barred")?.integer ?? 0) != 0,
+                    implicitSet: $0.column("implicit_set")?.integer ?? 0)
             },
             allowedSchemes: Set(
                 (row.column("schemes")?.string ?? "").split(separator: ",").compactMap {

@@ -93,6 +93,11 @@ public struct WWSFRoutes: Sendable {
             await accounts.endSession(cookie: cookieValue)
             remote?.forget(session: session.idHash)
             if let account = try? await accounts.store.account(username: session.username), account.usesIMPUPool {
+                // The token issued for the pool IMPU ends with the session (issue 26 item 4):
+                // its subject is that IMPU, so the next user it goes to starts clean.
+                if let held = try? await accounts.store.assignPoolIMPU(username: session.username, candidates: []) {
+                    try? await accounts.store.revokeTokens(subject: held, issuedBefore: clock())
+                }
                 try? await accounts.store.releasePoolIMPU(username: session.username)
             }
             return jsonResponse(

@@ -32,6 +32,11 @@ struct SubscriberCommand: AsyncParsableCommand {
         @Option(help: "An allowed third-party WWSF identity; repeatable.") var allowedWwsf: [String] = []
         @Option(help: "Add this many subscribers: %d in --impi and --impu becomes 1…N (for load tests).")
         var count: Int = 1
+        @Flag(
+            help:
+                "Every IMPU its own implicit registration set: an IMPU pool whose IMPUs the WWSF hands to different web users (account add --pool)."
+        )
+        var pool = false
 
         func run() async throws {
             guard !impu.isEmpty else { throw ValidationError("give at least one --impu") }
@@ -59,7 +64,9 @@ struct SubscriberCommand: AsyncParsableCommand {
         func add(to store: any DataStore, impi: String, impus impu: [String], quiet: Bool) async throws {
             var record = SubscriberRecord(
                 impi: impi, realm: realm,
-                publicIdentities: impu.map { PublicIdentity(uri: canonicalPublicIdentity($0)) },
+                publicIdentities: impu.enumerated().map { index, uri in
+                    PublicIdentity(uri: canonicalPublicIdentity(uri), implicitSet: pool ? index + 1 : 0)
+                },
                 allowedSchemes: [], akaAMF: try hexArgument(amf, name: "--amf", length: 2), sqn: sqn,
                 allowedWAFs: allowedWaf, allowedWWSFs: allowedWwsf)
             if let password {
@@ -121,7 +128,10 @@ struct SubscriberCommand: AsyncParsableCommand {
             }
             print("impi:      \(s.impi)")
             print("realm:     \(s.realm)")
-            for p in s.publicIdentities { print("impu:      \(p.uri)\(p.barred ? " (barred)" : "")") }
+            for p in s.publicIdentities {
+                let set = p.implicitSet == 0 ? "" : " (implicit set \(p.implicitSet))"
+                print("impu:      \(p.uri)\(p.barred ? " (barred)" : "")\(set)")
+            }
             print("schemes:   \(s.allowedSchemes.map(\.rawValue).sorted().joined(separator: ", "))")
             print("digest:    \(s.ha1MD5 != nil ? "HA1 stored" : "none")")
             print("aka:       \(s.akaK != nil ? "K/OPc stored, AMF \(hex(s.akaAMF)), SQN \(s.sqn)" : "none")")

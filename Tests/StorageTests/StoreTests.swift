@@ -10,6 +10,7 @@ func alice(sqn: UInt64 = 0) -> SubscriberRecord {
         impi: "alice_private@ims.example.com", realm: "ims.example.com",
         publicIdentities: [
             PublicIdentity(uri: "sip:alice@ims.example.com"), PublicIdentity(uri: "tel:+15551234567", barred: true),
+            PublicIdentity(uri: "sip:alice-pool@ims.example.com", implicitSet: 7),
         ],
         allowedSchemes: [.digest, .trustedNode], ha1MD5: "fcd23ea1fb2e90c5b07a225f556d81c3",
         akaK: Array(repeating: 1, count: 16), akaOPc: Array(repeating: 2, count: 16), sqn: sqn,

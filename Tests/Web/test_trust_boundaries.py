@@ -124,6 +124,88 @@ class DefaultServerTests(unittest.TestCase):
         return b
 
 
+class PoolTests(unittest.TestCase):
+    """Issue 26 item 4: web users of one IMPU pool (scenario 3) share an IMPI, not their
+    registrations."""
+
+    @classmethod
+    def setUpClass(cls):
+        import requests
+        cls.requests = requests
+        cls.server = s = Server()
+        s.cli("subscriber", "add", "--impi", "pool@ims.example.com", "--impu", "sip:p1@ims.example.com",
+              "--impu", "sip:p2@ims.example.com", "--impu", "sip:p3@ims.example.com", "--password", "pool-sip",
+              "--pool")
+        for user in ("u1", "u2"):
+            s.cli("account", "add", "--username", user, "--password", user + "-web-pw", "--impi",
+                  "pool@ims.example.com", "--pool")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def web_login(self, user):
+        s = self.server
+        http = self.requests.Session()
+        http.verify = s.ca
+        r = http.post(s.wwsf + "/api/login", json={"username": user, "password": user + "-web-pw"},
+                      headers={"Origin": s.wwsf})
+        self.assertEqual(r.status_code, 200, r.text)
+        csrf = r.json()["csrf"]
+        r = http.post(s.wwsf + "/api/token", headers={"X-CSRF-Token": csrf})
+        self.assertEqual(r.status_code, 200, r.text)
+        answer = r.json()
+        self.assertEqual(len(answer["impus"]), 1)
+        return http, csrf, answer["token"], answer["impus"][0]
+
+    def test_item04_a_pool_user_registers_asserts_receives_and_removes_only_its_impu(self):
+        s = self.server
+        http1, csrf1, token1, impu1 = self.web_login("u1")
+        _, _, token2, impu2 = self.web_login("u2")
+        self.assertNotEqual(impu1, impu2)
+        w1 = sipws.WIC(s.epcscf, s.wwsf, s.ca, impu1)
+        self.addCleanup(w1.close)
+        r = w1.register("Bearer " + token1)
+        self.assertEqual(r.status, 200, r.text)
+        # Registered: its own IMPU, nobody else's.
+        self.assertIn(impu1, r.header("p-associated-uri"))
+        self.assertNotIn(impu2, r.header("p-associated-uri"))
+        self.assertNotIn(impu2, s.cli("registrations"))
+        w2 = sipws.WIC(s.epcscf, s.wwsf, s.ca, impu2)
+        self.addCleanup(w2.close)
+        self.assertEqual(w2.register("Bearer " + token2).status, 200)
+        # Asserts: not the other user's IMPU.
+        self.assertNotIn(w1.message(NOBODY, "as u1").status, (401, 403))  # its own identity may speak
+        w1.impu, own = impu2, impu1
+        self.assertEqual(w1.message(NOBODY, "as u2").status, 403)
+        w1.impu = own
+        # Receives: a MESSAGE to u2's IMPU reaches u2's flow only.
+        w1.answer_requests()
+        w2.answer_requests()
+        bob = DefaultServerTests.bob(self)
+        self.assertEqual(bob.message(impu2, "for u2").status, 200)
+        self.assertTrue(wait_for(lambda: any("for u2" in m for m in w2.received), timeout=5))
+        self.assertFalse(any("for u2" in m for m in w1.received))
+        # Removes: Contact: * from u1 takes only u1's binding.
+        w1.ws.send("\r\n".join([
+            "REGISTER sip:ims.example.com SIP/2.0", "Via: SIP/2.0/WSS %s;branch=z9hG4bKwild1" % w1.host,
+            "Max-Forwards: 70", "From: <%s>;tag=%s" % (impu1, w1.tag), "To: <%s>" % impu1,
+            "Call-ID: %s" % w1.call_id, "CSeq: 9 REGISTER", "Contact: *", "Expires: 0",
+            "Authorization: Bearer " + token1, "Content-Length: 0"]) + "\r\n\r\n")
+        time.sleep(0.5)
+        bindings = s.cli("registrations")
+        self.assertNotIn(impu1, bindings)
+        self.assertIn(impu2, bindings)
+        # Logout revokes the token issued for the pool IMPU.
+        r = http1.post(s.wwsf + "/api/logout", headers={"X-CSRF-Token": csrf1})
+        self.assertEqual(r.status_code, 200, r.text)
+        w3 = sipws.WIC(s.epcscf, s.wwsf, s.ca, impu1)
+        self.addCleanup(w3.close)
+        def refused():
+            return w3.register("Bearer " + token1).status == 401
+        self.assertTrue(wait_for(refused, timeout=12, interval=1), "u1's token still registers after logout")
+
+
 class ShortLivedTests(unittest.TestCase):
     """Tokens of 6 s and registrations as short as 2 s."""
 
