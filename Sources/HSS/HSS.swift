@@ -109,7 +109,8 @@ public final class HSS: Sendable {
         // Provisioned IMPUs are stored canonical, and the registrar asks with a canonical
         // one: an exact match needs no URI parse.
         if let identity = identities.first(where: { $0.uri == impu }) {
-            return RegistrationData(subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet(of: identity))
+            return RegistrationData(
+                subscriber: entry.record, impu: identity, implicitSet: entry.implicitSet(of: identity))
         }
         let target = canonicalPublicIdentity(impu)
         guard
