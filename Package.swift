@@ -151,6 +151,7 @@ let package = Package(
         .testTarget(
             name: "SIPAuthTests", dependencies: ["SIPAuth", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
+        .testTarget(name: "WebAuthTests", dependencies: ["WebAuth"]),
         .testTarget(
             name: "EPCSCFTests",
             dependencies: [
