@@ -7,6 +7,10 @@ enum EdgeMetrics {
     static let flows = Gauge(label: "webims_epcscf_flows")
     /// Connections refused by the per-address or total cap.
     static let refused = Counter(label: "webims_epcscf_connections_refused_total")
+    /// Requests for a flow from a peer that is not one of our S-CSCFs (issue 26 item 8),
+    /// and requests a flow sent after its token or registration ended (item 5).
+    static let foreignFlowRequests = Counter(label: "webims_epcscf_foreign_flow_requests_total")
+    static let endedCredentialRequests = Counter(label: "webims_epcscf_ended_credential_requests_total")
     /// REGISTER round trips to the S-CSCF (WIC's REGISTER in, answer out).
     static let registerDuration = Metrics.Timer(label: "webims_epcscf_register_duration_seconds")
 

@@ -346,6 +346,7 @@ public final class WebSocketServer: Sendable {
             verdict = .refuse(403, "Registration Lapsed")
         }
         if case .refuse = verdict {
+            EdgeMetrics.endedCredentialRequests.increment()
             flow.state.withLock { state in
                 state.registeredIMPUs = []
                 state.registeredFrom = nil
@@ -369,7 +370,9 @@ public final class WebSocketServer: Sendable {
     /// down the WebSocket, and the WIC's answer back; 430 when the flow is gone (RFC 5626).
     public func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         guard configuration.terminatingPeers.admits(peer) else {
-            logger.notice("request for a flow from \(peer), not one of our S-CSCFs: refused")
+            // Counted, logged at debug only: anyone who reaches the port could flood the log.
+            EdgeMetrics.foreignFlowRequests.increment()
+            logger.debug("request for a flow from \(peer), not one of our S-CSCFs: refused")
             if request.method == .ack { return nil }
             return SIPResponse(
                 replyingTo: request, statusCode: 403, reasonPhrase: "Not A Trusted Node", toTag: randomToken(length: 8))
