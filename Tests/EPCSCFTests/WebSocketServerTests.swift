@@ -538,27 +538,7 @@ extension TerminatingTests {
     /// certificate or with another name, is refused before the flow is even looked up.
     @Test func withTLSUpstreamOnlyCertifiedPeersReachTheFlows() async throws {
         let h = try await EdgeHarness.start(terminatingPeers: .certificateNames(["scscf.test"]))
-        guard
-            case .request(let notify) = try SIPParser().parse(
-                SpecMessages.crlf(
-                    """
-                    NOTIFY sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws SIP/2.0
-                    Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKterm1
-                    Route: <sip:fl-unknown@127.0.0.1;lr>
-                    Max-Forwards: 70
-                    From: <sip:scscf@127.0.0.1>;tag=n1
-                    To: <sip:alice@ims.example.com>
-                    Call-ID: term-1
-                    CSeq: 1 NOTIFY
-                    Event: reg
-                    Content-Length: 0
-
-
-                    """))
-        else {
-            Issue.record("the NOTIFY did not parse")
-            return
-        }
+        let notify = try #require(flowNotify(via: "TLS 127.0.0.1:5061"))
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
         func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
             SIPPeer(
@@ -577,27 +557,7 @@ extension TerminatingTests {
     /// even from loopback; only an in-process caller does.
     @Test func item08WithTheSCSCFInProcessNoNetworkPeerReachesTheFlows() async throws {
         let h = try await EdgeHarness.start(terminatingPeers: .inProcessOnly)
-        guard
-            case .request(let notify) = try SIPParser().parse(
-                SpecMessages.crlf(
-                    """
-                    NOTIFY sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws SIP/2.0
-                    Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKterm2
-                    Route: <sip:fl-unknown@127.0.0.1;lr>
-                    Max-Forwards: 70
-                    From: <sip:scscf@127.0.0.1>;tag=n1
-                    To: <sip:alice@ims.example.com>
-                    Call-ID: term-2
-                    CSeq: 1 NOTIFY
-                    Event: reg
-                    Content-Length: 0
-
-
-                    """))
-        else {
-            Issue.record("the NOTIFY did not parse")
-            return
-        }
+        let notify = try #require(flowNotify(via: "TCP 127.0.0.1:5060"))
         let loopback = try SocketAddress(ipAddress: "127.0.0.1", port: 5060)
         for transport in [SIPTransportProtocol.udp, .tcp, .tls] {
             let peer = SIPPeer(
@@ -608,6 +568,27 @@ extension TerminatingTests {
         #expect(await h.server.terminating(notify, from: .inProcess())?.statusCode == 430)
         await h.stop()
     }
+}
+
+/// A reg-event NOTIFY routed to an unknown flow of ours, as an S-CSCF would send it.
+func flowNotify(via: String) -> SIPRequest? {
+    let text = SpecMessages.crlf(
+        """
+        NOTIFY sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws SIP/2.0
+        Via: SIP/2.0/\(via);branch=z9hG4bKterm\(randomToken(length: 6))
+        Route: <sip:fl-unknown@127.0.0.1;lr>
+        Max-Forwards: 70
+        From: <sip:scscf@127.0.0.1>;tag=n1
+        To: <sip:alice@ims.example.com>
+        Call-ID: term-\(randomToken(length: 6))
+        CSeq: 1 NOTIFY
+        Event: reg
+        Content-Length: 0
+
+
+        """)
+    guard case .request(let notify)? = try? SIPParser().parse(text) else { return nil }
+    return notify
 }
 
 /// A connection that stands for a socket (not in process), for peers made up in tests.

@@ -343,22 +343,16 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     func thirdPartyAuthorizationEntityMustBeAllowed(backend: StoreBackend) async throws {
         let h = try await Harness.start(backend)
         var ua = UA()
-        let allowed = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "https://waf.partner.example")
-        #expect(await h.send(ua.register(authorization: allowed.field.description)).statusCode == 200)
-        let other = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "https://waf.evil.example")
-        #expect(await h.send(ua.register(authorization: other.field.description)).statusCode == 403)
         // Issue 26 item 14: the whole issuer is compared, not its host; and the WWSF too.
-        let samehost = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: "https://waf.partner.example:9999")
-        #expect(await h.send(ua.register(authorization: samehost.field.description)).statusCode == 403)
-        let wwsf = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wwsfID: "https://wwsf.partner.example")
-        #expect(await h.send(ua.register(authorization: wwsf.field.description)).statusCode == 200)
-        let otherWWSF = TrustedNodeAuthorization(
-            impi: aliceIMPI, realm: home, uri: "sip:\(home)", wwsfID: "https://wwsf.evil.example")
-        #expect(await h.send(ua.register(authorization: otherWWSF.field.description)).statusCode == 403)
+        for (waf, wwsf, status) in [
+            ("https://waf.partner.example", nil, 200), ("https://waf.evil.example", nil, 403),
+            ("https://waf.partner.example:9999", nil, 403), (nil, "https://wwsf.partner.example", 200),
+            (nil, "https://wwsf.evil.example", 403),
+        ] as [(String?, String?, Int)] {
+            let tna = TrustedNodeAuthorization(
+                impi: aliceIMPI, realm: home, uri: "sip:\(home)", wafID: waf, wwsfID: wwsf)
+            #expect(await h.send(ua.register(authorization: tna.field.description)).statusCode == status)
+        }
         await h.stop()
     }
 }
