@@ -21,7 +21,7 @@ def start_server(data, port):
     path = os.path.join(data, "serve.log")
     offset = os.path.getsize(path) if os.path.exists(path) else 0
     log = open(path, "a")
-    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--sip-port", str(port), "--trusted-node", "127.0.0.1", "--lab-plain-sip-trust",
+    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--sip-port", str(port), "--trusted-node", "127.0.0.1", "--lab-plain-sip-trust", "--max-contacts", "1000000",
                              "--log-level", "warning"], stdout=log, stderr=log)
     deadline = time.time() + 20
     while time.time() < deadline:
