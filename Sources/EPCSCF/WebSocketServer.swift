@@ -424,19 +424,28 @@ public final class WebSocketServer: Sendable {
             associated = associated.filter(token.impus.contains)
             associatedFrom = nil
         }
-        var instance: String?
-        var removing = (try? upstream.headers.expires) == 0
+        var ours: SIPContact?
+        let headerExpires = (try? upstream.headers.expires) ?? nil
+        var removing = headerExpires == 0
         if case .contacts(let contacts)? = try? upstream.headers.contact {
-            instance = contacts.first?.instance
+            ours = contacts.first
             if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
         }
+        let instance = ours?.instance
         let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
-        let until = removing ? nil : Self.grantedUntil(upstream, answer: answer, now: processor.clock())
+        let until: Int64? =
+            removing || ours == nil
+            ? nil
+            : Self.grantedSeconds(ours, requested: ours?.expires ?? headerExpires, answer: answer).map {
+                Int64(processor.clock().timeIntervalSince1970) + $0
+            }
         // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
         let kept = removing ? nil : flow.state.withLock { $0.lastRegister }
         let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
         let replacement = removing || refresh ? nil : KeptRegistration(upstream)
-        flow.state.withLock { state in
+        let current = removing ? nil : instance
+        let previousInstance = flow.state.withLock { state -> String? in
+            defer { state.instance = current }
             if let impi { state.boundIMPI = impi }
             if removing {
                 state.lastRegister = nil
@@ -449,8 +458,9 @@ public final class WebSocketServer: Sendable {
             state.registeredFrom = removing ? nil : associatedFrom
             state.token = removing ? nil : token
             state.registeredUntil = until
+            return state.instance
         }
-        noteInstance(removing ? nil : instance, of: flow, flowToken: flowToken)
+        noteInstance(current, replacing: previousInstance, flowToken: flowToken)
     }
 
     /// Issue 26 item 13: the instance table holds at most one entry per flow — the instance
@@ -461,6 +471,10 @@ public final class WebSocketServer: Sendable {
             defer { state.instance = instance }
             return state.instance
         }
+        noteInstance(instance, replacing: previous, flowToken: flowToken)
+    }
+
+    func noteInstance(_ instance: String?, replacing previous: String?, flowToken: String) {
         guard previous != nil || instance != nil else { return }
         latestFlowByInstance.withLock { table in
             if let previous, previous != instance, table[previous] == flowToken { table[previous] = nil }
@@ -471,19 +485,21 @@ public final class WebSocketServer: Sendable {
     /// How many instances the eP-CSCF remembers a flow for (operators and tests).
     public var rememberedInstances: Int { latestFlowByInstance.withLock { $0.count } }
 
-    /// When the registration a 200 OK granted ends (unix seconds): the expires of our
-    /// contact in the answer (by instance, else by URI), else the request's, else nil.
-    static func grantedUntil(_ upstream: SIPRequest, answer: SIPResponse, now: Date) -> Int64? {
-        let seconds = Int64(now.timeIntervalSince1970)
-        guard case .contacts(let sent)? = try? upstream.headers.contact, let ours = sent.first else { return nil }
-        if case .contacts(let granted)? = try? answer.headers.contact {
-            let match =
-                granted.first { ours.instance != nil && $0.instance == ours.instance }
-                ?? granted.first { $0.address.uri == ours.address.uri }
-            if let expires = match?.expires { return seconds + Int64(expires) }
+    /// How long the registration of `ours` lasts, as the 200 OK granted it: the `expires` of
+    /// our contact there, else what was asked. The answer lists every binding of the
+    /// identity, one Contact field each; only ours (found by its instance, or its URI) is
+    /// parsed — the whole list cost a parse per binding on every registration.
+    static func grantedSeconds(_ ours: SIPContact?, requested: UInt32?, answer: SIPResponse) -> Int64? {
+        guard let ours else { return nil }
+        let needle = ours.instance ?? ours.address.uri.description
+        for value in answer.headers.fieldValues(.contact) where value.contains(needle) {
+            guard let address = try? SIPAddress.parse(value) else { continue }
+            let sameBinding =
+                ours.instance != nil
+                ? SIPContact(address).instance == ours.instance : address.uri == ours.address.uri
+            if sameBinding, let expires = SIPContact(address).expires { return Int64(expires) }
         }
-        if let expires = ours.expires ?? ((try? upstream.headers.expires) ?? nil) { return seconds + Int64(expires) }
-        return nil
+        return requested.map(Int64.init)
     }
 
     /// EPC-33: the flow is gone; after the grace period, de-register what it registered,
