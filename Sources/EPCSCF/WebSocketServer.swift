@@ -433,14 +433,25 @@ public final class WebSocketServer: Sendable {
         }
         let instance = ours?.instance
         let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
-        let until: Int64? =
-            removing || ours == nil
-            ? nil
-            : Self.grantedSeconds(ours, requested: ours?.expires ?? headerExpires, answer: answer).map {
-                Int64(processor.clock().timeIntervalSince1970) + $0
-            }
         // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
-        let kept = removing ? nil : flow.state.withLock { $0.lastRegister }
+        let (kept, grantedAsAsked) =
+            removing ? (nil, 0) : flow.state.withLock { ($0.lastRegister, $0.grantedAsAsked) }
+        // How long the registration lasts. The S-CSCF grants min(asked, its maximum): once
+        // an expiry was granted as asked, any shorter one is too, and the answer need not be
+        // read again (a refresh nearly always asks the same or less).
+        var until: Int64?
+        var askedAndGranted = grantedAsAsked
+        if !removing, let ours {
+            let requested = ours.expires ?? headerExpires
+            let seconds: Int64?
+            if let requested, requested <= grantedAsAsked {
+                seconds = Int64(requested)
+            } else {
+                seconds = Self.grantedSeconds(ours, instance: instance, requested: requested, answer: answer)
+                if let requested, seconds == Int64(requested) { askedAndGranted = max(grantedAsAsked, requested) }
+            }
+            until = seconds.map { Int64(processor.clock().timeIntervalSince1970) + $0 }
+        }
         let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
         let replacement = removing || refresh ? nil : KeptRegistration(upstream)
         let current = removing ? nil : instance
@@ -458,6 +469,7 @@ public final class WebSocketServer: Sendable {
             state.registeredFrom = removing ? nil : associatedFrom
             state.token = removing ? nil : token
             state.registeredUntil = until
+            state.grantedAsAsked = askedAndGranted
             return state.instance
         }
         noteInstance(current, replacing: previousInstance, flowToken: flowToken)
@@ -489,15 +501,16 @@ public final class WebSocketServer: Sendable {
     /// our contact there, else what was asked. The answer lists every binding of the
     /// identity, one Contact field each; only ours (found by its instance, or its URI) is
     /// parsed — the whole list cost a parse per binding on every registration.
-    static func grantedSeconds(_ ours: SIPContact?, requested: UInt32?, answer: SIPResponse) -> Int64? {
-        guard let ours else { return nil }
-        let needle = ours.instance ?? ours.address.uri.description
-        for value in answer.headers.fieldValues(.contact) where value.contains(needle) {
-            guard let address = try? SIPAddress.parse(value) else { continue }
-            let sameBinding =
-                ours.instance != nil
-                ? SIPContact(address).instance == ours.instance : address.uri == ours.address.uri
-            if sameBinding, let expires = SIPContact(address).expires { return Int64(expires) }
+    static func grantedSeconds(_ ours: SIPContact, instance: String?, requested: UInt32?, answer: SIPResponse)
+        -> Int64?
+    {
+        let needle = instance ?? ours.address.uri.description
+        for index in answer.headers.positions(of: .contact) {
+            let value = answer.headers[index].value
+            guard value.contains(needle), let address = try? SIPAddress.parse(value) else { continue }
+            let contact = SIPContact(address)
+            let sameBinding = instance != nil ? contact.instance == instance : address.uri == ours.address.uri
+            if sameBinding, let expires = contact.expires { return Int64(expires) }
         }
         return requested.map(Int64.init)
     }
@@ -775,6 +788,8 @@ final class FlowState: Sendable {
         var registeredUntil: Int64?
         /// The +sip.instance of its current registration (its entry in the instance table).
         var instance: String?
+        /// The longest expiry the S-CSCF granted as asked on this flow (seconds).
+        var grantedAsAsked: UInt32 = 0
         /// Requests sent down the flow, waiting for the WIC's answer, by Via branch.
         var waiting: [String: (continuation: CheckedContinuation<SIPResponse, Never>, request: SIPRequest)] = [:]
     }
