@@ -124,6 +124,106 @@ class DefaultServerTests(unittest.TestCase):
         return b
 
 
+def udp_register(host_port, impi, impu, call_id, authorization):
+    """One REGISTER over UDP; (status, WWW-Authenticate) of the final answer."""
+    host, port = host_port.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(10)
+        n = random.randint(0, 10**9)
+        s.sendto(("REGISTER sip:ims.example.com SIP/2.0\r\n"
+                  "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK%d;rport\r\n"
+                  "Max-Forwards: 70\r\nFrom: <%s>;tag=t%d\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: %d REGISTER\r\n"
+                  "Contact: <sip:ue@127.0.0.1:%d>\r\nExpires: 600\r\nAuthorization: %s\r\nContent-Length: 0\r\n\r\n"
+                  % (s.getsockname()[1], n, impu, n, impu, call_id, n % 1000 + 1, s.getsockname()[1],
+                     authorization)).encode(), (host, int(port)))
+        while True:
+            data = s.recv(65535).decode()
+            status = int(data.split(" ", 2)[1])
+            if status >= 200:
+                challenge = re.search(r"(?im)^WWW-Authenticate: (.*)$", data)
+                return status, challenge.group(1) if challenge else None
+
+
+class SchemeTests(unittest.TestCase):
+    """Digest and IMS AKA at the S-CSCF, through the eP-CSCF or straight over UDP."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = s = Server()
+        s.cli("subscriber", "add", "--impi", "aka@ims.example.com", "--impu", "sip:aka@ims.example.com",
+              "--aka-k", "465b5ce8b199b49faa5f0a2ee238a6bc", "--aka-opc", "cd63cb71954a9f4e48a5994e37a02baf")
+        s.cli("subscriber", "add", "--impi", "dg@ims.example.com", "--impu", "sip:dg@ims.example.com",
+              "--password", "dg-secret")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def sqn(self):
+        return int(re.search(r"SQN (\d+)", self.server.cli("subscriber", "show", "--impi", "aka@ims.example.com"))
+                   .group(1))
+
+    def test_item06_a_strangers_requests_neither_replace_the_challenge_nor_write_per_request(self):
+        s = self.server
+        empty = 'Digest username="aka@ims.example.com", realm="ims.example.com", uri="sip:ims.example.com", ' \
+                'nonce="", response=""'
+        status, challenge = udp_register(s.scscf, "aka@ims.example.com", "sip:aka@ims.example.com", "victim", empty)
+        self.assertEqual(status, 401)
+        nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
+        before = self.sqn()
+        # The issue's attacker: a credential-less REGISTER for the victim every 100 ms, while
+        # the victim's answer is on its way.
+        for i in range(5):
+            self.assertEqual(udp_register(s.scscf, "aka@ims.example.com", "sip:aka@ims.example.com", "stranger-%d" % i,
+                                          empty)[0], 401)
+            time.sleep(0.1)
+        # No SQN written for those five challenges (the first one reserved a block).
+        self.assertEqual(self.sqn(), before)
+        # The victim's challenge is still the one it answers: a wrong RES is judged (403),
+        # not met with a new challenge (401) as for a challenge that was replaced.
+        answer = ('Digest username="aka@ims.example.com", realm="ims.example.com", uri="sip:ims.example.com", '
+                  'nonce="%s", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce="c", response="%s"'
+                  % (nonce, "0" * 32))
+        self.assertEqual(udp_register(s.scscf, "aka@ims.example.com", "sip:aka@ims.example.com", "victim", answer)[0],
+                         403)
+
+    def test_item07_digest_needs_qop_and_guessing_is_throttled(self):
+        s = self.server
+        w = sipws.WIC(s.epcscf, s.wwsf, s.ca, "sip:dg@ims.example.com")
+        self.addCleanup(w.close)
+        r = w.digest_register("dg@ims.example.com", "dg-secret", qop=False)
+        self.assertEqual(r.status, 403, r.text)
+        for _ in range(5):
+            self.assertEqual(w.digest_register("dg@ims.example.com", "guess").status, 403)
+        r = w.digest_register("dg@ims.example.com", "dg-secret")
+        self.assertEqual((r.status, r.reason), (403, "Too Many Failed Attempts"), r.text)
+        self.assertTrue(r.header("retry-after"))
+        # A token registration of the same IMPI is not throttled.
+        s.cli("account", "add", "--username", "dg", "--password", "dg-web-pw", "--impi", "dg@ims.example.com")
+        token = s.cli("token", "issue", "--account", "dg").strip()
+        t = sipws.WIC(s.epcscf, s.wwsf, s.ca, "sip:dg@ims.example.com")
+        self.addCleanup(t.close)
+        self.assertEqual(t.register("Bearer " + token).status, 200)
+
+    def test_item13_an_identity_holds_at_most_twenty_contacts(self):
+        s = self.server
+        s.cli("subscriber", "add", "--impi", "many@ims.example.com", "--impu", "sip:many@ims.example.com",
+              "--password", "many-secret")
+        s.cli("account", "add", "--username", "many", "--password", "many-web-pw", "--impi", "many@ims.example.com")
+        token = s.cli("token", "issue", "--account", "many").strip()
+        statuses = []
+        for _ in range(21):  # 21 browser tabs, each its own instance
+            w = sipws.WIC(s.epcscf, s.wwsf, s.ca, "sip:many@ims.example.com")
+            self.addCleanup(w.close)
+            r = w.register("Bearer " + token)
+            statuses.append((r.status, r.reason))
+        self.assertEqual(statuses[:20], [(200, "OK")] * 20)
+        self.assertEqual(statuses[20], (403, "Too Many Contacts"))
+        bound = [l for l in s.cli("registrations").splitlines() if l.startswith("sip:many@ims.example.com\t")]
+        self.assertEqual(len(bound), 20)
+
+
 class PoolTests(unittest.TestCase):
     """Issue 26 item 4: web users of one IMPU pool (scenario 3) share an IMPI, not their
     registrations."""
