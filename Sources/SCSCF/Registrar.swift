@@ -28,6 +28,7 @@ public final class Registrar: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     let regEvent: RegEventService
+    let untrustedLog = LogThrottle(interval: 10)
     /// `Digest realm="<home domain>", nonce="`: the start of every Digest challenge.
     let challengeRealmPrefix: String
 
@@ -192,7 +193,12 @@ public final class Registrar: Sendable {
             if isTrusted(peer), fromTrustedNetwork(request, peer) {
                 return (.trustedNode(tna, impu: impu, callID: callID, cseq: cseq.sequence), claimed)
             }
-            logger.notice("auth-done from untrusted \(peer.remoteAddress) or network: ignored")
+            RegistrarMetrics.untrustedAuthDone.increment()
+            // Anyone can send these: at most one line every 10 s, with how many it stands for.
+            if let count = untrustedLog.due(now: clock().timeIntervalSince1970) {
+                logger.notice(
+                    "auth-done from untrusted \(peer.remoteAddress) or network: ignored (\(count) since the last line)")
+            }
         }
         return (.authenticate(impu: impu, authorization: authorization, callID: callID, cseq: cseq), claimed)
     }
@@ -501,5 +507,24 @@ public final class Registrar: Sendable {
         var hasher = Hasher()
         hasher.combine(callID)
         return "sc" + String(UInt64(bitPattern: Int64(hasher.finalize())) & 0xFF_FFFF_FFFF, radix: 36)
+    }
+}
+
+/// At most one log line per `interval` seconds for an event anyone can cause, saying how
+/// many events it stands for.
+final class LogThrottle: Sendable {
+    let interval: Double
+    let state = Mutex<(last: Double, count: Int)>((-Double.infinity, 0))
+
+    init(interval: Double) { self.interval = interval }
+
+    /// The number of events since the last line when a line is due now; else nil.
+    func due(now: Double) -> Int? {
+        state.withLock { state in
+            state.count += 1
+            guard now - state.last >= interval else { return nil }
+            defer { state = (now, 0) }
+            return state.count
+        }
     }
 }

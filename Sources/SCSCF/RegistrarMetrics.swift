@@ -10,6 +10,8 @@ enum RegistrarMetrics {
     /// (issue 26 item 7).
     static let digestFailures = Counter(label: "webims_scscf_digest_failures_total")
     static let digestThrottled = Counter(label: "webims_scscf_digest_throttled_total")
+    /// REGISTERs that claimed auth-done from a node that is not trusted (challenged instead).
+    static let untrustedAuthDone = Counter(label: "webims_scscf_untrusted_auth_done_total")
 
     @inline(never)
     static func record(_ scheme: Scheme, _ response: SIPResponse, since start: ContinuousClock.Instant) {
