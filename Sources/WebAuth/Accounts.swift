@@ -129,7 +129,13 @@ public final class AccountService: Sendable {
         let subscriber = try await subscribers.subscriber(impi: account.impi)
         let unbarred = subscriber?.publicIdentities.filter { !$0.barred }.map(\.uri) ?? []
         if account.usesIMPUPool {
-            guard let impu = try await store.assignPoolIMPU(username: account.username, candidates: unbarred) else {
+            // An IMPU whose tokens were revoked this very second (its last user logged out)
+            // goes last: a token issued now for it would fall under that revocation too.
+            let now = Int64(Date().timeIntervalSince1970)
+            let revoked = (try? await store.revocations(now: now))?.subjects ?? [:]
+            let candidates =
+                unbarred.filter { (revoked[$0] ?? .min) < now } + unbarred.filter { (revoked[$0] ?? .min) >= now }
+            guard let impu = try await store.assignPoolIMPU(username: account.username, candidates: candidates) else {
                 throw WebAuthError.badConfiguration("the IMPU pool of \(account.impi) is exhausted")
             }
             return (account.impi, [impu])

@@ -236,7 +236,7 @@ class PoolTests(unittest.TestCase):
         s.cli("subscriber", "add", "--impi", "pool@ims.example.com", "--impu", "sip:p1@ims.example.com",
               "--impu", "sip:p2@ims.example.com", "--impu", "sip:p3@ims.example.com", "--password", "pool-sip",
               "--pool")
-        for user in ("u1", "u2"):
+        for user in ("u1", "u2", "u3"):
             s.cli("account", "add", "--username", user, "--password", user + "-web-pw", "--impi",
                   "pool@ims.example.com", "--pool")
 
@@ -299,6 +299,13 @@ class PoolTests(unittest.TestCase):
         # Logout revokes the token issued for the pool IMPU.
         r = http1.post(s.wwsf + "/api/logout", headers={"X-CSRF-Token": csrf1})
         self.assertEqual(r.status_code, 200, r.text)
+        # The next pool user, in the same second, gets an IMPU whose tokens were not just
+        # revoked, and a token that works.
+        _, _, token3, impu3 = self.web_login("u3")
+        self.assertNotEqual(impu3, impu1)
+        w4 = sipws.WIC(s.epcscf, s.wwsf, s.ca, impu3)
+        self.addCleanup(w4.close)
+        self.assertEqual(w4.register("Bearer " + token3).status, 200)
         w3 = sipws.WIC(s.epcscf, s.wwsf, s.ca, impu1)
         self.addCleanup(w3.close)
         def refused():
