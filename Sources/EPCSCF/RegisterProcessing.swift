@@ -197,14 +197,35 @@ public struct RegisterProcessor: Sendable {
             }
             impi = digest.username
         } else {
-            return .reject(bearerChallenge(request, error: nil))
+            // No credentials at all, as JsSIP and SIP.js send first (issue 27, PROJECT
+            // DECISION): the S-CSCF challenges with the subscriber's own scheme when the
+            // IMPU has exactly one IMPI, and `processResponse(_:offeringBearer:)` adds our
+            // Bearer challenge to that 401, or answers with it alone.
+            impi = nil
         }
         addPathAndCharging(&request, flowToken: flowToken)
         return .forward(request, impi: impi, token: credential)
     }
 
-    /// EPC-12: ik and ck are for a P-CSCF setting up IPsec; the WIC never sees them.
-    public func processResponse(_ response: SIPResponse) -> SIPResponse {
+    /// The S-CSCF's answer on its way to the WIC. EPC-12: ik and ck are for a P-CSCF setting
+    /// up IPsec; the WIC never sees them. For a REGISTER that came without credentials
+    /// (`upstream` given): its 401 gets our Bearer challenge too (RFC 8898 §2.4 allows
+    /// several), so the WIC may take either; any other refusal becomes the Bearer-only 401.
+    public func processResponse(_ response: SIPResponse, offeringBearerFor upstream: SIPRequest? = nil)
+        -> SIPResponse
+    {
+        if let upstream, response.statusCode >= 300 {
+            guard response.statusCode == 401 else { return bearerChallenge(upstream, error: nil) }
+            var out = stripIntegrityKeys(response)
+            if let bearer = bearerChallenge(upstream, error: nil).headers[.wwwAuthenticate] {
+                out.headers.append(.wwwAuthenticate, bearer)
+            }
+            return out
+        }
+        return stripIntegrityKeys(response)
+    }
+
+    func stripIntegrityKeys(_ response: SIPResponse) -> SIPResponse {
         guard response.statusCode == 401 || response.statusCode == 407 else { return response }
         var out = response
         for name in [SIPHeaderName.wwwAuthenticate, .proxyAuthenticate] {

@@ -263,7 +263,9 @@ public final class WebSocketServer: Sendable {
             return response
         case .forward(let upstream, let impi, let token):
             let start = ContinuousClock.now
-            let answer = processor.processResponse(await toSCSCF(upstream))
+            let credentialLess = !upstream.headers.contains(.authorization)
+            let answer = processor.processResponse(
+                await toSCSCF(upstream), offeringBearerFor: credentialLess ? upstream : nil)
             EdgeMetrics.registerDuration.recordNanoseconds(
                 (ContinuousClock.now - start).components.attoseconds / 1_000_000_000
                     + (ContinuousClock.now - start).components.seconds * 1_000_000_000)

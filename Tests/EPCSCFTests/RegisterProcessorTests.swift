@@ -153,7 +153,8 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
         func status(_ request: SIPRequest, origin: String? = "https://wwsf.ims.example.com") -> Int? {
             rejected(p.process(request, flowToken: "f", origin: origin, boundIMPI: nil))?.statusCode
         }
-        #expect(status(try wicRegister(authorization: nil)) == 401)
+        // No credentials at all go on to the S-CSCF (issue 27): it challenges.
+        #expect(status(try wicRegister(authorization: nil)) == nil)
         #expect(status(try wicRegister(authorization: "Bearer garbage")) == 401)
         #expect(status(try wicRegister(authorization: "Bearer \(try waf.token(claims: ["scope": "openid"]))")) == 403)
         #expect(
@@ -175,10 +176,32 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
         #expect(bearer.isBearer)
         #expect(bearer["realm"] == "ims.example.com" && bearer["scope"] == "ims-register")
         #expect(bearer["authz_server"] == issuer && bearer["error"] == "invalid_token")
-        // Without any token: no error parameter.
-        let bare = try #require(
-            rejected(p.process(try wicRegister(authorization: nil), flowToken: "f", origin: origin, boundIMPI: nil)))
-        #expect(try bare.headers.challenges().first?["error"] == nil)
+    }
+
+    /// Issue 27 (JsSIP and SIP.js register with plain Digest): a REGISTER without any
+    /// Authorization goes on as it is; the S-CSCF's Digest 401 reaches the WIC with our
+    /// Bearer challenge added, and a refusal (no such IMPU, no Digest) becomes the bare
+    /// Bearer 401 — no `error` parameter, since no token was given.
+    @Test func aCredentialLessRegisterIsChallengedByTheSCSCFAndUs() throws {
+        let p = processor(TestWAF())
+        let upstream = try #require(
+            forwarded(p.process(try wicRegister(authorization: nil), flowToken: "f", origin: origin, boundIMPI: nil)))
+        #expect(!upstream.headers.contains(.authorization))
+        #expect(try upstream.headers.path.first?.uri.sipURI?.user == "f")
+        var digest = SIPResponse(replyingTo: upstream, statusCode: 401, toTag: "sc1")
+        digest.headers.append(
+            .wwwAuthenticate, "Digest realm=\"ims.example.com\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"")
+        let both = p.processResponse(digest, offeringBearerFor: upstream)
+        #expect(try both.headers.challenges().map(\.scheme) == ["Digest", "Bearer"])
+        let refused = p.processResponse(
+            SIPResponse(replyingTo: upstream, statusCode: 403, toTag: "sc1"), offeringBearerFor: upstream)
+        #expect(refused.statusCode == 401)
+        let bare = try #require(try refused.headers.challenges().first)
+        #expect(bare.isBearer && bare["error"] == nil)
+        // A 200 (nothing to challenge) passes as it is.
+        #expect(
+            p.processResponse(SIPResponse(replyingTo: upstream, statusCode: 200), offeringBearerFor: upstream)
+                .statusCode == 200)
     }
 
     @Test func digestGetsTLSPendingThenTLSYesAndChallengesLoseIKCK() throws {
