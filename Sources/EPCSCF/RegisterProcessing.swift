@@ -140,6 +140,7 @@ public struct RegisterProcessor: Sendable {
             return .reject(reply(request, 400, error.reasonPhrase))
         }
 
+        if let refusal = decrementMaxForwards(&request) { return .reject(refusal) }
         let impi: String?
         var credential: TokenCredential?
         if let bearer {
@@ -246,6 +247,19 @@ public struct RegisterProcessor: Sendable {
     }
 
     // MARK: helpers
+
+    /// RFC 3261 §16.3 step 3 and §16.6 step 3: what the eP-CSCF forwards carries one hop
+    /// less (70 when the WIC gave none); at 0 it is not forwarded (483), a malformed value
+    /// is 400. nil: forward.
+    public func decrementMaxForwards(_ request: inout SIPRequest) -> SIPResponse? {
+        let hops: UInt32
+        do { hops = try request.headers.maxForwards ?? 70 } catch {
+            return reply(request, 400, error.reasonPhrase)
+        }
+        guard hops > 0 else { return reply(request, 483) }
+        request.headers[.maxForwards] = String(hops - 1)
+        return nil
+    }
 
     func addPathAndCharging(_ request: inout SIPRequest, flowToken: String) {
         let wantsOutbound: Bool

@@ -316,6 +316,7 @@ public final class WebSocketServer: Sendable {
                 toTag: randomToken(length: 8))
         }
         var upstream = request
+        if let refusal = processor.decrementMaxForwards(&upstream) { return refusal }
         // Our own Route entries (the Path the WIC learnt) are consumed here.
         upstream.headers.removeAll { field in
             field.name == .route && (try? SIPAddress.parse(field.value))?.uri.sipURI?.user == flowToken

@@ -178,6 +178,24 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
         #expect(bearer["authz_server"] == issuer && bearer["error"] == "invalid_token")
     }
 
+    /// Issue 27: the eP-CSCF is a proxy, so what it forwards has one hop less (spec.md §9.4
+    /// shows 69 for the WIC's 70); none left is 483, garbage 400, none given counts as 70.
+    @Test func maxForwardsIsDecrementedOnTheWayToTheSCSCF() throws {
+        let waf = TestWAF()
+        let p = processor(waf)
+        func forward(_ value: String?) throws -> (SIPRequest?, Int?) {
+            var request = try wicRegister(authorization: "Bearer \(try waf.token())")
+            request.headers[.maxForwards] = value
+            let decision = p.process(request, flowToken: "f", origin: origin, boundIMPI: nil)
+            return (forwarded(decision), rejected(decision)?.statusCode)
+        }
+        #expect(try forward("70").0?.headers[.maxForwards] == "69")
+        #expect(try forward(nil).0?.headers[.maxForwards] == "69")
+        #expect(try forward("1").0?.headers[.maxForwards] == "0")
+        #expect(try forward("0").1 == 483)
+        #expect(try forward("lots").1 == 400)
+    }
+
     /// Issue 27 (JsSIP and SIP.js register with plain Digest): a REGISTER without any
     /// Authorization goes on as it is; the S-CSCF's Digest 401 reaches the WIC with our
     /// Bearer challenge added, and a refusal (no such IMPU, no Digest) becomes the bare
