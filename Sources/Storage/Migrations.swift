@@ -37,6 +37,8 @@ enum Migrations {
     static let implicitSets = ["ALTER TABLE public_identities ADD COLUMN implicit_set INTEGER NOT NULL DEFAULT 0"]
 
     /// The same tables for SQLite and PostgreSQL (only the byte type differs).
+    /// `web_accounts.failed_logins` and `locked_until` are no longer read or written: the
+    /// login lockout is kept per user name and source prefix by `AccountService`.
     static func webSchema(blob: String) -> [String] {
         [
             """

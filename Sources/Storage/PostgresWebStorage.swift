@@ -2,7 +2,7 @@ import NIOCore
 import PostgresNIO
 
 extension PostgresStorage: WebStore {
-    static let accountColumns = "username, password_hash, impi, impus, uses_pool, failed_logins, locked_until"
+    static let accountColumns = "username, password_hash, impi, impus, uses_pool"
 
     public func account(username: String) async throws -> WebAccount? {
         try await accounts("SELECT \(unescaped: Self.accountColumns) FROM web_accounts WHERE username = \(username)")
@@ -18,11 +18,10 @@ extension PostgresStorage: WebStore {
         let pool = a.usesIMPUPool ? 1 : 0
         try await client.query(
             """
-            INSERT INTO web_accounts (username, password_hash, impi, impus, uses_pool, failed_logins, locked_until)
-            VALUES (\(a.username), \(a.passwordHash), \(a.impi), \(impus), \(pool), \(a.failedLogins), \(a.lockedUntil))
+            INSERT INTO web_accounts (username, password_hash, impi, impus, uses_pool)
+            VALUES (\(a.username), \(a.passwordHash), \(a.impi), \(impus), \(pool))
             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, impi = excluded.impi,
-                impus = excluded.impus, uses_pool = excluded.uses_pool, failed_logins = excluded.failed_logins,
-                locked_until = excluded.locked_until
+                impus = excluded.impus, uses_pool = excluded.uses_pool
             """, logger: logger)
     }
 
@@ -31,33 +30,15 @@ extension PostgresStorage: WebStore {
             client.query("DELETE FROM web_accounts WHERE username = \(username) RETURNING username", logger: logger))
     }
 
-    public func recordFailedLogin(username: String, lockAfter: Int, lockUntil: Int64) async throws -> WebAccount? {
-        try await accounts(
-            """
-            UPDATE web_accounts SET failed_logins = failed_logins + 1,
-                locked_until = CASE WHEN failed_logins + 1 >= \(lockAfter) THEN \(lockUntil) ELSE locked_until END
-            WHERE username = \(username) RETURNING \(unescaped: Self.accountColumns)
-            """
-        ).first
-    }
-
-    public func resetFailedLogins(username: String) async throws {
-        try await client.query(
-            "UPDATE web_accounts SET failed_logins = 0, locked_until = 0 WHERE username = \(username) AND failed_logins > 0",
-            logger: logger)
-    }
-
     private func accounts(_ query: PostgresQuery) async throws -> [WebAccount] {
         var result: [WebAccount] = []
-        for try await (username, hash, impi, impus, pool, failed, locked) in try await client.query(
-            query, logger: logger
-        )
-        .decode((String, String, String, String, Int, Int, Int64).self) {
+        for try await (username, hash, impi, impus, pool) in try await client.query(query, logger: logger)
+            .decode((String, String, String, String, Int).self)
+        {
             result.append(
                 WebAccount(
                     username: username, passwordHash: hash, impi: impi,
-                    impus: impus.split(separator: "\n").map(String.init), usesIMPUPool: pool != 0,
-                    failedLogins: failed, lockedUntil: locked))
+                    impus: impus.split(separator: "\n").map(String.init), usesIMPUPool: pool != 0))
         }
         return result
     }

@@ -16,15 +16,13 @@ extension SQLiteStorage: WebStore {
         try await queue.write { db in
             _ = try await db.query(
                 """
-                INSERT INTO web_accounts (username, password_hash, impi, impus, uses_pool, failed_logins, locked_until)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO web_accounts (username, password_hash, impi, impus, uses_pool) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, impi = excluded.impi,
-                    impus = excluded.impus, uses_pool = excluded.uses_pool, failed_logins = excluded.failed_logins,
-                    locked_until = excluded.locked_until
+                    impus = excluded.impus, uses_pool = excluded.uses_pool
                 """,
                 [
                     .text(a.username), .text(a.passwordHash), .text(a.impi), .text(a.impus.joined(separator: "\n")),
-                    .integer(a.usesIMPUPool ? 1 : 0), .integer(a.failedLogins), .integer(Int(a.lockedUntil)),
+                    .integer(a.usesIMPUPool ? 1 : 0),
                 ])
         }
     }
@@ -33,26 +31,6 @@ extension SQLiteStorage: WebStore {
         try await queue.write { db in
             !(try await db.query("DELETE FROM web_accounts WHERE username = ? RETURNING username", [.text(username)]))
                 .isEmpty
-        }
-    }
-
-    public func recordFailedLogin(username: String, lockAfter: Int, lockUntil: Int64) async throws -> WebAccount? {
-        try await queue.write { db in
-            try await db.query(
-                """
-                UPDATE web_accounts SET failed_logins = failed_logins + 1,
-                    locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END
-                WHERE username = ? RETURNING *
-                """, [.integer(lockAfter), .integer(Int(lockUntil)), .text(username)]
-            ).first.map { self.account(from: $0) }
-        }
-    }
-
-    public func resetFailedLogins(username: String) async throws {
-        try await queue.write { db in
-            _ = try await db.query(
-                "UPDATE web_accounts SET failed_logins = 0, locked_until = 0 WHERE username = ? AND failed_logins > 0",
-                [.text(username)])
         }
     }
 
@@ -178,8 +156,6 @@ extension SQLiteStorage: WebStore {
         WebAccount(
             username: row.column("username")?.string ?? "", passwordHash: row.column("password_hash")?.string ?? "",
             impi: row.column("impi")?.string ?? "", impus: lines(row.column("impus")),
-            usesIMPUPool: (row.column("uses_pool")?.integer ?? 0) != 0,
-            failedLogins: row.column("failed_logins")?.integer ?? 0,
-            lockedUntil: Int64(row.column("locked_until")?.integer ?? 0))
+            usesIMPUPool: (row.column("uses_pool")?.integer ?? 0) != 0)
     }
 }

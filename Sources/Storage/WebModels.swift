@@ -8,21 +8,15 @@ public struct WebAccount: Sendable, Hashable, Codable {
     public var impus: [String]
     /// Scenario 3 (WWSF-5): the account is served an IMPU from the pool `impi` owns.
     public var usesIMPUPool: Bool
-    public var failedLogins: Int
-    /// Unix time until which logins are refused after repeated failures.
-    public var lockedUntil: Int64
 
     public init(
-        username: String, passwordHash: String, impi: String, impus: [String] = [], usesIMPUPool: Bool = false,
-        failedLogins: Int = 0, lockedUntil: Int64 = 0
+        username: String, passwordHash: String, impi: String, impus: [String] = [], usesIMPUPool: Bool = false
     ) {
         self.username = username
         self.passwordHash = passwordHash
         self.impi = impi
         self.impus = impus
         self.usesIMPUPool = usesIMPUPool
-        self.failedLogins = failedLogins
-        self.lockedUntil = lockedUntil
     }
 }
 
@@ -86,10 +80,6 @@ public protocol WebStore: Sendable {
     func allAccounts() async throws -> [WebAccount]
     func put(_ account: WebAccount) async throws
     @discardableResult func removeAccount(username: String) async throws -> Bool
-    /// Records a failed login: bumps the count and, from `lockAfter` failures, locks until
-    /// `lockUntil`. Returns the account as stored.
-    func recordFailedLogin(username: String, lockAfter: Int, lockUntil: Int64) async throws -> WebAccount?
-    func resetFailedLogins(username: String) async throws
 
     func createSession(_ session: WebSession) async throws
     func session(idHash: String, now: Int64) async throws -> WebSession?

@@ -51,8 +51,7 @@ struct AccountCommand: AsyncParsableCommand {
         func run() async throws {
             for account in try await storage.withStore({ try await $0.allAccounts() }) {
                 let impus = account.usesIMPUPool ? "(IMPU pool)" : account.impus.joined(separator: " ")
-                let locked = account.lockedUntil > unixNow() ? " locked" : ""
-                print("\(account.username)\t\(account.impi)\t\(impus)\(locked)")
+                print("\(account.username)\t\(account.impi)\t\(impus)")
             }
         }
     }
@@ -83,8 +82,6 @@ struct AccountCommand: AsyncParsableCommand {
                 }
                 let secret = try password ?? readPassword()
                 account.passwordHash = try PasswordHasher().hash(secret)
-                account.failedLogins = 0
-                account.lockedUntil = 0
                 try await store.put(account)
                 try await store.removeSessions(username: username)
             }

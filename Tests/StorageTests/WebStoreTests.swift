@@ -7,7 +7,7 @@ import WebIMSTesting
 /// The WWSF/WAF tables on every back-end.
 @Suite struct WebStoreTests {
     @Test(arguments: StoreBackend.available)
-    func accountsSessionsAndLockout(backend: StoreBackend) async throws {
+    func accountsAndSessions(backend: StoreBackend) async throws {
         let (db, _) = try await backend.makeFreshStore()
         let account = WebAccount(
             username: "bob", passwordHash: "pbkdf2-sha256$1$AA$AA", impi: "bob@ims.example.com",
@@ -15,16 +15,6 @@ import WebIMSTesting
         try await db.put(account)
         #expect(try await db.account(username: "bob") == account)
         #expect(try await db.allAccounts() == [account])
-        // Failures count up and lock at the threshold.
-        for n in 1...2 {
-            let updated = try await db.recordFailedLogin(username: "bob", lockAfter: 3, lockUntil: 5_000)
-            #expect(updated?.failedLogins == n)
-            #expect(updated?.lockedUntil == 0)
-        }
-        #expect(try await db.recordFailedLogin(username: "bob", lockAfter: 3, lockUntil: 5_000)?.lockedUntil == 5_000)
-        #expect(try await db.recordFailedLogin(username: "nobody", lockAfter: 3, lockUntil: 5_000) == nil)
-        try await db.resetFailedLogins(username: "bob")
-        #expect(try await db.account(username: "bob")?.failedLogins == 0)
         // Sessions: found until they expire; removed with the account.
         try await db.createSession(WebSession(idHash: "h1", username: "bob", csrfToken: "c1", expiresAt: 1_000))
         #expect(try await db.session(idHash: "h1", now: 999)?.csrfToken == "c1")
