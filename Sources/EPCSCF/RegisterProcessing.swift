@@ -248,17 +248,11 @@ public struct RegisterProcessor: Sendable {
 
     // MARK: helpers
 
-    /// RFC 3261 §16.3 step 3 and §16.6 step 3: what the eP-CSCF forwards carries one hop
-    /// less (70 when the WIC gave none); at 0 it is not forwarded (483), a malformed value
-    /// is 400. nil: forward.
+    /// What the eP-CSCF forwards carries one hop less (`SIPRequest.takeHop`); the answer
+    /// when it may not be forwarded, else nil.
     public func decrementMaxForwards(_ request: inout SIPRequest) -> SIPResponse? {
-        let hops: UInt32
-        do { hops = try request.headers.maxForwards ?? 70 } catch {
-            return reply(request, 400, error.reasonPhrase)
-        }
-        guard hops > 0 else { return reply(request, 483) }
-        request.headers[.maxForwards] = String(hops - 1)
-        return nil
+        guard let refusal = request.takeHop() else { return nil }
+        return reply(request, refusal.status, refusal.reason)
     }
 
     func addPathAndCharging(_ request: inout SIPRequest, flowToken: String) {

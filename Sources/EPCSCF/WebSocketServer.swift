@@ -296,12 +296,11 @@ public final class WebSocketServer: Sendable {
     func forwardOriginating(_ request: SIPRequest, flowToken: String, flow: FlowState) async -> SIPResponse {
         let registered: Set<String>
         switch credentialGate(flow) {
-        case .refuse(let status, let reason):
-            if status == 401 { return processor.tokenEnded(request) }
+        case .registered(let identities): registered = identities
+        case .tokenEnded: return processor.tokenEnded(request)
+        case .notRegistered(let reason):
             return SIPResponse(
-                replyingTo: request, statusCode: status, reasonPhrase: reason, toTag: randomToken(length: 8))
-        case .registered(let identities):
-            registered = identities
+                replyingTo: request, statusCode: 403, reasonPhrase: reason, toTag: randomToken(length: 8))
         }
         // Only identities registered over this flow may be asserted (P-Asserted-Identity) or
         // watched (reg event): one WIC cannot speak or listen for another.
@@ -330,8 +329,12 @@ public final class WebSocketServer: Sendable {
     }
 
     enum CredentialVerdict {
+        /// The identities the flow may assert.
         case registered(Set<String>)
-        case refuse(Int, String)
+        /// Its token expired or was revoked: 401 `invalid_token`.
+        case tokenEnded
+        /// It never registered, de-registered, or its registration lapsed: 403.
+        case notRegistered(String)
     }
 
     /// Issue 26 item 5: every request a flow originates is checked against what registered
@@ -341,22 +344,22 @@ public final class WebSocketServer: Sendable {
     func credentialGate(_ flow: FlowState) -> CredentialVerdict {
         let now = Int64(processor.clock().timeIntervalSince1970)
         let (identities, token, until) = flow.state.withLock { ($0.registeredIMPUs, $0.token, $0.registeredUntil) }
-        guard !identities.isEmpty else { return .refuse(403, "Register First") }
-        var verdict: CredentialVerdict = .registered(identities)
+        guard !identities.isEmpty else { return .notRegistered("Register First") }
+        let ended: CredentialVerdict
         if let token, !processor.tokens.stillValid(token) {
-            verdict = .refuse(401, "Token Ended")
+            ended = .tokenEnded
         } else if let until, until <= now {
-            verdict = .refuse(403, "Registration Lapsed")
+            ended = .notRegistered("Registration Lapsed")
+        } else {
+            return .registered(identities)
         }
-        if case .refuse = verdict {
-            EdgeMetrics.endedCredentialRequests.increment()
-            flow.state.withLock { state in
-                state.registeredIMPUs = []
-                state.registeredFrom = nil
-                state.token = nil
-            }
+        EdgeMetrics.endedCredentialRequests.increment()
+        flow.state.withLock { state in
+            state.registeredIMPUs = []
+            state.registeredFrom = nil
+            state.token = nil
         }
-        return verdict
+        return ended
     }
 
     /// Our URI for a flow, reachable from the S-CSCF side.

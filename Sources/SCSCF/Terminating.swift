@@ -12,11 +12,8 @@ extension Registrar {
     func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         guard let target = request.uri.publicIdentity else { return reply(request, 404) }
         guard isTrusted(peer) else { return reply(request, 403, "Not A Trusted Node") }
-        let maxForwards: UInt32
-        do { maxForwards = try request.headers.maxForwards ?? 70 } catch {
-            return reply(request, 400, error.reasonPhrase)
-        }
-        guard maxForwards > 0 else { return reply(request, 483) }
+        var hopped = request
+        if let refusal = hopped.takeHop() { return reply(request, refusal.status, refusal.reason) }
         let now = Int64(clock().timeIntervalSince1970)
         let contacts: [Binding]
         do {
@@ -34,10 +31,8 @@ extension Registrar {
             guard let contact = try? AnyURI.parse(binding.contact),
                 let path = try? binding.path.flatMap({ try SIPAddress.parseList($0) })
             else { continue }
-            var forwarded = request
+            var forwarded = hopped
             forwarded.uri = contact
-            forwarded.headers.removeAll(.maxForwards)
-            forwarded.headers.prepend(.maxForwards, String(maxForwards - 1))
             for hop in path.reversed() { forwarded.headers.prepend(.route, hop.description) }
             guard let next = path.first?.uri.sipURI ?? contact.sipURI, let destination = SIPDestination(uri: next)
             else { continue }

@@ -174,3 +174,16 @@ extension SIPHeaderFields {
         values(name)
     }
 }
+
+extension SIPRequest {
+    /// RFC 3261 §16.3 step 3 and §16.6 step 3: a proxy forwards a request with one hop less
+    /// (70 when it had no Max-Forwards). When it may not be forwarded, the answer's status
+    /// and reason: 483 with no hop left, 400 for a malformed value; nil once decremented.
+    public mutating func takeHop() -> (status: Int, reason: String?)? {
+        let hops: UInt32
+        do { hops = try headers.maxForwards ?? 70 } catch { return (400, error.reasonPhrase) }
+        guard hops > 0 else { return (483, nil) }
+        headers[.maxForwards] = String(hops - 1)
+        return nil
+    }
+}

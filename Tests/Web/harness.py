@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 # requests lets these override a session's own CA file; tests trust the server's local CA.
 for _name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -177,3 +178,27 @@ def udp_request(host_port, text, timeout=10):
         except socket.timeout:
             pass
     return None
+
+
+class ServerTestCase(unittest.TestCase):
+    """Tests that share one `webims serve`, started with `server_args`; `provision` runs
+    once on it (subscribers, accounts) before the first test."""
+
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(*cls.server_args)
+        try:
+            cls.provision(cls.server)
+        except BaseException:
+            cls.server.stop()
+            raise
+
+    @classmethod
+    def provision(cls, server):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()

@@ -5,18 +5,10 @@ import unittest
 import requests
 
 import sipws
-from harness import Server
+from harness import ServerTestCase
 
 
-class MetricsTests(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class MetricsTests(ServerTestCase):
     def metrics(self):
         r = requests.get(self.server.endpoints["metrics"], timeout=5)
         self.assertEqual(r.status_code, 200)

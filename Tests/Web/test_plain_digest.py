@@ -6,22 +6,14 @@ import re
 import unittest
 
 import sipws
-from harness import Server
+from harness import ServerTestCase
 
 
 def md5(text):
     return hashlib.md5(text.encode()).hexdigest()
 
 
-class PlainDigestTests(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class PlainDigestTests(ServerTestCase):
     def test_a_jssip_style_registration_with_ims_credentials(self):
         s = self.server
         w = sipws.WIC(s.epcscf, s.wwsf, s.ca, s.demo_impu)

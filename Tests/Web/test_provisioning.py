@@ -7,7 +7,7 @@ import subprocess
 import unittest
 
 import sipws
-from harness import BINARY, Server, wait_for
+from harness import BINARY, ServerTestCase, wait_for
 
 DOMAIN = "ims.example.com"
 IMPI = "dave@" + DOMAIN
@@ -19,15 +19,7 @@ def md5(s):
     return hashlib.md5(s.encode()).hexdigest()
 
 
-class ProvisioningTests(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class ProvisioningTests(ServerTestCase):
     def cli(self, *args):
         """Runs a command on the server's data; returns (exit status, stdout, stderr)."""
         r = subprocess.run([BINARY, *args, "--data-dir", self.server.data_dir], capture_output=True, text=True,

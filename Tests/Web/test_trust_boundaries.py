@@ -7,8 +7,10 @@ import socket
 import time
 import unittest
 
+import requests
+
 import sipws
-from harness import Server, final_status, udp_request, wait_for
+from harness import Server, ServerTestCase, final_status, udp_request, wait_for
 
 # A public identity nobody has: a MESSAGE to it is answered at once (404) when forwarded.
 NOBODY = "sip:nobody@ims.example.com"
@@ -43,16 +45,8 @@ def tcp_request(host_port, text, timeout=5):
         return None
 
 
-class DefaultServerTests(unittest.TestCase):
+class DefaultServerTests(ServerTestCase):
     """Against one `webims serve` with nothing but free ports set."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
 
     def wic(self):
         s = self.server
@@ -148,20 +142,15 @@ def udp_register(host_port, impi, impu, call_id, authorization):
                 return status, challenge.group(1) if challenge else None
 
 
-class SchemeTests(unittest.TestCase):
+class SchemeTests(ServerTestCase):
     """Digest and IMS AKA at the S-CSCF, through the eP-CSCF or straight over UDP."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.server = s = Server()
+    def provision(cls, s):
         s.cli("subscriber", "add", "--impi", "aka@ims.example.com", "--impu", "sip:aka@ims.example.com",
               "--aka-k", "465b5ce8b199b49faa5f0a2ee238a6bc", "--aka-opc", "cd63cb71954a9f4e48a5994e37a02baf")
         s.cli("subscriber", "add", "--impi", "dg@ims.example.com", "--impu", "sip:dg@ims.example.com",
               "--password", "dg-secret")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
 
     def sqn(self):
         return int(re.search(r"SQN (\d+)", self.server.cli("subscriber", "show", "--impi", "aka@ims.example.com"))
@@ -227,15 +216,12 @@ class SchemeTests(unittest.TestCase):
         self.assertEqual(len(bound), 20)
 
 
-class PoolTests(unittest.TestCase):
+class PoolTests(ServerTestCase):
     """Issue 26 item 4: web users of one IMPU pool (scenario 3) share an IMPI, not their
     registrations."""
 
     @classmethod
-    def setUpClass(cls):
-        import requests
-        cls.requests = requests
-        cls.server = s = Server()
+    def provision(cls, s):
         s.cli("subscriber", "add", "--impi", "pool@ims.example.com", "--impu", "sip:p1@ims.example.com",
               "--impu", "sip:p2@ims.example.com", "--impu", "sip:p3@ims.example.com", "--password", "pool-sip",
               "--pool")
@@ -243,13 +229,9 @@ class PoolTests(unittest.TestCase):
             s.cli("account", "add", "--username", user, "--password", user + "-web-pw", "--impi",
                   "pool@ims.example.com", "--pool")
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
     def web_login(self, user):
         s = self.server
-        http = self.requests.Session()
+        http = requests.Session()
         http.verify = s.ca
         r = http.post(s.wwsf + "/api/login", json={"username": user, "password": user + "-web-pw"},
                       headers={"Origin": s.wwsf})
@@ -315,16 +297,10 @@ class PoolTests(unittest.TestCase):
         self.assertTrue(wait_for(refused, timeout=12, interval=1), "u1's token still registers after logout")
 
 
-class ShortLivedTests(unittest.TestCase):
+class ShortLivedTests(ServerTestCase):
     """Tokens of 6 s and registrations as short as 2 s."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server("--token-lifetime", "6", "--min-expires", "2")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+    server_args = ("--token-lifetime", "6", "--min-expires", "2")
 
     def test_item05_an_expired_token_ends_what_its_flow_may_send(self):
         s = self.server
