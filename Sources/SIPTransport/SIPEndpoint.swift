@@ -43,17 +43,47 @@ public final class SIPEndpoint: Sendable {
     /// their URIs name (the co-located eP-CSCF's Path and Record-Route).
     let inProcessNeighbours = Mutex<[String: SIPRequestHandler]>([:])
 
-    public init(
+    /// An endpoint whose handler answers each request with one final response (or none, for
+    /// ACK). A CANCEL of an INVITE it is still working on is answered 487 for it.
+    public convenience init(
         configuration: SIPEndpointConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "webims.sip"),
         handler: @escaping SIPRequestHandler
     ) throws {
+        try self.init(
+            configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
+            transactionHandler: { request, transaction in
+                if request.method == .invite {
+                    transaction.whenCancelled {
+                        transaction.respond(
+                            SIPResponse(replyingTo: request, statusCode: 487, toTag: randomToken(length: 8)))
+                    }
+                }
+                if let response = await handler(request, transaction.peer) {
+                    transaction.respond(response)
+                } else {
+                    transaction.abandon()
+                }
+            })
+    }
+
+    /// An endpoint whose handler drives each server transaction itself (a proxy: provisional
+    /// responses, a final one later, CANCEL). `clock` arms the transaction timers (tests
+    /// pass a `ManualSIPClock`); by default the event loop's.
+    public init(
+        configuration: SIPEndpointConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "webims.sip"),
+        clock: (any SIPClock)? = nil,
+        transactionHandler: @escaping SIPTransactionHandler
+    ) throws {
         self.configuration = configuration
         self.group = eventLoopGroup
         self.core = SIPEndpointCore(
             logger: logger, limits: configuration.limits, timers: configuration.timers,
-            eventLoop: eventLoopGroup.next(), trace: configuration.trace, handler: handler)
+            clock: clock ?? EventLoopClock(eventLoop: eventLoopGroup.next()), trace: configuration.trace,
+            handler: transactionHandler)
         self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
     }
 
@@ -177,9 +207,9 @@ public final class SIPEndpoint: Sendable {
         try sync.addHandler(SIPStreamHandler(core: core, transport: transport))
     }
 
-    /// Sends a request as a non-INVITE client transaction and returns its final response,
-    /// with our Via removed. A timeout gives a local 408 and a transport failure a local
-    /// 503 (RFC 3261 §8.1.3.1), so the caller always gets an answer.
+    /// Sends a request as a client transaction and returns its final response, with our Via
+    /// removed. A timeout gives a local 408 and a transport failure a local 503 (RFC 3261
+    /// §8.1.3.1), so the caller always gets an answer.
     public func send(_ request: SIPRequest, to destination: SIPDestination) async -> SIPResponse {
         if let neighbour = inProcessNeighbours.withLock({ $0[Self.neighbourKey(destination.host, destination.port)] }) {
             var request = request
@@ -187,30 +217,93 @@ public final class SIPEndpoint: Sendable {
             return await neighbour(request, .inProcess(transport: destination.transport))
                 ?? SIPResponse(replyingTo: request, statusCode: 500)
         }
-        let original = request
-        var request = request
-        let branch = SIPVia.magicCookie + randomToken()
-        let via = core.state.withLock { $0.viaAddresses[destination.transport] ?? $0.viaAddresses[.udp] }
-        var ourVia = SIPVia(
-            transport: destination.transport.rawValue, host: via?.host ?? configuration.host,
-            port: via.map { UInt16($0.port) }, branch: branch)
-        ourVia.rport = .requested
-        request.headers.prepend(.via, ourVia.description)
-        if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
-        let key = SIPEndpointCore.ClientKey(branch: branch, method: request.method.rawValue)
-        let connection: any SIPConnection
-        let remote: SocketAddress?
-        do {
-            (connection, remote) = try await self.connection(to: destination)
-        } catch {
-            core.logger.debug("cannot reach \(destination): \(error)")
-            return SIPResponse(replyingTo: original, statusCode: 503)
+        let prepared: PreparedRequest
+        switch await prepare(request, to: destination) {
+        case .failure(let failure): return failure
+        case .ready(let ready): prepared = ready
         }
         let core = self.core
-        let request2 = request
         return await withCheckedContinuation { continuation in
-            core.startClient(request2, key: key, over: connection, to: remote, continuation: continuation)
+            // Resumed once: by the final answer; later 2xx to an INVITE are not this caller's.
+            let answered = Mutex(false)
+            core.startClient(prepared.request, key: prepared.key, over: prepared.connection, to: prepared.remote) {
+                response in
+                guard !response.isProvisional, !answered.withLock({ ($0, $0 = true).0 }) else { return }
+                continuation.resume(returning: response)
+            }
         }
+    }
+
+    /// Starts a client transaction (INVITE or not): every response, provisional ones
+    /// included, goes to `onResponse` with our Via removed; the last is final (a local 408
+    /// or 503 when nothing came back). Later 2xx to an INVITE come too (RFC 6026 §8.4).
+    @discardableResult
+    public func start(
+        _ request: SIPRequest, to destination: SIPDestination,
+        onResponse: @escaping @Sendable (SIPResponse) -> Void
+    ) async -> SIPClientTransaction {
+        switch await prepare(request, to: destination) {
+        case .failure(let failure):
+            onResponse(failure)
+            return SIPClientTransaction(core: nil, key: nil)
+        case .ready(let p):
+            core.startClient(p.request, key: p.key, over: p.connection, to: p.remote, onResponse: onResponse)
+            return SIPClientTransaction(core: core, key: p.key)
+        }
+    }
+
+    struct PreparedRequest {
+        let request: SIPRequest
+        let key: ClientKey
+        let connection: any SIPConnection
+        let remote: SocketAddress?
+    }
+
+    enum Preparation {
+        case ready(PreparedRequest)
+        /// The local 503 when the destination cannot be reached.
+        case failure(SIPResponse)
+    }
+
+    /// Our Via and Max-Forwards on the request, and the connection it goes out on.
+    private func prepare(_ request: SIPRequest, to destination: SIPDestination) async -> Preparation {
+        var request = request
+        let branch = SIPVia.magicCookie + randomToken()
+        request.headers.prepend(.via, ourVia(for: destination.transport, branch: branch).description)
+        if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
+        do {
+            let (connection, remote) = try await self.connection(to: destination)
+            return .ready(
+                PreparedRequest(
+                    request: request, key: ClientKey(branch: branch, method: request.method.rawValue),
+                    connection: connection, remote: remote))
+        } catch {
+            core.logger.debug("cannot reach \(destination): \(error)")
+            var failure = SIPResponse(replyingTo: request, statusCode: 503)
+            try? failure.headers.removeTopVia()
+            return .failure(failure)
+        }
+    }
+
+    /// Sends a request with no transaction (a proxy's ACK for a 2xx, RFC 3261 §16.11 and
+    /// §17.1.1.3): our Via on top, written once.
+    public func sendStatelessly(_ request: SIPRequest, to destination: SIPDestination) async {
+        var request = request
+        request.headers.prepend(
+            .via, ourVia(for: destination.transport, branch: SIPVia.magicCookie + randomToken()).description)
+        guard let (connection, remote) = try? await connection(to: destination) else { return }
+        core.trace?.record(
+            .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection", via: destination.transport.rawValue)
+        connection.write(.request(request), to: remote)
+    }
+
+    private func ourVia(for transport: SIPTransportProtocol, branch: String) -> SIPVia {
+        let via = core.state.withLock { $0.viaAddresses[transport] ?? $0.viaAddresses[.udp] }
+        var ourVia = SIPVia(
+            transport: transport.rawValue, host: via?.host ?? configuration.host, port: via.map { UInt16($0.port) },
+            branch: branch)
+        ourVia.rport = .requested
+        return ourVia
     }
 
     private func connection(to destination: SIPDestination) async throws -> (any SIPConnection, SocketAddress?) {
