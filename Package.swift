@@ -82,6 +82,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The stateful proxy of RFC 3261 §16 that the eP-CSCF and the S-CSCF share.
+        .target(
+            name: "SIPProxy",
+            dependencies: ["SIPCore", "SIPTransport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // The local CA and server certificates `serve` generates on first start.
         .target(
             name: "LocalPKI",
@@ -148,6 +153,13 @@ let package = Package(
         .executableTarget(
             name: "SIPCoreBenchmark", dependencies: ["SIPCore", "SIPExamples"], path: "Benchmarks/SIPCoreBenchmark"),
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "SIPExamples"]),
+        .testTarget(
+            name: "SIPProxyTests",
+            dependencies: [
+                "SIPProxy", "SIPCore", "SIPTransport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SIPAuthTests", dependencies: ["SIPAuth", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),

@@ -239,10 +239,10 @@ public final class SIPEndpoint: Sendable {
     /// or 503 when nothing came back). Later 2xx to an INVITE come too (RFC 6026 §8.4).
     @discardableResult
     public func start(
-        _ request: SIPRequest, to destination: SIPDestination,
+        _ request: SIPRequest, to destination: SIPDestination, branchToken: String? = nil,
         onResponse: @escaping @Sendable (SIPResponse) -> Void
     ) async -> SIPClientTransaction {
-        switch await prepare(request, to: destination) {
+        switch await prepare(request, to: destination, branchToken: branchToken) {
         case .failure(let failure):
             onResponse(failure)
             return SIPClientTransaction(core: nil, key: nil)
@@ -266,9 +266,12 @@ public final class SIPEndpoint: Sendable {
     }
 
     /// Our Via and Max-Forwards on the request, and the connection it goes out on.
-    private func prepare(_ request: SIPRequest, to destination: SIPDestination) async -> Preparation {
+    /// `branchToken` starts the branch (a proxy's loop-detection hash, RFC 3261 §16.6 step 8).
+    private func prepare(_ request: SIPRequest, to destination: SIPDestination, branchToken: String? = nil) async
+        -> Preparation
+    {
         var request = request
-        let branch = SIPVia.magicCookie + randomToken()
+        let branch = SIPVia.magicCookie + (branchToken.map { $0 + "." } ?? "") + randomToken()
         request.headers.prepend(.via, ourVia(for: destination.transport, branch: branch).description)
         if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
         do {
@@ -295,6 +298,30 @@ public final class SIPEndpoint: Sendable {
         core.trace?.record(
             .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection", via: destination.transport.rawValue)
         connection.write(.request(request), to: remote)
+    }
+
+    /// The clock the transaction timers run on; a proxy's Timer C runs on it too.
+    public var clock: any SIPClock { core.clock }
+
+    /// Whether `host:port` names one of this endpoint's listeners (a Route or Request-URI
+    /// that points at us). No port means 5060 (5061 over TLS).
+    public func isLocal(host: String, port: UInt16?, secure: Bool = false) -> Bool {
+        var host = host.lowercased()
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let names = [configuration.host, configuration.advertisedHost].compactMap { $0?.lowercased() }
+        guard names.contains(host) else { return false }
+        let port = Int(port ?? (secure ? 5061 : 5060))
+        return bound.withLock { $0.values.contains { $0.port == port } }
+    }
+
+    /// The URI this endpoint puts in a Record-Route for a transport (`;lr`, RFC 3261 §16.6
+    /// step 4), when it listens on it.
+    public func recordRouteURI(for transport: SIPTransportProtocol) -> SIPURI? {
+        guard let port = address(transport)?.port else { return nil }
+        return SIPURI(
+            isSecure: transport == .tls, host: configuration.advertisedHost ?? configuration.host,
+            port: UInt16(clamping: port),
+            parameters: [SIPParameter("transport", transport.rawValue.lowercased()), SIPParameter("lr")])
     }
 
     private func ourVia(for transport: SIPTransportProtocol, branch: String) -> SIPVia {
