@@ -158,18 +158,20 @@ public final class SIPProxyCore: Sendable {
 
     func isOurs(_ uri: SIPURI) -> Bool { endpoint.isLocal(host: uri.host, port: uri.port, secure: uri.isSecure) }
 
-    /// §16.3 step 4: one of our Vias whose branch carries the hash this request would get
-    /// now came through here unchanged — a loop, not a spiral.
+    /// §16.3 step 4: a Via of ours whose branch carries the hash this request had when we
+    /// sent it (worked out with the Via below ours as the top one, as it was then) means it
+    /// came back unchanged — a loop, where a spiral would have a new Request-URI or Route.
     func isLoop(_ request: SIPRequest) -> Bool {
         guard let vias = try? request.headers.vias, vias.count > 1 else { return false }
-        let token = SIPVia.magicCookie + Self.loopToken(request) + "."
-        return vias.dropFirst().contains { via in
-            endpoint.isLocal(host: via.host, port: via.port) && (via.branch?.hasPrefix(token) ?? false)
+        for index in vias.indices.dropLast() where endpoint.isLocal(host: vias[index].host, port: vias[index].port) {
+            let token = SIPVia.magicCookie + Self.loopToken(request, topVia: vias[index + 1]) + "."
+            if vias[index].branch?.hasPrefix(token) ?? false { return true }
         }
+        return false
     }
 
     /// §16.6 step 8: a hash over what makes a request the same request at this hop.
-    static func loopToken(_ request: SIPRequest) -> String {
+    static func loopToken(_ request: SIPRequest, topVia: SIPVia? = nil) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a: the same on every node
         func mix(_ text: String) {
             for byte in text.utf8 {
@@ -182,7 +184,7 @@ public final class SIPProxyCore: Sendable {
         for name in [SIPHeaderName.to, .from, .callID, .proxyRequire, .proxyAuthorization, .route] {
             for value in request.headers.fieldValues(name) { mix(value) }
         }
-        if let via = try? request.headers.topVia { mix(via.description) }
+        if let via = topVia ?? (try? request.headers.topVia) { mix(via.description) }
         if let cseq = try? request.headers.cseq { mix(String(cseq.sequence)) }
         return String(hash, radix: 36)
     }
