@@ -127,9 +127,10 @@ public struct RegisterProcessor: Sendable {
                 field.removeTrustedNodeParameters()
                 if field.parameters.count == given { digestAsWritten = asWritten }
                 digest = field
-            } else {
-                return .reject(reply(request, 400, "Unsupported Authorization Scheme"))
             }
+            // Any other scheme is one we cannot use: left out, so the REGISTER is challenged
+            // as one without credentials (RFC 4475 §3.3.7, `regaut01`).
+
         }
         let to: SIPAddress
         let from: SIPAddress

@@ -247,7 +247,14 @@ public final class WebSocketServer: Sendable {
         }
         // RFC 7118 §5.3 / RFC 3261 §18.2.1: note where the request really came from (the
         // WIC's Via names a `.invalid` host), so nothing ever routes by that name.
-        if let remote { _ = try? stampReceived(&request.headers, from: remote) }
+        // The same syntax check as on every other transport, before any decision (RFC 4475).
+        do {
+            if let remote { _ = try stampReceived(&request.headers, from: remote) }
+            try request.checkSyntax()
+        } catch {
+            if request.method == .ack { return nil }
+            return SIPResponse(replyingTo: request, statusCode: 400, reasonPhrase: error.reasonPhrase, toTag: "e400")
+        }
         guard request.method == .register else {
             if request.method == .ack { return nil }
             return await forwardOriginating(request, flowToken: flowToken, flow: flow)

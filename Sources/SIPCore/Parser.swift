@@ -211,7 +211,9 @@ public struct SIPParser: Sendable {
             throw SIPParseError(.malformedStartLine)
         }
         guard asciiEquals(UnsafeBufferPointer(rebasing: bytes[sp2 + 1..<end]), "SIP/2.0") else {
-            throw SIPParseError(.unsupportedVersion)
+            // 505 only for a version that is one; anything else (a space inside the
+            // Request-URI, a trailing space) is a malformed line (RFC 4475 §3.1.2.8, §3.1.2.10).
+            throw SIPParseError(isVersion(bytes, sp2 + 1, end) ? .unsupportedVersion : .malformedStartLine)
         }
         var scanner = ByteScanner(bytes, from: sp1 + 1, to: sp2, source: ByteSource(array: backing, offset: 0))
         let uri: AnyURI
@@ -223,6 +225,15 @@ public struct SIPParser: Sendable {
         guard scanner.isAtEnd else { throw SIPParseError(.invalidURI) }
         let method = UnsafeBufferPointer(rebasing: bytes[start..<sp1])
         return .request(SIPMethod(commonWord(method) ?? makeString(bytes, start, sp1)), uri)
+    }
+
+    /// `SIP/` DIGIT+ `.` DIGIT+ (RFC 3261 §25.1 SIP-Version).
+    private func isVersion(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Bool {
+        guard end - start >= 7, asciiEquals(UnsafeBufferPointer(rebasing: bytes[start..<start + 4]), "SIP/") else {
+            return false
+        }
+        let digits = bytes[start + 4..<end].split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        return digits.count == 2 && digits.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }
     }
 
     /// Parses the header field whose first line is `line`, folding in continuation lines.
@@ -343,15 +354,49 @@ public struct SIPParser: Sendable {
         while i + 16 <= end {
             let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
             if anyLane((x .< space) .| (x .>= del)) {
-                for j in i..<i + 16 { try checkByte(base[j], &ascii) }
+                for j in i..<i + 16 where !isPlain(base[j], &ascii) {
+                    return try checkQuotedText(bytes, start, end)
+                }
             }
             i += 16
         }
         while i < end {
-            try checkByte(base[i], &ascii)
+            if !isPlain(base[i], &ascii) { return try checkQuotedText(bytes, start, end) }
             i += 1
         }
         return ascii
+    }
+
+    /// The slow path, for a value with a control character: one is allowed only as a
+    /// quoted-pair inside a quoted string (RFC 3261 §25.1: `"\" (%x00-09 / %x0B-0C /
+    /// %x0E-7F)`; RFC 4475 §3.1.1.2 has `\<NUL>`).
+    private func checkQuotedText(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int)
+        throws(SIPParseError) -> Bool
+    {
+        var ascii = true
+        var quoted = false
+        var i = start
+        while i < end {
+            let b = bytes[i]
+            if quoted, b == UInt8(ascii: "\\"), i + 1 < end, bytes[i + 1] != 0x0A, bytes[i + 1] != 0x0D {
+                if bytes[i + 1] >= 0x80 { ascii = false }
+                i += 2
+                continue
+            }
+            if b == UInt8(ascii: "\"") { quoted.toggle() }
+            try checkByte(b, &ascii)
+            i += 1
+        }
+        return ascii
+    }
+
+    @inline(__always)
+    private func isPlain(_ b: UInt8, _ ascii: inout Bool) -> Bool {
+        if b >= 0x80 {
+            ascii = false
+            return true
+        }
+        return !(b < 0x20 && b != 0x09 || b == 0x7F)
     }
 
     @inline(__always)

@@ -287,7 +287,9 @@ extension ByteScanner {
             var j = index
             while j < candidate {
                 let b = bytes[j]
-                if b == UInt8(ascii: ">") || b == UInt8(ascii: ",") || isLWS(b) { break }
+                // A comma ends a URI only in a list of bare addr-specs; a Request-URI's
+                // user part may hold one (RFC 4475 §3.1.1.2, `intmeth`).
+                if b == UInt8(ascii: ">") || isLWS(b) || (b == UInt8(ascii: ",") && context == .addrSpec) { break }
                 j += 1
             }
             if j == candidate { at = candidate }

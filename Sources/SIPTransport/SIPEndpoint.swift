@@ -296,7 +296,8 @@ public final class SIPEndpoint: Sendable {
             .via, ourVia(for: destination.transport, branch: SIPVia.magicCookie + randomToken()).description)
         guard let (connection, remote) = try? await connection(to: destination) else { return }
         core.trace?.record(
-            .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection", via: destination.transport.rawValue)
+            .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection",
+            via: destination.transport.rawValue)
         connection.write(.request(request), to: remote)
     }
 

@@ -88,6 +88,7 @@ final class SIPEndpointCore: Sendable {
         let via: SIPVia
         do {
             via = try stampReceived(&request.headers, from: peer.remoteAddress)
+            try request.checkSyntax()
         } catch {
             if request.method != .ack {
                 send(

@@ -159,12 +159,14 @@ struct ProxyBench {
 
     @Test func timerCCancelsABranchThatOnlyRings() async throws {
         let clock = ManualSIPClock()
-        let bench = try await ProxyBench(clock: clock, answer: { request, transaction in
-            transaction.whenCancelled {
-                transaction.respond(SIPResponse(replyingTo: request, statusCode: 487, toTag: "uas"))
-            }
-            transaction.respond(SIPResponse(replyingTo: request, statusCode: 180, toTag: "uas"))
-        })
+        let bench = try await ProxyBench(
+            clock: clock,
+            answer: { request, transaction in
+                transaction.whenCancelled {
+                    transaction.respond(SIPResponse(replyingTo: request, statusCode: 487, toTag: "uas"))
+                }
+                transaction.respond(SIPResponse(replyingTo: request, statusCode: 180, toTag: "uas"))
+            })
         let responses = Seen<Int>()
         let request = try bench.request("INVITE", uri: "sip:bob@127.0.0.1:\(bench.uasPort)")
         await bench.uac.start(request, to: bench.toProxy) { responses.append($0.statusCode) }

@@ -58,8 +58,13 @@ public final class ManualSIPClock: SIPClock {
         let end = state.withLock { $0.now + amount }
         while true {
             let next: Pending? = state.withLock { state in
-                guard let index = state.pending.indices.filter({ state.pending[$0].due <= end })
-                    .min(by: { (state.pending[$0].due, state.pending[$0].id) < (state.pending[$1].due, state.pending[$1].id) })
+                guard
+                    let index = state.pending.indices.filter({ state.pending[$0].due <= end })
+                        .min(by: {
+                            (state.pending[$0].due, state.pending[$0].id) < (
+                                state.pending[$1].due, state.pending[$1].id
+                            )
+                        })
                 else { return nil }
                 let pending = state.pending.remove(at: index)
                 state.now = max(state.now, pending.due)

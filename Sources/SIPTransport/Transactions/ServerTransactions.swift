@@ -103,7 +103,8 @@ extension SIPEndpointCore {
                 request.method == .invite
                 ? .invite(InviteServerMachine(request: request, reliable: reliable, timers: timers))
                 : .nonInvite(NonInviteServerMachine(reliable: reliable, timers: timers))
-            state.serverTransactions[key] = ServerTransactionEntry(machine: machine, peer: peer, destination: destination)
+            state.serverTransactions[key] = ServerTransactionEntry(
+                machine: machine, peer: peer, destination: destination)
             return true
         }
         if isNew {
