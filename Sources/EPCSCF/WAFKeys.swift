@@ -2,8 +2,6 @@ import Crypto
 import Foundation
 import HTTPSClient
 import Logging
-import NIOCore
-import NIOSSL
 import Synchronization
 
 /// Keeps a remote WAF's signing keys current in the validator (EPC-16, WAF-5): reads the
@@ -13,31 +11,31 @@ import Synchronization
 public final class WAFKeyFetcher: Sendable {
     public let issuer: String
     let validator: TokenValidator
-    let tls: TLSConfiguration
+    let trust: HTTPSTrust
     let minimumInterval: Duration
     let logger: Logger
     /// When a token with an unknown kid last made us fetch (the periodic refresh does not count).
     let lastOnDemand = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(
-        issuer: String, validator: TokenValidator, tls: TLSConfiguration = .makeClientConfiguration(),
+        issuer: String, validator: TokenValidator, trust: HTTPSTrust = .system,
         minimumInterval: Duration = .seconds(10), logger: Logger
     ) {
         self.issuer = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
         self.validator = validator
-        self.tls = tls
+        self.trust = trust
         self.minimumInterval = minimumInterval
         self.logger = logger
     }
 
     /// Fetches metadata and JWKS now; returns the number of keys installed.
     @discardableResult public func refresh() async throws -> Int {
-        let metadata = try await HTTPSClient.json(issuer + "/.well-known/oauth-authorization-server", tls: tls)
+        let metadata = try await HTTPSClient.json(issuer + "/.well-known/oauth-authorization-server", trust: trust)
         // RFC 8414 §3.3: the metadata must name the issuer we asked.
         guard metadata["issuer"] as? String == issuer, let jwksURI = metadata["jwks_uri"] as? String,
             jwksURI.hasPrefix("https://")
         else { throw HTTPSClientError.badDocument("metadata of \(issuer)") }
-        let (status, body) = try await HTTPSClient.fetch(jwksURI, tls: tls)
+        let (status, body) = try await HTTPSClient.fetch(jwksURI, trust: trust)
         guard status == 200 else { throw HTTPSClientError.status(status) }
         let keys = TrustedIssuer.keys(fromJWKS: Data(body))
         guard !keys.isEmpty else { throw HTTPSClientError.badDocument("JWKS of \(issuer)") }

@@ -26,7 +26,23 @@ public enum HTTPSClientError: Error, CustomStringConvertible {
     }
 }
 
+/// Which servers a client trusts, as a value callers hold without knowing NIOSSL.
+public struct HTTPSTrust: Sendable {
+    public let tls: TLSConfiguration
+    public init(tls: TLSConfiguration) { self.tls = tls }
+    /// The system's trust roots.
+    public static var system: HTTPSTrust { HTTPSTrust(tls: .makeClientConfiguration()) }
+}
+
 public enum HTTPSClient {
+    public static func json(_ url: String, trust: HTTPSTrust) async throws -> [String: Any] {
+        try await json(url, tls: trust.tls)
+    }
+
+    public static func fetch(_ url: String, trust: HTTPSTrust) async throws -> (Int, [UInt8]) {
+        try await fetch(url, tls: trust.tls)
+    }
+
     public static func json(_ url: String, tls: TLSConfiguration) async throws -> [String: Any] {
         let (status, body) = try await fetch(url, tls: tls)
         guard status == 200 else { throw HTTPSClientError.status(status) }

@@ -3,6 +3,7 @@ import HSS
 import Logging
 import SIPAuth
 import SIPCore
+import SIPProxy
 import SIPTransport
 import Storage
 import Synchronization
@@ -28,6 +29,9 @@ public final class Registrar: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     let regEvent: RegEventService
+    /// The proxy core its terminating requests go through (set by `attach`).
+    let proxy = Mutex<SIPProxyCore?>(nil)
+    var proxyCore: SIPProxyCore? { proxy.withLock { $0 } }
     let untrustedLog = LogThrottle(interval: 10)
     /// `Digest realm="<home domain>", nonce="`: the start of every Digest challenge.
     let challengeRealmPrefix: String
@@ -95,6 +99,11 @@ public final class Registrar: Sendable {
     /// The endpoint NOTIFYs go out on (the reg event package needs to send requests).
     public func attach(_ endpoint: SIPEndpoint) {
         regEvent.endpoint.withLock { $0 = endpoint }
+        // No Record-Route yet: the S-CSCF keeps no dialog state for what it forwards (calls
+        // are the next step).
+        var configuration = SIPProxyConfiguration()
+        configuration.recordRoute = false
+        proxy.withLock { $0 = SIPProxyCore(endpoint: endpoint, configuration: configuration) }
     }
 
     /// The request handler for a SIPEndpoint.

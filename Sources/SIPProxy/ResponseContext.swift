@@ -22,14 +22,18 @@ final class ResponseContext: Sendable {
     }
 
     let request: SIPRequest
-    let server: SIPServerTransaction
+    /// Where what goes upstream goes: the server transaction, or the caller's continuation.
+    let respond: @Sendable (SIPResponse) -> Void
     let clock: any SIPClock
     let timerC: TimeAmount?
     let state: Mutex<State>
 
-    init(request: SIPRequest, server: SIPServerTransaction, branches: Int, clock: any SIPClock, timerC: TimeAmount?) {
+    init(
+        request: SIPRequest, branches: Int, clock: any SIPClock, timerC: TimeAmount?,
+        respond: @escaping @Sendable (SIPResponse) -> Void
+    ) {
         self.request = request
-        self.server = server
+        self.respond = respond
         self.clock = clock
         self.timerC = timerC
         state = Mutex(State(branches: Array(repeating: Branch(), count: branches)))
@@ -98,9 +102,9 @@ final class ResponseContext: Sendable {
         }
         switch outcome {
         case .forward(let response):
-            server.respond(response)
+            respond(response)
         case .forwardAndCancel(let response, let others):
-            server.respond(response)
+            respond(response)
             for client in others { client.cancel() }
         case .cancel(let others):
             for client in others { client.cancel() }

@@ -1,6 +1,19 @@
 import NIOCore
 import SIPCore
 import SIPTransport
+import Synchronization
+
+/// Where a copy of a request goes (§16.5, §16.6 step 2): its Request-URI, and a route set
+/// to reach it by — a contact's Path (RFC 3327), a peer — put in front of any Route.
+public struct ProxyTarget: Sendable, Hashable {
+    public var uri: AnyURI
+    public var route: [SIPAddress]
+
+    public init(uri: AnyURI, route: [SIPAddress] = []) {
+        self.uri = uri
+        self.route = route
+    }
+}
 
 /// How a proxy core forwards.
 public struct SIPProxyConfiguration: Sendable {
@@ -92,24 +105,55 @@ public final class SIPProxyCore: Sendable {
     /// §16.6–§16.10: a copy of the request to every target at once, each in a client
     /// transaction of its own; the best answer goes back through `transaction`.
     public func forward(_ request: SIPRequest, transaction: SIPServerTransaction, targets: [AnyURI]) async {
-        guard !targets.isEmpty else {
-            transaction.respond(SIPResponse(replyingTo: request, statusCode: 480, toTag: toTag()))
-            return
-        }
-        if request.method == .invite {
+        await forward(request, transaction: transaction, to: targets.map { ProxyTarget(uri: $0) })
+    }
+
+    public func forward(_ request: SIPRequest, transaction: SIPServerTransaction, to targets: [ProxyTarget]) async {
+        if request.method == .invite, !targets.isEmpty {
             // §16.2: say at once that the INVITE is being worked on, so the UAC stops resending.
             transaction.respond(SIPResponse(replyingTo: request, statusCode: 100))
         }
+        let context = await fork(request, to: targets, inbound: transaction.peer.transport) {
+            transaction.respond($0)
+        }
+        transaction.whenCancelled { context?.cancelAll() }
+    }
+
+    /// The same for a transaction user that answers each request once (provisional answers
+    /// are not passed on): the best final answer, the first 2xx as soon as it comes.
+    public func forward(_ request: SIPRequest, to targets: [ProxyTarget], inbound: SIPTransportProtocol = .tcp)
+        async -> SIPResponse
+    {
+        let answered = Once()
+        return await withCheckedContinuation { continuation in
+            Task {
+                _ = await fork(request, to: targets, inbound: inbound) { response in
+                    guard !response.isProvisional, answered.first() else { return }
+                    continuation.resume(returning: response)
+                }
+            }
+        }
+    }
+
+    /// Sends the copies; nil when there was nothing to send (the answer, 480, is given).
+    private func fork(
+        _ request: SIPRequest, to targets: [ProxyTarget], inbound: SIPTransportProtocol,
+        respond: @escaping @Sendable (SIPResponse) -> Void
+    ) async -> ResponseContext? {
+        guard !targets.isEmpty else {
+            respond(SIPResponse(replyingTo: request, statusCode: 480, toTag: toTag()))
+            return nil
+        }
         let context = ResponseContext(
-            request: request, server: transaction, branches: targets.count, clock: endpoint.clock,
-            timerC: request.method == .invite ? configuration.timerC : nil)
-        transaction.whenCancelled { context.cancelAll() }
+            request: request, branches: targets.count, clock: endpoint.clock,
+            timerC: request.method == .invite ? configuration.timerC : nil, respond: respond)
         let loopToken = Self.loopToken(request)
         for (index, target) in targets.enumerated() {
             var copy = request
-            copy.uri = target
+            copy.uri = target.uri
+            for hop in target.route.reversed() { copy.headers.prepend(.route, hop.description) }
             if configuration.recordRoute, Self.createsDialog(request) {
-                addRecordRoute(to: &copy, inbound: transaction.peer.transport, target: target)
+                addRecordRoute(to: &copy, inbound: inbound, target: target.uri)
             }
             guard let (outgoing, destination) = nextHop(copy) else {
                 context.receive(SIPResponse(replyingTo: request, statusCode: 416), branch: index)
@@ -120,6 +164,7 @@ public final class SIPProxyCore: Sendable {
             }
             context.started(client, branch: index)
         }
+        return context
     }
 
     // MARK: the parts
@@ -196,3 +241,9 @@ public final class SIPProxyCore: Sendable {
 }
 
 func toTag() -> String { randomToken(length: 8) }
+
+/// True the first time only.
+final class Once: Sendable {
+    private let done = Mutex(false)
+    func first() -> Bool { done.withLock { ($0, $0 = true).0 == false } }
+}

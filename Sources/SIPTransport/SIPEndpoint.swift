@@ -25,6 +25,8 @@ public struct SIPEndpointConfiguration: Sendable {
     public var idleTimeout: TimeAmount = .seconds(300)
     /// Logs every message in and out (redacted) when set.
     public var trace: SIPTrace?
+    /// The WSS listener for WICs (RFC 7118), when this endpoint is an edge.
+    public var webSocket: SIPWebSocketConfiguration?
 
     public init() {}
 }
@@ -39,6 +41,9 @@ public final class SIPEndpoint: Sendable {
     let channels = Mutex<[any Channel]>([])
     let bound = Mutex<[SIPTransportProtocol: SocketAddress]>([:])
     let tlsClientContext: NIOSSLContext?
+    /// The WSS listener's TLS and its flows.
+    let webSocketTLS: LeanTLSContext?
+    let flows = WebSocketFlows()
     /// Functions of this process reached by a call instead of a socket, by the `host:port`
     /// their URIs name (the co-located eP-CSCF's Path and Record-Route).
     let inProcessNeighbours = Mutex<[String: SIPRequestHandler]>([:])
@@ -85,6 +90,7 @@ public final class SIPEndpoint: Sendable {
             clock: clock ?? EventLoopClock(eventLoop: eventLoopGroup.next()), trace: configuration.trace,
             handler: transactionHandler)
         self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
+        self.webSocketTLS = try configuration.webSocket?.tls.map { try LeanTLSContext($0) }
     }
 
     /// Requests this endpoint sends to `host:port` go to `handler` by a function call, with
@@ -121,6 +127,9 @@ public final class SIPEndpoint: Sendable {
             guard let tls = c.tlsServerConfiguration else { throw SIPEndpointError.tlsNotConfigured }
             register(
                 try await bindStream(port: port, transport: .tls, tls: try NIOSSLContext(configuration: tls)), as: .tls)
+        }
+        if let webSocket = c.webSocket {
+            register(try await bindWebSocket(webSocket), as: webSocket.tls == nil ? .ws : .wss)
         }
     }
 
@@ -222,6 +231,11 @@ public final class SIPEndpoint: Sendable {
         case .failure(let failure): return failure
         case .ready(let ready): prepared = ready
         }
+        return await send(prepared)
+    }
+
+    /// The final answer of a prepared request's client transaction.
+    func send(_ prepared: PreparedRequest) async -> SIPResponse {
         let core = self.core
         return await withCheckedContinuation { continuation in
             // Resumed once: by the final answer; later 2xx to an INVITE are not this caller's.
@@ -242,6 +256,19 @@ public final class SIPEndpoint: Sendable {
         _ request: SIPRequest, to destination: SIPDestination, branchToken: String? = nil,
         onResponse: @escaping @Sendable (SIPResponse) -> Void
     ) async -> SIPClientTransaction {
+        if let neighbour = inProcessNeighbours.withLock({ $0[Self.neighbourKey(destination.host, destination.port)] }) {
+            // A function of this process: called, in a task of its own so that branches run
+            // side by side; its one answer is the final one.
+            var request = request
+            if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
+            let sent = request
+            Task {
+                onResponse(
+                    await neighbour(sent, .inProcess(transport: destination.transport))
+                        ?? SIPResponse(replyingTo: sent, statusCode: 500))
+            }
+            return SIPClientTransaction(core: nil, key: nil)
+        }
         switch await prepare(request, to: destination, branchToken: branchToken) {
         case .failure(let failure):
             onResponse(failure)
@@ -325,7 +352,7 @@ public final class SIPEndpoint: Sendable {
             parameters: [SIPParameter("transport", transport.rawValue.lowercased()), SIPParameter("lr")])
     }
 
-    private func ourVia(for transport: SIPTransportProtocol, branch: String) -> SIPVia {
+    func ourVia(for transport: SIPTransportProtocol, branch: String) -> SIPVia {
         let via = core.state.withLock { $0.viaAddresses[transport] ?? $0.viaAddresses[.udp] }
         var ourVia = SIPVia(
             transport: transport.rawValue, host: via?.host ?? configuration.host, port: via.map { UInt16($0.port) },

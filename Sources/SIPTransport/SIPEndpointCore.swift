@@ -65,6 +65,24 @@ final class SIPEndpointCore: Sendable {
         }
     }
 
+    /// A whole message already in an array (a WebSocket message): parsed with the array as
+    /// its backing, no copy.
+    func receive(_ bytes: [UInt8], from peer: SIPPeer) {
+        trace?.record(.incoming, bytes: bytes, peer: "\(peer.remoteAddress)", via: Self.traceName(peer))
+        switch parser.parseInbound(bytes, framing: .message) {
+        case .message(.request(let request)):
+            receive(request, from: peer)
+        case .message(.response(let response)):
+            receive(response, from: peer)
+        case .malformed(let error, let answer):
+            reject(error, answer: answer, from: peer, closeIfUnanswerable: false)
+        }
+    }
+
+    static func traceName(_ peer: SIPPeer) -> String {
+        peer.flow.map { "WSS flow \($0.token)" } ?? peer.transport.rawValue
+    }
+
     func rejectUnframeable(_ head: ByteBuffer, error: SIPParseError, from peer: SIPPeer) {
         let answer = head.withUnsafeUInt8Bytes { SIPResponse.errorResponse(forUnparseable: $0, error: error) }
         reject(error, answer: answer, from: peer, closeIfUnanswerable: false)
@@ -148,12 +166,13 @@ final class SIPEndpointCore: Sendable {
 
     // MARK: connections
 
-    func connectionClosed(_ connection: StreamConnection) {
+    func connectionClosed(_ connection: any SIPConnection) {
+        guard let channel = channelIdentity(of: connection) else { return }
         let orphaned = state.withLock { state in
-            for (destination, open) in state.outbound where open == connection {
+            for (destination, open) in state.outbound where ObjectIdentifier(open.channel) == channel {
                 state.outbound.removeValue(forKey: destination)
             }
-            return state.clientTransactions.filter { $0.value.stream == connection }.map(\.key)
+            return state.clientTransactions.filter { $0.value.channel == channel }.map(\.key)
         }
         // RFC 3261 §8.1.3.1: a transport failure is a 503 at once, not a 408 after Timer F
         // (e.g. a TLS handshake the peer refused).

@@ -30,17 +30,23 @@ public struct SIPPeer: Sendable, CustomStringConvertible {
     /// Over TLS, the names (DNS and IP subject alternative names) of the certificate the
     /// peer presented and that the TLS layer verified against its trust roots; else empty.
     public let certificateNames: [String]
+    /// The WebSocket flow the message came on (a WIC), if it did.
+    public let flow: SIPFlow?
 
     public init(
         transport: SIPTransportProtocol, remoteAddress: SocketAddress, localAddress: SocketAddress?,
-        connection: any SIPConnection, certificateNames: [String] = []
+        connection: any SIPConnection, certificateNames: [String] = [], flow: SIPFlow? = nil
     ) {
         self.transport = transport
         self.remoteAddress = remoteAddress
         self.localAddress = localAddress
         self.connection = connection
         self.certificateNames = certificateNames
+        self.flow = flow
     }
+
+    /// The peer's IP address as text (nil for an in-process peer's placeholder too).
+    public var remoteIP: String? { connection.isInProcess ? nil : remoteAddress.ipAddress }
 
     public var description: String { "\(transport.rawValue) \(remoteAddress)" }
 }
@@ -58,10 +64,14 @@ public protocol SIPConnection: Sendable {
     func close()
     /// A connection inside this process (a co-located function): nothing crosses a network.
     var isInProcess: Bool { get }
+    /// The local answer for a request that could not be sent on it, or whose connection
+    /// closed before an answer came (RFC 3261 §8.1.3.1: 503; a flow: 430, RFC 5626 §5.3).
+    var transportFailureStatus: Int { get }
 }
 
 extension SIPConnection {
     public var isInProcess: Bool { false }
+    public var transportFailureStatus: Int { 503 }
 }
 
 /// The "connection" of a request one function hands another in the same process (the

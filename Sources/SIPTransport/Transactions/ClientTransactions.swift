@@ -16,8 +16,9 @@ struct ClientTransactionEntry {
     var machine: Machine
     let connection: any SIPConnection
     let remote: SocketAddress?
-    /// The stream it went out on: when that closes, no answer can come back.
-    let stream: StreamConnection?
+    /// The channel of the connection it went out on (TCP, TLS, a flow): when that closes,
+    /// no answer can come back.
+    let channel: ObjectIdentifier?
     let onResponse: @Sendable (SIPResponse) -> Void
     var timers: [SIPTransactionTimer: SIPScheduledTimer] = [:]
     /// §9.1: a CANCEL waits for a provisional response.
@@ -59,7 +60,7 @@ extension SIPEndpointCore {
             : .nonInvite(NonInviteClientMachine(request: request, reliable: reliable, timers: timers))
         state.withLock {
             $0.clientTransactions[key] = ClientTransactionEntry(
-                machine: machine, connection: connection, remote: remote, stream: connection as? StreamConnection,
+                machine: machine, connection: connection, remote: remote, channel: channelIdentity(of: connection),
                 onResponse: onResponse)
         }
         runClient(key) { entry in
@@ -72,7 +73,7 @@ extension SIPEndpointCore {
                 return machine.start()
             }
         }
-        if connection is StreamConnection, !connection.isActive {
+        if channelIdentity(of: connection) != nil, !connection.isActive {
             // Closed before the transaction was known to connectionClosed.
             clientTransportFailed(key)
         }
@@ -208,7 +209,7 @@ extension SIPEndpointCore {
             case .timedOut:
                 entry.onResponse(local(408, for: entry.request))
             case .transportFailed:
-                entry.onResponse(local(503, for: entry.request))
+                entry.onResponse(local(entry.connection.transportFailureStatus, for: entry.request))
             default:
                 break
             }
@@ -221,5 +222,14 @@ extension SIPEndpointCore {
         var response = SIPResponse(replyingTo: request, statusCode: status)
         try? response.headers.removeTopVia()
         return response
+    }
+}
+
+/// The channel behind a connection that has one of its own (not the shared UDP socket).
+func channelIdentity(of connection: any SIPConnection) -> ObjectIdentifier? {
+    switch connection {
+    case let stream as StreamConnection: return ObjectIdentifier(stream.channel)
+    case let flow as WebSocketConnection: return ObjectIdentifier(flow.channel)
+    default: return nil
     }
 }

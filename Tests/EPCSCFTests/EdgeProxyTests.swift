@@ -146,7 +146,7 @@ struct EdgeHarness {
     let storage: any DataStore
     let scscf: SIPEndpoint
     let toSCSCF: SIPEndpoint
-    let server: WebSocketServer
+    let edge: EdgeProxy
     let location: String
     let registrar: Registrar
 
@@ -176,67 +176,70 @@ struct EdgeHarness {
         let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
         try await scscf.start()
         registrar.attach(scscf)
+        let cert = try makeTestCertificate()
         var upstreamConfig = SIPEndpointConfiguration()
         upstreamConfig.tcpPort = 0
-        // Requests from the S-CSCF side go to the flows; the server exists only later.
-        let late = LateServer()
-        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { request, peer in
-            await late.value?.terminating(request, from: peer)
-        }
-        try await toSCSCF.start()
-        let cert = try makeTestCertificate()
-        var config = WebSocketServerConfiguration(
-            allowedOrigins: [origin],
-            scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
-        config.port = 0
-        config.flowCloseGrace = grace
-        config.terminatingPeers = terminatingPeers
-        config.tls = .makeServerConfiguration(
+        var webSocket = SIPWebSocketConfiguration()
+        webSocket.port = 0
+        webSocket.tls = .makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
+        let origins = OriginPolicy(allowed: [origin])
+        webSocket.originPolicy = { origins.verdict($0) }
+        upstreamConfig.webSocket = webSocket
+        // Requests from the flows and from the S-CSCF side go to the edge, which exists later.
+        let late = LateServer()
+        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { request, peer in
+            await late.value?.handle(request, from: peer)
+        }
+        var config = EdgeConfiguration(
+            scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
+        config.flowCloseGrace = grace
+        config.terminatingPeers = terminatingPeers
         let waf = TestWAF()
         var edgeSettings = EPCSCFConfiguration(
             homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: issuer)
         edgeSettings.homeWWSFs = [origin]
         let processor = RegisterProcessor(
             configuration: edgeSettings, tokens: TokenValidator(issuers: [waf.trusted], audience: audience))
-        let server = try WebSocketServer(
-            configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
-        try await server.start()
-        late.set(server)
+        let edge = EdgeProxy(configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
+        late.set(edge)
+        try await toSCSCF.start()
         return EdgeHarness(
-            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, server: server, location: location,
+            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, edge: edge, location: location,
             registrar: registrar)
     }
 
     init(
-        waf: TestWAF, storage: any DataStore, scscf: SIPEndpoint, toSCSCF: SIPEndpoint, server: WebSocketServer,
+        waf: TestWAF, storage: any DataStore, scscf: SIPEndpoint, toSCSCF: SIPEndpoint, edge: EdgeProxy,
         location: String, registrar: Registrar
     ) {
         self.registrar = registrar
         self.storage = storage
         self.scscf = scscf
         self.toSCSCF = toSCSCF
-        self.server = server
+        self.edge = edge
         self.location = location
         self.waf = waf
     }
 
+    var wssPort: Int { toSCSCF.address(.wss)?.port ?? 0 }
+
     func stop() async {
-        await server.shutdown()
+        await toSCSCF.closeFlows(grace: .seconds(2))
         await toSCSCF.shutdown()
         await scscf.shutdown()
         await storage.close()
         try? FileManager.default.removeItem(atPath: location)
     }
 
-    func client() async throws -> RawWSSClient { try await RawWSSClient(port: server.port ?? 0) }
+    func client() async throws -> RawWSSClient { try await RawWSSClient(port: wssPort) }
 }
 
 final class LateServer: Sendable {
-    let storage = Mutex<WebSocketServer?>(nil)
-    var value: WebSocketServer? { storage.withLock { $0 } }
-    func set(_ server: WebSocketServer) { storage.withLock { $0 = server } }
+    let storage = Mutex<EdgeProxy?>(nil)
+    var value: EdgeProxy? { storage.withLock { $0 } }
+    func set(_ edge: EdgeProxy) { storage.withLock { $0 = edge } }
 }
 
 /// A token valid now (the tests' TestWAF uses a fixed t0; this one uses the real clock).
@@ -245,22 +248,7 @@ func liveToken(_ waf: TestWAF) throws -> String {
     return try waf.token(claims: ["exp": now + 3600, "iat": now - 5])
 }
 
-/// The eP-CSCF writes its text frames itself (one TLS record per SIP message): each length
-/// form of RFC 6455 §5.2, unmasked, FIN set.
-@Test func textFramesHaveEachLengthForm() {
-    for (count, header) in [
-        (0, [0x81, 0x00]), (125, [0x81, 0x7D]), (126, [0x81, 0x7E, 0x00, 0x7E]),
-        (65_535, [0x81, 0x7E, 0xFF, 0xFF]), (65_536, [0x81, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00]),
-    ] as [(Int, [UInt8])] {
-        let payload = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        let frame = textFrame(payload, allocator: ByteBufferAllocator())
-        let bytes = frame.getBytes(at: frame.readerIndex, length: frame.readableBytes) ?? []
-        #expect(Array(bytes.prefix(header.count)) == header, "\(count) bytes")
-        #expect(Array(bytes.dropFirst(header.count)) == payload, "\(count) bytes")
-    }
-}
-
-@Suite(.serialized) struct WebSocketServerTests {
+@Suite(.serialized) struct EdgeProxyTests {
     @Test func handshakeChecks() async throws {
         let h = try await EdgeHarness.start()
         for (origin, protocols, expected) in [
@@ -299,7 +287,7 @@ func liveToken(_ waf: TestWAF) throws -> String {
         #expect(closed)
         // Plain TCP (no TLS) to the WSS port: never upgraded (EPC-2).
         let plain = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: h.server.port ?? 0).get()
+            .connect(host: "127.0.0.1", port: h.wssPort).get()
         let text =
             "GET /sip HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nOrigin: \(EdgeHarness.origin)\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
         try await plain.writeAndFlush(ByteBuffer(string: text)).get()
@@ -401,7 +389,7 @@ func liveToken(_ waf: TestWAF) throws -> String {
     }
 }
 
-extension WebSocketServerTests {
+extension EdgeProxyTests {
     /// IMS AKA over WSS with the TS 35.208 test set 1 keys (AKAv1-MD5, lab profile per
     /// spec.md WIC-7): 401 without ik/ck at the WIC, then RES from Milenage → 200.
     @Test func akaRegistrationOverWSS() async throws {
@@ -545,11 +533,11 @@ extension TerminatingTests {
                 transport: transport, remoteAddress: address, localAddress: nil, connection: NetworkConnection(),
                 certificateNames: names)
         }
-        #expect(await h.server.terminating(notify, from: peer(.tcp, []))?.statusCode == 403)
-        #expect(await h.server.terminating(notify, from: peer(.tls, []))?.statusCode == 403)
-        #expect(await h.server.terminating(notify, from: peer(.tls, ["rogue.test"]))?.statusCode == 403)
+        #expect(await h.edge.terminating(notify, from: peer(.tcp, []))?.statusCode == 403)
+        #expect(await h.edge.terminating(notify, from: peer(.tls, []))?.statusCode == 403)
+        #expect(await h.edge.terminating(notify, from: peer(.tls, ["rogue.test"]))?.statusCode == 403)
         // Past the check: an unknown flow is 430 (RFC 5626 §5.3).
-        #expect(await h.server.terminating(notify, from: peer(.tls, ["scscf.test"]))?.statusCode == 430)
+        #expect(await h.edge.terminating(notify, from: peer(.tls, ["scscf.test"]))?.statusCode == 430)
         await h.stop()
     }
 
@@ -563,9 +551,9 @@ extension TerminatingTests {
             let peer = SIPPeer(
                 transport: transport, remoteAddress: loopback, localAddress: nil, connection: NetworkConnection(),
                 certificateNames: transport == .tls ? ["localhost", "127.0.0.1"] : [])
-            #expect(await h.server.terminating(notify, from: peer)?.statusCode == 403, "\(transport)")
+            #expect(await h.edge.terminating(notify, from: peer)?.statusCode == 403, "\(transport)")
         }
-        #expect(await h.server.terminating(notify, from: .inProcess())?.statusCode == 430)
+        #expect(await h.edge.terminating(notify, from: .inProcess())?.statusCode == 430)
         await h.stop()
     }
 }
@@ -632,7 +620,7 @@ struct NetworkConnection: SIPConnection {
             try await c.sendText(register)
             #expect(await c.nextSIP()?.statusCode == 200)
         }
-        #expect(h.server.rememberedInstances == 1)
+        #expect(h.edge.rememberedInstances == 1)
         let removal = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
             .replacingOccurrences(
                 of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-000000000060"
@@ -642,7 +630,7 @@ struct NetworkConnection: SIPConnection {
             .replacingOccurrences(of: "Expires: 600000", with: "Expires: 0")
         try await c.sendText(removal)
         #expect(await c.nextSIP()?.statusCode == 200)
-        #expect(h.server.rememberedInstances == 0)
+        #expect(h.edge.rememberedInstances == 0)
         await c.close()
         await h.stop()
     }
@@ -734,26 +722,5 @@ struct NetworkConnection: SIPConnection {
         #expect(try await bindingCount(h) == 1)
         await second.close()
         await h.stop()
-    }
-}
-
-@Suite struct WebSocketMaskingTests {
-    /// Every payload length around the eight-byte steps, several keys, masked and not, and
-    /// appended after earlier bytes: the same bytes as NIO's own unmasking.
-    @Test func unmaskingMatchesNIOs() throws {
-        var generator = SystemRandomNumberGenerator()
-        let keys: [WebSocketMaskingKey?] = [nil, [0, 0, 0, 0], [0xFF, 0x01, 0x80, 0x7F], .random(using: &generator)]
-        for key in keys {
-            for length in 0...40 {
-                let payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                var masked = ByteBuffer(bytes: payload)
-                if let key { masked.webSocketMask(key) }
-                let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: masked)
-                var message: [UInt8] = [1, 2, 3]
-                frame.appendUnmaskedPayload(to: &message)
-                #expect(message == [1, 2, 3] + payload, "length \(length), key \(String(describing: key))")
-                #expect(Array(frame.unmaskedData.readableBytesView) == payload)
-            }
-        }
     }
 }

@@ -1,0 +1,224 @@
+import Foundation
+import SIPAuth
+import SIPCore
+import Synchronization
+
+// What the eP-CSCF remembers of a flow's registration: the identities it may assert, the
+// REGISTER to undo when it closes (EPC-33), its instance.
+
+extension EdgeProxy {
+    /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
+    /// de-register should the flow die.
+    func registered(
+        _ upstream: SIPRequest, impi: String?, token: TokenCredential?, answer: SIPResponse, on flow: FlowState,
+        flowToken: String
+    ) {
+        // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
+        let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
+        let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }
+        var associated =
+            known
+            ?? Set(((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity })
+        // A token registration asserts only what its token names (issue 26 item 4), however
+        // wide the subscription's set; then the text is not a shortcut for the next time.
+        var associatedFrom: String? = associatedText
+        if let token, !associated.allSatisfy(token.impus.contains) {
+            associated = associated.filter(token.impus.contains)
+            associatedFrom = nil
+        }
+        var ours: SIPContact?
+        let headerExpires = (try? upstream.headers.expires) ?? nil
+        var removing = headerExpires == 0
+        if case .contacts(let contacts)? = try? upstream.headers.contact {
+            ours = contacts.first
+            if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
+        }
+        let instance = ours?.instance
+        let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
+        // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
+        let (kept, grantedAsAsked) =
+            removing ? (nil, 0) : flow.state.withLock { ($0.lastRegister, $0.grantedAsAsked) }
+        // How long the registration lasts. The S-CSCF grants min(asked, its maximum): once
+        // an expiry was granted as asked, any shorter one is too, and the answer need not be
+        // read again (a refresh nearly always asks the same or less).
+        var until: Int64?
+        var askedAndGranted = grantedAsAsked
+        if !removing, let ours {
+            let requested = ours.expires ?? headerExpires
+            let seconds: Int64?
+            if let requested, requested <= grantedAsAsked {
+                seconds = Int64(requested)
+            } else {
+                seconds = Self.grantedSeconds(ours, instance: instance, requested: requested, answer: answer)
+                if let requested, seconds == Int64(requested) { askedAndGranted = max(grantedAsAsked, requested) }
+            }
+            until = seconds.map { Int64(processor.clock().timeIntervalSince1970) + $0 }
+        }
+        let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
+        let replacement = removing || refresh ? nil : KeptRegistration(upstream)
+        let current = removing ? nil : instance
+        let previousInstance = flow.state.withLock { state -> String? in
+            defer { state.instance = current }
+            if let impi { state.boundIMPI = impi }
+            if removing {
+                state.lastRegister = nil
+            } else if let replacement {
+                state.lastRegister = replacement.request
+                state.lastRegisterIMPI = replacement.impi
+            }
+            state.lastCSeq = cseq
+            state.registeredIMPUs = removing ? [] : associated
+            state.registeredFrom = removing ? nil : associatedFrom
+            state.token = removing ? nil : token
+            state.registeredUntil = until
+            state.grantedAsAsked = askedAndGranted
+            return state.instance
+        }
+        noteInstance(current, replacing: previousInstance, flowToken: flowToken)
+    }
+
+    /// Issue 26 item 13: the instance table holds at most one entry per flow — the instance
+    /// of its current registration. Registering another instance, de-registering, or the
+    /// flow's end takes the flow's old entry out (unless another flow has the instance now).
+    func noteInstance(_ instance: String?, of flow: FlowState, flowToken: String) {
+        let previous = flow.state.withLock { state -> String? in
+            defer { state.instance = instance }
+            return state.instance
+        }
+        noteInstance(instance, replacing: previous, flowToken: flowToken)
+    }
+
+    func noteInstance(_ instance: String?, replacing previous: String?, flowToken: String) {
+        guard previous != nil || instance != nil else { return }
+        latestFlowByInstance.withLock { table in
+            if let previous, previous != instance, table[previous] == flowToken { table[previous] = nil }
+            if let instance { table[instance] = flowToken }
+        }
+    }
+
+    /// How many instances the eP-CSCF remembers a flow for (operators and tests).
+    public var rememberedInstances: Int { latestFlowByInstance.withLock { $0.count } }
+
+    /// How long the registration of `ours` lasts, as the 200 OK granted it: the `expires` of
+    /// our contact there, else what was asked. The answer lists every binding of the
+    /// identity, one Contact field each; only ours (found by its instance, or its URI) is
+    /// parsed — the whole list cost a parse per binding on every registration.
+    static func grantedSeconds(_ ours: SIPContact, instance: String?, requested: UInt32?, answer: SIPResponse)
+        -> Int64?
+    {
+        let needle = instance ?? ours.address.uri.description
+        for index in answer.headers.positions(of: .contact) {
+            let value = answer.headers[index].value
+            guard value.contains(needle), let address = try? SIPAddress.parse(value) else { continue }
+            let contact = SIPContact(address)
+            let sameBinding = instance != nil ? contact.instance == instance : address.uri == ours.address.uri
+            if sameBinding, let expires = contact.expires { return Int64(expires) }
+        }
+        return requested.map(Int64.init)
+    }
+
+    /// EPC-33: the flow is gone; after the grace period, de-register what it registered,
+    /// unless its instance has registered again on another flow meanwhile.
+    func flowClosed(_ flow: FlowState, flowToken: String) async {
+        try? await Task.sleep(for: configuration.flowCloseGrace)
+        let kept = flow.state.withLock { state in
+            state.lastRegister.map {
+                (request: $0, impi: state.boundIMPI ?? state.lastRegisterIMPI, cseq: state.lastCSeq)
+            }
+        }
+        guard let kept else {
+            noteInstance(nil, of: flow, flowToken: flowToken)
+            return
+        }
+        let last = kept.request
+        if case .contacts(let contacts)? = try? last.headers.contact, let instance = contacts.first?.instance {
+            let stillOurs = latestFlowByInstance.withLock { table -> Bool in
+                guard table[instance] == flowToken else { return false }
+                table.removeValue(forKey: instance)
+                return true
+            }
+            guard stillOurs else { return }
+        }
+        noteInstance(nil, of: flow, flowToken: flowToken)
+        guard let impi = kept.impi else { return }
+        var request = last
+        request.headers.append(
+            .authorization,
+            TrustedNodeAuthorization(
+                impi: impi, realm: processor.configuration.homeDomain, uri: request.uri.description
+            )
+            .headerValue)
+        request.headers[.expires] = "0"
+        if let index = request.headers.firstIndex(named: .contact),
+            var list = try? SIPAddress.parseList(request.headers[index].value)
+        {
+            for i in list.indices { list[i].parameters.remove("expires") }
+            request.headers[index].value = list.map(\.description).joined(separator: ", ")
+        }
+        request.headers[.cseq] = SIPCSeq(kept.cseq &+ 1, .register).description
+        let answer = await toSCSCF(request)
+        logger.info("flow \(flowToken) closed: de-registered its contacts (\(answer.statusCode))")
+    }
+}
+
+/// The REGISTER a flow keeps for its flow-close de-registration (EPC-33): without Via and
+/// Authorization, copied out of the received message. The flow holds no bearer token or
+/// Digest answer for its lifetime, and an idle connection holds ~550 bytes less than with
+/// the received message, its token and the fields the eP-CSCF added (BENCHMARKS.md).
+struct KeptRegistration {
+    var request: SIPRequest
+    var impi: String?
+    /// Whether the copy left the received message behind (it always should).
+    var copied = false
+
+    init(_ upstream: SIPRequest) {
+        impi = (try? upstream.headers.authorizations())?.first?.username
+        var request = upstream
+        request.headers.removeAll(.authorization)
+        // Removed fields still sit in the message's buffer; a fresh parse leaves them behind.
+        // Via goes after it: a request without one does not parse.
+        if case .request(let compact)? = try? SIPParser().parse(request.serialized()) {
+            request = compact
+            copied = true
+        }
+        request.headers.removeAll(.via)
+        self.request = request
+    }
+
+    /// Whether `upstream` registers what `kept` holds again: same Call-ID, To, Contact and
+    /// Path. Then the flow needs only its new CSeq.
+    static func isRefresh(_ upstream: SIPRequest, of kept: SIPRequest) -> Bool {
+        refreshFields.allSatisfy { kept.headers.sameValues($0, as: upstream.headers) }
+    }
+
+    static let refreshFields: [SIPHeaderName] = [.callID, .to, .contact, .path]
+}
+
+/// What a flow knows across its messages; shared with the tasks that handle them.
+final class FlowState: Sendable {
+    struct State {
+        /// The IMPI a 200 OK bound to this TLS session (EPC-13, EPC-21).
+        var boundIMPI: String?
+        /// The last REGISTER forwarded and accepted, as `KeptRegistration` keeps it: what to
+        /// undo if the flow dies.
+        var lastRegister: SIPRequest?
+        /// The IMPI its Authorization named (the Authorization itself is not kept).
+        var lastRegisterIMPI: String?
+        /// The CSeq of the last accepted REGISTER; a refresh updates only this.
+        var lastCSeq: UInt32 = 0
+        /// The public identities registered over this flow (P-Associated-URI of the 200).
+        var registeredIMPUs: Set<String> = []
+        /// The P-Associated-URI text they were read from: a refresh nearly always brings the
+        /// same text, and then it need not be parsed again.
+        var registeredFrom: String?
+        /// The token the last registration rested on (nil for Digest and AKA).
+        var token: TokenCredential?
+        /// When the last registration ends (unix seconds).
+        var registeredUntil: Int64?
+        /// The +sip.instance of its current registration (its entry in the instance table).
+        var instance: String?
+        /// The longest expiry the S-CSCF granted as asked on this flow (seconds).
+        var grantedAsAsked: UInt32 = 0
+    }
+    let state = Mutex(State())
+}

@@ -1,0 +1,125 @@
+import Metrics
+import NIOCore
+import NIOWebSocket
+import SIPCore
+import Synchronization
+
+/// A WebSocket flow as a SIPConnection: each message one text frame (RFC 7118 §5).
+final class WebSocketConnection: SIPConnection {
+    let channel: any Channel
+    let flow: SIPFlow
+
+    init(channel: any Channel, flow: SIPFlow) {
+        self.channel = channel
+        self.flow = flow
+    }
+
+    var transport: SIPTransportProtocol { .wss }
+    var isActive: Bool { channel.isActive }
+    func write(_ message: SIPMessage, to remote: SocketAddress?) { writeTextFrame(message.serialized(), on: channel) }
+    func writeRaw(_ bytes: [UInt8]) { writeTextFrame(bytes, on: channel) }
+    func close() { channel.close(promise: nil) }
+    /// RFC 5626 §5.3: a request for a flow that is gone is 430 Flow Failed.
+    var transportFailureStatus: Int { 430 }
+}
+
+/// The open flows of one endpoint and its connection caps.
+final class WebSocketFlows: Sendable {
+    struct State {
+        var flows: [String: WebSocketConnection] = [:]
+        var total = 0
+        var byAddress: [String: Int] = [:]
+        var highWater = 0
+        var closedHandlers: [@Sendable (SIPFlow) -> Void] = []
+    }
+
+    let state = Mutex(State())
+    static let open = Gauge(label: "webims_epcscf_flows")
+    static let refused = Counter(label: "webims_epcscf_connections_refused_total")
+
+    /// Counts a new connection in, unless a cap says no.
+    func admit(_ address: String, maxTotal: Int, maxPerAddress: Int) -> Bool {
+        let admitted = state.withLock { state -> Bool in
+            guard state.total < maxTotal, state.byAddress[address, default: 0] < maxPerAddress else { return false }
+            state.total += 1
+            state.highWater = max(state.highWater, state.total)
+            state.byAddress[address, default: 0] += 1
+            return true
+        }
+        if !admitted { Self.refused.increment() }
+        return admitted
+    }
+
+    func connectionClosed(_ address: String) {
+        state.withLock { state in
+            state.total -= 1
+            let left = state.byAddress[address, default: 1] - 1
+            state.byAddress[address] = left > 0 ? left : nil
+        }
+    }
+
+    func opened(_ connection: WebSocketConnection) {
+        let count = state.withLock { state in
+            state.flows[connection.flow.token] = connection
+            return state.flows.count
+        }
+        Self.open.record(count)
+    }
+
+    func closed(_ connection: WebSocketConnection) {
+        let (count, handlers) = state.withLock { state in
+            state.flows.removeValue(forKey: connection.flow.token)
+            return (state.flows.count, state.closedHandlers)
+        }
+        Self.open.record(count)
+        for handler in handlers { handler(connection.flow) }
+    }
+
+    func connection(_ token: String) -> WebSocketConnection? { state.withLock { $0.flows[token] } }
+}
+
+/// The SIP layer of a flow: each whole message goes to the endpoint's transaction layer,
+/// and the flow is known to the endpoint while it is open.
+final class SIPWebSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = [UInt8]
+    let core: SIPEndpointCore
+    let flows: WebSocketFlows
+    let flow: SIPFlow
+    var connection: WebSocketConnection?
+    var peer: SIPPeer?
+
+    init(core: SIPEndpointCore, flows: WebSocketFlows, flow: SIPFlow) {
+        self.core = core
+        self.flows = flows
+        self.flow = flow
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let connection = WebSocketConnection(channel: context.channel, flow: flow)
+        self.connection = connection
+        if let remote = context.channel.remoteAddress {
+            peer = SIPPeer(
+                transport: .wss, remoteAddress: remote, localAddress: context.channel.localAddress,
+                connection: connection, flow: flow)
+        }
+        flows.opened(connection)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let connection {
+            flows.closed(connection)
+            core.connectionClosed(connection)
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let peer else { return }
+        core.receive(unwrapInboundIn(data), from: peer)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        core.logger.debug("closing flow \(flow): \(error)")
+        context.close(promise: nil)
+    }
+}
