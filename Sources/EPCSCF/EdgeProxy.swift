@@ -124,7 +124,7 @@ public final class EdgeProxy: Sendable {
         switch processor.process(request, flowToken: flow.token, origin: flow.origin, boundIMPI: boundIMPI) {
         case .reject(let response):
             return response
-        case .forward(let upstream, let impi, let token):
+        case .forward(let upstream, let impi, let token, let contacts):
             let start = ContinuousClock.now
             let credentialLess = !upstream.headers.contains(.authorization)
             let answer = processor.processResponse(
@@ -134,7 +134,9 @@ public final class EdgeProxy: Sendable {
                 elapsed.attoseconds / 1_000_000_000 + elapsed.seconds * 1_000_000_000)
             EdgeMetrics.registerAnswered(status: answer.statusCode)
             if answer.statusCode == 200 {
-                registered(upstream, impi: impi, token: token, answer: answer, on: state, flowToken: flow.token)
+                registered(
+                    upstream, contacts: contacts, impi: impi, token: token, answer: answer, on: state,
+                    flowToken: flow.token)
             }
             return answer
         }

@@ -10,8 +10,8 @@ extension EdgeProxy {
     /// EPC-13/EPC-21: a 200 binds the IMPI to this TLS session and flow; remember what to
     /// de-register should the flow die.
     func registered(
-        _ upstream: SIPRequest, impi: String?, token: TokenCredential?, answer: SIPResponse, on flow: FlowState,
-        flowToken: String
+        _ upstream: SIPRequest, contacts: [SIPContact], impi: String?, token: TokenCredential?,
+        answer: SIPResponse, on flow: FlowState, flowToken: String
     ) {
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
         let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
@@ -29,7 +29,8 @@ extension EdgeProxy {
         var ours: SIPContact?
         let headerExpires = (try? upstream.headers.expires) ?? nil
         var removing = headerExpires == 0
-        if case .contacts(let contacts)? = try? upstream.headers.contact {
+        // Parsed once, by the REGISTER processing (issue 27: it was parsed four times).
+        if !contacts.isEmpty {
             ours = contacts.first
             if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
         }

@@ -55,7 +55,8 @@ public struct TokenCredential: Sendable, Hashable {
 public enum RegisterDecision: Sendable {
     /// Forward this request to the S-CSCF; `impi` is the private identity it registers
     /// (the token's, or the Digest username), `token` the token it rests on, if any.
-    case forward(SIPRequest, impi: String?, token: TokenCredential?)
+    /// `contacts` are its Contact values, parsed once here for whoever needs them next.
+    case forward(SIPRequest, impi: String?, token: TokenCredential?, contacts: [SIPContact])
     /// Answer the WIC with this response; nothing goes to the S-CSCF.
     case reject(SIPResponse)
 }
@@ -205,8 +206,8 @@ public struct RegisterProcessor: Sendable {
             // Bearer challenge to that 401, or answers with it alone.
             impi = nil
         }
-        addPathAndCharging(&request, flowToken: flowToken)
-        return .forward(request, impi: impi, token: credential)
+        let contacts = addPathAndCharging(&request, flowToken: flowToken)
+        return .forward(request, impi: impi, token: credential, contacts: contacts)
     }
 
     /// The S-CSCF's answer on its way to the WIC. EPC-12: ik and ck are for a P-CSCF setting
@@ -256,13 +257,11 @@ public struct RegisterProcessor: Sendable {
         return reply(request, refusal.status, refusal.reason)
     }
 
-    func addPathAndCharging(_ request: inout SIPRequest, flowToken: String) {
-        let wantsOutbound: Bool
-        if case .contacts(let contacts)? = try? request.headers.contact {
-            wantsOutbound = contacts.contains { $0.address.parameters["+sip.instance"] != nil && $0.regID != nil }
-        } else {
-            wantsOutbound = false
-        }
+    /// Returns the request's contacts (none for `*` or no Contact).
+    func addPathAndCharging(_ request: inout SIPRequest, flowToken: String) -> [SIPContact] {
+        var contacts: [SIPContact] = []
+        if case .contacts(let list)? = try? request.headers.contact { contacts = list }
+        let wantsOutbound = contacts.contains { $0.address.parameters["+sip.instance"] != nil && $0.regID != nil }
         // EPC-7: our Path with the flow token; `ob` when the WIC uses outbound.
         let (before, after) = wantsOutbound ? pathAround.outbound : pathAround.plain
         request.headers.prepend(.path, before + flowToken + after)
@@ -272,6 +271,7 @@ public struct RegisterProcessor: Sendable {
         // EPC-8.
         request.headers[.pVisitedNetworkID] = visitedNetworkID
         request.headers[.pChargingVector] = "icid-value=\"\(randomICID())\";orig-ioi=\(configuration.networkID)"
+        return contacts
     }
 
     func capExpires(_ request: inout SIPRequest, at limit: UInt32) {

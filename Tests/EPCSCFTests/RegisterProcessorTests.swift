@@ -38,7 +38,7 @@ func wicRegister(
 }
 
 func forwarded(_ decision: RegisterDecision) -> SIPRequest? {
-    if case .forward(let r, _, _) = decision { return r }
+    if case .forward(let r, _, _, _) = decision { return r }
     return nil
 }
 
@@ -133,7 +133,7 @@ func rejected(_ decision: RegisterDecision) -> SIPResponse? {
         let waf = TestWAF()
         let p = processor(waf)
         func impi(_ authorization: String) throws -> String?? {
-            if case .forward(_, let impi, _) = p.process(
+            if case .forward(_, let impi, _, _) = p.process(
                 try wicRegister(authorization: authorization), flowToken: "f", origin: origin, boundIMPI: nil)
             {
                 return .some(impi)
