@@ -10,13 +10,7 @@ extension SIPRequest {
         _ = try headers.vias
         _ = try headers.from
         _ = try headers.to
-        if headers.contains(.contact) {
-            do {
-                _ = try SIPContactValue.parse(fieldValues: headers.fieldValues(.contact))
-            } catch {
-                throw error.in(.contact)
-            }
-        }
+        _ = try headers.contact
         if let date = headers[Self.date], !Self.isHTTPDate(date) {
             throw SIPParseError(.invalidHeader, header: Self.date)
         }

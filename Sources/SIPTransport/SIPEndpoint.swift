@@ -57,38 +57,35 @@ public final class SIPEndpoint: Sendable {
         handler: @escaping SIPRequestHandler
     ) throws {
         try self.init(
-            configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
-            transactionHandler: { request, transaction in
-                if request.method == .invite {
-                    transaction.whenCancelled {
-                        transaction.respond(
-                            SIPResponse(replyingTo: request, statusCode: 487, toTag: randomToken(length: 8)))
-                    }
-                }
-                if let response = await handler(request, transaction.peer) {
-                    transaction.respond(response)
-                } else {
-                    transaction.abandon()
-                }
-            })
+            configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, clock: nil,
+            handler: .answering(handler))
     }
 
     /// An endpoint whose handler drives each server transaction itself (a proxy: provisional
     /// responses, a final one later, CANCEL). `clock` arms the transaction timers (tests
     /// pass a `ManualSIPClock`); by default the event loop's.
-    public init(
+    public convenience init(
         configuration: SIPEndpointConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "webims.sip"),
         clock: (any SIPClock)? = nil,
         transactionHandler: @escaping SIPTransactionHandler
     ) throws {
+        try self.init(
+            configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, clock: clock,
+            handler: .transactional(transactionHandler))
+    }
+
+    init(
+        configuration: SIPEndpointConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
+        clock: (any SIPClock)?, handler: SIPEndpointCore.Handler
+    ) throws {
         self.configuration = configuration
         self.group = eventLoopGroup
         self.core = SIPEndpointCore(
             logger: logger, limits: configuration.limits, timers: configuration.timers,
             clock: clock ?? EventLoopClock(eventLoop: eventLoopGroup.next()), trace: configuration.trace,
-            handler: transactionHandler)
+            handler: handler)
         self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
         self.webSocketTLS = try configuration.webSocket?.tls.map { try LeanTLSContext($0) }
     }

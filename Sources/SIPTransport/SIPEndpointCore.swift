@@ -19,7 +19,7 @@ final class SIPEndpointCore: Sendable {
     let logger: Logger
     let parser: SIPParser
     let timers: SIPTimers
-    let handler: SIPTransactionHandler
+    let handler: Handler
     let clock: any SIPClock
     let trace: SIPTrace?
     let state = Mutex(State())
@@ -39,9 +39,16 @@ final class SIPEndpointCore: Sendable {
     /// of one scheduled task each (at 10,000 requests a second, 320,000 pending timers).
     static let timerJSlots = 33
 
+    /// The transaction user: one that answers each request once, or one that drives its
+    /// server transaction itself.
+    enum Handler: Sendable {
+        case answering(SIPRequestHandler)
+        case transactional(SIPTransactionHandler)
+    }
+
     init(
         logger: Logger, limits: SIPParserLimits, timers: SIPTimers, clock: any SIPClock, trace: SIPTrace? = nil,
-        handler: @escaping SIPTransactionHandler
+        handler: Handler
     ) {
         self.trace = trace
         self.logger = logger
@@ -115,6 +122,11 @@ final class SIPEndpointCore: Sendable {
             }
             return
         }
+        if peer.transport.isReliable, request.method != .invite, request.method != .ack, request.method != .cancel {
+            // No table entry: see SIPServerTransaction.Kind.direct.
+            deliver(request, SIPServerTransaction(core: self, kind: .direct, peer: peer))
+            return
+        }
         let key = ServerKey(
             branch: via.branch ?? "", host: via.host, port: via.port,
             method: request.method == .ack ? SIPMethod.invite.rawValue : request.method.rawValue)
@@ -129,8 +141,26 @@ final class SIPEndpointCore: Sendable {
 
     /// Hands a request to the transaction user in a task of its own.
     func deliver(_ request: SIPRequest, _ transaction: SIPServerTransaction) {
-        let handler = self.handler
-        Task(executorPreference: EventLoopExecutor.current) { await handler(request, transaction) }
+        switch handler {
+        case .answering(let answer):
+            if request.method == .invite {
+                // A CANCEL while it works on the INVITE: 487 for it (RFC 3261 §9.2).
+                transaction.whenCancelled {
+                    transaction.respond(
+                        SIPResponse(replyingTo: request, statusCode: 487, toTag: randomToken(length: 8)))
+                }
+            }
+            // One async call where a transactional wrapper took two (a frame each).
+            Task(executorPreference: EventLoopExecutor.current) {
+                if let response = await answer(request, transaction.peer) {
+                    transaction.respond(response)
+                } else {
+                    transaction.abandon()
+                }
+            }
+        case .transactional(let handle):
+            Task(executorPreference: EventLoopExecutor.current) { await handle(request, transaction) }
+        }
     }
 
     /// Sends a response back (RFC 3261 §18.2.2). Over UDP it goes to `destination`, or, when

@@ -22,28 +22,50 @@ public enum SIPTransportProtocol: String, Sendable, Hashable, CaseIterable {
 /// Where a SIP message came from: the transport, the peer's address and the socket it
 /// arrived on, which is also the way back (RFC 3261 §18.2.2).
 public struct SIPPeer: Sendable, CustomStringConvertible {
+    /// What a peer is, in one object: a request's peer is handed from the transport to the
+    /// transaction and the TU's task, and a copy of one reference is one retain where the
+    /// fields were six (a flow's peer is made once, for the life of the connection).
+    final class Details: Sendable {
+        let remoteAddress: SocketAddress
+        let localAddress: SocketAddress?
+        let connection: any SIPConnection
+        let certificateNames: [String]
+        let flow: SIPFlow?
+
+        init(
+            remoteAddress: SocketAddress, localAddress: SocketAddress?, connection: any SIPConnection,
+            certificateNames: [String], flow: SIPFlow?
+        ) {
+            self.remoteAddress = remoteAddress
+            self.localAddress = localAddress
+            self.connection = connection
+            self.certificateNames = certificateNames
+            self.flow = flow
+        }
+    }
+
     public let transport: SIPTransportProtocol
-    public let remoteAddress: SocketAddress
-    public let localAddress: SocketAddress?
-    /// The connection (or UDP socket) that carried the message.
-    public let connection: any SIPConnection
-    /// Over TLS, the names (DNS and IP subject alternative names) of the certificate the
-    /// peer presented and that the TLS layer verified against its trust roots; else empty.
-    public let certificateNames: [String]
-    /// The WebSocket flow the message came on (a WIC), if it did.
-    public let flow: SIPFlow?
+    let details: Details
 
     public init(
         transport: SIPTransportProtocol, remoteAddress: SocketAddress, localAddress: SocketAddress?,
         connection: any SIPConnection, certificateNames: [String] = [], flow: SIPFlow? = nil
     ) {
         self.transport = transport
-        self.remoteAddress = remoteAddress
-        self.localAddress = localAddress
-        self.connection = connection
-        self.certificateNames = certificateNames
-        self.flow = flow
+        details = Details(
+            remoteAddress: remoteAddress, localAddress: localAddress, connection: connection,
+            certificateNames: certificateNames, flow: flow)
     }
+
+    public var remoteAddress: SocketAddress { details.remoteAddress }
+    public var localAddress: SocketAddress? { details.localAddress }
+    /// The connection (or UDP socket) that carried the message.
+    public var connection: any SIPConnection { details.connection }
+    /// Over TLS, the names (DNS and IP subject alternative names) of the certificate the
+    /// peer presented and that the TLS layer verified against its trust roots; else empty.
+    public var certificateNames: [String] { details.certificateNames }
+    /// The WebSocket flow the message came on (a WIC), if it did.
+    public var flow: SIPFlow? { details.flow }
 
     /// The peer's IP address as text (nil for an in-process peer's placeholder too).
     public var remoteIP: String? { connection.isInProcess ? nil : remoteAddress.ipAddress }
@@ -91,9 +113,22 @@ public struct InProcessConnection: SIPConnection {
 extension SIPPeer {
     /// A peer in this process, on an `InProcessConnection`.
     public static func inProcess(transport: SIPTransportProtocol = .tcp) -> SIPPeer {
-        SIPPeer(
-            transport: transport, remoteAddress: inProcessAddress, localAddress: nil, connection: InProcessConnection())
+        // Made once per transport: a co-located call per registration allocates nothing here.
+        inProcessPeers[transport]
+            ?? SIPPeer(
+                transport: transport, remoteAddress: inProcessAddress, localAddress: nil,
+                connection: InProcessConnection())
     }
+
+    private static let inProcessPeers: [SIPTransportProtocol: SIPPeer] = Dictionary(
+        uniqueKeysWithValues: SIPTransportProtocol.allCases.map {
+            (
+                $0,
+                SIPPeer(
+                    transport: $0, remoteAddress: inProcessAddress, localAddress: nil, connection: InProcessConnection()
+                )
+            )
+        })
 
     /// An address to name an in-process peer by in logs; nothing is ever sent to it.
     static let inProcessAddress: SocketAddress = {

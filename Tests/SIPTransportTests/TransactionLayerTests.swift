@@ -47,7 +47,7 @@ final class TransactionRig: Sendable {
         let received = self.received
         core = SIPEndpointCore(
             logger: Logger(label: "test"), limits: .default, timers: SIPTimers(), clock: clock,
-            handler: { request, transaction in received.append((request, transaction)) })
+            handler: .transactional({ request, transaction in received.append((request, transaction)) }))
         peer = SIPPeer(
             transport: transport, remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 5070),
             localAddress: nil, connection: connection)

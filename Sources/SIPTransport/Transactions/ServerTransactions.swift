@@ -53,34 +53,52 @@ struct ServerTransactionEntry {
 /// and learns of a CANCEL from it. An ACK for a 2xx (a transaction of its own end to end,
 /// RFC 3261 §17.1.1.3) comes with a stateless one, which sends nothing.
 public struct SIPServerTransaction: Sendable {
+    enum Kind {
+        /// Kept in the table: retransmissions answered, timers, CANCEL.
+        case kept(ServerKey)
+        /// A non-INVITE request over a reliable transport: no retransmission can come and
+        /// Timer J is zero (RFC 3261 §17.2.2), so there is nothing to keep — the answer
+        /// goes straight back on the connection.
+        case direct
+        /// An ACK for a 2xx: nothing to answer.
+        case stateless
+    }
+
     let core: SIPEndpointCore?
-    let key: ServerKey?
+    let kind: Kind
     public let peer: SIPPeer
 
     /// Sends a response: any number of provisional ones, then one final one (§17.2).
     public func respond(_ response: SIPResponse) {
-        guard let core, let key else { return }
-        core.runServer(key) { entry in
-            switch entry.machine {
-            case .invite(var machine):
-                defer { entry.machine = .invite(machine) }
-                return machine.respond(response)
-            case .nonInvite(var machine):
-                defer { entry.machine = .nonInvite(machine) }
-                return machine.respond(response)
+        guard let core else { return }
+        switch kind {
+        case .kept(let key):
+            core.runServer(key) { entry in
+                switch entry.machine {
+                case .invite(var machine):
+                    defer { entry.machine = .invite(machine) }
+                    return machine.respond(response)
+                case .nonInvite(var machine):
+                    defer { entry.machine = .nonInvite(machine) }
+                    return machine.respond(response)
+                }
             }
+        case .direct:
+            core.send(response, over: peer.connection, defaultDestination: peer.remoteAddress)
+        case .stateless:
+            return
         }
     }
 
     /// Ends the transaction without an answer (a request the TU drops).
     public func abandon() {
-        guard let core, let key else { return }
+        guard let core, case .kept(let key) = kind else { return }
         core.runServer(key) { _ in [.terminate] }
     }
 
     /// Runs `body` once the request is cancelled (RFC 3261 §9.2) — at once if it already is.
     public func whenCancelled(_ body: @escaping @Sendable () -> Void) {
-        guard let core, let key else { return }
+        guard let core, case .kept(let key) = kind else { return }
         let already = core.state.withLock { state -> Bool in
             guard state.serverTransactions[key] != nil else { return false }
             if state.serverTransactions[key]?.cancelled == true { return true }
@@ -91,7 +109,10 @@ public struct SIPServerTransaction: Sendable {
     }
 
     /// True for an ACK's stateless transaction.
-    public var isStateless: Bool { key == nil }
+    public var isStateless: Bool {
+        if case .stateless = kind { return true }
+        return false
+    }
 }
 
 extension SIPEndpointCore {
@@ -115,7 +136,7 @@ extension SIPEndpointCore {
                     return machine.start()
                 }
             }
-            deliver(request, SIPServerTransaction(core: self, key: key, peer: peer))
+            deliver(request, SIPServerTransaction(core: self, kind: .kept(key), peer: peer))
         } else {
             // §17.2.1, §17.2.2: a retransmission gets the last response again, if any.
             runServer(key) { entry in
@@ -148,7 +169,7 @@ extension SIPEndpointCore {
                 return machine.receiveACK()
             }
         case .none:
-            deliver(request, SIPServerTransaction(core: nil, key: nil, peer: peer))
+            deliver(request, SIPServerTransaction(core: nil, kind: .stateless, peer: peer))
         }
     }
 
@@ -170,7 +191,7 @@ extension SIPEndpointCore {
             state.serverTransactions[invite] = entry
             return .cancels(body)
         }
-        let transaction = SIPServerTransaction(core: self, key: key, peer: peer)
+        let transaction = SIPServerTransaction(core: self, kind: .kept(key), peer: peer)
         switch outcome {
         case .retransmission:
             receiveRequest(request, key: key, from: peer, destination: destination)
