@@ -1,5 +1,6 @@
 import NIOCore
 import NIOWebSocket
+import Synchronization
 
 /// Closes a flow with a status code (RFC 6455 §7.4.1), then the connection.
 func closeFlow(_ context: ChannelHandlerContext, code: WebSocketErrorCode) {
@@ -11,39 +12,30 @@ func closeFlow(_ context: ChannelHandlerContext, code: WebSocketErrorCode) {
 
 /// Keeps a flow alive and answers its control frames: a ping every `interval`, the flow
 /// closed after `idle` without any frame (RFC 6455 §5.5); pong for ping, close for close.
-/// Data frames pass on.
+/// Data frames pass on. The pings come from one sweep per event loop (`KeepAliveSweep`), not
+/// a timer per connection: ~250 bytes less for each idle WIC.
 final class WebSocketKeepAlive: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
-    let interval: TimeAmount
-    let idle: TimeAmount
+    let sweep: KeepAliveSweep
     var lastFrame = NIODeadline.now()
-    var task: RepeatedTask?
 
-    init(interval: Duration, idle: Duration) {
-        self.interval = TimeAmount(interval)
-        self.idle = TimeAmount(idle)
-    }
+    init(sweep: KeepAliveSweep) { self.sweep = sweep }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        task = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            let (handler, context) = loopBound.value
-            if NIODeadline.now() - handler.lastFrame > handler.idle {
-                context.close(promise: nil)
-            } else {
-                context.writeAndFlush(
-                    handler.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())),
-                    promise: nil)
-            }
+    func handlerAdded(context: ChannelHandlerContext) { sweep.add(self, context) }
+
+    func handlerRemoved(context: ChannelHandlerContext) { sweep.remove(self) }
+
+    /// The sweep's visit: close when silent too long, else ping.
+    func visit(_ context: ChannelHandlerContext, now: NIODeadline) {
+        if now - lastFrame > sweep.idle {
+            context.close(promise: nil)
+        } else {
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
         }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        task?.cancel()
-        task = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -64,6 +56,60 @@ final class WebSocketKeepAlive: ChannelDuplexHandler {
             context.fireChannelRead(data)
         }
     }
+}
+
+/// The flows of one event loop, visited every `interval` by one repeated task that runs
+/// while the loop has any. Touched only on its event loop.
+final class KeepAliveSweep: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    let interval: TimeAmount
+    let idle: TimeAmount
+    private var members: [ObjectIdentifier: (handler: WebSocketKeepAlive, context: ChannelHandlerContext)] = [:]
+    private var task: RepeatedTask?
+
+    init(eventLoop: any EventLoop, interval: Duration, idle: Duration) {
+        self.eventLoop = eventLoop
+        self.interval = TimeAmount(interval)
+        self.idle = TimeAmount(idle)
+    }
+
+    func add(_ handler: WebSocketKeepAlive, _ context: ChannelHandlerContext) {
+        eventLoop.assertInEventLoop()
+        members[ObjectIdentifier(handler)] = (handler, context)
+        guard task == nil else { return }
+        task = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            let now = NIODeadline.now()
+            for (handler, context) in members.values { handler.visit(context, now: now) }
+        }
+    }
+
+    func remove(_ handler: WebSocketKeepAlive) {
+        eventLoop.assertInEventLoop()
+        members.removeValue(forKey: ObjectIdentifier(handler))
+        if members.isEmpty {
+            task?.cancel()
+            task = nil
+        }
+    }
+
+    /// One sweep per event loop and setting, made on first use.
+    static func of(_ eventLoop: any EventLoop, interval: Duration, idle: Duration) -> KeepAliveSweep {
+        let key = Key(loop: ObjectIdentifier(eventLoop), interval: interval, idle: idle)
+        return sweeps.withLock { table in
+            if let known = table[key] { return known }
+            let made = KeepAliveSweep(eventLoop: eventLoop, interval: interval, idle: idle)
+            table[key] = made
+            return made
+        }
+    }
+
+    private struct Key: Hashable {
+        let loop: ObjectIdentifier
+        let interval: Duration
+        let idle: Duration
+    }
+
+    private static let sweeps = Mutex<[Key: KeepAliveSweep]>([:])
 }
 
 /// Joins a message's frames into its bytes, unmasked (RFC 7118 §5: one SIP message per

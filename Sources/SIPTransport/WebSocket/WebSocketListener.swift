@@ -54,7 +54,10 @@ extension SIPEndpoint {
                     // The refusal handler is for HTTP; frames must not reach it.
                     sync.removeHandler(name: "handshake-refusal", promise: nil)
                     try sync.addHandler(
-                        WebSocketKeepAlive(interval: configuration.pingInterval, idle: configuration.idleTimeout))
+                        WebSocketKeepAlive(
+                            sweep: KeepAliveSweep.of(
+                                channel.eventLoop, interval: configuration.pingInterval,
+                                idle: configuration.idleTimeout)))
                     try sync.addHandler(WebSocketMessageAssembler(maxSize: configuration.maxMessageSize))
                     try sync.addHandler(
                         FlowRateLimit(burst: configuration.messageBurst, perSecond: configuration.messagesPerSecond))

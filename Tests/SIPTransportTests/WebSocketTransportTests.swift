@@ -1,0 +1,102 @@
+import NIOCore
+import SIPCore
+import Testing
+
+@testable import SIPTransport
+
+/// SIP over WebSocket as a transport (RFC 7118), plain WS on loopback: the handshake by hand
+/// and frames read from the raw bytes, so nothing under test checks itself.
+@Suite(.serialized) struct WebSocketTransportTests {
+    static func endpoint(ping: Duration, idle: Duration) async throws -> SIPEndpoint {
+        var configuration = SIPEndpointConfiguration()
+        var webSocket = SIPWebSocketConfiguration()
+        webSocket.port = 0
+        webSocket.pingInterval = ping
+        webSocket.idleTimeout = idle
+        configuration.webSocket = webSocket
+        let endpoint = try SIPEndpoint(configuration: configuration) { request, _ in
+            SIPResponse(replyingTo: request, statusCode: 200, toTag: "t")
+        }
+        try await endpoint.start()
+        return endpoint
+    }
+
+    static func open(_ endpoint: SIPEndpoint) async throws -> RawTCPPeer {
+        let port = try #require(endpoint.address(.ws)?.port)
+        let peer = try await RawTCPPeer(to: try SocketAddress(ipAddress: "127.0.0.1", port: port))
+        try await peer.send(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + "Sec-WebSocket-Protocol: sip\r\n\r\n")
+        return peer
+    }
+
+    /// A masked client frame (RFC 6455 §5.3) with a zero key, so the payload reads as sent.
+    static func frame(opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        precondition(payload.count < 126)
+        return [0x80 | opcode, 0x80 | UInt8(payload.count), 0, 0, 0, 0] + payload
+    }
+
+    /// Server frames after the 101 response: (opcode, payload).
+    static func frames(_ peer: RawTCPPeer) -> [(UInt8, [UInt8])] {
+        let bytes = peer.rawBytes()
+        guard let end = find([13, 10, 13, 10], in: bytes) else { return [] }
+        var rest = Array(bytes[(end + 4)...])
+        var result: [(UInt8, [UInt8])] = []
+        while rest.count >= 2 {
+            var length = Int(rest[1] & 0x7F)
+            var header = 2
+            if length == 126, rest.count >= 4 {
+                length = Int(rest[2]) << 8 | Int(rest[3])
+                header = 4
+            }
+            guard rest.count >= header + length else { break }
+            result.append((rest[0] & 0x0F, Array(rest[header..<header + length])))
+            rest.removeFirst(header + length)
+        }
+        return result
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        return (0...(haystack.count - needle.count)).first { Array(haystack[$0..<$0 + needle.count]) == needle }
+    }
+
+    @Test func aSilentFlowIsPingedThenClosedAndOneThatAnswersStays() async throws {
+        let endpoint = try await Self.endpoint(ping: .milliseconds(100), idle: .milliseconds(450))
+        let silent = try await Self.open(endpoint)
+        let lively = try await Self.open(endpoint)
+        for _ in 0..<12 {
+            try await Task.sleep(for: .milliseconds(100))
+            try await lively.send(Self.frame(opcode: 0xA, []))  // pong
+        }
+        #expect(Self.frames(silent).contains { $0.0 == 0x9 })  // pinged
+        #expect(await silent.waitClosed(timeout: .seconds(2)))
+        #expect(!lively.isClosed)
+        #expect(endpoint.openFlows == 1)
+        await lively.close()
+        await endpoint.shutdown()
+    }
+
+    @Test func aSIPMessageGetsItsAnswerAsATextFrameAndAPingItsPong() async throws {
+        let endpoint = try await Self.endpoint(ping: .seconds(30), idle: .seconds(90))
+        let peer = try await Self.open(endpoint)
+        let options = Array(
+            ("OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bKws1\r\n"
+                + "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\n"
+                + "Call-ID: ws1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").utf8)
+        try await peer.send([0x81, 0xFE, UInt8(options.count >> 8), UInt8(options.count & 0xFF), 0, 0, 0, 0] + options)
+        try await peer.send(Self.frame(opcode: 0x9, Array("hi".utf8)))
+        var text: [UInt8]?
+        for _ in 0..<200 where text == nil {
+            text = Self.frames(peer).first { $0.0 == 0x1 }?.1
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let answer = String(decoding: try #require(text), as: UTF8.self)
+        #expect(answer.hasPrefix("SIP/2.0 200 OK\r\n"))
+        #expect(answer.contains("received=127.0.0.1"))  // RFC 7118 §5.3: where it came from
+        #expect(Self.frames(peer).contains { $0.0 == 0xA && $0.1 == Array("hi".utf8) })
+        await peer.close()
+        await endpoint.shutdown()
+    }
+}
