@@ -170,24 +170,10 @@ extension SIPEndpointCore {
     {
         let outcome: ([TransactionAction], ClientTransactionEntry)? = state.withLock { state in
             guard var entry = state.clientTransactions[key] else { return nil }
-            let actions = step(&entry)
-            var effects: [TransactionAction] = []
-            var terminated = false
-            for action in actions {
-                switch action {
-                case .arm(let timer, let delay):
-                    entry.timers[timer]?.cancel()
-                    entry.timers[timer] = clock.schedule(in: delay) { [self] in fireClient(key, timer) }
-                case .disarm(let timer):
-                    entry.timers.removeValue(forKey: timer)?.cancel()
-                case .terminate:
-                    terminated = true
-                default:
-                    effects.append(action)
-                }
+            let (effects, terminated) = applyTimers(step(&entry), to: &entry.timers) { timer, delay in
+                clock.schedule(in: delay) { [self] in fireClient(key, timer) }
             }
             if terminated {
-                for timer in entry.timers.values { timer.cancel() }
                 state.clientTransactions.removeValue(forKey: key)
             } else {
                 state.clientTransactions[key] = entry
@@ -232,4 +218,33 @@ func channelIdentity(of connection: any SIPConnection) -> ObjectIdentifier? {
     case let flow as WebSocketConnection: return ObjectIdentifier(flow.channel)
     default: return nil
     }
+}
+
+/// Arms and stops a transaction's timers as its machine asks (under the layer's lock) and
+/// says whether it ended, cancelling what is left then; the rest of the actions — sends,
+/// deliveries — are for the caller to do outside the lock.
+func applyTimers(
+    _ actions: [TransactionAction], to timers: inout [SIPTransactionTimer: SIPScheduledTimer],
+    arm: (SIPTransactionTimer, TimeAmount) -> SIPScheduledTimer
+) -> (effects: [TransactionAction], terminated: Bool) {
+    var effects: [TransactionAction] = []
+    var terminated = false
+    for action in actions {
+        switch action {
+        case .arm(let timer, let delay):
+            timers[timer]?.cancel()
+            timers[timer] = arm(timer, delay)
+        case .disarm(let timer):
+            timers.removeValue(forKey: timer)?.cancel()
+        case .terminate:
+            terminated = true
+        default:
+            effects.append(action)
+        }
+    }
+    if terminated {
+        for timer in timers.values { timer.cancel() }
+        timers.removeAll()
+    }
+    return (effects, terminated)
 }

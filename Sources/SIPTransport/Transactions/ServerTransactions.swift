@@ -208,31 +208,25 @@ extension SIPEndpointCore {
     func runServer(_ key: ServerKey, _ step: (inout ServerTransactionEntry) -> [TransactionAction]) {
         let outcome: ([TransactionAction], ServerTransactionEntry)? = state.withLock { state in
             guard var entry = state.serverTransactions[key] else { return nil }
-            let actions = step(&entry)
-            var effects: [TransactionAction] = []
-            var terminated = false
-            for action in actions {
-                switch action {
-                case .arm(.j, _):
+            var actions: [TransactionAction] = []
+            var startTicking = false
+            for action in step(&entry) {
+                if case .arm(.j, _) = action {
                     // Timer J in bulk, by the tick (see `timerJSlots`).
                     state.timerJ.insert(key)
                     if !state.timerJTicking {
                         state.timerJTicking = true
-                        effects.append(action)
+                        startTicking = true
                     }
-                case .arm(let timer, let delay):
-                    entry.timers[timer]?.cancel()
-                    entry.timers[timer] = clock.schedule(in: delay) { [self] in fireServer(key, timer) }
-                case .disarm(let timer):
-                    entry.timers.removeValue(forKey: timer)?.cancel()
-                case .terminate:
-                    terminated = true
-                default:
-                    effects.append(action)
+                } else {
+                    actions.append(action)
                 }
             }
+            var (effects, terminated) = applyTimers(actions, to: &entry.timers) { timer, delay in
+                clock.schedule(in: delay) { [self] in fireServer(key, timer) }
+            }
+            if startTicking { effects.append(.arm(.j, .zero)) }
             if terminated {
-                for timer in entry.timers.values { timer.cancel() }
                 state.serverTransactions.removeValue(forKey: key)
             } else {
                 state.serverTransactions[key] = entry
