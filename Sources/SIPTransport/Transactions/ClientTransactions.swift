@@ -11,6 +11,50 @@ struct ClientTransactionEntry {
     enum Machine {
         case invite(InviteClientMachine)
         case nonInvite(NonInviteClientMachine)
+
+        mutating func start() -> [TransactionAction] {
+            step {
+                $0.start()
+            } _: {
+                $0.start()
+            }
+        }
+        mutating func receive(_ response: SIPResponse) -> [TransactionAction] {
+            step {
+                $0.receive(response)
+            } _: {
+                $0.receive(response)
+            }
+        }
+        mutating func fire(_ timer: SIPTransactionTimer) -> [TransactionAction] {
+            step {
+                $0.fire(timer)
+            } _: {
+                $0.fire(timer)
+            }
+        }
+        mutating func transportFailed() -> [TransactionAction] {
+            step {
+                $0.transportFailed()
+            } _: {
+                $0.transportFailed()
+            }
+        }
+
+        /// One step of whichever machine this is.
+        private mutating func step(
+            _ invite: (inout InviteClientMachine) -> [TransactionAction],
+            _ nonInvite: (inout NonInviteClientMachine) -> [TransactionAction]
+        ) -> [TransactionAction] {
+            switch self {
+            case .invite(var machine):
+                defer { self = .invite(machine) }
+                return invite(&machine)
+            case .nonInvite(var machine):
+                defer { self = .nonInvite(machine) }
+                return nonInvite(&machine)
+            }
+        }
     }
 
     var machine: Machine
@@ -64,14 +108,7 @@ extension SIPEndpointCore {
                 onResponse: onResponse)
         }
         runClient(key) { entry in
-            switch entry.machine {
-            case .invite(var machine):
-                defer { entry.machine = .invite(machine) }
-                return machine.start()
-            case .nonInvite(var machine):
-                defer { entry.machine = .nonInvite(machine) }
-                return machine.start()
-            }
+            return entry.machine.start()
         }
         if channelIdentity(of: connection) != nil, !connection.isActive {
             // Closed before the transaction was known to connectionClosed.
@@ -90,14 +127,7 @@ extension SIPEndpointCore {
                     cancelNow = true
                 }
             }
-            switch entry.machine {
-            case .invite(var machine):
-                defer { entry.machine = .invite(machine) }
-                return machine.receive(response)
-            case .nonInvite(var machine):
-                defer { entry.machine = .nonInvite(machine) }
-                return machine.receive(response)
-            }
+            return entry.machine.receive(response)
         }
         if cancelNow, let entry { sendCANCEL(for: entry.request, over: entry.connection, to: entry.remote) }
     }
@@ -105,27 +135,13 @@ extension SIPEndpointCore {
     func fireClient(_ key: ClientKey, _ timer: SIPTransactionTimer) {
         runClient(key) { entry in
             entry.timers.removeValue(forKey: timer)
-            switch entry.machine {
-            case .invite(var machine):
-                defer { entry.machine = .invite(machine) }
-                return machine.fire(timer)
-            case .nonInvite(var machine):
-                defer { entry.machine = .nonInvite(machine) }
-                return machine.fire(timer)
-            }
+            return entry.machine.fire(timer)
         }
     }
 
     func clientTransportFailed(_ key: ClientKey) {
         runClient(key) { entry in
-            switch entry.machine {
-            case .invite(var machine):
-                defer { entry.machine = .invite(machine) }
-                return machine.transportFailed()
-            case .nonInvite(var machine):
-                defer { entry.machine = .nonInvite(machine) }
-                return machine.transportFailed()
-            }
+            return entry.machine.transportFailed()
         }
     }
 

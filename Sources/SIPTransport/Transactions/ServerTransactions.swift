@@ -38,6 +38,43 @@ struct ServerTransactionEntry {
     enum Machine {
         case invite(InviteServerMachine)
         case nonInvite(NonInviteServerMachine)
+
+        mutating func respond(_ response: SIPResponse) -> [TransactionAction] {
+            step {
+                $0.respond(response)
+            } _: {
+                $0.respond(response)
+            }
+        }
+        mutating func receiveRetransmission() -> [TransactionAction] {
+            step {
+                $0.receiveRetransmission()
+            } _: {
+                $0.receiveRetransmission()
+            }
+        }
+        mutating func fire(_ timer: SIPTransactionTimer) -> [TransactionAction] {
+            step {
+                $0.fire(timer)
+            } _: {
+                $0.fire(timer)
+            }
+        }
+
+        /// One step of whichever machine this is.
+        private mutating func step(
+            _ invite: (inout InviteServerMachine) -> [TransactionAction],
+            _ nonInvite: (inout NonInviteServerMachine) -> [TransactionAction]
+        ) -> [TransactionAction] {
+            switch self {
+            case .invite(var machine):
+                defer { self = .invite(machine) }
+                return invite(&machine)
+            case .nonInvite(var machine):
+                defer { self = .nonInvite(machine) }
+                return nonInvite(&machine)
+            }
+        }
     }
 
     var machine: Machine
@@ -74,14 +111,7 @@ public struct SIPServerTransaction: Sendable {
         switch kind {
         case .kept(let key):
             core.runServer(key) { entry in
-                switch entry.machine {
-                case .invite(var machine):
-                    defer { entry.machine = .invite(machine) }
-                    return machine.respond(response)
-                case .nonInvite(var machine):
-                    defer { entry.machine = .nonInvite(machine) }
-                    return machine.respond(response)
-                }
+                return entry.machine.respond(response)
             }
         case .direct:
             core.send(response, over: peer.connection, defaultDestination: peer.remoteAddress)
@@ -140,14 +170,7 @@ extension SIPEndpointCore {
         } else {
             // §17.2.1, §17.2.2: a retransmission gets the last response again, if any.
             runServer(key) { entry in
-                switch entry.machine {
-                case .invite(var machine):
-                    defer { entry.machine = .invite(machine) }
-                    return machine.receiveRetransmission()
-                case .nonInvite(var machine):
-                    defer { entry.machine = .nonInvite(machine) }
-                    return machine.receiveRetransmission()
-                }
+                return entry.machine.receiveRetransmission()
             }
         }
     }
@@ -253,14 +276,7 @@ extension SIPEndpointCore {
     func fireServer(_ key: ServerKey, _ timer: SIPTransactionTimer) {
         runServer(key) { entry in
             entry.timers.removeValue(forKey: timer)
-            switch entry.machine {
-            case .invite(var machine):
-                defer { entry.machine = .invite(machine) }
-                return machine.fire(timer)
-            case .nonInvite(var machine):
-                defer { entry.machine = .nonInvite(machine) }
-                return machine.fire(timer)
-            }
+            return entry.machine.fire(timer)
         }
     }
 
