@@ -123,8 +123,16 @@ export function buildMessage({ method, uri, status, reason, headers, body = "" }
   return lines.join("\r\n") + "\r\n\r\n" + body;
 }
 
+/** A uniform number in [0, 1) from the platform's CSPRNG (Web Crypto): cnonces, tags, branches
+ *  and the instance ID must not be guessable, which Math.random's are. */
+export function secureRandom() {
+  const word = new Uint32Array(1);
+  globalThis.crypto.getRandomValues(word);
+  return word[0] / 4294967296;
+}
+
 /** A random token of lower-case letters and digits. */
-export function randomToken(length = 10, random = Math.random) {
+export function randomToken(length = 10, random = secureRandom) {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   let out = "";
   for (let i = 0; i < length; i++) out += alphabet[Math.floor(random() * alphabet.length)];
@@ -233,7 +241,7 @@ export class WIC extends EventTarget {
   }
 
   constructor({ wwsf, epcscf, homeDomain, fetch = globalThis.fetch?.bind(globalThis), WebSocket: WS = globalThis.WebSocket,
-    storage = globalThis.localStorage, clock = defaultClock, random = Math.random, expires = 600000 } = {}) {
+    storage = globalThis.localStorage, clock = defaultClock, random = secureRandom, expires = 600000 } = {}) {
     super();
     Object.assign(this, { wwsf, epcscf, homeDomain, _fetch: fetch, _WS: WS, _storage: storage, _clock: clock, _random: random, requestedExpires: expires });
     this.state = "idle"; // idle | connecting | registering | registered | unregistering | reconnecting | failed
@@ -698,8 +706,12 @@ export class WIC extends EventTarget {
     let id = null;
     try { id = this._storage?.getItem(key); } catch { /* storage blocked */ }
     if (!id || !/^<urn:uuid:[0-9a-f-]{36}>$/.test(id)) {
-      const hex = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
-      id = `<urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}>`;
+      if (this._random === secureRandom && globalThis.crypto?.randomUUID) {
+        id = `<urn:uuid:${globalThis.crypto.randomUUID()}>`;  // RFC 4122 version 4
+      } else {
+        const hex = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
+        id = `<urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}>`;
+      }
       try { this._storage?.setItem(key, id); } catch { /* not kept: a new instance next time */ }
     }
     return id;

@@ -1,7 +1,7 @@
 // Unit tests of wic.js: `node --test wic/test/`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseMessage, header, headerValues, buildMessage, params, parseAuth, addressURI, md5, digestResponse, refreshDelay, backoffDelay, redact, splitCommas, WIC } from "../wic.js";
+import { parseMessage, header, headerValues, buildMessage, params, parseAuth, addressURI, md5, digestResponse, refreshDelay, backoffDelay, redact, splitCommas, randomToken, secureRandom, WIC } from "../wic.js";
 
 test("md5 matches RFC 1321 test suite", () => {
   assert.equal(md5(""), "d41d8cd98f00b204e9800998ecf8427e");
@@ -261,4 +261,23 @@ test("a reg-event NOTIFY terminating our contact surfaces as a network de-regist
   assert.equal(wic.state, "idle");
   const answer = parseMessage(socket.sent.at(-1));
   assert.equal(answer.status, 200); // the NOTIFY was answered
+});
+
+test("tokens, cnonces and the instance ID come from Web Crypto, not Math.random", () => {
+  const original = Math.random;
+  Math.random = () => 0;  // a Math.random anyone could predict
+  try {
+    for (let i = 0; i < 100; i++) {
+      const x = secureRandom();
+      assert.ok(x >= 0 && x < 1);
+    }
+    assert.notEqual(randomToken(16), randomToken(16));
+    assert.notEqual(randomToken(16), "a".repeat(16));
+    const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: class {}, storage: null });
+    // crypto.randomUUID: version 4, RFC 4122 variant.
+    assert.match(wic.instanceId, /^<urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}>$/);
+    assert.notEqual(wic._callId, "a".repeat(20));
+  } finally {
+    Math.random = original;
+  }
 });
