@@ -72,7 +72,8 @@ enum ConfigLayering {
             guard let values = fromEnvironment[name] ?? fromFile[name] else { continue }
             for value in values {
                 if info.takesValue {
-                    args += ["--\(name)", value]
+                    // One word, `--name=value`: a value that starts with `-` is not read as a flag.
+                    args.append("--\(name)=\(value)")
                 } else if ["1", "true", "yes", "on"].contains(value.lowercased()) {
                     args.append("--\(name)")
                 }

@@ -62,8 +62,8 @@ struct Serve: AsyncParsableCommand {
         help: "Log every SIP message in and out with its flow and peer (tokens, Digest responses, AKA keys redacted).")
     var sipTrace = false
 
-    @Option(help: "Port of the Prometheus /metrics endpoint (plain HTTP; 0 picks a free port; -1 turns it off).")
-    var metricsPort: Int = 9464
+    @Option(help: "Port of the Prometheus /metrics endpoint (plain HTTP; 0 picks a free port; off turns it off).")
+    var metricsPort: MetricsPort = .port(9464)
 
     @Option(help: "Address every listener binds to (loopback unless you say otherwise).")
     var host: String = "127.0.0.1"
@@ -252,11 +252,11 @@ struct Serve: AsyncParsableCommand {
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
         let metricsPortBox = LateBound<Int>()
         let metrics =
-            metricsPort < 0
+            metricsPort.port == nil
             ? []
             : [
                 MetricsEndpoint.service(
-                    registry: registry, host: host, port: metricsPort, logger: logger,
+                    registry: registry, host: host, port: metricsPort.port ?? 0, logger: logger,
                     onListening: {
                         metricsPortBox.set($0)
                         listeningContinuation.yield($0)
@@ -280,7 +280,7 @@ struct Serve: AsyncParsableCommand {
                 onListening: { listeningContinuation.yield($0) })
             let ports =
                 "\(host) (ports WWSF \(wwsfPort), WAF \(wafPort)"
-                + (metricsPort < 0 ? ")" : ", metrics \(metricsPort))")
+                + (metricsPort.port.map { ", metrics \($0))" } ?? ")")
             services.append(WebService(servers: servers, ports: ports, stopped: { listeningContinuation.finish() }))
         }
         let announce: @Sendable () throws -> Void = { [self] in

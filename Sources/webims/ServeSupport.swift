@@ -124,3 +124,27 @@ func say(_ line: String) {
 struct ServeError: Error, CustomStringConvertible {
     var description: String
 }
+
+/// `--metrics-port`: a port (0 picks a free one), or `off`. A negative number cannot be typed
+/// as an option's value (the parser takes `-1` for a flag); `-1` still means off in a config
+/// file or `WEBIMS_METRICS_PORT`.
+enum MetricsPort: ExpressibleByArgument, Equatable, Sendable {
+    case off
+    case port(Int)
+
+    init?(argument: String) {
+        if argument.lowercased() == "off" || argument == "-1" {
+            self = .off
+            return
+        }
+        guard let number = Int(argument), (0...65_535).contains(number) else { return nil }
+        self = .port(number)
+    }
+
+    var port: Int? {
+        if case .port(let number) = self { return number }
+        return nil
+    }
+
+    var defaultValueDescription: String { port.map(String.init) ?? "off" }
+}

@@ -62,13 +62,14 @@ def thread_stacks(pid):
 
 
 class Server:
-    def __init__(self, *extra, data_dir=None, wss_port=0, wwsf_port=0, waf_port=0, sip_port=0, database=None):
+    def __init__(self, *extra, data_dir=None, wss_port=0, wwsf_port=0, waf_port=0, sip_port=0, metrics_port=0,
+                 database=None):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="webims-test-")
         self.database = database
         if database:
             extra = (*extra, "--database", database)
         ports = [("--wwsf-port", wwsf_port), ("--waf-port", waf_port), ("--wss-port", wss_port),
-                 ("--sip-port", sip_port), ("--metrics-port", 0)]
+                 ("--sip-port", sip_port), ("--metrics-port", metrics_port)]
         self.args = [BINARY, "serve", "--data-dir", self.data_dir, "--wic-dir", os.path.join(ROOT, "wic")]
         for name, value in ports:
             if value is not None:  # None: leave it to the environment or the config file

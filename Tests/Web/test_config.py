@@ -49,6 +49,25 @@ class ConfigTests(unittest.TestCase):
         finally:
             del os.environ["WEBIMS_WSS_PORT"]
 
+    def test_metrics_off(self):
+        # Issue 30: `-1` cannot be typed as an option's value; `off` can, and `-1` still
+        # works where no parser reads it as a flag (the environment).
+        s = Server("--metrics-port", "off", metrics_port=None)
+        try:
+            self.assertNotIn("metrics", s.endpoints)
+            self.assertNotIn("webims: metrics", s.log)
+        finally:
+            s.stop()
+        os.environ["WEBIMS_METRICS_PORT"] = "-1"
+        try:
+            s = Server(metrics_port=None)
+        finally:
+            del os.environ["WEBIMS_METRICS_PORT"]
+        try:
+            self.assertNotIn("metrics", s.endpoints)
+        finally:
+            s.stop()
+
     def test_unknown_settings_are_refused(self):
         config = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
         config.write("wss-prot = 1\n")
