@@ -11,11 +11,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // Exact: LeanTLS uses its internal CNIOBoringSSL (scripts/check-internal-modules).
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
-        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        // Exact: SQLiteBindingWriter uses its internal VaporCSQLite (scripts/check-internal-modules).
+        .package(url: "https://github.com/vapor/sqlite-nio.git", exact: "1.13.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -25,13 +28,17 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
+        // What SIP and web code both use: base64url, hex, constant-time comparison, random
+        // tokens, markup escaping, the aged table of short-lived state, process limits.
+        // No dependencies.
+        .target(name: "Utilities"),
         // Pure SIP values: no I/O and no dependencies, so the fuzz build stays quick.
         .target(name: "SIPCore"),
         // Digest, Milenage and IMS AKA: pure functions over bytes.
         .target(
             name: "SIPAuth",
             dependencies: [
-                "SIPCore",
+                "SIPCore", "Utilities",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
@@ -42,27 +49,29 @@ let package = Package(
             dependencies: [
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Subscriber model, authentication vectors, provisioning.
-        .target(name: "HSS", dependencies: ["SIPCore", "SIPAuth", "Storage"]),
+        .target(name: "HSS", dependencies: ["SIPCore", "SIPAuth", "Storage", "Utilities"]),
         // The registrar.
         .target(
             name: "SCSCF",
             dependencies: [
-                "SIPCore", "SIPAuth", "SIPTransport", "SIPProxy", "HSS", "Storage",
+                "SIPCore", "SIPAuth", "SIPTransport", "SIPProxy", "HSS", "Storage", "Utilities",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        // The eP-CSCF: the WSS edge proxy, token validation, flows.
         // The eP-CSCF's decisions: REGISTER processing, token validation, which flow a
         // request goes down. No NIO: the transport is SIPTransport's.
         .target(
             name: "EPCSCF",
             dependencies: [
-                "SIPCore", "SIPAuth", "SIPTransport", "SIPProxy", "HTTPSClient",
+                "SIPCore", "SIPAuth", "SIPTransport", "SIPProxy", "HTTPSClient", "Utilities",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -73,12 +82,15 @@ let package = Package(
         .target(
             name: "SIPTransport",
             dependencies: [
-                "SIPCore", "TLSPolicy",
+                "SIPCore", "TLSPolicy", "Utilities",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                // NIOSSL, and the BoringSSL inside it: LeanTLS reads and writes TLS records
+                // through BoringSSL itself (docs/architecture.md, "Reaching into other
+                // packages").
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -87,7 +99,7 @@ let package = Package(
         // The stateful proxy of RFC 3261 §16 that the eP-CSCF and the S-CSCF share.
         .target(
             name: "SIPProxy",
-            dependencies: ["SIPCore", "SIPTransport", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["SIPCore", "SIPTransport", "Utilities", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // The local CA and server certificates `serve` generates on first start.
         .target(
@@ -98,10 +110,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // A small HTTPS client: WAF metadata/JWKS for the eP-CSCF, a remote WAF's token
-        // endpoint for the WWSF.
         // The TLS versions and cipher suites of every listener and client (docs/security.md).
         .target(name: "TLSPolicy", dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")]),
+        // A small HTTPS client: WAF metadata/JWKS for the eP-CSCF, a remote WAF's token
+        // endpoint for the WWSF.
         .target(
             name: "HTTPSClient",
             dependencies: [
@@ -116,9 +128,12 @@ let package = Package(
         .target(
             name: "WebAuth",
             dependencies: [
-                "Storage", "SIPCore", "SIPAuth", "HTTPSClient", "TLSPolicy",
+                "Storage", "Utilities", "HTTPSClient", "TLSPolicy",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -127,11 +142,22 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // `webims bench`'s engine: WICs over TLS WebSockets registering with tokens or Digest,
+        // paced, counted, with the server's CPU seconds and memory beside them.
+        .target(
+            name: "LoadGenerator",
+            dependencies: [
+                "SIPCore", "SIPAuth", "SIPTransport", "Utilities",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .executableTarget(
             name: "webims",
             dependencies: [
                 "SIPCore", "SIPAuth", "SIPTransport", "Storage", "HSS", "SCSCF", "EPCSCF", "WebAuth", "LocalPKI",
-                "TLSPolicy", "HTTPSClient",
+                "TLSPolicy", "HTTPSClient", "Utilities", "LoadGenerator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -149,33 +175,38 @@ let package = Package(
         // What tests share: fresh SQLite/PostgreSQL stores, TLS certificates.
         .target(
             name: "WebIMSTesting",
-            dependencies: ["SIPCore", "Storage", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: [
+                "Storage", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Plain executable (release, one core): `scripts/bench-sipcore`.
         .executableTarget(
             name: "SIPCoreBenchmark", dependencies: ["SIPCore", "SIPExamples"], path: "Benchmarks/SIPCoreBenchmark"),
+        .testTarget(name: "UtilitiesTests", dependencies: ["Utilities"]),
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore", "SIPExamples"]),
         // SIPp's scenarios are read from the source tree when the tests run.
         .testTarget(
             name: "SIPProxyTests",
             dependencies: [
-                "SIPProxy", "SIPCore", "SIPTransport", .product(name: "NIOCore", package: "swift-nio"),
+                "SIPProxy", "SIPCore", "SIPTransport", "Utilities", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["Scenarios"]
         ),
         .testTarget(
-            name: "SIPAuthTests", dependencies: ["SIPAuth", .product(name: "Crypto", package: "swift-crypto")]),
+            name: "SIPAuthTests",
+            dependencies: ["SIPAuth", "SIPCore", "Utilities", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
         .testTarget(name: "WebAuthTests", dependencies: ["WebAuth"]),
         .testTarget(
             name: "EPCSCFTests",
             dependencies: [
-                "EPCSCF", "SCSCF", "HSS", "Storage", "SIPTransport", "WebIMSTesting", "SIPExamples",
+                "EPCSCF", "SCSCF", "HSS", "Storage", "SIPAuth", "SIPCore", "SIPTransport", "Utilities", "WebIMSTesting",
+                "SIPExamples",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -183,9 +214,8 @@ let package = Package(
         .testTarget(
             name: "SCSCFTests",
             dependencies: [
-                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage", "WebIMSTesting", "LocalPKI",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage", "Utilities", "WebIMSTesting",
+                "LocalPKI", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(
@@ -193,10 +223,13 @@ let package = Package(
             dependencies: [
                 "SIPCore",
                 "SIPTransport",
+                "Utilities",
                 "WebIMSTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

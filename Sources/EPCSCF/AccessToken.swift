@@ -3,6 +3,7 @@ import Foundation
 import SIPAuth
 import SIPCore
 import Synchronization
+import Utilities
 
 /// What the eP-CSCF takes from a WAF access token (spec.md WAF-2, WAF-3; RFC 9068).
 public struct AccessTokenClaims: Sendable, Hashable {

@@ -1,12 +1,16 @@
 import Metrics
 import Synchronization
 
-/// What operators watch at the eP-CSCF.
-enum EdgeMetrics {
-    /// Open WebSocket flows.
-    static let flows = Gauge(label: "webims_epcscf_flows")
-    /// Connections refused by the per-address or total cap.
-    static let refused = Counter(label: "webims_epcscf_connections_refused_total")
+/// What operators watch at the eP-CSCF (open flows and refused connections are the
+/// transport's: `WebSocketFlows`).
+public enum EdgeMetrics {
+    /// Makes every fixed series, so /metrics shows them at zero before the first request
+    /// (Prometheus's rate() needs the zero).
+    public static func exportAtZero() {
+        _ = (foreignFlowRequests, endedCredentialRequests, registerDuration)
+        for status in [200, 401, 403] { _ = registerCounter(status: status) }
+    }
+
     /// Requests for a flow from a peer that is not one of our S-CSCFs (issue 26 item 8),
     /// and requests a flow sent after its token or registration ended (item 5).
     static let foreignFlowRequests = Counter(label: "webims_epcscf_foreign_flow_requests_total")
@@ -25,14 +29,15 @@ enum EdgeMetrics {
 
     /// REGISTERs answered, by final status: one counter per status, made once (asking the
     /// metrics factory on every REGISTER costs a look-up and allocations).
-    static func registerAnswered(status: Int) {
-        let counter = registerCounters.withLock { table in
+    static func registerAnswered(status: Int) { registerCounter(status: status).increment() }
+
+    private static func registerCounter(status: Int) -> Counter {
+        registerCounters.withLock { table in
             if let existing = table[status] { return existing }
             let made = Counter(label: "webims_epcscf_registers_total", dimensions: [("status", String(status))])
             table[status] = made
             return made
         }
-        counter.increment()
     }
 
     private static let registerCounters = Mutex<[Int: Counter]>([:])

@@ -6,6 +6,7 @@ import SIPCore
 import SIPProxy
 import SIPTransport
 import Synchronization
+import Utilities
 
 /// The eP-CSCF's choices for its flows and the S-CSCF side (the transport — WSS, flows,
 /// keep-alive — is SIPTransport's).

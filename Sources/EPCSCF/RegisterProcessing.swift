@@ -1,6 +1,7 @@
 import Foundation
 import SIPAuth
 import SIPCore
+import Utilities
 
 /// The eP-CSCF's settings for REGISTER handling (spec.md §6).
 public struct EPCSCFConfiguration: Sendable {

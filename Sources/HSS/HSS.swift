@@ -3,6 +3,7 @@ import SIPAuth
 import SIPCore
 import Storage
 import Synchronization
+import Utilities
 
 /// One IMS AKA authentication vector (TS 33.102 §6.3.2), as the HSS hands it to the S-CSCF.
 public struct AuthVector: Sendable, Hashable {

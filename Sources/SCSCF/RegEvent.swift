@@ -5,6 +5,7 @@ import SIPCore
 import SIPTransport
 import Storage
 import Synchronization
+import Utilities
 
 /// The reg event package (RFC 3680; SCS-31): SUBSCRIBE to a public identity's
 /// registration state, a full-state NOTIFY at once and another on every change.

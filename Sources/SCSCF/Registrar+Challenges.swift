@@ -7,6 +7,7 @@ import SIPProxy
 import SIPTransport
 import Storage
 import Synchronization
+import Utilities
 
 // The challenges and their answers: SIP Digest (SCS-10, SCS-11) and IMS AKA (SCS-12).
 extension Registrar {

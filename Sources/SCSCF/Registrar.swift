@@ -7,6 +7,7 @@ import SIPProxy
 import SIPTransport
 import Storage
 import Synchronization
+import Utilities
 
 /// The S-CSCF registrar (TS 24.229 §5.4.1; spec.md §7): picks the authentication scheme,
 /// challenges with Digest or IMS AKA from HSS data, honours `auth-done` only from trusted

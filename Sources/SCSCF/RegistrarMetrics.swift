@@ -4,7 +4,15 @@ import Synchronization
 
 /// What operators watch at the registrar: REGISTERs by scheme and final status, and how
 /// long they take (the store's durable commit included).
-enum RegistrarMetrics {
+public enum RegistrarMetrics {
+    /// Makes every fixed series and the usual outcomes, so /metrics shows them at zero
+    /// before the first REGISTER.
+    public static func exportAtZero() {
+        _ = (duration, digestFailures, digestThrottled, untrustedAuthDone)
+        for scheme in [Scheme.tna, .digest, .aka] { _ = counter(scheme: scheme, status: 200) }
+        for scheme in [Scheme.digest, .aka] { _ = counter(scheme: scheme, status: 401) }
+    }
+
     static let duration = Metrics.Timer(label: "webims_scscf_register_duration_seconds")
     /// Wrong Digest answers, and answers not checked because their IMPI had too many
     /// (issue 26 item 7).

@@ -1,5 +1,3 @@
-import Synchronization
-
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -374,83 +372,6 @@ public func containsIgnoringASCIICase(_ bytes: UnsafeBufferPointer<UInt8>, _ nee
 
 @inline(__always)
 func asciiLower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
-
-/// A random token for branches, tags and flow tokens: `length` characters of [0-9a-z].
-public func randomToken(length: Int = 16) -> String {
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(length)
-    // Twelve base-36 digits from each 64-bit draw (36^12 < 2^64).
-    while bytes.count < length {
-        var draw = randomPool.withLock { $0.next() }
-        for _ in 0..<min(12, length - bytes.count) {
-            bytes.append(tokenAlphabet[Int(draw % 36)])
-            draw /= 36
-        }
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-/// Kernel randomness taken 512 bytes at a time: a request draws several tokens (tags,
-/// branches, charging IDs), and a `getrandom` call for each showed in profiles.
-private let randomPool = Mutex(RandomPool())
-
-private struct RandomPool: Sendable {
-    private var bytes = [UInt8](repeating: 0, count: 512)
-    private var used = 512
-
-    mutating func next() -> UInt64 {
-        if used + 8 > bytes.count {
-            refill()
-            used = 0
-        }
-        let offset = used
-        used += 8
-        return bytes.withUnsafeMutableBytes { buffer in
-            let value = buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-            // What was handed out does not linger in the pool.
-            buffer.storeBytes(of: 0, toByteOffset: offset, as: UInt64.self)
-            return value
-        }
-    }
-
-    private mutating func refill() {
-        var generator = SystemRandomNumberGenerator()
-        bytes.withUnsafeMutableBytes { buffer in
-            #if canImport(Glibc) || canImport(Darwin)
-                // The C library's cryptographic generator, 512 bytes per call.
-                if let base = buffer.baseAddress {
-                    arc4random_buf(base, buffer.count)
-                    return
-                }
-            #endif
-            for offset in stride(from: 0, to: buffer.count, by: 8) {
-                buffer.storeBytes(of: generator.next(), toByteOffset: offset, as: UInt64.self)
-            }
-        }
-    }
-}
-
-private let tokenAlphabet: [UInt8] = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
-
-/// Text for XML (reginfo bodies) or HTML (web pages): the five markup characters escaped.
-/// Byte by byte over UTF-8, never by Character: a grapheme cluster such as `"` + U+0301
-/// compares unequal to `"` yet still ends an HTML attribute (issue 26 item 2). Every
-/// markup character is ASCII, and no other scalar's UTF-8 contains an ASCII byte.
-public func escapeMarkup(_ text: String) -> String {
-    var out: [UInt8] = []
-    out.reserveCapacity(text.utf8.count + 16)
-    for byte in text.utf8 {
-        switch byte {
-        case UInt8(ascii: "&"): out.append(contentsOf: "&amp;".utf8)
-        case UInt8(ascii: "<"): out.append(contentsOf: "&lt;".utf8)
-        case UInt8(ascii: ">"): out.append(contentsOf: "&gt;".utf8)
-        case UInt8(ascii: "\""): out.append(contentsOf: "&quot;".utf8)
-        case UInt8(ascii: "'"): out.append(contentsOf: "&#39;".utf8)
-        default: out.append(byte)
-        }
-    }
-    return String(decoding: out, as: UTF8.self)
-}
 
 /// The words of SIP's grammar that come up in nearly every message, as `String`
 /// literals (immortal, never copied): the word's bytes packed little-endian into one

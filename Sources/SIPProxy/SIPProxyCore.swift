@@ -2,6 +2,7 @@ import NIOCore
 import SIPCore
 import SIPTransport
 import Synchronization
+import Utilities
 
 /// Where a copy of a request goes (§16.5, §16.6 step 2): its Request-URI, and a route set
 /// to reach it by — a contact's Path (RFC 3327), a peer — put in front of any Route.

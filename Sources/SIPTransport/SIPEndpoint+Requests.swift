@@ -1,6 +1,7 @@
 import NIOCore
 import SIPCore
 import Synchronization
+import Utilities
 
 // What an endpoint sends: requests in client transactions (RFC 3261 §17.1), a proxy's
 // stateless ACK, and what a proxy needs to know of its own addresses.

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SIPCore
 import Synchronization
+import Utilities
 
 /// Answers a request that starts a server transaction; nil sends no response (ACK).
 public typealias SIPRequestHandler = @Sendable (SIPRequest, SIPPeer) async -> SIPResponse?

@@ -73,32 +73,3 @@ public struct RevocationList: Sendable, Hashable, Codable {
         return false
     }
 }
-
-/// The WWSF's and WAF's persistent data.
-public protocol WebStore: Sendable {
-    func account(username: String) async throws -> WebAccount?
-    func allAccounts() async throws -> [WebAccount]
-    func put(_ account: WebAccount) async throws
-    @discardableResult func removeAccount(username: String) async throws -> Bool
-
-    func createSession(_ session: WebSession) async throws
-    func session(idHash: String, now: Int64) async throws -> WebSession?
-    func removeSession(idHash: String) async throws
-    func removeSessions(username: String) async throws
-
-    func signingKeys() async throws -> [SigningKeyRecord]
-    func addSigningKey(_ key: SigningKeyRecord) async throws
-    /// Marks every key except `kid` retired at `at` (if not retired yet).
-    func retireSigningKeys(except kid: String, at: Int64) async throws
-    /// Deletes keys retired before `before`.
-    func pruneSigningKeys(retiredBefore before: Int64) async throws
-
-    func revokeToken(id: String, expiresAt: Int64) async throws
-    func revokeTokens(subject: String, issuedBefore: Int64) async throws
-    func revocations(now: Int64) async throws -> RevocationList
-
-    /// Scenario 3: the IMPU from `candidates` assigned to `username`, assigning a free one
-    /// if it has none; nil when the pool is exhausted.
-    func assignPoolIMPU(username: String, candidates: [String]) async throws -> String?
-    func releasePoolIMPU(username: String) async throws
-}

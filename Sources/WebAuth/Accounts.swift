@@ -1,9 +1,9 @@
 import Crypto
 import Foundation
 import NIOPosix
-import SIPAuth
 import Storage
 import Synchronization
+import Utilities
 
 #if canImport(Glibc)
     import Glibc

@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
-import SIPAuth
 import Storage
 import Synchronization
+import Utilities
 
 /// An OAuth client of the WAF (RFC 6749 §2): the co-located WWSF, or another web
 /// application. A confidential client has a secret (stored as its SHA-256).

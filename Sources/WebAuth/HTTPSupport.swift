@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import SIPCore
 
 /// Our request context: Hummingbird's core storage plus the peer address (login rate limits).
 public struct WebRequestContext: RequestContext, RemoteAddressRequestContext {

@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import SIPAuth
+import Utilities
 import _CryptoExtras
 
 /// Web account passwords, stored as PBKDF2-HMAC-SHA256 (OWASP 2023: ≥ 600,000 rounds) with

@@ -2,8 +2,8 @@ import Crypto
 import Foundation
 import HTTPSClient
 import NIOSSL
-import SIPAuth
 import Synchronization
+import Utilities
 
 /// A WAF at another origin (issue 5 §4, a third-party WAF): the WWSF is its OAuth client
 /// and gets each session's token by the authorization-code flow with PKCE — the browser

@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
-import SIPAuth
 import Storage
 import Synchronization
+import Utilities
 
 /// The WAF's ES256 signing keys (WAF-5). Keys live in the store so every WAF node and the
 /// `webims waf rotate-key` command see the same ones. A rotated-in key is published in the

@@ -3,7 +3,7 @@ import HTTPSClient
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import SIPCore
+import Utilities
 
 /// The WAF's HTTP face (W4): metadata, JWKS, the authorization code flow with its own
 /// login form, token, introspection and revocation endpoints.

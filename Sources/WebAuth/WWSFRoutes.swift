@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import SIPCore
 import Storage
+import Utilities
 
 public struct WWSFConfiguration: Sendable {
     /// The WWSF's own origin (`https://host:port`): the Origin the eP-CSCF must allow.

@@ -17,6 +17,7 @@ import ServiceLifecycle
 import Storage
 import Synchronization
 import TLSPolicy
+import Utilities
 import WebAuth
 
 #if canImport(Glibc)
@@ -208,6 +209,10 @@ struct Serve: AsyncParsableCommand {
         let roles = try Role.parse(role)
         try checkTrust(roles: roles, logger: logger)
         let registry = MetricsEndpoint.bootstrap()
+        // The functions' counters at zero from the start, as Prometheus clients expect.
+        if roles.contains(.scscf) { RegistrarMetrics.exportAtZero() }
+        if roles.contains(.epcscf) { EdgeMetrics.exportAtZero() }
+        if roles.contains(.wwsf) || roles.contains(.waf) { WebMetrics.exportAtZero() }
         let trace = sipTrace ? SIPTrace(logger: Logger(label: "webims.sip-trace")) : nil
         let store = try await storage.open()
         do {

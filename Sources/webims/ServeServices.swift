@@ -40,7 +40,7 @@ struct HousekeepingService: Service, CustomStringConvertible {
     let edgeEndpoint: SIPEndpoint?
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 for fetcher in fetchers { group.addTask { await fetcher.run() } }
                 group.addTask { await tick() }

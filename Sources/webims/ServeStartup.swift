@@ -13,6 +13,7 @@ import SIPCore
 import SIPTransport
 import Storage
 import TLSPolicy
+import Utilities
 import WebAuth
 
 /// What the functions of one `serve` share while they start.

@@ -6,6 +6,7 @@ import NIOSSL
 import SIPCore
 import Synchronization
 import TLSPolicy
+import Utilities
 
 #if canImport(Glibc)
     import Glibc
@@ -48,14 +49,6 @@ enum MemoryTrimmer {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
         return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
     }()
-}
-
-/// Every WebSocket is a file descriptor: use the whole hard limit, not the soft 1024.
-func raiseOpenFileLimit() {
-    var limit = rlimit()
-    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-    limit.rlim_cur = limit.rlim_max
-    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 func tlsConfiguration(_ identity: ServerIdentity) throws -> TLSConfiguration {

@@ -4,6 +4,7 @@ import HSS
 import SIPAuth
 import SIPCore
 import Storage
+import Utilities
 
 /// `webims subscriber …`: HSS provisioning.
 struct SubscriberCommand: AsyncParsableCommand {

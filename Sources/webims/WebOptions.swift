@@ -87,8 +87,24 @@ struct Endpoints: Codable {
 }
 
 /// A free TCP port on `host` (for options set to 0 whose value must be known before the
-/// listener starts, e.g. to put it in an origin).
+/// listener starts, e.g. to put it in an origin). Picked below the kernel's ephemeral
+/// range: a port the kernel handed us for a bind to 0 is free again once we close it, and
+/// an outgoing connection may take it before our listener binds it (seen in CI).
 func freePort(host: String) async throws -> Int {
+    let firstEphemeral =
+        (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+    if firstEphemeral > 10_001 {
+        for _ in 0..<50 {
+            let port = Int.random(in: 10_000..<firstEphemeral)
+            if let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: host, port: port).get()
+            {
+                try await channel.close()
+                return port
+            }
+        }
+    }
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .bind(host: host, port: 0).get()
     let port = channel.localAddress?.port ?? 0

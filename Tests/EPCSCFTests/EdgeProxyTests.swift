@@ -13,6 +13,7 @@ import SIPTransport
 import Storage
 import Synchronization
 import Testing
+import Utilities
 import WebIMSTesting
 
 @testable import EPCSCF

@@ -3,6 +3,7 @@ import Foundation
 import SIPAuth
 import Synchronization
 import Testing
+import Utilities
 
 @testable import EPCSCF
 

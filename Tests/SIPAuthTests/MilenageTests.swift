@@ -1,4 +1,5 @@
 import Testing
+import Utilities
 
 @testable import SIPAuth
 

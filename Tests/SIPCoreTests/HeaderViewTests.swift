@@ -122,23 +122,6 @@ import Testing
         #expect(headers[0].value == "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, garbage")
     }
 
-    /// Tokens drawn across many refills of the random pool: right length and alphabet, no
-    /// repeats, every character in use.
-    @Test func randomTokensAreDistinctAndUseTheWholeAlphabet() {
-        var seen = Set<String>()
-        var characters = Set<Character>()
-        for length in [1, 8, 12, 13, 16, 40] {
-            for _ in 0..<2_000 {
-                let token = randomToken(length: length)
-                #expect(token.count == length)
-                #expect(token.allSatisfy { $0.isASCII && ($0.isNumber || $0.isLowercase) })
-                characters.formUnion(token)
-                if length >= 8 { #expect(seen.insert(token).inserted) }
-            }
-        }
-        #expect(characters.count == 36)
-    }
-
     @Test func cseqForms() throws {
         #expect(try SIPCSeq.parse("4711 INVITE") == SIPCSeq(4711, .invite))
         #expect(try SIPCSeq.parse("  1\tREGISTER ") == SIPCSeq(1, .register))

@@ -2,31 +2,9 @@ import Testing
 
 @testable import SIPCore
 
-/// Issue 26 items 2 and 9: markup escaping by bytes, and trace redaction that cannot fail
-/// open.
+/// Issue 26 item 9: trace redaction that cannot fail open (item 2, markup escaping, is in
+/// UtilitiesTests).
 @Suite struct TrustBoundaryTests {
-    /// `"`, `>` and `<` stay markup characters inside grapheme clusters: a combining mark
-    /// after them, or a prefixed concatenation mark (U+0600) before, must not hide them.
-    @Test func item02EscapingWorksOnScalarsNotGraphemeClusters() {
-        for text in ["\"\u{301}", ">\u{301}", "\u{600}<", "'\u{327}", "&\u{200D}", "a\"\u{301} onfocus=x", "<\u{FE0F}"]
-        {
-            let escaped = escapeMarkup(text)
-            for markup in ["\"", "<", ">", "'"] as [Unicode.Scalar] {
-                #expect(!escaped.unicodeScalars.contains(markup), "\(text.unicodeScalars.map(\.value))")
-            }
-            // Every & is one the escaping wrote: an entity follows it, byte for byte.
-            let bytes = Array(escaped.utf8)
-            for (i, byte) in bytes.enumerated() where byte == UInt8(ascii: "&") {
-                let rest = bytes[i...]
-                #expect(
-                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].contains { rest.starts(with: Array($0.utf8)) },
-                    "\(text.unicodeScalars.map(\.value))")
-            }
-        }
-        #expect(escapeMarkup("\"\u{301}") == "&quot;\u{301}")
-        #expect(escapeMarkup("plain é text") == "plain é text")
-    }
-
     static let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2VjcmV0LXNpZ25hdHVyZQ"
     static let digestResponse = "6629fae49393a05397450978507c4ef1"
 

@@ -3,6 +3,7 @@ import SIPCore
 import SIPTransport
 import Synchronization
 import Testing
+import Utilities
 
 @testable import SIPProxy
 

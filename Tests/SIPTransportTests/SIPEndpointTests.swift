@@ -5,6 +5,7 @@ import NIOSSL
 import SIPCore
 import Synchronization
 import Testing
+import Utilities
 import WebIMSTesting
 
 @testable import SIPTransport

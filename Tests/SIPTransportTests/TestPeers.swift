@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SIPCore
 import Synchronization
+import Utilities
 import WebIMSTesting
 
 @testable import SIPTransport

@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import SIPCore
 import Testing
+import Utilities
 
 @testable import SIPTransport
 

@@ -1,11 +1,12 @@
 """Issue 7: `webims bench` registers real WICs over WSS, counts every final response by
 status (a failure is never a registration), keeps to a target rate, and holds flows."""
 import re
+import subprocess
 import unittest
 
 import requests
 
-from harness import Server
+from harness import BINARY, Server
 
 
 def field(text, pattern):
@@ -31,8 +32,8 @@ def scscf_registrations(server, scheme, status):
 
 
 class BenchTests(unittest.TestCase):
-    def bench(self, server, *args):
-        return server.cli("bench", "--server-pid", str(server.process.pid), *args)
+    def bench(self, server, *args, **kw):
+        return server.cli("bench", "--server-pid", str(server.process.pid), *args, **kw)
 
     def test_token_registrations_at_a_rate_agree_with_the_server(self):
         server = Server()
@@ -50,11 +51,39 @@ class BenchTests(unittest.TestCase):
         field(out, r"^latency ms: p50 [\d.]+, p90 [\d.]+, p99 [\d.]+, max [\d.]+$")
         field(out, r"^server RSS: \d+ KiB before, \d+ KiB after$")
 
+    def test_the_readme_bench_against_a_default_serve_has_no_errors(self):
+        """Issue 30: the README's `bench --provision --connections 10 --seconds 3` against a
+        default serve stays within its flow message rate (every connection used to be
+        closed with 1008 after 0.2 s); Digest is two requests per registration."""
+        server = Server()
+        self.addCleanup(server.stop)
+        for scheme in ("token", "digest"):
+            out = server.cli("bench", "--provision", "--scheme", scheme, "--connections", "10", "--seconds", "3")
+            self.assertNotIn("errors:", out)
+            registrations = int(field(out, r"^registrations: (\d+),").group(1))
+            self.assertEqual(statuses(out), {200: registrations}, out)
+            # Paced at serve's default 20 messages per second per flow (at most), and not
+            # stopped after the first burst (a debug build may not reach the pace).
+            per_flow = 20 if scheme == "token" else 10
+            self.assertGreaterEqual(registrations, 10 * per_flow // 2, out)
+            self.assertLessEqual(registrations, 10 * (per_flow * 3 + 2), out)
+
+    def test_a_flow_closed_for_its_rate_is_an_error_that_names_the_flag(self):
+        server = Server("--flow-message-rate", "5")
+        self.addCleanup(server.stop)
+        result = subprocess.run([BINARY, "bench", "--data-dir", server.data_dir, "--provision", "--connections", "2",
+                                 "--seconds", "3", "--flow-message-rate", "0"], capture_output=True, text=True,
+                                timeout=120)
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+        self.assertIn("closed by the server with 1008", result.stdout)
+        self.assertIn("--flow-message-rate", result.stdout)
+
     def test_digest_failures_are_counted_not_registered(self):
         server = Server()  # nobody provisioned: bench1… are unknown to the HSS
         self.addCleanup(server.stop)
+        # No registration at all: bench exits non-zero, and still reports what it saw.
         out = self.bench(server, "--scheme", "digest", "--users", "2", "--connections", "2",
-                         "--seconds", "1", "--rate", "20")
+                         "--seconds", "1", "--rate", "20", check=False)
         answered = statuses(out)
         self.assertNotIn(200, answered, out)
         self.assertGreater(sum(answered.values()), 0, out)

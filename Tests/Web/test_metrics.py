@@ -5,7 +5,7 @@ import unittest
 import requests
 
 import sipws
-from harness import ServerTestCase
+from harness import Server, ServerTestCase
 
 
 class MetricsTests(ServerTestCase):
@@ -46,6 +46,31 @@ class MetricsTests(ServerTestCase):
         self.assertNotIn("alice", text)
         self.assertNotIn(token[:20], text)
         wic.close()
+
+
+class MetricsAtZeroTests(unittest.TestCase):
+    """Issue 30: the counters are there at zero before any traffic, as Prometheus expects
+    (an empty body until the first request broke rate() and alerting on absent series)."""
+
+    def test_fresh_server_exports_every_fixed_series_at_zero(self):
+        server = Server()
+        self.addCleanup(server.stop)
+        text = requests.get(server.endpoints["metrics"], timeout=5).text
+        series = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                series[name] = float(value)
+        for name in ['webims_waf_tokens_issued_total', 'webims_wwsf_logins_total{result="ok"}',
+                     'webims_wwsf_logins_total{result="invalid_credentials"}',
+                     'webims_epcscf_flows', 'webims_epcscf_connections_refused_total',
+                     'webims_epcscf_registers_total{status="200"}',
+                     'webims_epcscf_foreign_flow_requests_total',
+                     'webims_scscf_digest_failures_total',
+                     'webims_scscf_registrations_total{scheme="tna",status="200"}',
+                     'webims_scscf_register_duration_seconds_count']:
+            self.assertIn(name, series, text)
+            self.assertEqual(series[name], 0, name)
 
 
 if __name__ == "__main__":

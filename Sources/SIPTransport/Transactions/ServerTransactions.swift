@@ -1,5 +1,6 @@
 import NIOCore
 import SIPCore
+import Utilities
 
 /// RFC 3261 §17.2.3: branch, sent-by and method (sent-by as host and port, with no
 /// `host:port` text made per request). An ACK looks for its INVITE's key.

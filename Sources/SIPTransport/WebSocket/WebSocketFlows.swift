@@ -34,6 +34,10 @@ final class WebSocketFlows: Sendable {
     }
 
     let state = Mutex(State())
+
+    /// Made with the endpoint, so /metrics shows both at zero before the first flow.
+    init() { _ = (Self.open, Self.refused) }
+
     static let open = Gauge(label: "webims_epcscf_flows")
     static let refused = Counter(label: "webims_epcscf_connections_refused_total")
 

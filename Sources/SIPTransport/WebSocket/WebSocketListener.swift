@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import SIPCore
+import Utilities
 
 extension SIPEndpoint {
     /// The WSS listener (RFC 7118): caps, TLS, the HTTP upgrade, then one handler per job —

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
-
-@testable import SIPAuth
+import Utilities
 
 @Suite struct Base64URLTests {
     /// RFC 4648 §10 vectors, without padding (RFC 7515 §2).

@@ -7,20 +7,21 @@ import Synchronization
 
 /// One WIC flow for the load generator: TLS, the WebSocket opening handshake and masked
 /// frames written out by hand (RFC 6455), one SIP transaction at a time.
-final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+public final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
 
     // Touched on the channel's event loop only.
     private var buffer: [UInt8] = []
     private var open = false
     private var handshake: EventLoopPromise<Void>?
     private var pending: EventLoopPromise<SIPResponse>?
-    let channel: any Channel
+    private var closeCode: UInt16?
+    public let channel: any Channel
 
     private init(channel: any Channel) { self.channel = channel }
 
-    static func connect(
+    public static func connect(
         host: String, port: Int, path: String, origin: String, tls: NIOSSLContext, serverName: String?
     ) async throws -> BenchFlow {
         let box = Mutex<BenchFlow?>(nil)
@@ -52,7 +53,7 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Sends a request and waits for its final response (the server answers each REGISTER once).
-    func transaction(_ request: SIPRequest, timeout: TimeAmount = .seconds(32)) async throws -> SIPResponse {
+    public func transaction(_ request: SIPRequest, timeout: TimeAmount = .seconds(32)) async throws -> SIPResponse {
         let payload = request.serialized()
         let promise = channel.eventLoop.makePromise(of: SIPResponse.self)
         let send: @Sendable () -> Void = {
@@ -77,9 +78,9 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
         return try await promise.futureResult.get()
     }
 
-    func close() { channel.close(promise: nil) }
+    public func close() { channel.close(promise: nil) }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         buffer.append(contentsOf: unwrapInboundIn(data).readableBytesView)
         if !open {
             guard let end = findCRLFCRLF(buffer) else { return }
@@ -94,6 +95,11 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
             handshake = nil
         }
         while let (opcode, payload) = nextFrame() {
+            if opcode == 0x8 {
+                // RFC 6455 §5.5.1: the close code is the payload's first two bytes.
+                closeCode = payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil
+                continue
+            }
             guard opcode == 0x1 || opcode == 0x2 else { continue }
             if case .response(let response)? = try? SIPParser().parse(payload), response.statusCode >= 200 {
                 pending?.succeed(response)
@@ -102,14 +108,15 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        handshake?.fail(BenchError.closed)
-        pending?.fail(BenchError.closed)
+    public func channelInactive(context: ChannelHandlerContext) {
+        let error = closeCode.map(BenchError.closedByServer) ?? .closed
+        handshake?.fail(error)
+        pending?.fail(error)
         handshake = nil
         pending = nil
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
 
@@ -142,17 +149,22 @@ final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-enum BenchError: Error, CustomStringConvertible {
+public enum BenchError: Error, CustomStringConvertible {
     case connect
     case timeout
     case closed
+    case closedByServer(UInt16)
     case refused(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .connect: "cannot connect"
         case .timeout: "no answer in time"
         case .closed: "connection closed"
+        case .closedByServer(1008):
+            "closed by the server with 1008: the flow sent faster than the server allows"
+                + " (bench --flow-message-rate must not exceed serve's)"
+        case .closedByServer(let code): "closed by the server with \(code)"
         case .refused(let head): "handshake refused: \(head)"
         }
     }

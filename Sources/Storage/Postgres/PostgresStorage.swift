@@ -59,40 +59,12 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
             .decode(Int.self) {
                 current = version
             }
-            for (index, step) in Self.steps.enumerated() where index + 1 > current {
+            for (index, step) in Schema.steps(.postgres).enumerated() where index + 1 > current {
                 for sql in step { try await db.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
                 try await db.query("INSERT INTO schema_version (version) VALUES (\(index + 1))", logger: logger)
             }
         }
     }
-
-    static let steps: [[String]] = [
-        [
-            """
-            CREATE TABLE subscribers (
-                impi TEXT PRIMARY KEY, realm TEXT NOT NULL, schemes TEXT NOT NULL,
-                ha1_md5 TEXT, ha1_sha256 TEXT, aka_k BYTEA, aka_opc BYTEA, aka_amf BYTEA,
-                sqn BIGINT NOT NULL DEFAULT 0, allowed_wafs TEXT NOT NULL DEFAULT '',
-                allowed_wwsfs TEXT NOT NULL DEFAULT '')
-            """,
-            """
-            CREATE TABLE public_identities (
-                impu TEXT PRIMARY KEY, impi TEXT NOT NULL REFERENCES subscribers(impi) ON DELETE CASCADE,
-                position INTEGER NOT NULL, barred BOOLEAN NOT NULL DEFAULT FALSE)
-            """,
-            "CREATE INDEX public_identities_impi ON public_identities(impi)",
-            """
-            CREATE TABLE bindings (
-                aor TEXT NOT NULL, binding_key TEXT NOT NULL, contact TEXT NOT NULL, contact_header TEXT NOT NULL,
-                instance TEXT, reg_id BIGINT, impi TEXT NOT NULL, expires_at BIGINT NOT NULL,
-                call_id TEXT NOT NULL, cseq BIGINT NOT NULL, path TEXT NOT NULL, scheme TEXT NOT NULL,
-                seq BIGSERIAL, PRIMARY KEY (aor, binding_key))
-            """,
-            "CREATE INDEX bindings_expiry ON bindings(expires_at)",
-        ],
-        Migrations.webSchema(blob: "BYTEA"),
-        Migrations.implicitSets,
-    ]
 
     // MARK: SubscriberStore
 
@@ -272,24 +244,4 @@ public final class PostgresStorage: SubscriberStore, BindingStore, Sendable {
 
 private func lines(_ text: String) -> [String] { text.split(separator: "\n").map(String.init) }
 
-/// `postgres://user[:password]@host[:port]/database`.
-struct PostgresURL {
-    var user: String
-    var password: String?
-    var host: String
-    var port: Int
-    var database: String?
-
-    init?(_ text: String) {
-        guard let components = URLComponents(string: text),
-            ["postgres", "postgresql"].contains(components.scheme ?? ""),
-            let host = components.host, !host.isEmpty
-        else { return nil }
-        self.user = components.user ?? "postgres"
-        self.password = components.password
-        self.host = host
-        self.port = components.port ?? 5432
-        let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        self.database = path.isEmpty ? nil : path
-    }
-}
+extension PostgresStorage: DataStore {}
