@@ -172,12 +172,19 @@ let package = Package(
         // The spec.md §9 messages and a typed-view walker: shared by tests, fuzz target and
         // benchmark, and light (SIPCore only) so the release benchmark build stays small.
         .target(name: "SIPExamples", dependencies: ["SIPCore"]),
-        // What tests share: fresh SQLite/PostgreSQL stores, TLS certificates.
+        // What tests share: fresh SQLite/PostgreSQL stores, TLS certificates, a test WAF, the
+        // hand-written WSS client, and the eP-CSCF-in-front-of-an-S-CSCF harness with
+        // scoped teardown (`EdgeHarness.with { … }`).
         .target(
             name: "WebIMSTesting",
             dependencies: [
-                "Storage", .product(name: "PostgresNIO", package: "postgres-nio"),
+                "Storage", "EPCSCF", "SCSCF", "HSS", "SIPCore", "SIPTransport", "LoadGenerator", "Utilities",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // Plain executable (release, one core): `scripts/bench-sipcore`.

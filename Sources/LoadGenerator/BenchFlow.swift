@@ -58,18 +58,8 @@ public final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
         let promise = channel.eventLoop.makePromise(of: SIPResponse.self)
         let send: @Sendable () -> Void = {
             self.pending = promise
-            var frame = ByteBuffer()
-            frame.writeInteger(UInt8(0x81))
-            let mask: [UInt8] = (0..<4).map { _ in UInt8.random(in: 0...255) }
-            if payload.count < 126 {
-                frame.writeInteger(UInt8(0x80 | payload.count))
-            } else {
-                frame.writeInteger(UInt8(0x80 | 126))
-                frame.writeInteger(UInt16(payload.count))
-            }
-            frame.writeBytes(mask)
-            frame.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset & 3] })
-            self.channel.writeAndFlush(frame, promise: nil)
+            let frame = ClientFrames.masked(payload, mask: ClientFrames.randomMask())
+            self.channel.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
         }
         // Run from the flow's own loop (the bench's WIC tasks are), it goes out at once.
         if channel.eventLoop.inEventLoop { send() } else { channel.eventLoop.execute(send) }
@@ -83,7 +73,7 @@ public final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         buffer.append(contentsOf: unwrapInboundIn(data).readableBytesView)
         if !open {
-            guard let end = findCRLFCRLF(buffer) else { return }
+            guard let end = ClientFrames.headEnd(buffer) else { return }
             let head = String(decoding: buffer[0..<end], as: UTF8.self)
             buffer.removeFirst(end + 4)
             if head.hasPrefix("HTTP/1.1 101") {
@@ -94,7 +84,7 @@ public final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
             }
             handshake = nil
         }
-        while let (opcode, payload) = nextFrame() {
+        while let (opcode, payload) = ClientFrames.take(from: &buffer) {
             if opcode == 0x8 {
                 // RFC 6455 §5.5.1: the close code is the payload's first two bytes.
                 closeCode = payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil
@@ -118,34 +108,6 @@ public final class BenchFlow: ChannelInboundHandler, @unchecked Sendable {
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
-    }
-
-    private func nextFrame() -> (UInt8, [UInt8])? {
-        guard buffer.count >= 2 else { return nil }
-        var length = Int(buffer[1] & 0x7F)
-        var offset = 2
-        if length == 126 {
-            guard buffer.count >= 4 else { return nil }
-            length = Int(buffer[2]) << 8 | Int(buffer[3])
-            offset = 4
-        } else if length == 127 {
-            guard buffer.count >= 10 else { return nil }
-            length = buffer[2..<10].reduce(0) { $0 << 8 | Int($1) }
-            offset = 10
-        }
-        guard buffer.count >= offset + length else { return nil }
-        let frame = (buffer[0] & 0x0F, Array(buffer[offset..<offset + length]))
-        buffer.removeFirst(offset + length)
-        return frame
-    }
-
-    private func findCRLFCRLF(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for i in 0...(bytes.count - 4)
-        where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
-            return i
-        }
-        return nil
     }
 }
 

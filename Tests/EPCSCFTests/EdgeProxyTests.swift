@@ -18,375 +18,147 @@ import WebIMSTesting
 
 @testable import EPCSCF
 
-/// A WebSocket client written out by hand over TLS: the handshake as text, masked frames
-/// (RFC 6455 §5.2), so the test depends on nothing it is testing.
-final class RawWSSClient: Sendable {
-    let channel: any Channel
-    let collector: Collector
-
-    init(port: Int) async throws {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.certificateVerification = .none
-        let context = try NIOSSLContext(configuration: tls)
-        let collector = Collector()
-        self.collector = collector
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        NIOSSLClientHandler(context: context, serverHostname: nil))
-                    try channel.pipeline.syncOperations.addHandler(collector)
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
-    }
-
-    func send(_ bytes: [UInt8]) async throws { try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get() }
-
-    /// Sends the opening handshake; returns the HTTP status code.
-    func handshake(origin: String?, protocols: String?) async throws -> Int {
-        var text = "GET /sip HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        text += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        if let origin { text += "Origin: \(origin)\r\n" }
-        if let protocols { text += "Sec-WebSocket-Protocol: \(protocols)\r\n" }
-        text += "\r\n"
-        try await send(Array(text.utf8))
-        for _ in 0..<300 {
-            let bytes = collector.bytes.withLock { $0 }
-            if let end = find([13, 10, 13, 10], in: bytes) {
-                let head = String(decoding: bytes[0..<end], as: UTF8.self)
-                collector.bytes.withLock { $0.removeFirst(end + 4) }
-                collector.head.withLock { $0 = head }
-                return Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return 0
-    }
-
-    /// One masked text frame (or, with `fin: false` and opcode 0, a fragment of a message).
-    func sendText(
-        _ text: String, opcode: UInt8 = 0x1, fin: Bool = true, mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
-    ) async throws {
-        let payload = Array(text.utf8)
-        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
-        if payload.count < 126 {
-            frame.append(0x80 | UInt8(payload.count))
-        } else if payload.count < 65536 {
-            frame.append(0x80 | 126)
-            frame += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
-        } else {
-            frame.append(0x80 | 127)
-            frame += (0..<8).map { UInt8(truncatingIfNeeded: UInt64(payload.count) >> (8 * (7 - $0))) }
-        }
-        frame += mask
-        frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
-        try await send(frame)
-    }
-
-    /// The next server frame's payload (opcode, bytes), or nil after a timeout.
-    func nextFrame() async -> (UInt8, [UInt8])? {
-        for _ in 0..<500 {
-            let frame: (UInt8, [UInt8])? = collector.bytes.withLock { bytes in
-                guard bytes.count >= 2 else { return nil }
-                var length = Int(bytes[1] & 0x7F)
-                var offset = 2
-                if length == 126 {
-                    guard bytes.count >= 4 else { return nil }
-                    length = Int(bytes[2]) << 8 | Int(bytes[3])
-                    offset = 4
-                } else if length == 127 {
-                    guard bytes.count >= 10 else { return nil }
-                    length = bytes[2..<10].reduce(0) { $0 << 8 | Int($1) }
-                    offset = 10
-                }
-                guard bytes.count >= offset + length else { return nil }
-                let result = (bytes[0] & 0x0F, Array(bytes[offset..<offset + length]))
-                bytes.removeFirst(offset + length)
-                return result
-            }
-            if let frame { return frame }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return nil
-    }
-
-    func nextSIP() async -> SIPResponse? {
-        guard let (_, payload) = await nextFrame(), case .response(let r)? = try? SIPParser().parse(payload) else {
-            return nil
-        }
-        return r
-    }
-
-    var isClosed: Bool { collector.closed.withLock { $0 } }
-
-    func close() async { try? await channel.close().get() }
-
-    final class Collector: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        let bytes = Mutex<[UInt8]>([])
-        let head = Mutex<String>("")
-        let closed = Mutex(false)
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let buffer = unwrapInboundIn(data)
-            bytes.withLock { $0.append(contentsOf: buffer.readableBytesView) }
-        }
-        func channelInactive(context: ChannelHandlerContext) { closed.withLock { $0 = true } }
-    }
-}
-
-func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-    guard haystack.count >= needle.count else { return nil }
-    for i in 0...(haystack.count - needle.count) where Array(haystack[i..<i + needle.count]) == needle { return i }
-    return nil
-}
-
-/// eP-CSCF (WSS) in front of a real S-CSCF on SQLite, with a test WAF.
-struct EdgeHarness {
-    let waf: TestWAF
-    let storage: any DataStore
-    let scscf: SIPEndpoint
-    let toSCSCF: SIPEndpoint
-    let edge: EdgeProxy
-    let location: String
-    let registrar: Registrar
-
-    static let origin = "https://wwsf.ims.example.com"
-
-    /// The S-CSCF here is a separate endpoint over TCP on loopback: lab trust both ways,
-    /// unless a test names the peers the eP-CSCF takes flow requests from.
-    static func start(
-        grace: Duration = .seconds(30), terminatingPeers: TerminatingPeers = .labAddresses(["127.0.0.1"])
-    ) async throws
-        -> EdgeHarness
-    {
-        let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
-        let ha1 = digestHA1(impi: "alice_private@ims.example.com", realm: "ims.example.com", password: "alice-secret")
-        try await storage.put(
-            SubscriberRecord(
-                impi: "alice_private@ims.example.com", realm: "ims.example.com",
-                publicIdentities: [PublicIdentity(uri: "sip:alice@ims.example.com")],
-                allowedSchemes: [.digest, .trustedNode],
-                ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
-        var scscfSettings = SCSCFConfiguration(
-            homeDomain: "ims.example.com", hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"])
-        scscfSettings.labTrustsPlainTransport = true
-        let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
-        var scscfConfig = SIPEndpointConfiguration()
-        scscfConfig.tcpPort = 0
-        let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
-        try await scscf.start()
-        registrar.attach(scscf)
-        let cert = try makeTestCertificate()
-        var upstreamConfig = SIPEndpointConfiguration()
-        upstreamConfig.tcpPort = 0
-        var webSocket = SIPWebSocketConfiguration()
-        webSocket.port = 0
-        webSocket.tls = .makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
-        let origins = OriginPolicy(allowed: [origin])
-        webSocket.originPolicy = { origins.verdict($0) }
-        upstreamConfig.webSocket = webSocket
-        // Requests from the flows and from the S-CSCF side go to the edge, which exists later.
-        let late = LateServer()
-        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { request, peer in
-            await late.value?.handle(request, from: peer)
-        }
-        var config = EdgeConfiguration(
-            scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
-        config.flowCloseGrace = grace
-        config.terminatingPeers = terminatingPeers
-        let waf = TestWAF()
-        var edgeSettings = EPCSCFConfiguration(
-            homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: issuer)
-        edgeSettings.homeWWSFs = [origin]
-        let processor = RegisterProcessor(
-            configuration: edgeSettings, tokens: TokenValidator(issuers: [waf.trusted], audience: audience))
-        let edge = EdgeProxy(configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
-        late.set(edge)
-        try await toSCSCF.start()
-        return EdgeHarness(
-            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, edge: edge, location: location,
-            registrar: registrar)
-    }
-
-    init(
-        waf: TestWAF, storage: any DataStore, scscf: SIPEndpoint, toSCSCF: SIPEndpoint, edge: EdgeProxy,
-        location: String, registrar: Registrar
-    ) {
-        self.registrar = registrar
-        self.storage = storage
-        self.scscf = scscf
-        self.toSCSCF = toSCSCF
-        self.edge = edge
-        self.location = location
-        self.waf = waf
-    }
-
-    var wssPort: Int { toSCSCF.address(.wss)?.port ?? 0 }
-
-    func stop() async {
-        await toSCSCF.closeFlows(grace: .seconds(2))
-        await toSCSCF.shutdown()
-        await scscf.shutdown()
-        await storage.close()
-        try? FileManager.default.removeItem(atPath: location)
-    }
-
-    func client() async throws -> RawWSSClient { try await RawWSSClient(port: wssPort) }
-}
-
-final class LateServer: Sendable {
-    let storage = Mutex<EdgeProxy?>(nil)
-    var value: EdgeProxy? { storage.withLock { $0 } }
-    func set(_ edge: EdgeProxy) { storage.withLock { $0 = edge } }
-}
-
-/// A token valid now (the tests' TestWAF uses a fixed t0; this one uses the real clock).
-func liveToken(_ waf: TestWAF) throws -> String {
-    let now = Date().timeIntervalSince1970
-    return try waf.token(claims: ["exp": now + 3600, "iat": now - 5])
-}
-
 @Suite(.serialized) struct EdgeProxyTests {
     @Test func handshakeChecks() async throws {
-        let h = try await EdgeHarness.start()
-        for (origin, protocols, expected) in [
-            (EdgeHarness.origin, "sip", 101), (EdgeHarness.origin, "foo, sip", 101),
-            ("https://evil.example", "sip", 403),
-            (nil, "sip", 403), (EdgeHarness.origin, nil, 400), (EdgeHarness.origin, "xmpp", 400),
-        ] as [(String?, String?, Int)] {
-            let c = try await h.client()
-            #expect(
-                try await c.handshake(origin: origin, protocols: protocols) == expected,
-                "\(origin ?? "-") \(protocols ?? "-")")
-            if expected == 101 { #expect(c.collector.head.withLock { $0 }.contains("Sec-WebSocket-Protocol: sip")) }
-            await c.close()
+        try await EdgeHarness.with { h in
+            for (origin, protocols, expected) in [
+                (EdgeHarness.origin, "sip", 101), (EdgeHarness.origin, "foo, sip", 101),
+                ("https://evil.example", "sip", 403),
+                (nil, "sip", 403), (EdgeHarness.origin, nil, 400), (EdgeHarness.origin, "xmpp", 400),
+            ] as [(String?, String?, Int)] {
+                let c = try await h.client()
+                #expect(
+                    try await c.handshake(origin: origin, protocols: protocols) == expected,
+                    "\(origin ?? "-") \(protocols ?? "-")")
+                if expected == 101 { #expect(c.responseHead.contains("Sec-WebSocket-Protocol: sip")) }
+                await c.close()
+            }
         }
-        await h.stop()
     }
 
     @Test func oversizedFramesPingAndPlainTCP() async throws {
-        let h = try await EdgeHarness.start()
-        // Ping → pong with the same payload (RFC 6455 §5.5.2).
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        try await c.sendText("hi", opcode: 0x9)
-        let pong = await c.nextFrame()
-        #expect(pong?.0 == 0xA && pong?.1 == Array("hi".utf8))
-        // A frame over the 64 KiB limit: the flow is closed, the server lives on.
-        try await c.sendText(String(repeating: "A", count: 70_000))
-        var closed = false
-        for _ in 0..<200 {
-            if c.isClosed {
-                closed = true
-                break
+        try await EdgeHarness.with { h in
+            // Ping → pong with the same payload (RFC 6455 §5.5.2).
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            try await c.sendText("hi", opcode: 0x9)
+            let pong = await c.nextFrame()
+            #expect(pong?.0 == 0xA && pong?.1 == Array("hi".utf8))
+            // A frame over the 64 KiB limit: the flow is closed, the server lives on.
+            try await c.sendText(String(repeating: "A", count: 70_000))
+            var closed = false
+            for _ in 0..<200 {
+                if c.isClosed {
+                    closed = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(10))
             }
-            try await Task.sleep(for: .milliseconds(10))
+            #expect(closed)
+            // Plain TCP (no TLS) to the WSS port: never upgraded (EPC-2).
+            let plain = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: h.wssPort).get()
+            let text =
+                "GET /sip HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nOrigin: \(EdgeHarness.origin)\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+            try await plain.writeAndFlush(ByteBuffer(string: text)).get()
+            // The TLS handler refuses the bytes and closes; a bound keeps the test from hanging.
+            let started = ContinuousClock.now
+            let guardClose = plain.eventLoop.scheduleTask(in: .seconds(5)) { plain.close(promise: nil) }
+            try? await plain.closeFuture.get()
+            guardClose.cancel()
+            #expect(ContinuousClock.now - started < .seconds(4))
+            // Still serving.
+            let again = try await h.client()
+            #expect(try await again.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            await again.close()
         }
-        #expect(closed)
-        // Plain TCP (no TLS) to the WSS port: never upgraded (EPC-2).
-        let plain = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: h.wssPort).get()
-        let text =
-            "GET /sip HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nOrigin: \(EdgeHarness.origin)\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
-        try await plain.writeAndFlush(ByteBuffer(string: text)).get()
-        // The TLS handler refuses the bytes and closes; a bound keeps the test from hanging.
-        let started = ContinuousClock.now
-        let guardClose = plain.eventLoop.scheduleTask(in: .seconds(5)) { plain.close(promise: nil) }
-        try? await plain.closeFuture.get()
-        guardClose.cancel()
-        #expect(ContinuousClock.now - started < .seconds(4))
-        // Still serving.
-        let again = try await h.client()
-        #expect(try await again.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        await again.close()
-        await h.stop()
     }
 
     @Test func tokenRegistrationEndToEnd() async throws {
-        let h = try await EdgeHarness.start()
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
-        try await c.sendText(register)
-        let ok = try #require(await c.nextSIP())
-        #expect(ok.statusCode == 200)
-        #expect(try ok.headers.topVia.host == "df7jal23ls0d.invalid")
-        #expect(try ok.headers.serviceRoute.count == 1)
-        #expect(try ok.headers.pAssociatedURI.first?.uri.description == "sip:alice@ims.example.com")
-        let stored = try await h.storage.bindings(aor: "sip:alice@ims.example.com", now: 0)
-        #expect(stored.count == 1 && stored.first?.scheme == .trustedNode)
-        #expect(stored.first?.path.first?.contains(";ob") == true)
-        // A forged auth-done from the WIC is stripped: the S-CSCF challenges.
-        let forged = SpecMessages.register92.replacingOccurrences(
-            of: "Authorization: Bearer \(SpecMessages.token)",
-            with:
-                "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\", integrity-protected=auth-done"
-        ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2")
-        try await c.sendText(forged)
-        #expect(await c.nextSIP()?.statusCode == 401)
-        // Garbage gets no crash: an unanswerable message is dropped, the flow stays usable.
-        try await c.sendText("garbage\r\n\r\n")
-        try await c.sendText(register.replacingOccurrences(of: "CSeq: 1", with: "CSeq: 3"))
-        #expect(await c.nextSIP()?.statusCode == 200)
-        await c.close()
-        await h.stop()
+        try await EdgeHarness.with { h in
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            let register = SpecMessages.register92.replacingOccurrences(
+                of: SpecMessages.token, with: try liveToken(h.waf))
+            try await c.sendText(register)
+            let ok = try #require(await c.nextSIP())
+            #expect(ok.statusCode == 200)
+            #expect(try ok.headers.topVia.host == "df7jal23ls0d.invalid")
+            #expect(try ok.headers.serviceRoute.count == 1)
+            #expect(try ok.headers.pAssociatedURI.first?.uri.description == "sip:alice@ims.example.com")
+            let stored = try await h.storage.bindings(aor: "sip:alice@ims.example.com", now: 0)
+            #expect(stored.count == 1 && stored.first?.scheme == .trustedNode)
+            #expect(stored.first?.path.first?.contains(";ob") == true)
+            // A forged auth-done from the WIC is stripped: the S-CSCF challenges.
+            let forged = SpecMessages.register92.replacingOccurrences(
+                of: "Authorization: Bearer \(SpecMessages.token)",
+                with:
+                    "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\", integrity-protected=auth-done"
+            ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2")
+            try await c.sendText(forged)
+            #expect(await c.nextSIP()?.statusCode == 401)
+            // Garbage gets no crash: an unanswerable message is dropped, the flow stays usable.
+            try await c.sendText("garbage\r\n\r\n")
+            try await c.sendText(register.replacingOccurrences(of: "CSeq: 1", with: "CSeq: 3"))
+            #expect(await c.nextSIP()?.statusCode == 200)
+            await c.close()
+        }
     }
 
     /// RFC 6455 §5.4: a SIP message may arrive in fragments, each with its own mask.
     @Test func aFragmentedRegisterIsReassembled() async throws {
-        let h = try await EdgeHarness.start()
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        let register = Array(
-            SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf)).utf8)
-        let cuts = [0, 13, 700, register.count]
-        for i in 0..<3 {
-            let piece = String(decoding: register[cuts[i]..<cuts[i + 1]], as: UTF8.self)
+        try await EdgeHarness.with { h in
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            let register = Array(
+                SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf)).utf8)
+            let cuts = [0, 13, 700, register.count]
+            for i in 0..<3 {
+                let piece = String(decoding: register[cuts[i]..<cuts[i + 1]], as: UTF8.self)
+                try await c.sendText(
+                    piece, opcode: i == 0 ? 0x1 : 0x0, fin: i == 2,
+                    mask: [UInt8(i * 40 + 1), 0xA5, 0x5A, UInt8(200 - i)])
+            }
+            #expect(await c.nextSIP()?.statusCode == 200)
+            // A continuation with no message begun is ignored; the flow stays usable.
+            try await c.sendText("stray", opcode: 0x0, fin: true)
             try await c.sendText(
-                piece, opcode: i == 0 ? 0x1 : 0x0, fin: i == 2, mask: [UInt8(i * 40 + 1), 0xA5, 0x5A, UInt8(200 - i)])
+                String(decoding: register, as: UTF8.self).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2"))
+            #expect(await c.nextSIP()?.statusCode == 200)
+            await c.close()
         }
-        #expect(await c.nextSIP()?.statusCode == 200)
-        // A continuation with no message begun is ignored; the flow stays usable.
-        try await c.sendText("stray", opcode: 0x0, fin: true)
-        try await c.sendText(
-            String(decoding: register, as: UTF8.self).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2"))
-        #expect(await c.nextSIP()?.statusCode == 200)
-        await c.close()
-        await h.stop()
     }
 
     @Test func digestRegistrationOverWSS() async throws {
-        let h = try await EdgeHarness.start()
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        let first = SpecMessages.register92.replacingOccurrences(
-            of: "Authorization: Bearer \(SpecMessages.token)",
-            with:
-                "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
-        )
-        try await c.sendText(first)
-        let challengeResponse = try #require(await c.nextSIP())
-        #expect(challengeResponse.statusCode == 401)
-        let challenge = try #require(try challengeResponse.headers.challenges().first { $0.algorithm == "MD5" })
-        #expect(challenge.ik == nil && challenge.ck == nil)
-        let nonce = try #require(challenge.nonce)
-        let ha1 = DigestAlgorithm.md5.ha1(
-            username: "alice_private@ims.example.com", realm: "ims.example.com", password: Array("alice-secret".utf8))
-        let response = DigestAlgorithm.md5.response(
-            ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "0a4f113b", qop: "auth", method: "REGISTER",
-            uri: "sip:ims.example.com")
-        let second = SpecMessages.register92.replacingOccurrences(
-            of: "Authorization: Bearer \(SpecMessages.token)",
-            with:
-                "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\(nonce)\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"\(response)\""
-        ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2")
-        try await c.sendText(second)
-        #expect(await c.nextSIP()?.statusCode == 200)
-        await c.close()
-        await h.stop()
+        try await EdgeHarness.with { h in
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            let first = SpecMessages.register92.replacingOccurrences(
+                of: "Authorization: Bearer \(SpecMessages.token)",
+                with:
+                    "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
+            )
+            try await c.sendText(first)
+            let challengeResponse = try #require(await c.nextSIP())
+            #expect(challengeResponse.statusCode == 401)
+            let challenge = try #require(try challengeResponse.headers.challenges().first { $0.algorithm == "MD5" })
+            #expect(challenge.ik == nil && challenge.ck == nil)
+            let nonce = try #require(challenge.nonce)
+            let ha1 = DigestAlgorithm.md5.ha1(
+                username: "alice_private@ims.example.com", realm: "ims.example.com",
+                password: Array("alice-secret".utf8))
+            let response = DigestAlgorithm.md5.response(
+                ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "0a4f113b", qop: "auth", method: "REGISTER",
+                uri: "sip:ims.example.com")
+            let second = SpecMessages.register92.replacingOccurrences(
+                of: "Authorization: Bearer \(SpecMessages.token)",
+                with:
+                    "Authorization: Digest username=\"alice_private@ims.example.com\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\(nonce)\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"\(response)\""
+            ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: 2")
+            try await c.sendText(second)
+            #expect(await c.nextSIP()?.statusCode == 200)
+            await c.close()
+        }
     }
 }
 
@@ -394,130 +166,131 @@ extension EdgeProxyTests {
     /// IMS AKA over WSS with the TS 35.208 test set 1 keys (AKAv1-MD5, lab profile per
     /// spec.md WIC-7): 401 without ik/ck at the WIC, then RES from Milenage → 200.
     @Test func akaRegistrationOverWSS() async throws {
-        let h = try await EdgeHarness.start()
-        let k = bytes(hex: "465b5ce8b199b49faa5f0a2ee238a6bc") ?? []
-        let opc = bytes(hex: "cd63cb71954a9f4e48a5994e37a02baf") ?? []
-        let impi = "aka_private@ims.example.com"
-        try await h.storage.put(
-            SubscriberRecord(
-                impi: impi, realm: "ims.example.com",
-                publicIdentities: [PublicIdentity(uri: "sip:aka@ims.example.com")],
-                allowedSchemes: [.aka], akaK: k, akaOPc: opc, akaAMF: [0x80, 0x00], sqn: 0x20))
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        func register(cseq: Int, authorization: String) -> String {
-            SpecMessages.register92.replacingOccurrences(of: "alice@ims.example.com", with: "aka@ims.example.com")
-                .replacingOccurrences(
-                    of: "Authorization: Bearer \(SpecMessages.token)", with: "Authorization: " + authorization
-                ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: \(cseq)")
+        try await EdgeHarness.with { h in
+            let k = bytes(hex: "465b5ce8b199b49faa5f0a2ee238a6bc") ?? []
+            let opc = bytes(hex: "cd63cb71954a9f4e48a5994e37a02baf") ?? []
+            let impi = "aka_private@ims.example.com"
+            try await h.storage.put(
+                SubscriberRecord(
+                    impi: impi, realm: "ims.example.com",
+                    publicIdentities: [PublicIdentity(uri: "sip:aka@ims.example.com")],
+                    allowedSchemes: [.aka], akaK: k, akaOPc: opc, akaAMF: [0x80, 0x00], sqn: 0x20))
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            func register(cseq: Int, authorization: String) -> String {
+                SpecMessages.register92.replacingOccurrences(of: "alice@ims.example.com", with: "aka@ims.example.com")
+                    .replacingOccurrences(
+                        of: "Authorization: Bearer \(SpecMessages.token)", with: "Authorization: " + authorization
+                    ).replacingOccurrences(of: "CSeq: 1", with: "CSeq: \(cseq)")
+            }
+            try await c.sendText(
+                register(
+                    cseq: 1,
+                    authorization:
+                        "Digest username=\"\(impi)\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
+                ))
+            let challengeResponse = try #require(await c.nextSIP())
+            #expect(challengeResponse.statusCode == 401)
+            let challenge = try #require(try challengeResponse.headers.challenges().first)
+            #expect(challenge.algorithm == "AKAv1-MD5")
+            // TS 24.229 5.2.2: the keys never reach the WIC.
+            #expect(challenge.ik == nil && challenge.ck == nil)
+            let nonce = try #require(challenge.nonce)
+            let (rand, autn) = try #require(IMSAKA.split(nonce: nonce))
+            let m = try Milenage(k: k, opc: opc)
+            let v = try m.f2345(rand: rand)
+            let sqn = zip(autn[0..<6], v.ak).map { $0 ^ $1 }
+            #expect(try m.f1(rand: rand, sqn: sqn, amf: Array(autn[6..<8])).macA == Array(autn[8..<16]))
+            let ha1 = DigestAlgorithm.akav1MD5.ha1(username: impi, realm: "ims.example.com", password: v.res)
+            let response = DigestAlgorithm.akav1MD5.response(
+                ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "c1", qop: "auth", method: "REGISTER",
+                uri: "sip:ims.example.com")
+            try await c.sendText(
+                register(
+                    cseq: 2,
+                    authorization:
+                        "Digest username=\"\(impi)\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\(nonce)\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c1\", response=\"\(response)\""
+                ))
+            #expect(await c.nextSIP()?.statusCode == 200)
+            #expect(try await h.storage.bindings(aor: "sip:aka@ims.example.com", now: 0).first?.scheme == .aka)
+            await c.close()
         }
-        try await c.sendText(
-            register(
-                cseq: 1,
-                authorization:
-                    "Digest username=\"\(impi)\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\", response=\"\""
-            ))
-        let challengeResponse = try #require(await c.nextSIP())
-        #expect(challengeResponse.statusCode == 401)
-        let challenge = try #require(try challengeResponse.headers.challenges().first)
-        #expect(challenge.algorithm == "AKAv1-MD5")
-        // TS 24.229 5.2.2: the keys never reach the WIC.
-        #expect(challenge.ik == nil && challenge.ck == nil)
-        let nonce = try #require(challenge.nonce)
-        let (rand, autn) = try #require(IMSAKA.split(nonce: nonce))
-        let m = try Milenage(k: k, opc: opc)
-        let v = try m.f2345(rand: rand)
-        let sqn = zip(autn[0..<6], v.ak).map { $0 ^ $1 }
-        #expect(try m.f1(rand: rand, sqn: sqn, amf: Array(autn[6..<8])).macA == Array(autn[8..<16]))
-        let ha1 = DigestAlgorithm.akav1MD5.ha1(username: impi, realm: "ims.example.com", password: v.res)
-        let response = DigestAlgorithm.akav1MD5.response(
-            ha1: ha1, nonce: nonce, nc: "00000001", cnonce: "c1", qop: "auth", method: "REGISTER",
-            uri: "sip:ims.example.com")
-        try await c.sendText(
-            register(
-                cseq: 2,
-                authorization:
-                    "Digest username=\"\(impi)\", realm=\"ims.example.com\", uri=\"sip:ims.example.com\", nonce=\"\(nonce)\", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c1\", response=\"\(response)\""
-            ))
-        #expect(await c.nextSIP()?.statusCode == 200)
-        #expect(try await h.storage.bindings(aor: "sip:aka@ims.example.com", now: 0).first?.scheme == .aka)
-        await c.close()
-        await h.stop()
     }
 }
 
 @Suite(.serialized) struct TerminatingTests {
     @Test func aNotifyFromTheSCSCFReachesTheWICThroughItsFlow() async throws {
-        let h = try await EdgeHarness.start()
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
-        // Before registering, the flow may send nothing else (EPC-34).
-        let early = SpecMessages.crlf(
-            """
-            SUBSCRIBE sip:alice@ims.example.com SIP/2.0
-            Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKsub0
-            Max-Forwards: 70
-            From: <sip:alice@ims.example.com>;tag=s1
-            To: <sip:alice@ims.example.com>
-            Call-ID: sub-\(UUID().uuidString)
-            CSeq: 1 SUBSCRIBE
-            Contact: <sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>
-            Event: reg
-            Accept: application/reginfo+xml
-            Expires: 600
-            Content-Length: 0
+        try await EdgeHarness.with { h in
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            let register = SpecMessages.register92.replacingOccurrences(
+                of: SpecMessages.token, with: try liveToken(h.waf))
+            // Before registering, the flow may send nothing else (EPC-34).
+            let early = SpecMessages.crlf(
+                """
+                SUBSCRIBE sip:alice@ims.example.com SIP/2.0
+                Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKsub0
+                Max-Forwards: 70
+                From: <sip:alice@ims.example.com>;tag=s1
+                To: <sip:alice@ims.example.com>
+                Call-ID: sub-\(UUID().uuidString)
+                CSeq: 1 SUBSCRIBE
+                Contact: <sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws>
+                Event: reg
+                Accept: application/reginfo+xml
+                Expires: 600
+                Content-Length: 0
 
 
-            """)
-        try await c.sendText(early)
-        #expect(await c.nextSIP()?.statusCode == 403)
-        try await c.sendText(register)
-        #expect(await c.nextSIP()?.statusCode == 200)
-        try await c.sendText(early.replacingOccurrences(of: "z9hG4bKsub0", with: "z9hG4bKsub1"))
-        var sawOK = false
-        var notify: SIPRequest?
-        for _ in 0..<2 {
-            guard let (_, payload) = await c.nextFrame() else { break }
-            switch try? SIPParser().parse(payload) {
-            case .response(let r)?: sawOK = r.statusCode == 200
-            case .request(let r)?:
-                notify = r
-                // The WIC answers its NOTIFY over the same flow.
-                try await c.sendText(SIPResponse(replyingTo: r, statusCode: 200).description)
-            default: break
+                """)
+            try await c.sendText(early)
+            #expect(await c.nextSIP()?.statusCode == 403)
+            try await c.sendText(register)
+            #expect(await c.nextSIP()?.statusCode == 200)
+            try await c.sendText(early.replacingOccurrences(of: "z9hG4bKsub0", with: "z9hG4bKsub1"))
+            var sawOK = false
+            var notify: SIPRequest?
+            for _ in 0..<2 {
+                guard let (_, payload) = await c.nextFrame() else { break }
+                switch try? SIPParser().parse(payload) {
+                case .response(let r)?: sawOK = r.statusCode == 200
+                case .request(let r)?:
+                    notify = r
+                    // The WIC answers its NOTIFY over the same flow.
+                    try await c.sendText(SIPResponse(replyingTo: r, statusCode: 200).description)
+                default: break
+                }
             }
-        }
-        #expect(sawOK)
-        let received = try #require(notify)
-        #expect(received.method == .notify)
-        #expect(String(decoding: received.body, as: UTF8.self).contains("sip:g8z4h2kq@df7jal23ls0d.invalid"))
-        #expect(!received.headers.contains(.route))  // our Route entry was consumed
-        // The S-CSCF got the 200: its subscription is still there.
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(h.registrar.regEventSubscriptionCount == 1)
-        // The WIC's flow dies; the next change is NOTIFYd into a gone flow: 430, and the
-        // S-CSCF drops the subscription.
-        await c.close()
-        try await Task.sleep(for: .milliseconds(100))
-        let other = try await h.client()
-        #expect(try await other.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        try await other.sendText(
-            register.replacingOccurrences(of: "urn:uuid:f81d4fae", with: "urn:uuid:0000aaaa")
-                .replacingOccurrences(of: "g8z4h2kq@", with: "second@").replacingOccurrences(
-                    of: "Call-ID: 9fxced76sl", with: "Call-ID: other-1"))
-        #expect(await other.nextSIP()?.statusCode == 200)
-        var dropped = false
-        for _ in 0..<100 {
-            if h.registrar.regEventSubscriptionCount == 0 {
-                dropped = true
-                break
+            #expect(sawOK)
+            let received = try #require(notify)
+            #expect(received.method == .notify)
+            #expect(String(decoding: received.body, as: UTF8.self).contains("sip:g8z4h2kq@df7jal23ls0d.invalid"))
+            #expect(!received.headers.contains(.route))  // our Route entry was consumed
+            // The S-CSCF got the 200: its subscription is still there.
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(h.registrar.regEventSubscriptionCount == 1)
+            // The WIC's flow dies; the next change is NOTIFYd into a gone flow: 430, and the
+            // S-CSCF drops the subscription.
+            await c.close()
+            try await Task.sleep(for: .milliseconds(100))
+            let other = try await h.client()
+            #expect(try await other.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            try await other.sendText(
+                register.replacingOccurrences(of: "urn:uuid:f81d4fae", with: "urn:uuid:0000aaaa")
+                    .replacingOccurrences(of: "g8z4h2kq@", with: "second@").replacingOccurrences(
+                        of: "Call-ID: 9fxced76sl", with: "Call-ID: other-1"))
+            #expect(await other.nextSIP()?.statusCode == 200)
+            var dropped = false
+            for _ in 0..<100 {
+                if h.registrar.regEventSubscriptionCount == 0 {
+                    dropped = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
             }
-            try await Task.sleep(for: .milliseconds(20))
+            #expect(dropped)
+            await other.close()
         }
-        #expect(dropped)
-        await other.close()
-        await h.stop()
     }
 }
 
@@ -526,36 +299,36 @@ extension TerminatingTests {
     /// whose verified certificate names one of our S-CSCFs: plain TCP, TLS without a
     /// certificate or with another name, is refused before the flow is even looked up.
     @Test func withTLSUpstreamOnlyCertifiedPeersReachTheFlows() async throws {
-        let h = try await EdgeHarness.start(terminatingPeers: .certificateNames(["scscf.test"]))
-        let notify = try #require(flowNotify(via: "TLS 127.0.0.1:5061"))
-        let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
-        func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
-            SIPPeer(
-                transport: transport, remoteAddress: address, localAddress: nil, connection: NetworkConnection(),
-                certificateNames: names)
+        try await EdgeHarness.with(terminatingPeers: .certificateNames(["scscf.test"])) { h in
+            let notify = try #require(flowNotify(via: "TLS 127.0.0.1:5061"))
+            let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
+            func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
+                SIPPeer(
+                    transport: transport, remoteAddress: address, localAddress: nil, connection: NetworkConnection(),
+                    certificateNames: names)
+            }
+            #expect(await h.edge.terminating(notify, from: peer(.tcp, []))?.statusCode == 403)
+            #expect(await h.edge.terminating(notify, from: peer(.tls, []))?.statusCode == 403)
+            #expect(await h.edge.terminating(notify, from: peer(.tls, ["rogue.test"]))?.statusCode == 403)
+            // Past the check: an unknown flow is 430 (RFC 5626 §5.3).
+            #expect(await h.edge.terminating(notify, from: peer(.tls, ["scscf.test"]))?.statusCode == 430)
         }
-        #expect(await h.edge.terminating(notify, from: peer(.tcp, []))?.statusCode == 403)
-        #expect(await h.edge.terminating(notify, from: peer(.tls, []))?.statusCode == 403)
-        #expect(await h.edge.terminating(notify, from: peer(.tls, ["rogue.test"]))?.statusCode == 403)
-        // Past the check: an unknown flow is 430 (RFC 5626 §5.3).
-        #expect(await h.edge.terminating(notify, from: peer(.tls, ["scscf.test"]))?.statusCode == 430)
-        await h.stop()
     }
 
     /// Issue 26 item 8: with the S-CSCF in process, nothing from outside reaches a flow, not
     /// even from loopback; only an in-process caller does.
     @Test func item08WithTheSCSCFInProcessNoNetworkPeerReachesTheFlows() async throws {
-        let h = try await EdgeHarness.start(terminatingPeers: .inProcessOnly)
-        let notify = try #require(flowNotify(via: "TCP 127.0.0.1:5060"))
-        let loopback = try SocketAddress(ipAddress: "127.0.0.1", port: 5060)
-        for transport in [SIPTransportProtocol.udp, .tcp, .tls] {
-            let peer = SIPPeer(
-                transport: transport, remoteAddress: loopback, localAddress: nil, connection: NetworkConnection(),
-                certificateNames: transport == .tls ? ["localhost", "127.0.0.1"] : [])
-            #expect(await h.edge.terminating(notify, from: peer)?.statusCode == 403, "\(transport)")
+        try await EdgeHarness.with(terminatingPeers: .inProcessOnly) { h in
+            let notify = try #require(flowNotify(via: "TCP 127.0.0.1:5060"))
+            let loopback = try SocketAddress(ipAddress: "127.0.0.1", port: 5060)
+            for transport in [SIPTransportProtocol.udp, .tcp, .tls] {
+                let peer = SIPPeer(
+                    transport: transport, remoteAddress: loopback, localAddress: nil, connection: NetworkConnection(),
+                    certificateNames: transport == .tls ? ["localhost", "127.0.0.1"] : [])
+                #expect(await h.edge.terminating(notify, from: peer)?.statusCode == 403, "\(transport)")
+            }
+            #expect(await h.edge.terminating(notify, from: .inProcess())?.statusCode == 430)
         }
-        #expect(await h.edge.terminating(notify, from: .inProcess())?.statusCode == 430)
-        await h.stop()
     }
 }
 
@@ -607,77 +380,78 @@ struct NetworkConnection: SIPConnection {
     /// Issue 26 item 13: one flow registering instance after instance leaves one entry in
     /// the instance table, and none once it has gone (here after a de-registration).
     @Test func item13TheInstanceTableHoldsOneEntryPerFlow() async throws {
-        let h = try await EdgeHarness.start(grace: .milliseconds(100))
-        let c = try await h.client()
-        #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
-        let token = try liveToken(h.waf)
-        for i in 1...6 {
-            let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
+        try await EdgeHarness.with(grace: .milliseconds(100)) { h in
+            let c = try await h.client()
+            #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
+            let token = try liveToken(h.waf)
+            for i in 1...6 {
+                let register = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
+                    .replacingOccurrences(
+                        of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-0000000000\(i)0"
+                    )
+                    .replacingOccurrences(of: "CSeq: 1 REGISTER", with: "CSeq: \(i) REGISTER")
+                    .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: inst-\(i)")
+                try await c.sendText(register)
+                #expect(await c.nextSIP()?.statusCode == 200)
+            }
+            #expect(h.edge.rememberedInstances == 1)
+            let removal = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
                 .replacingOccurrences(
-                    of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-0000000000\(i)0"
+                    of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-000000000060"
                 )
-                .replacingOccurrences(of: "CSeq: 1 REGISTER", with: "CSeq: \(i) REGISTER")
-                .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: inst-\(i)")
-            try await c.sendText(register)
+                .replacingOccurrences(of: "CSeq: 1 REGISTER", with: "CSeq: 7 REGISTER")
+                .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: inst-6")
+                .replacingOccurrences(of: "Expires: 600000", with: "Expires: 0")
+            try await c.sendText(removal)
             #expect(await c.nextSIP()?.statusCode == 200)
+            #expect(h.edge.rememberedInstances == 0)
+            await c.close()
         }
-        #expect(h.edge.rememberedInstances == 1)
-        let removal = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: token)
-            .replacingOccurrences(
-                of: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", with: "f81d4fae-7dec-11d0-a765-000000000060"
-            )
-            .replacingOccurrences(of: "CSeq: 1 REGISTER", with: "CSeq: 7 REGISTER")
-            .replacingOccurrences(of: "Call-ID: 9fxced76sl", with: "Call-ID: inst-6")
-            .replacingOccurrences(of: "Expires: 600000", with: "Expires: 0")
-        try await c.sendText(removal)
-        #expect(await c.nextSIP()?.statusCode == 200)
-        #expect(h.edge.rememberedInstances == 0)
-        await c.close()
-        await h.stop()
     }
 
     @Test func aClosedFlowIsDeRegisteredAfterTheGracePeriod() async throws {
-        let h = try await EdgeHarness.start(grace: .milliseconds(300))
-        let c = try await registeredClient(h)
-        #expect(try await bindingCount(h) == 1)
-        await c.close()  // the tab is closed: no de-registration from the WIC
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(try await bindingCount(h) == 1)  // still within the grace period
-        var gone = false
-        for _ in 0..<100 {
-            if try await bindingCount(h) == 0 {
-                gone = true
-                break
+        try await EdgeHarness.with(grace: .milliseconds(300)) { h in
+            let c = try await registeredClient(h)
+            #expect(try await bindingCount(h) == 1)
+            await c.close()  // the tab is closed: no de-registration from the WIC
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await bindingCount(h) == 1)  // still within the grace period
+            var gone = false
+            for _ in 0..<100 {
+                if try await bindingCount(h) == 0 {
+                    gone = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
             }
-            try await Task.sleep(for: .milliseconds(20))
+            #expect(gone)
         }
-        #expect(gone)
-        await h.stop()
     }
 
     /// The flow keeps its first REGISTER and, over refreshes, only their CSeq: the
     /// de-registration after the flow dies must still come after the last refresh, or the
     /// S-CSCF takes it for an old request (500 Out of Order) and the binding stays.
     @Test func aClosedFlowIsDeRegisteredAfterRefreshes() async throws {
-        let h = try await EdgeHarness.start(grace: .milliseconds(300))
-        let c = try await registeredClient(h)
-        let refresh = SpecMessages.register92.replacingOccurrences(of: SpecMessages.token, with: try liveToken(h.waf))
-        for cseq in [7, 8] {
-            try await c.sendText(refresh.replacingOccurrences(of: "CSeq: 1", with: "CSeq: \(cseq)"))
-            #expect(await c.nextSIP()?.statusCode == 200)
-        }
-        #expect(try await bindingCount(h) == 1)
-        await c.close()
-        var gone = false
-        for _ in 0..<100 {
-            if try await bindingCount(h) == 0 {
-                gone = true
-                break
+        try await EdgeHarness.with(grace: .milliseconds(300)) { h in
+            let c = try await registeredClient(h)
+            let refresh = SpecMessages.register92.replacingOccurrences(
+                of: SpecMessages.token, with: try liveToken(h.waf))
+            for cseq in [7, 8] {
+                try await c.sendText(refresh.replacingOccurrences(of: "CSeq: 1", with: "CSeq: \(cseq)"))
+                #expect(await c.nextSIP()?.statusCode == 200)
             }
-            try await Task.sleep(for: .milliseconds(20))
+            #expect(try await bindingCount(h) == 1)
+            await c.close()
+            var gone = false
+            for _ in 0..<100 {
+                if try await bindingCount(h) == 0 {
+                    gone = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(gone)
         }
-        #expect(gone)
-        await h.stop()
     }
 
     /// What a flow keeps of its REGISTER holds no credentials and is copied out of the
@@ -714,14 +488,14 @@ struct NetworkConnection: SIPConnection {
     }
 
     @Test func reRegisteringOnANewFlowKeepsTheBinding() async throws {
-        let h = try await EdgeHarness.start(grace: .milliseconds(300))
-        let first = try await registeredClient(h)
-        await first.close()
-        // Page reload: same +sip.instance, new WebSocket, within the grace period.
-        let second = try await registeredClient(h, callID: "reloaded-1")
-        try await Task.sleep(for: .milliseconds(800))
-        #expect(try await bindingCount(h) == 1)
-        await second.close()
-        await h.stop()
+        try await EdgeHarness.with(grace: .milliseconds(300)) { h in
+            let first = try await registeredClient(h)
+            await first.close()
+            // Page reload: same +sip.instance, new WebSocket, within the grace period.
+            let second = try await registeredClient(h, callID: "reloaded-1")
+            try await Task.sleep(for: .milliseconds(800))
+            #expect(try await bindingCount(h) == 1)
+            await second.close()
+        }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import SIPAuth
 import SIPCore
 import Testing
+import WebIMSTesting
 
 @testable import EPCSCF
 

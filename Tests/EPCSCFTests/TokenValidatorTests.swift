@@ -4,50 +4,13 @@ import SIPAuth
 import Synchronization
 import Testing
 import Utilities
+import WebIMSTesting
 
 @testable import EPCSCF
 
-let issuer = "https://waf.ims.example.com"
-let audience = "https://epcscf.ims.example.com"
-let t0 = Date(timeIntervalSince1970: 1_893_453_000)
-
-/// A WAF for tests: mints tokens the way spec.md WAF-3 describes, and forged variants.
-struct TestWAF {
-    let key = P256.Signing.PrivateKey()
-    let kid = "waf-test-1"
-
-    var trusted: TrustedIssuer { TrustedIssuer(issuer: issuer, keys: [kid: key.publicKey]) }
-
-    var claims: [String: Any] {
-        [
-            "iss": issuer, "sub": "alice_private@ims.example.com", "aud": audience,
-            "exp": t0.timeIntervalSince1970 + 3600, "iat": t0.timeIntervalSince1970 - 10,
-            "jti": UUID().uuidString, "client_id": "wwsf.ims.example.com", "scope": "ims-register",
-            "impi": "alice_private@ims.example.com", "impu": ["sip:alice@ims.example.com"],
-            "wwsf": "wwsf.ims.example.com",
-        ]
-    }
-
-    func token(
-        header: [String: Any] = [:], claims changes: [String: Any?] = [:],
-        signWith other: P256.Signing.PrivateKey? = nil
-    )
-        throws -> String
-    {
-        var h: [String: Any] = ["alg": "ES256", "typ": "at+jwt", "kid": kid]
-        for (k, v) in header { h[k] = v }
-        var c = claims
-        for (k, v) in changes { c[k] = v ?? nil }
-        for (k, v) in changes where v == nil { c.removeValue(forKey: k) }
-        let input = try part(h) + "." + part(c)
-        let signature = try (other ?? key).signature(for: Array(input.utf8))
-        return input + "." + base64URLEncode(Array(signature.rawRepresentation))
-    }
-
-    func part(_ object: [String: Any]) throws -> String {
-        base64URLEncode(Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])))
-    }
-}
+let issuer = TestWAF.issuer
+let audience = TestWAF.audience
+let t0 = TestWAF.t0
 
 func validator(_ waf: TestWAF, now: Date = t0) -> TokenValidator {
     TokenValidator(issuers: [waf.trusted], audience: audience, clock: { now })

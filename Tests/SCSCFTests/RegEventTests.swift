@@ -45,72 +45,74 @@ func regSubscribe(from: String, contact: String) throws -> SIPRequest {
 @Suite(.serialized) struct RegEventTests {
     @Test(arguments: StoreBackend.available)
     func subscribeGetsFullStateThenANotifyPerChange(backend: StoreBackend) async throws {
-        let h = try await Harness.start(backend)
-        h.registrar.attach(h.server)
-        let watcher = Watcher()
-        var config = SIPEndpointConfiguration()
-        config.udpPort = 0
-        let watcherEndpoint = try SIPEndpoint(configuration: config, handler: watcher.handler)
-        try await watcherEndpoint.start()
-        let watcherPort = watcherEndpoint.address(.udp)?.port ?? 0
+        try await Harness.with(backend) { h in
+            h.registrar.attach(h.server)
+            let watcher = Watcher()
+            var config = SIPEndpointConfiguration()
+            config.udpPort = 0
+            let watcherEndpoint = try SIPEndpoint(configuration: config, handler: watcher.handler)
+            try await watcherEndpoint.start()
+            let watcherPort = watcherEndpoint.address(.udp)?.port ?? 0
 
-        let subscribe = try regSubscribe(
-            from: "<sip:epcscf@127.0.0.1>;tag=w1", contact: "<sip:epcscf@127.0.0.1:\(watcherPort)>")
-        let ok = await h.send(subscribe)
-        #expect(ok.statusCode == 200)
-        #expect(try ok.headers.expires == 600)
+            let subscribe = try regSubscribe(
+                from: "<sip:epcscf@127.0.0.1>;tag=w1", contact: "<sip:epcscf@127.0.0.1:\(watcherPort)>")
+            let ok = await h.send(subscribe)
+            #expect(ok.statusCode == 200)
+            #expect(try ok.headers.expires == 600)
 
-        var initial = await watcher.waitFor(count: 1)
-        #expect(initial.count == 1)
-        let first = try #require(initial.first)
-        #expect(first.headers[.event] == "reg")
-        #expect(first.headers[.subscriptionState]?.hasPrefix("active") == true)
-        #expect(first.headers.contentType == "application/reginfo+xml")
-        let body0 = String(decoding: first.body, as: UTF8.self)
-        #expect(body0.contains("version=\"0\" state=\"full\""))
-        #expect(body0.contains("aor=\"sip:alice@ims.example.com\" id=\"r0\" state=\"init\""))
+            var initial = await watcher.waitFor(count: 1)
+            #expect(initial.count == 1)
+            let first = try #require(initial.first)
+            #expect(first.headers[.event] == "reg")
+            #expect(first.headers[.subscriptionState]?.hasPrefix("active") == true)
+            #expect(first.headers.contentType == "application/reginfo+xml")
+            let body0 = String(decoding: first.body, as: UTF8.self)
+            #expect(body0.contains("version=\"0\" state=\"full\""))
+            #expect(body0.contains("aor=\"sip:alice@ims.example.com\" id=\"r0\" state=\"init\""))
 
-        var ua = UA()
-        #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
-        initial = await watcher.waitFor(count: 2)
-        let body1 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
-        #expect(body1.contains("version=\"1\""))
-        #expect(body1.contains("state=\"active\" event=\"registered\""))
-        #expect(body1.contains("<uri>sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws</uri>"))
-        #expect(body1.contains("aor=\"tel:+15551234567\""))
+            var ua = UA()
+            #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
+            initial = await watcher.waitFor(count: 2)
+            let body1 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
+            #expect(body1.contains("version=\"1\""))
+            #expect(body1.contains("state=\"active\" event=\"registered\""))
+            #expect(body1.contains("<uri>sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws</uri>"))
+            #expect(body1.contains("aor=\"tel:+15551234567\""))
 
-        #expect(await h.send(ua.register(authorization: ua.tna, expires: 0)).statusCode == 200)
-        initial = await watcher.waitFor(count: 3)
-        let body2 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
-        #expect(body2.contains("state=\"terminated\" event=\"unregistered\""))
+            #expect(await h.send(ua.register(authorization: ua.tna, expires: 0)).statusCode == 200)
+            initial = await watcher.waitFor(count: 3)
+            let body2 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
+            #expect(body2.contains("state=\"terminated\" event=\"unregistered\""))
 
-        // A binding that runs out is removed by the sweep and announced.
-        var short = UA(contact: "<sip:short@x.invalid;transport=ws>")
-        #expect(await h.send(short.register(authorization: short.tna, expires: 60)).statusCode == 200)
-        _ = await watcher.waitFor(count: 4)
-        h.clock.advance(61)
-        await h.registrar.removeExpiredBindings()
-        initial = await watcher.waitFor(count: 5)
-        let body4 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
-        #expect(initial.count == 5)
-        #expect(body4.contains("<uri>sip:short@x.invalid;transport=ws</uri>") && body4.contains("state=\"terminated\""))
-        #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
+            // A binding that runs out is removed by the sweep and announced.
+            var short = UA(contact: "<sip:short@x.invalid;transport=ws>")
+            #expect(await h.send(short.register(authorization: short.tna, expires: 60)).statusCode == 200)
+            _ = await watcher.waitFor(count: 4)
+            h.clock.advance(61)
+            await h.registrar.removeExpiredBindings()
+            initial = await watcher.waitFor(count: 5)
+            let body4 = String(decoding: initial.last?.body ?? [], as: UTF8.self)
+            #expect(initial.count == 5)
+            #expect(
+                body4.contains("<uri>sip:short@x.invalid;transport=ws</uri>") && body4.contains("state=\"terminated\""))
+            #expect(try await h.storage.bindings(aor: aliceIMPU, now: 0).isEmpty)
 
-        // Other events are not ours; untrusted subscribers are refused.
-        var other = subscribe
-        other.headers[.event] = "presence"
-        other.headers[.callID] = UUID().uuidString
-        #expect(await h.send(other).statusCode == 489)
-        await watcherEndpoint.shutdown()
-        await h.stop()
+            // Other events are not ours; untrusted subscribers are refused.
+            var other = subscribe
+            other.headers[.event] = "presence"
+            other.headers[.callID] = UUID().uuidString
+            #expect(await h.send(other).statusCode == 489)
+            await watcherEndpoint.shutdown()
+        }
     }
 }
 
 @Suite(.serialized) struct RegEventTrustTests {
     @Test func subscribeFromAnUntrustedAddressIs403() async throws {
-        let h = try await Harness.start(.sqlite, clientHost: "127.0.0.2")
-        let subscribe = try regSubscribe(from: "<sip:mallory@evil.example>;tag=m", contact: "<sip:mallory@127.0.0.2:9>")
-        #expect(await h.send(subscribe).statusCode == 403)
-        await h.stop()
+        try await Harness.with(.sqlite, clientHost: "127.0.0.2") { h in
+            let subscribe = try regSubscribe(
+                from: "<sip:mallory@evil.example>;tag=m", contact: "<sip:mallory@127.0.0.2:9>")
+            #expect(await h.send(subscribe).statusCode == 403)
+        }
     }
 }

@@ -1,0 +1,133 @@
+import EPCSCF
+import Foundation
+import HSS
+import NIOSSL
+import SCSCF
+import SIPCore
+import SIPTransport
+import Storage
+import Synchronization
+
+/// eP-CSCF (WSS) in front of a real S-CSCF on SQLite, with a test WAF.
+public struct EdgeHarness: Sendable {
+    public let waf: TestWAF
+    public let storage: any DataStore
+    public let scscf: SIPEndpoint
+    public let toSCSCF: SIPEndpoint
+    public let edge: EdgeProxy
+    public let location: String
+    public let registrar: Registrar
+
+    public static let origin = "https://wwsf.ims.example.com"
+
+    /// The S-CSCF here is a separate endpoint over TCP on loopback: lab trust both ways,
+    /// unless a test names the peers the eP-CSCF takes flow requests from.
+    static func start(
+        grace: Duration = .seconds(30), terminatingPeers: TerminatingPeers = .labAddresses(["127.0.0.1"])
+    ) async throws
+        -> EdgeHarness
+    {
+        let (storage, location) = try await StoreBackend.sqlite.makeFreshStore()
+        let ha1 = digestHA1(impi: "alice_private@ims.example.com", realm: "ims.example.com", password: "alice-secret")
+        try await storage.put(
+            SubscriberRecord(
+                impi: "alice_private@ims.example.com", realm: "ims.example.com",
+                publicIdentities: [PublicIdentity(uri: "sip:alice@ims.example.com")],
+                allowedSchemes: [.digest, .trustedNode],
+                ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
+        var scscfSettings = SCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"])
+        scscfSettings.labTrustsPlainTransport = true
+        let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
+        var scscfConfig = SIPEndpointConfiguration()
+        scscfConfig.tcpPort = 0
+        let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
+        try await scscf.start()
+        registrar.attach(scscf)
+        let cert = try makeTestCertificate()
+        var upstreamConfig = SIPEndpointConfiguration()
+        upstreamConfig.tcpPort = 0
+        var webSocket = SIPWebSocketConfiguration()
+        webSocket.port = 0
+        webSocket.tls = .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.certificate.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(cert.key.utf8), format: .pem)))
+        let origins = OriginPolicy(allowed: [origin])
+        webSocket.originPolicy = { origins.verdict($0) }
+        upstreamConfig.webSocket = webSocket
+        // Requests from the flows and from the S-CSCF side go to the edge, which exists later.
+        let late = LateServer()
+        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { request, peer in
+            await late.value?.handle(request, from: peer)
+        }
+        var config = EdgeConfiguration(
+            scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
+        config.flowCloseGrace = grace
+        config.terminatingPeers = terminatingPeers
+        let waf = TestWAF()
+        var edgeSettings = EPCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: TestWAF.issuer)
+        edgeSettings.homeWWSFs = [origin]
+        let processor = RegisterProcessor(
+            configuration: edgeSettings, tokens: TokenValidator(issuers: [waf.trusted], audience: TestWAF.audience))
+        let edge = EdgeProxy(configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
+        late.set(edge)
+        try await toSCSCF.start()
+        return EdgeHarness(
+            waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, edge: edge, location: location,
+            registrar: registrar)
+    }
+
+    init(
+        waf: TestWAF, storage: any DataStore, scscf: SIPEndpoint, toSCSCF: SIPEndpoint, edge: EdgeProxy,
+        location: String, registrar: Registrar
+    ) {
+        self.registrar = registrar
+        self.storage = storage
+        self.scscf = scscf
+        self.toSCSCF = toSCSCF
+        self.edge = edge
+        self.location = location
+        self.waf = waf
+    }
+
+    public var wssPort: Int { toSCSCF.address(.wss)?.port ?? 0 }
+
+    /// Runs `body` with a fresh harness and stops it afterwards, also when `body` throws.
+    public static func with<T>(
+        grace: Duration = .seconds(30), terminatingPeers: TerminatingPeers = .labAddresses(["127.0.0.1"]),
+        _ body: (EdgeHarness) async throws -> T
+    ) async throws -> T {
+        let harness = try await start(grace: grace, terminatingPeers: terminatingPeers)
+        do {
+            let result = try await body(harness)
+            await harness.stop()
+            return result
+        } catch {
+            await harness.stop()
+            throw error
+        }
+    }
+
+    func stop() async {
+        await toSCSCF.closeFlows(grace: .seconds(2))
+        await toSCSCF.shutdown()
+        await scscf.shutdown()
+        await storage.close()
+        try? FileManager.default.removeItem(atPath: location)
+    }
+
+    public func client() async throws -> RawWSSClient { try await RawWSSClient(port: wssPort) }
+}
+
+final class LateServer: Sendable {
+    let storage = Mutex<EdgeProxy?>(nil)
+    var value: EdgeProxy? { storage.withLock { $0 } }
+    func set(_ edge: EdgeProxy) { storage.withLock { $0 = edge } }
+}
+
+/// A token valid now (the tests' TestWAF uses a fixed t0; this one uses the real clock).
+public func liveToken(_ waf: TestWAF) throws -> String {
+    let now = Date().timeIntervalSince1970
+    return try waf.token(claims: ["exp": now + 3600, "iat": now - 5])
+}
