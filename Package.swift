@@ -205,7 +205,15 @@ let package = Package(
             name: "SIPAuthTests",
             dependencies: ["SIPAuth", "SIPCore", "Utilities", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "WebIMSTesting"]),
-        .testTarget(name: "WebAuthTests", dependencies: ["WebAuth"]),
+        .testTarget(
+            name: "WebAuthTests",
+            dependencies: [
+                "WebAuth", "Storage", "Utilities", "WebIMSTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
         .testTarget(
             name: "EPCSCFTests",
             dependencies: [

@@ -20,7 +20,7 @@ import WebIMSTesting
 
 @Suite(.serialized) struct EdgeProxyTests {
     @Test func handshakeChecks() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             for (origin, protocols, expected) in [
                 (EdgeHarness.origin, "sip", 101), (EdgeHarness.origin, "foo, sip", 101),
                 ("https://evil.example", "sip", 403),
@@ -37,7 +37,7 @@ import WebIMSTesting
     }
 
     @Test func oversizedFramesPingAndPlainTCP() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             // Ping → pong with the same payload (RFC 6455 §5.5.2).
             let c = try await h.client()
             #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
@@ -75,7 +75,7 @@ import WebIMSTesting
     }
 
     @Test func tokenRegistrationEndToEnd() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             let c = try await h.client()
             #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
             let register = SpecMessages.register92.replacingOccurrences(
@@ -107,7 +107,7 @@ import WebIMSTesting
 
     /// RFC 6455 §5.4: a SIP message may arrive in fragments, each with its own mask.
     @Test func aFragmentedRegisterIsReassembled() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             let c = try await h.client()
             #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
             let register = Array(
@@ -130,7 +130,7 @@ import WebIMSTesting
     }
 
     @Test func digestRegistrationOverWSS() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             let c = try await h.client()
             #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
             let first = SpecMessages.register92.replacingOccurrences(
@@ -166,7 +166,7 @@ extension EdgeProxyTests {
     /// IMS AKA over WSS with the TS 35.208 test set 1 keys (AKAv1-MD5, lab profile per
     /// spec.md WIC-7): 401 without ik/ck at the WIC, then RES from Milenage → 200.
     @Test func akaRegistrationOverWSS() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             let k = bytes(hex: "465b5ce8b199b49faa5f0a2ee238a6bc") ?? []
             let opc = bytes(hex: "cd63cb71954a9f4e48a5994e37a02baf") ?? []
             let impi = "aka_private@ims.example.com"
@@ -220,7 +220,7 @@ extension EdgeProxyTests {
 
 @Suite(.serialized) struct TerminatingTests {
     @Test func aNotifyFromTheSCSCFReachesTheWICThroughItsFlow() async throws {
-        try await EdgeHarness.with { h in
+        try await EdgeHarness.with { h async throws in
             let c = try await h.client()
             #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
             let register = SpecMessages.register92.replacingOccurrences(
@@ -299,7 +299,7 @@ extension TerminatingTests {
     /// whose verified certificate names one of our S-CSCFs: plain TCP, TLS without a
     /// certificate or with another name, is refused before the flow is even looked up.
     @Test func withTLSUpstreamOnlyCertifiedPeersReachTheFlows() async throws {
-        try await EdgeHarness.with(terminatingPeers: .certificateNames(["scscf.test"])) { h in
+        try await EdgeHarness.with(terminatingPeers: .certificateNames(["scscf.test"])) { h async throws in
             let notify = try #require(flowNotify(via: "TLS 127.0.0.1:5061"))
             let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
             func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
@@ -318,7 +318,7 @@ extension TerminatingTests {
     /// Issue 26 item 8: with the S-CSCF in process, nothing from outside reaches a flow, not
     /// even from loopback; only an in-process caller does.
     @Test func item08WithTheSCSCFInProcessNoNetworkPeerReachesTheFlows() async throws {
-        try await EdgeHarness.with(terminatingPeers: .inProcessOnly) { h in
+        try await EdgeHarness.with(terminatingPeers: .inProcessOnly) { h async throws in
             let notify = try #require(flowNotify(via: "TCP 127.0.0.1:5060"))
             let loopback = try SocketAddress(ipAddress: "127.0.0.1", port: 5060)
             for transport in [SIPTransportProtocol.udp, .tcp, .tls] {
@@ -380,7 +380,7 @@ struct NetworkConnection: SIPConnection {
     /// Issue 26 item 13: one flow registering instance after instance leaves one entry in
     /// the instance table, and none once it has gone (here after a de-registration).
     @Test func item13TheInstanceTableHoldsOneEntryPerFlow() async throws {
-        try await EdgeHarness.with(grace: .milliseconds(100)) { h in
+        try await EdgeHarness.with(grace: .milliseconds(100)) { h async throws in
             let c = try await h.client()
             #expect(try await c.handshake(origin: EdgeHarness.origin, protocols: "sip") == 101)
             let token = try liveToken(h.waf)
@@ -410,7 +410,7 @@ struct NetworkConnection: SIPConnection {
     }
 
     @Test func aClosedFlowIsDeRegisteredAfterTheGracePeriod() async throws {
-        try await EdgeHarness.with(grace: .milliseconds(300)) { h in
+        try await EdgeHarness.with(grace: .milliseconds(300)) { h async throws in
             let c = try await registeredClient(h)
             #expect(try await bindingCount(h) == 1)
             await c.close()  // the tab is closed: no de-registration from the WIC
@@ -432,7 +432,7 @@ struct NetworkConnection: SIPConnection {
     /// de-registration after the flow dies must still come after the last refresh, or the
     /// S-CSCF takes it for an old request (500 Out of Order) and the binding stays.
     @Test func aClosedFlowIsDeRegisteredAfterRefreshes() async throws {
-        try await EdgeHarness.with(grace: .milliseconds(300)) { h in
+        try await EdgeHarness.with(grace: .milliseconds(300)) { h async throws in
             let c = try await registeredClient(h)
             let refresh = SpecMessages.register92.replacingOccurrences(
                 of: SpecMessages.token, with: try liveToken(h.waf))
@@ -488,7 +488,7 @@ struct NetworkConnection: SIPConnection {
     }
 
     @Test func reRegisteringOnANewFlowKeepsTheBinding() async throws {
-        try await EdgeHarness.with(grace: .milliseconds(300)) { h in
+        try await EdgeHarness.with(grace: .milliseconds(300)) { h async throws in
             let first = try await registeredClient(h)
             await first.close()
             // Page reload: same +sip.instance, new WebSocket, within the grace period.

@@ -45,7 +45,7 @@ func regSubscribe(from: String, contact: String) throws -> SIPRequest {
 @Suite(.serialized) struct RegEventTests {
     @Test(arguments: StoreBackend.available)
     func subscribeGetsFullStateThenANotifyPerChange(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             h.registrar.attach(h.server)
             let watcher = Watcher()
             var config = SIPEndpointConfiguration()
@@ -109,7 +109,7 @@ func regSubscribe(from: String, contact: String) throws -> SIPRequest {
 
 @Suite(.serialized) struct RegEventTrustTests {
     @Test func subscribeFromAnUntrustedAddressIs403() async throws {
-        try await Harness.with(.sqlite, clientHost: "127.0.0.2") { h in
+        try await Harness.with(.sqlite, clientHost: "127.0.0.2") { h async throws in
             let subscribe = try regSubscribe(
                 from: "<sip:mallory@evil.example>;tag=m", contact: "<sip:mallory@127.0.0.2:9>")
             #expect(await h.send(subscribe).statusCode == 403)

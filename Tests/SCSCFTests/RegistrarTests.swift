@@ -73,7 +73,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 @Suite(.serialized) struct DigestRegistrationTests {
     @Test(arguments: StoreBackend.available, ["MD5", "SHA-256"])
     func registerChallengeAnswer200(backend: StoreBackend, algorithm: String) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             let first = await h.send(
                 ua.register(
@@ -118,7 +118,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// Issue 26 item 7: an answer without qop has no nonce-count, so it could be replayed
     /// while its nonce lives: refused, even with the right password.
     @Test func item07AnAnswerWithoutQopIsRefused() async throws {
-        try await Harness.with { h in
+        try await Harness.with { h async throws in
             var ua = UA()
             let challenge = try #require(challenges(await h.send(ua.register())).first)
             let ha1 = DigestAlgorithm.md5.ha1(username: aliceIMPI, realm: home, password: Array("alice-secret".utf8))
@@ -138,7 +138,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// answers are not even checked meanwhile (the right password too); TNA is untouched;
     /// after the wait the real password works; the failures are counted.
     @Test func item07DigestGuessingIsThrottledPerIMPIButNotTokenRegistration() async throws {
-        try await Harness.with { h in
+        try await Harness.with { h async throws in
             var ua = UA()
             for _ in 0..<5 {
                 let challenge = try #require(challenges(await h.send(ua.register())).first)
@@ -166,7 +166,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func wrongPasswordIs403AndNothingIsStored(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             let challenge = try #require(challenges(await h.send(ua.register())).first)
             let response = await h.send(ua.register(authorization: ua.digestAnswer(to: challenge, password: "wrong")))
@@ -177,7 +177,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func staleNonceAndReplayedNonceCountGetStaleChallenges(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             let challenge = try #require(challenges(await h.send(ua.register())).first)
             h.clock.advance(301)
@@ -204,7 +204,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func unknownUserAndBarredIdentityAre403(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var stranger = UA(impu: "sip:nobody@ims.example.com", impi: "nobody@ims.example.com")
             #expect(await h.send(stranger.register()).statusCode == 403)
             var barred = UA(impu: "sip:alice-barred@ims.example.com")
@@ -216,7 +216,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 @Suite(.serialized) struct TrustedNodeTests {
     @Test(arguments: StoreBackend.available)
     func authDoneFromATrustedNodeRegistersWithoutChallenge(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             let ok = await h.send(
                 ua.register(
@@ -231,7 +231,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func authDoneFromAnUntrustedAddressIsIgnored(backend: StoreBackend) async throws {
-        try await Harness.with(backend, clientHost: "127.0.0.2") { h in
+        try await Harness.with(backend, clientHost: "127.0.0.2") { h async throws in
             var ua = UA()
             let response = await h.send(ua.register(authorization: ua.tna))
             #expect(response.statusCode == 401)  // treated as unauthenticated: challenged
@@ -243,7 +243,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// datagram from any local process claiming auth-done is challenged, nothing is bound.
     @Test(arguments: StoreBackend.available)
     func item01AuthDoneOverPlainUDPFromATrustedAddressIsIgnored(backend: StoreBackend) async throws {
-        try await Harness.with(backend, lab: false) { h in
+        try await Harness.with(backend, lab: false) { h async throws in
             var ua = UA()
             let response = await h.send(ua.register(authorization: ua.tna))
             #expect(response.statusCode == 401)
@@ -252,7 +252,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     }
 
     @Test func authDoneNeedsATrustedVisitedNetworkWhenAListIsSet() async throws {
-        try await Harness.with(networkIDs: ["ims.example.com"]) { h in
+        try await Harness.with(networkIDs: ["ims.example.com"]) { h async throws in
             var ua = UA()
             let missing = await h.send(ua.register(authorization: ua.tna))
             #expect(missing.statusCode == 401)  // no P-Visited-Network-ID: challenged as any UE
@@ -268,7 +268,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func thirdPartyAuthorizationEntityMustBeAllowed(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             // Issue 26 item 14: the whole issuer is compared, not its host; and the WWSF too.
             for (waf, wwsf, status) in [
@@ -288,7 +288,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// Issue 26 item 13, SCS-20: an identity holds at most `maxContactsPerAOR` bindings; one
     /// more is 403 and nothing is stored, while refreshing one that is there still works.
     @Test func item13AnAORHoldsAtMostTheConfiguredContacts() async throws {
-        try await Harness.with(configure: { $0.maxContactsPerAOR = 3 }) { h in
+        try await Harness.with(configure: { $0.maxContactsPerAOR = 3 }) { h async throws in
             var uas: [UA] = []
             for i in 0..<3 {
                 var ua = UA()
@@ -313,7 +313,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 @Suite(.serialized) struct BindingLifecycleTests {
     @Test(arguments: StoreBackend.available)
     func reRegisterDeRegisterWildcardAndExpiry(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             #expect(await h.send(ua.register(authorization: ua.tna)).statusCode == 200)
             // Refresh on the same Call-ID with a higher CSeq: still one binding.
@@ -347,7 +347,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func intervalTooBriefOutOfOrderAndOutbound(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA()
             let brief = await h.send(ua.register(authorization: ua.tna, expires: 10))
             #expect(brief.statusCode == 423)
@@ -373,7 +373,8 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// the reload would read the old binding, store its own, and then lose it to the
     /// removal's commit; in turn, the reload's binding stays.
     @Test func aRemovalStillCommittingDoesNotTakeTheNextRegistrationsBinding() async throws {
-        try await Harness.with(wrapBindings: { SlowRemovals(wrapping: $0, delay: .milliseconds(400)) }) { h in
+        try await Harness.with(wrapBindings: { SlowRemovals(wrapping: $0, delay: .milliseconds(400)) }) {
+            h async throws in
             var first = UA(path: "<sip:fl-1@127.0.0.1;lr;ob>")
             #expect(await h.send(first.register(authorization: first.tna)).statusCode == 200)
             let removal = first.register(authorization: first.tna, expires: 0)
@@ -471,7 +472,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
 
     @Test(arguments: StoreBackend.available)
     func akaChallengeAnswerAndResync(backend: StoreBackend) async throws {
-        try await Harness.with(backend) { h in
+        try await Harness.with(backend) { h async throws in
             var ua = UA(impu: bobIMPU, impi: bobIMPI)
             let first = await h.send(
                 ua.register(
@@ -505,7 +506,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// victim's challenge (each Call-ID has its own) nor write the SQN per request; the
     /// victim registers; the table keeps at most eight per IMPI.
     @Test func item06AChallengeFloodDoesNotLockTheVictimOut() async throws {
-        try await Harness.with { h in
+        try await Harness.with { h async throws in
             let before = try await h.storage.subscriber(impi: bobIMPI)?.sqn ?? 0
             var victim = UA(impu: bobIMPU, impi: bobIMPI)
             let challenge = try #require(challenges(await h.send(victim.register())).first)
@@ -540,7 +541,7 @@ func challenges(_ r: SIPResponse) -> [SIPAuthField] { (try? r.headers.challenges
     /// The 200 OK Contact written directly must read exactly as the one made by parsing
     /// the stored Contact and setting its parameters.
     @Test func directContactEqualsTheParsedOne() async throws {
-        try await Harness.with { harness in
+        try await Harness.with { harness async throws in
             let now: Int64 = 1_893_453_000
             let cases: [Binding] = [
                 Binding(
