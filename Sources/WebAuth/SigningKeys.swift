@@ -101,7 +101,7 @@ public final class SigningKeyRing: Sendable {
     func sign(claims: [String: Any], now: Int64) throws -> String {
         guard let key = current(now: now) else { throw WebAuthError.noSigningKey }
         let header: [String: Any] = ["alg": "ES256", "typ": "at+jwt", "kid": key.record.kid]
-        let input = try base64URLEncode(json(header)) + "." + base64URLEncode(json(claims))
+        let input = try base64URLEncode(jsonText(header)) + "." + base64URLEncode(jsonText(claims))
         let signature = try key.privateKey.signature(for: Array(input.utf8))
         return input + "." + base64URLEncode(Array(signature.rawRepresentation))
     }
