@@ -98,15 +98,8 @@ public struct EdgeHarness: Sendable {
         grace: Duration = .seconds(30), terminatingPeers: TerminatingPeers = .labAddresses(["127.0.0.1"]),
         _ body: (EdgeHarness) async throws -> T
     ) async throws -> T {
-        let harness = try await start(grace: grace, terminatingPeers: terminatingPeers)
-        do {
-            let result = try await body(harness)
-            await harness.stop()
-            return result
-        } catch {
-            await harness.stop()
-            throw error
-        }
+        try await scoped(
+            try await start(grace: grace, terminatingPeers: terminatingPeers), stop: { await $0.stop() }, body)
     }
 
     func stop() async {

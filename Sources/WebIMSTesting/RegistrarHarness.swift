@@ -89,17 +89,11 @@ public struct RegistrarHarness: Sendable {
         networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 },
         _ body: (RegistrarHarness) async throws -> T
     ) async throws -> T {
-        let harness = try await start(
-            backend, clientHost: clientHost, trusted: trusted, lab: lab, configure: configure, networkIDs: networkIDs,
-            wrapBindings: wrapBindings)
-        do {
-            let result = try await body(harness)
-            await harness.stop()
-            return result
-        } catch {
-            await harness.stop()
-            throw error
-        }
+        try await scoped(
+            try await start(
+                backend, clientHost: clientHost, trusted: trusted, lab: lab, configure: configure,
+                networkIDs: networkIDs,
+                wrapBindings: wrapBindings), stop: { await $0.stop() }, body)
     }
 
     public func stop() async {

@@ -61,7 +61,7 @@ func tlsConfiguration(_ identity: ServerIdentity) throws -> TLSConfiguration {
     return tls
 }
 
-/// The functions `serve` can run (ARCHITECTURE.md).
+/// The functions `serve` can run (docs/architecture.md).
 enum Role: String, CaseIterable {
     case wwsf
     case waf
