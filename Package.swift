@@ -196,7 +196,8 @@ let package = Package(
         .testTarget(
             name: "SIPProxyTests",
             dependencies: [
-                "SIPProxy", "SIPCore", "SIPTransport", "Utilities", .product(name: "NIOCore", package: "swift-nio"),
+                "SIPProxy", "SIPCore", "SIPTransport", "Utilities", "WebIMSTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["Scenarios"]
@@ -240,6 +241,7 @@ let package = Package(
                 "SIPTransport",
                 "Utilities",
                 "WebIMSTesting",
+                "LoadGenerator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

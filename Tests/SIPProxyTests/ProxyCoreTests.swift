@@ -4,6 +4,7 @@ import SIPTransport
 import Synchronization
 import Testing
 import Utilities
+import WebIMSTesting
 
 @testable import SIPProxy
 
@@ -88,79 +89,79 @@ struct ProxyBench {
 
 @Suite struct ProxyCoreTests {
     @Test func noHopLeftIs483() async throws {
-        let bench = try await ProxyBench()
-        var request = try bench.request("OPTIONS", uri: "sip:bob@127.0.0.1:\(bench.uasPort)")
-        request.headers[.maxForwards] = "0"
-        let answer = await bench.uac.send(request, to: bench.toProxy)
-        await bench.stop()
-        #expect(answer.statusCode == 483)
-        #expect(bench.atUAS.all.isEmpty)
+        try await scoped(try await ProxyBench(), stop: { await $0.stop() }) { bench async throws in
+            var request = try bench.request("OPTIONS", uri: "sip:bob@127.0.0.1:\(bench.uasPort)")
+            request.headers[.maxForwards] = "0"
+            let answer = await bench.uac.send(request, to: bench.toProxy)
+            #expect(answer.statusCode == 483)
+            #expect(bench.atUAS.all.isEmpty)
+        }
     }
 
     @Test func aRequestThatComesBackUnchangedIsALoop482NotA483() async throws {
-        let bench = try await ProxyBench()
-        // The Request-URI names the proxy itself, so it forwards the request to itself.
-        let request = try bench.request("OPTIONS", uri: "sip:loop@127.0.0.1:\(bench.proxyPort)")
-        let answer = await bench.uac.send(request, to: bench.toProxy)
-        await bench.stop()
-        #expect(answer.statusCode == 482)
+        try await scoped(try await ProxyBench(), stop: { await $0.stop() }) { bench async throws in
+            // The Request-URI names the proxy itself, so it forwards the request to itself.
+            let request = try bench.request("OPTIONS", uri: "sip:loop@127.0.0.1:\(bench.proxyPort)")
+            let answer = await bench.uac.send(request, to: bench.toProxy)
+            #expect(answer.statusCode == 482)
+        }
     }
 
     @Test func aProxyRequireIsRefusedWith420() async throws {
-        let bench = try await ProxyBench()
-        let request = try bench.request(
-            "OPTIONS", uri: "sip:bob@127.0.0.1:\(bench.uasPort)", extra: "Proxy-Require: foo\r\n")
-        let answer = await bench.uac.send(request, to: bench.toProxy)
-        await bench.stop()
-        #expect(answer.statusCode == 420)
-        #expect(answer.headers[.unsupported] == "foo")
+        try await scoped(try await ProxyBench(), stop: { await $0.stop() }) { bench async throws in
+            let request = try bench.request(
+                "OPTIONS", uri: "sip:bob@127.0.0.1:\(bench.uasPort)", extra: "Proxy-Require: foo\r\n")
+            let answer = await bench.uac.send(request, to: bench.toProxy)
+            #expect(answer.statusCode == 420)
+            #expect(answer.headers[.unsupported] == "foo")
+        }
     }
 
     @Test func forwardingTakesAHopAndRecordRoutesTwiceWhereTheTransportsDiffer() async throws {
-        let bench = try await ProxyBench()
-        let request = try bench.request("INVITE", uri: "sip:bob@127.0.0.1:\(bench.uasPort);transport=tcp")
-        let answer = await bench.uac.send(request, to: bench.toProxy)
-        await bench.stop()
-        #expect(answer.statusCode == 200)
-        let seen = try #require(bench.atUAS.all.first)
-        #expect(seen.headers[.maxForwards] == "69")
-        let routes = try seen.headers.recordRoute.compactMap(\.uri.sipURI)
-        // RFC 5658: the TCP side (towards the UAS) on top, then the UDP side it came in by.
-        #expect(routes.map(\.transport) == ["tcp", "udp"])
-        #expect(routes.allSatisfy { $0.isLooseRouting })
-        #expect(routes.allSatisfy { Int($0.port ?? 0) == bench.proxyPort })
+        try await scoped(try await ProxyBench(), stop: { await $0.stop() }) { bench async throws in
+            let request = try bench.request("INVITE", uri: "sip:bob@127.0.0.1:\(bench.uasPort);transport=tcp")
+            let answer = await bench.uac.send(request, to: bench.toProxy)
+            #expect(answer.statusCode == 200)
+            let seen = try #require(bench.atUAS.all.first)
+            #expect(seen.headers[.maxForwards] == "69")
+            let routes = try seen.headers.recordRoute.compactMap(\.uri.sipURI)
+            // RFC 5658: the TCP side (towards the UAS) on top, then the UDP side it came in by.
+            #expect(routes.map(\.transport) == ["tcp", "udp"])
+            #expect(routes.allSatisfy { $0.isLooseRouting })
+            #expect(routes.allSatisfy { Int($0.port ?? 0) == bench.proxyPort })
+        }
     }
 
     @Test func aStrictRouterBeforeUsLeavesTheTargetInTheLastRoute() async throws {
-        let bench = try await ProxyBench()
-        let ours = try #require(bench.proxy.endpoint.recordRouteURI(for: .udp))
-        let target = "sip:bob@127.0.0.1:\(bench.uasPort)"
-        let request = try bench.request("BYE", uri: ours.description, extra: "Route: <\(target)>\r\n")
-        let answer = await bench.uac.send(request, to: bench.toProxy)
-        await bench.stop()
-        #expect(answer.statusCode == 200)
-        let seen = try #require(bench.atUAS.all.first)
-        #expect(seen.uri.description == target)
-        #expect(!seen.headers.contains(.route))
+        try await scoped(try await ProxyBench(), stop: { await $0.stop() }) { bench async throws in
+            let ours = try #require(bench.proxy.endpoint.recordRouteURI(for: .udp))
+            let target = "sip:bob@127.0.0.1:\(bench.uasPort)"
+            let request = try bench.request("BYE", uri: ours.description, extra: "Route: <\(target)>\r\n")
+            let answer = await bench.uac.send(request, to: bench.toProxy)
+            #expect(answer.statusCode == 200)
+            let seen = try #require(bench.atUAS.all.first)
+            #expect(seen.uri.description == target)
+            #expect(!seen.headers.contains(.route))
+        }
     }
 
     @Test func aStrictRouterAfterUsGetsItsURIAsTheRequestURI() async throws {
-        let bench = try await ProxyBench()
-        let ours = try #require(bench.proxy.endpoint.recordRouteURI(for: .udp))
-        let strict = "sip:127.0.0.1:\(bench.uasPort)"
-        let request = try bench.request(
-            "BYE", uri: "sip:bob@example.com", extra: "Route: <\(ours)>, <\(strict)>\r\n")
-        let answer = await bench.uac.send(request, to: bench.toProxy)
-        await bench.stop()
-        #expect(answer.statusCode == 200)
-        let seen = try #require(bench.atUAS.all.first)
-        #expect(seen.uri.description == strict)  // §16.6 step 7
-        #expect(try seen.headers.route.map(\.uri.description) == ["sip:bob@example.com"])
+        try await scoped(try await ProxyBench(), stop: { await $0.stop() }) { bench async throws in
+            let ours = try #require(bench.proxy.endpoint.recordRouteURI(for: .udp))
+            let strict = "sip:127.0.0.1:\(bench.uasPort)"
+            let request = try bench.request(
+                "BYE", uri: "sip:bob@example.com", extra: "Route: <\(ours)>, <\(strict)>\r\n")
+            let answer = await bench.uac.send(request, to: bench.toProxy)
+            #expect(answer.statusCode == 200)
+            let seen = try #require(bench.atUAS.all.first)
+            #expect(seen.uri.description == strict)  // §16.6 step 7
+            #expect(try seen.headers.route.map(\.uri.description) == ["sip:bob@example.com"])
+        }
     }
 
     @Test func timerCCancelsABranchThatOnlyRings() async throws {
         let clock = ManualSIPClock()
-        let bench = try await ProxyBench(
+        let started = try await ProxyBench(
             clock: clock,
             answer: { request, transaction in
                 transaction.whenCancelled {
@@ -168,18 +169,19 @@ struct ProxyBench {
                 }
                 transaction.respond(SIPResponse(replyingTo: request, statusCode: 180, toTag: "uas"))
             })
-        let responses = Seen<Int>()
-        let request = try bench.request("INVITE", uri: "sip:bob@127.0.0.1:\(bench.uasPort)")
-        await bench.uac.start(request, to: bench.toProxy) { responses.append($0.statusCode) }
-        _ = await responses.first { $0 == 180 }
-        clock.advance(by: .seconds(180))
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(!responses.all.contains(487))
-        clock.advance(by: .seconds(1))  // Timer C: 181 s
-        let final = await responses.first { $0 >= 200 }
-        await bench.stop()
-        #expect(final == 487)
-        #expect(responses.all.filter { $0 == 100 }.count == 1)  // the proxy's own, at once
+        try await scoped(started, stop: { await $0.stop() }) { bench async throws in
+            let responses = Seen<Int>()
+            let request = try bench.request("INVITE", uri: "sip:bob@127.0.0.1:\(bench.uasPort)")
+            await bench.uac.start(request, to: bench.toProxy) { responses.append($0.statusCode) }
+            _ = await responses.first { $0 == 180 }
+            clock.advance(by: .seconds(180))
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(!responses.all.contains(487))
+            clock.advance(by: .seconds(1))  // Timer C: 181 s
+            let final = await responses.first { $0 >= 200 }
+            #expect(final == 487)
+            #expect(responses.all.filter { $0 == 100 }.count == 1)  // the proxy's own, at once
+        }
     }
 
     @Test func theBestResponseFollows16_7() {

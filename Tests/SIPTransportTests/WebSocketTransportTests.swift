@@ -1,3 +1,4 @@
+import LoadGenerator
 import NIOCore
 import SIPCore
 import Testing
@@ -33,33 +34,17 @@ import Testing
 
     /// A masked client frame (RFC 6455 §5.3) with a zero key, so the payload reads as sent.
     static func frame(opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
-        precondition(payload.count < 126)
-        return [0x80 | opcode, 0x80 | UInt8(payload.count), 0, 0, 0, 0] + payload
+        ClientFrames.masked(payload, opcode: opcode, mask: [0, 0, 0, 0])
     }
 
     /// Server frames after the 101 response: (opcode, payload).
     static func frames(_ peer: RawTCPPeer) -> [(UInt8, [UInt8])] {
-        let bytes = peer.rawBytes()
-        guard let end = find([13, 10, 13, 10], in: bytes) else { return [] }
-        var rest = Array(bytes[(end + 4)...])
+        var bytes = peer.rawBytes()
+        guard let end = ClientFrames.headEnd(bytes) else { return [] }
+        bytes.removeFirst(end + 4)
         var result: [(UInt8, [UInt8])] = []
-        while rest.count >= 2 {
-            var length = Int(rest[1] & 0x7F)
-            var header = 2
-            if length == 126, rest.count >= 4 {
-                length = Int(rest[2]) << 8 | Int(rest[3])
-                header = 4
-            }
-            guard rest.count >= header + length else { break }
-            result.append((rest[0] & 0x0F, Array(rest[header..<header + length])))
-            rest.removeFirst(header + length)
-        }
+        while let frame = ClientFrames.take(from: &bytes) { result.append((frame.opcode, frame.payload)) }
         return result
-    }
-
-    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-        guard haystack.count >= needle.count else { return nil }
-        return (0...(haystack.count - needle.count)).first { Array(haystack[$0..<$0 + needle.count]) == needle }
     }
 
     @Test func aSilentFlowIsPingedThenClosedAndOneThatAnswersStays() async throws {
