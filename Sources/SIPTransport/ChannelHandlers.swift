@@ -183,10 +183,12 @@ final class DatagramFlushCoalescer: ChannelOutboundHandler {
     func flush(context: ChannelHandlerContext) {
         if flushPending { return }
         flushPending = true
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        // Both the handler and its context belong to this event loop; the box says so.
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.eventLoop.execute {
-            self.flushPending = false
-            loopBound.value.flush()
+            let (handler, context) = loopBound.value
+            handler.flushPending = false
+            context.flush()
         }
     }
 }
