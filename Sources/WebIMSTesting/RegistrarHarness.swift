@@ -75,7 +75,9 @@ public struct RegistrarHarness: Sendable {
         var clientConfig = SIPEndpointConfiguration()
         clientConfig.host = clientHost
         clientConfig.udpPort = 0
-        clientConfig.timers = SIPTimers(t1: .milliseconds(50))
+        // T1 250 ms: a request unanswered for 16 s (Timer F) is lost. With 50 ms (3.2 s), a CI
+        // run with every suite in parallel on two cores once timed a challenge out.
+        clientConfig.timers = SIPTimers(t1: .milliseconds(250))
         let client = try SIPEndpoint(configuration: clientConfig) { _, _ in nil }
         try await client.start()
         return RegistrarHarness(
