@@ -18,43 +18,9 @@ extension Registrar {
         _ request: SIPRequest, subscriber: SubscriberRecord, impu: String, authorization: SIPAuthField?, callID: String,
         cseq: SIPCSeq
     ) async -> SIPResponse {
-        guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let response = auth.response,
-            !response.isEmpty
-        else { return digestChallenge(request, subscriber: subscriber, stale: false) }
-        let realm = configuration.homeDomain
-        switch nonces.check(nonce, realm: realm, now: clock()) {
-        case .invalid: return digestChallenge(request, subscriber: subscriber, stale: false)
-        case .stale: return digestChallenge(request, subscriber: subscriber, stale: true)
-        case .valid: break
-        }
-        guard let algorithm = DigestAlgorithm(parameter: auth.algorithm), algorithm == .md5 || algorithm == .sha256,
-            let ha1 = algorithm == .md5 ? subscriber.ha1MD5 : subscriber.ha1SHA256
-        else { return reply(request, 403, "Algorithm Not Allowed") }
-        // Issue 26 item 7: qop=auth always, so every answer carries a nonce-count and none
-        // can be replayed while its nonce lives (RFC 7616 §3.4; the challenge offers only it).
-        guard let qop = auth.qop, equalsIgnoringASCIICase(qop, "auth") else {
-            return reply(request, 403, "Digest qop=auth Required")
-        }
-        guard let ncText = auth.nonceCount, let nc = UInt32(ncText, radix: 16), auth.cnonce != nil else {
-            return reply(request, 400, "Missing nc or cnonce")
-        }
-        // A guesser waits (before any check, so waiting costs it the nonce-count too).
-        if let wait = digestWait(impi: subscriber.impi, now: clock()) {
-            RegistrarMetrics.digestThrottled.increment()
-            var refused = reply(request, 403, "Too Many Failed Attempts")
-            refused.headers.append(SIPHeaderName("Retry-After"), String(wait))
-            return refused
-        }
-        // Replayed or reordered nonce-count: challenge afresh (SCS-10).
-        guard nonceCounts.accept(nonce: nonce, nc: nc) else {
-            return digestChallenge(request, subscriber: subscriber, stale: true)
-        }
-        let expected = algorithm.response(
-            ha1: ha1, nonce: nonce, nc: auth.nonceCount, cnonce: auth.cnonce, qop: qop, method: "REGISTER",
-            uri: auth.uri ?? "")
-        guard constantTimeEqual(Array(expected.utf8), Array(response.lowercased().utf8)) else {
-            recordDigestFailure(impi: subscriber.impi, now: clock())
-            return reply(request, 403, "Forbidden")
+        let check = checkDigest(authorization, subscriber: subscriber, method: "REGISTER")
+        guard case .verified(let algorithm, let ha1, let nonce, let qop, let auth) = check else {
+            return digestRefusal(request, check, subscriber: subscriber)
         }
         var ok = await completeRegistration(
             request, impi: subscriber.impi, impu: impu, scheme: .digest, tna: nil, callID: callID, cseq: cseq.sequence)
@@ -66,8 +32,73 @@ extension Registrar {
         return ok
     }
 
-    func digestChallenge(_ request: SIPRequest, subscriber: SubscriberRecord, stale: Bool) -> SIPResponse {
-        var response = reply(request, 401)
+    /// What a Digest answer comes to (SCS-10, SCS-11), for REGISTER (Authorization) and for
+    /// a phone's other requests (Proxy-Authorization, RFC 3261 §22.3) alike.
+    enum DigestCheck {
+        case challenge(stale: Bool)
+        case refuse(Int, String, retryAfter: Int?)
+        case verified(DigestAlgorithm, ha1: String, nonce: String, qop: String, SIPAuthField)
+    }
+
+    func checkDigest(_ authorization: SIPAuthField?, subscriber: SubscriberRecord, method: String) -> DigestCheck {
+        guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let response = auth.response,
+            !response.isEmpty
+        else { return .challenge(stale: false) }
+        let realm = configuration.homeDomain
+        switch nonces.check(nonce, realm: realm, now: clock()) {
+        case .invalid: return .challenge(stale: false)
+        case .stale: return .challenge(stale: true)
+        case .valid: break
+        }
+        guard let algorithm = DigestAlgorithm(parameter: auth.algorithm), algorithm == .md5 || algorithm == .sha256,
+            let ha1 = algorithm == .md5 ? subscriber.ha1MD5 : subscriber.ha1SHA256
+        else { return .refuse(403, "Algorithm Not Allowed", retryAfter: nil) }
+        // Issue 26 item 7: qop=auth always, so every answer carries a nonce-count and none
+        // can be replayed while its nonce lives (RFC 7616 §3.4; the challenge offers only it).
+        guard let qop = auth.qop, equalsIgnoringASCIICase(qop, "auth") else {
+            return .refuse(403, "Digest qop=auth Required", retryAfter: nil)
+        }
+        guard let ncText = auth.nonceCount, let nc = UInt32(ncText, radix: 16), auth.cnonce != nil else {
+            return .refuse(400, "Missing nc or cnonce", retryAfter: nil)
+        }
+        // A guesser waits (before any check, so waiting costs it the nonce-count too).
+        if let wait = digestWait(impi: subscriber.impi, now: clock()) {
+            RegistrarMetrics.digestThrottled.increment()
+            return .refuse(403, "Too Many Failed Attempts", retryAfter: wait)
+        }
+        // Replayed or reordered nonce-count: challenge afresh (SCS-10).
+        guard nonceCounts.accept(nonce: nonce, nc: nc) else { return .challenge(stale: true) }
+        let expected = algorithm.response(
+            ha1: ha1, nonce: nonce, nc: auth.nonceCount, cnonce: auth.cnonce, qop: qop, method: method,
+            uri: auth.uri ?? "")
+        guard constantTimeEqual(Array(expected.utf8), Array(response.lowercased().utf8)) else {
+            recordDigestFailure(impi: subscriber.impi, now: clock())
+            return .refuse(403, "Forbidden", retryAfter: nil)
+        }
+        return .verified(algorithm, ha1: ha1, nonce: nonce, qop: qop, auth)
+    }
+
+    /// The answer to a Digest check that did not verify: a challenge (401, or 407 for a
+    /// proxy's), or the refusal.
+    func digestRefusal(
+        _ request: SIPRequest, _ check: DigestCheck, subscriber: SubscriberRecord, proxy: Bool = false
+    ) -> SIPResponse {
+        switch check {
+        case .challenge(let stale):
+            return digestChallenge(request, subscriber: subscriber, stale: stale, proxy: proxy)
+        case .refuse(let code, let reason, let wait):
+            var refused = reply(request, code, reason)
+            if let wait { refused.headers.append(SIPHeaderName("Retry-After"), String(wait)) }
+            return refused
+        case .verified:
+            return reply(request, 500)
+        }
+    }
+
+    func digestChallenge(
+        _ request: SIPRequest, subscriber: SubscriberRecord, stale: Bool, proxy: Bool = false
+    ) -> SIPResponse {
+        var response = reply(request, proxy ? 407 : 401)
         let nonce = nonces.mint(realm: configuration.homeDomain, now: clock())
         // One challenge per algorithm the subscriber has an HA1 for, MD5 first: it is the IMS
         // default (24.229 §5.4.1.2.1B) and many SIP clients answer only the first challenge.
@@ -83,7 +114,7 @@ extension Registrar {
             challenge += algorithm.rawValue
             challenge += ", qop=\"auth\""
             if stale { challenge += ", stale=true" }
-            response.headers.append(.wwwAuthenticate, challenge)
+            response.headers.append(proxy ? .proxyAuthenticate : .wwwAuthenticate, challenge)
         }
         return response
     }

@@ -130,7 +130,7 @@ public final class Registrar: Sendable {
         // OPTIONS to the S-CSCF itself (no user part, or its own contact) is answered here.
         case .options where [nil, "scscf"].contains(request.uri.sipURI?.user):
             var ok = reply(request, 200)
-            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY")
+            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY, INVITE, ACK, CANCEL")
             return ok
         case .ack:
             return nil
@@ -138,7 +138,7 @@ public final class Registrar: Sendable {
             return await terminating(request, from: peer)
         default:
             var response = reply(request, 405)
-            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY")
+            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY, INVITE, ACK, CANCEL")
             return response
         }
     }

@@ -10,32 +10,50 @@ extension Registrar {
     /// the Path stored with its binding (RFC 3327 §5.3), so it reaches the WIC through the
     /// eP-CSCF that holds its WebSocket — whichever S-CSCF stored the binding.
     func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
-        guard let target = request.uri.publicIdentity else { return reply(request, 404) }
+        guard request.uri.publicIdentity != nil else { return reply(request, 404) }
         guard isTrusted(peer) else { return reply(request, 403, "Not A Trusted Node") }
         var hopped = request
         if let refusal = hopped.takeHop() { return reply(request, refusal.status, refusal.reason) }
+        switch await contacts(of: request) {
+        case .answer(let response): return response
+        case .targets(let targets):
+            guard let proxy = proxyCore else { return reply(request, 503) }
+            // Every contact at once (RFC 3261 §16.6, TS 24.229 5.4.3.3): the first 2xx wins and
+            // the other branches are cancelled; else the best answer (§16.7).
+            return await proxy.forward(hopped, to: targets, inbound: peer.transport)
+        }
+    }
+
+    /// Where a request for a public identity goes, or the answer when nowhere.
+    enum TerminatingTargets {
+        case answer(SIPResponse)
+        case targets([ProxyTarget])
+    }
+
+    /// TS 24.229 5.4.3.3: every registered contact of the Request-URI's identity, each with
+    /// the Path of its binding; 480 when the identity exists but has none, 404 when it does
+    /// not exist (or is not ours).
+    func contacts(of request: SIPRequest) async -> TerminatingTargets {
+        guard let target = request.uri.publicIdentity else { return .answer(reply(request, 404)) }
         let now = Int64(clock().timeIntervalSince1970)
-        let contacts: [Binding]
+        let bindings: [Binding]
         do {
-            contacts = try await bindings.bindings(aor: target, now: now)
+            bindings = try await self.bindings.bindings(aor: target, now: now)
         } catch {
-            return reply(request, 500, "Store Unavailable")
+            return .answer(reply(request, 500, "Store Unavailable"))
         }
-        guard !contacts.isEmpty else {
+        guard !bindings.isEmpty else {
             let known = (try? await hss.store.subscriber(impu: target)) != nil
-            return reply(request, known ? 480 : 404, known ? "Not Registered" : nil)
+            return .answer(reply(request, known ? 480 : 404, known ? "Not Registered" : nil))
         }
-        guard let proxy = proxyCore else { return reply(request, 503) }
-        // Every contact at once (RFC 3261 §16.6, TS 24.229 5.4.3.3): the first 2xx wins and
-        // the other branches are cancelled; else the best answer (§16.7).
         var targets: [ProxyTarget] = []
-        for binding in contacts {
+        for binding in bindings {
             guard let contact = try? AnyURI.parse(binding.contact),
                 let path = try? binding.path.flatMap({ try SIPAddress.parseList($0) })
             else { continue }
             targets.append(ProxyTarget(uri: contact, route: path))
         }
-        guard !targets.isEmpty else { return reply(request, 480, "Not Reachable") }
-        return await proxy.forward(hopped, to: targets, inbound: peer.transport)
+        guard !targets.isEmpty else { return .answer(reply(request, 480, "Not Reachable")) }
+        return .targets(targets)
     }
 }

@@ -76,6 +76,21 @@ public final class SIPEndpoint: Sendable {
             handler: .transactional(transactionHandler))
     }
 
+    /// An endpoint that answers most requests once (`handler`) but drives each INVITE's
+    /// transaction itself (`inviteHandler`, which gets the ACKs for 2xx too): a registrar
+    /// that is also a proxy for calls. REGISTER stays on the answering path.
+    public convenience init(
+        configuration: SIPEndpointConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "webims.sip"),
+        handler: @escaping SIPRequestHandler,
+        inviteHandler: @escaping SIPTransactionHandler
+    ) throws {
+        try self.init(
+            configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, clock: nil,
+            handler: .sessions(answering: handler, invite: inviteHandler))
+    }
+
     init(
         configuration: SIPEndpointConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
         clock: (any SIPClock)?, handler: SIPEndpointCore.Handler

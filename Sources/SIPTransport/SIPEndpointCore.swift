@@ -45,6 +45,9 @@ final class SIPEndpointCore: Sendable {
     enum Handler: Sendable {
         case answering(SIPRequestHandler)
         case transactional(SIPTransactionHandler)
+        /// INVITE and ACK to a transaction user that drives the INVITE's transaction (a
+        /// proxy's calls); everything else answered once (a registrar's REGISTERs).
+        case sessions(answering: SIPRequestHandler, invite: SIPTransactionHandler)
     }
 
     init(
@@ -144,23 +147,35 @@ final class SIPEndpointCore: Sendable {
     func deliver(_ request: SIPRequest, _ transaction: SIPServerTransaction) {
         switch handler {
         case .answering(let answer):
-            if request.method == .invite {
-                // A CANCEL while it works on the INVITE: 487 for it (RFC 3261 §9.2).
-                transaction.whenCancelled {
-                    transaction.respond(
-                        SIPResponse(replyingTo: request, statusCode: 487, toTag: randomToken(length: 8)))
-                }
-            }
-            // One async call where a transactional wrapper took two (a frame each).
-            Task(executorPreference: EventLoopExecutor.current) {
-                if let response = await answer(request, transaction.peer) {
-                    transaction.respond(response)
-                } else {
-                    transaction.abandon()
-                }
-            }
+            deliver(request, transaction, answer)
         case .transactional(let handle):
             Task(executorPreference: EventLoopExecutor.current) { await handle(request, transaction) }
+        case .sessions(let answer, let invite):
+            if request.method == .invite || request.method == .ack {
+                Task(executorPreference: EventLoopExecutor.current) { await invite(request, transaction) }
+            } else {
+                deliver(request, transaction, answer)
+            }
+        }
+    }
+
+    /// A request to a transaction user that answers it once.
+    private func deliver(
+        _ request: SIPRequest, _ transaction: SIPServerTransaction, _ answer: @escaping SIPRequestHandler
+    ) {
+        if request.method == .invite {
+            // A CANCEL while it works on the INVITE: 487 for it (RFC 3261 §9.2).
+            transaction.whenCancelled {
+                transaction.respond(SIPResponse(replyingTo: request, statusCode: 487, toTag: randomToken(length: 8)))
+            }
+        }
+        // One async call where a transactional wrapper took two (a frame each).
+        Task(executorPreference: EventLoopExecutor.current) {
+            if let response = await answer(request, transaction.peer) {
+                transaction.respond(response)
+            } else {
+                transaction.abandon()
+            }
         }
     }
 

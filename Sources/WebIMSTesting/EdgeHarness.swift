@@ -41,7 +41,8 @@ public struct EdgeHarness: Sendable {
         let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
         var scscfConfig = SIPEndpointConfiguration()
         scscfConfig.tcpPort = 0
-        let scscf = try SIPEndpoint(configuration: scscfConfig, handler: registrar.handler)
+        let scscf = try SIPEndpoint(
+            configuration: scscfConfig, handler: registrar.handler, inviteHandler: registrar.inviteHandler)
         try await scscf.start()
         registrar.attach(scscf)
         let cert = try makeTestCertificate()

@@ -70,7 +70,8 @@ public struct RegistrarHarness: Sendable {
         var serverConfig = SIPEndpointConfiguration()
         serverConfig.udpPort = 0
         serverConfig.tcpPort = 0
-        let server = try SIPEndpoint(configuration: serverConfig, handler: registrar.handler)
+        let server = try SIPEndpoint(
+            configuration: serverConfig, handler: registrar.handler, inviteHandler: registrar.inviteHandler)
         try await server.start()
         var clientConfig = SIPEndpointConfiguration()
         clientConfig.host = clientHost

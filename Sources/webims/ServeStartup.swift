@@ -74,10 +74,19 @@ extension Serve {
         // The registrar needs the port actually bound (for Service-Route), so it is
         // plugged in once the listeners are up; until then requests get 503.
         let late = LateBound<Registrar>()
-        let endpoint = try SIPEndpoint(configuration: sip, logger: c.logger) { request, peer in
-            guard let registrar = late.value else { return notReady(request) }
-            return await registrar.handle(request, from: peer)
-        }
+        let endpoint = try SIPEndpoint(
+            configuration: sip, logger: c.logger,
+            handler: { request, peer in
+                guard let registrar = late.value else { return notReady(request) }
+                return await registrar.handle(request, from: peer)
+            },
+            inviteHandler: { request, transaction in
+                guard let registrar = late.value else {
+                    if request.method != .ack { transaction.respond(notReady(request)) }
+                    return
+                }
+                await registrar.session(request, transaction)
+            })
         try await endpoint.start()
         let boundPort = endpoint.address(.udp)?.port ?? sipPort
         // The co-located eP-CSCF calls in process: trusted for that, never by address.

@@ -8,23 +8,6 @@ import WebIMSTesting
 
 @testable import SIPProxy
 
-/// What a callback saw, in order.
-final class Seen<T: Sendable>: Sendable {
-    private let items = Mutex<[T]>([])
-    func append(_ item: T) { items.withLock { $0.append(item) } }
-    var all: [T] { items.withLock { $0 } }
-
-    /// Waits until something matching `predicate` has been seen.
-    func first(timeout: Duration = .seconds(5), where predicate: (T) -> Bool = { _ in true }) async -> T? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let found = all.first(where: predicate) { return found }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return nil
-    }
-}
-
 /// A proxy core on UDP and TCP (one port), a UAC endpoint and a UAS endpoint.
 struct ProxyBench {
     let proxy: SIPProxyCore

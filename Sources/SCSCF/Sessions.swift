@@ -1,0 +1,101 @@
+import Foundation
+import SIPCore
+import SIPProxy
+import SIPTransport
+import Storage
+
+/// Calls through the S-CSCF (TS 24.229 5.4.3): an INVITE is checked on its originating side
+/// — who is calling, and may they — then sent to every registered contact of the callee
+/// (parallel forking through the proxy core, CANCEL to the losers). The S-CSCF stays
+/// transaction-stateful only: no Record-Route, so requests within the dialog go between the
+/// parties' own hops.
+extension Registrar {
+    /// The endpoint's handler for INVITE and ACK (`SIPEndpoint(configuration:handler:inviteHandler:)`).
+    public var inviteHandler: SIPTransactionHandler {
+        { request, transaction in await self.session(request, transaction) }
+    }
+
+    public func session(_ request: SIPRequest, _ transaction: SIPServerTransaction) async {
+        guard let proxy = proxyCore else {
+            if request.method != .ack { transaction.respond(reply(request, 503)) }
+            return
+        }
+        // An ACK for a 2xx is end to end: on by its Route or Request-URI (§16.11).
+        if request.method == .ack {
+            await proxy.forwardACK(request)
+            return
+        }
+        var request = request
+        if let refusal = proxy.validate(&request) {
+            transaction.respond(refusal)
+            return
+        }
+        proxy.preprocessRoute(&request)
+        // A Route left after ours (loose routing) names the next hop: follow it.
+        if request.headers.contains(.route) {
+            await proxy.forward(request, transaction: transaction, targets: [request.uri])
+            return
+        }
+        if let refusal = await originating(&request, from: transaction.peer) {
+            transaction.respond(refusal)
+            return
+        }
+        if let host = request.uri.sipURI?.host, !equalsIgnoringASCIICase(host, configuration.homeDomain) {
+            // No peer networks configured: a target outside the home domain is unknown here.
+            transaction.respond(reply(request, 404, "Not In This Network"))
+            return
+        }
+        switch await contacts(of: request) {
+        case .answer(let response):
+            transaction.respond(response)
+        case .targets(let targets):
+            await proxy.forward(request, transaction: transaction, to: targets)
+        }
+    }
+
+    /// TS 24.229 5.4.3.2: the served user on the originating side. From a trusted node (the
+    /// eP-CSCF) the P-Asserted-Identity names it; from anyone else (a phone registered here)
+    /// the request must prove it with Digest in Proxy-Authorization (RFC 3261 §22.3), and the
+    /// S-CSCF then asserts the From identity. Either way the identity must be registered.
+    /// nil when the request may go on (with P-Asserted-Identity set); else the answer.
+    func originating(_ request: inout SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
+        let caller: String
+        if isTrusted(peer) {
+            guard let value = request.headers.values(.pAssertedIdentity).first,
+                let asserted = (try? SIPAddress.parseList(value))?.first?.uri.publicIdentity
+            else {
+                return reply(request, 403, "No Asserted Identity")
+            }
+            caller = asserted
+        } else {
+            guard let from = try? request.headers.from.uri.publicIdentity else { return reply(request, 400) }
+            let subscriber: SubscriberRecord
+            do {
+                guard let owner = try await hss.store.subscriber(impu: from) else {
+                    return reply(request, 403, "Unknown Caller")
+                }
+                subscriber = owner
+            } catch {
+                return reply(request, 500, "Store Unavailable")
+            }
+            let credentials = (try? request.headers.authorizations(.proxyAuthorization))?.first {
+                $0.isDigest && $0.username == subscriber.impi
+            }
+            let check = checkDigest(credentials, subscriber: subscriber, method: request.method.rawValue)
+            guard case .verified = check else {
+                return digestRefusal(request, check, subscriber: subscriber, proxy: true)
+            }
+            // Our realm's credentials end here (§22.3); nobody downstream needs them.
+            request.headers.removeAll(.proxyAuthorization)
+            caller = from
+        }
+        let now = Int64(clock().timeIntervalSince1970)
+        guard let registered = try? await bindings.bindings(aor: caller, now: now), !registered.isEmpty else {
+            return reply(request, 403, "Not Registered")
+        }
+        // TS 24.229 5.4.3.2: the asserted identity is the served user's, whatever came in.
+        request.headers.removeAll(.pAssertedIdentity)
+        request.headers.append(.pAssertedIdentity, "<\(caller)>")
+        return nil
+    }
+}
