@@ -144,8 +144,9 @@ class WIC:
                 head = message.split("\r\n\r\n", 1)[0].split("\r\n")
                 keep = [l for l in head[1:] if l.split(":", 1)[0].strip().lower() in ("via", "from", "to", "call-id", "cseq")]
                 keep = [l + (";tag=" + rand(6) if l.lower().startswith("to:") and "tag=" not in l else "") for l in keep]
-                self.ws.send("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
+                # Kept before it is answered: a test that has the answer may look at once.
                 self.received.append(message)
+                self.ws.send("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
 
         threading.Thread(target=loop, daemon=True).start()
 
