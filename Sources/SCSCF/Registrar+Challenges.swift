@@ -18,80 +18,92 @@ extension Registrar {
         _ request: SIPRequest, subscriber: SubscriberRecord, impu: String, authorization: SIPAuthField?, callID: String,
         cseq: SIPCSeq
     ) async -> SIPResponse {
-        let check = checkDigest(authorization, subscriber: subscriber, method: "REGISTER")
-        guard case .verified(let algorithm, let ha1, let nonce, let qop, let auth) = check else {
-            return digestRefusal(request, check, subscriber: subscriber)
+        let verified: VerifiedDigest
+        switch checkDigest(authorization, subscriber: subscriber, method: "REGISTER") {
+        case .success(let digest): verified = digest
+        case .failure(let refusal): return digestRefusal(request, refusal, subscriber: subscriber)
         }
         var ok = await completeRegistration(
             request, impi: subscriber.impi, impu: impu, scheme: .digest, tna: nil, callID: callID, cseq: cseq.sequence)
+        let auth = verified.credentials
         if ok.statusCode == 200, let nc = auth.nonceCount, let cnonce = auth.cnonce {
-            let rspauth = algorithm.responseAuth(
-                ha1: ha1, nonce: nonce, nc: nc, cnonce: cnonce, qop: qop, uri: auth.uri ?? "")
-            ok.headers.append(.authenticationInfo, "qop=\(qop), rspauth=\"\(rspauth)\", cnonce=\"\(cnonce)\", nc=\(nc)")
+            let rspauth = verified.algorithm.responseAuth(
+                ha1: verified.ha1, nonce: verified.nonce, nc: nc, cnonce: cnonce, qop: verified.qop, uri: auth.uri ?? ""
+            )
+            ok.headers.append(
+                .authenticationInfo, "qop=\(verified.qop), rspauth=\"\(rspauth)\", cnonce=\"\(cnonce)\", nc=\(nc)")
         }
         return ok
     }
 
     /// What a Digest answer comes to (SCS-10, SCS-11), for REGISTER (Authorization) and for
     /// a phone's other requests (Proxy-Authorization, RFC 3261 §22.3) alike.
-    enum DigestCheck {
+    enum DigestRefusal: Error {
         case challenge(stale: Bool)
         case refuse(Int, String, retryAfter: Int?)
-        case verified(DigestAlgorithm, ha1: String, nonce: String, qop: String, SIPAuthField)
     }
 
-    func checkDigest(_ authorization: SIPAuthField?, subscriber: SubscriberRecord, method: String) -> DigestCheck {
+    /// Credentials that checked out, with what the answer's Authentication-Info needs.
+    struct VerifiedDigest {
+        var algorithm: DigestAlgorithm
+        var ha1: String
+        var nonce: String
+        var qop: String
+        var credentials: SIPAuthField
+    }
+
+    func checkDigest(_ authorization: SIPAuthField?, subscriber: SubscriberRecord, method: String)
+        -> Result<VerifiedDigest, DigestRefusal>
+    {
         guard let auth = authorization, let nonce = auth.nonce, !nonce.isEmpty, let response = auth.response,
             !response.isEmpty
-        else { return .challenge(stale: false) }
+        else { return .failure(.challenge(stale: false)) }
         let realm = configuration.homeDomain
         switch nonces.check(nonce, realm: realm, now: clock()) {
-        case .invalid: return .challenge(stale: false)
-        case .stale: return .challenge(stale: true)
+        case .invalid: return .failure(.challenge(stale: false))
+        case .stale: return .failure(.challenge(stale: true))
         case .valid: break
         }
         guard let algorithm = DigestAlgorithm(parameter: auth.algorithm), algorithm == .md5 || algorithm == .sha256,
             let ha1 = algorithm == .md5 ? subscriber.ha1MD5 : subscriber.ha1SHA256
-        else { return .refuse(403, "Algorithm Not Allowed", retryAfter: nil) }
+        else { return .failure(.refuse(403, "Algorithm Not Allowed", retryAfter: nil)) }
         // Issue 26 item 7: qop=auth always, so every answer carries a nonce-count and none
         // can be replayed while its nonce lives (RFC 7616 §3.4; the challenge offers only it).
         guard let qop = auth.qop, equalsIgnoringASCIICase(qop, "auth") else {
-            return .refuse(403, "Digest qop=auth Required", retryAfter: nil)
+            return .failure(.refuse(403, "Digest qop=auth Required", retryAfter: nil))
         }
         guard let ncText = auth.nonceCount, let nc = UInt32(ncText, radix: 16), auth.cnonce != nil else {
-            return .refuse(400, "Missing nc or cnonce", retryAfter: nil)
+            return .failure(.refuse(400, "Missing nc or cnonce", retryAfter: nil))
         }
         // A guesser waits (before any check, so waiting costs it the nonce-count too).
         if let wait = digestWait(impi: subscriber.impi, now: clock()) {
             RegistrarMetrics.digestThrottled.increment()
-            return .refuse(403, "Too Many Failed Attempts", retryAfter: wait)
+            return .failure(.refuse(403, "Too Many Failed Attempts", retryAfter: wait))
         }
         // Replayed or reordered nonce-count: challenge afresh (SCS-10).
-        guard nonceCounts.accept(nonce: nonce, nc: nc) else { return .challenge(stale: true) }
+        guard nonceCounts.accept(nonce: nonce, nc: nc) else { return .failure(.challenge(stale: true)) }
         let expected = algorithm.response(
             ha1: ha1, nonce: nonce, nc: auth.nonceCount, cnonce: auth.cnonce, qop: qop, method: method,
             uri: auth.uri ?? "")
         guard constantTimeEqual(Array(expected.utf8), Array(response.lowercased().utf8)) else {
             recordDigestFailure(impi: subscriber.impi, now: clock())
-            return .refuse(403, "Forbidden", retryAfter: nil)
+            return .failure(.refuse(403, "Forbidden", retryAfter: nil))
         }
-        return .verified(algorithm, ha1: ha1, nonce: nonce, qop: qop, auth)
+        return .success(VerifiedDigest(algorithm: algorithm, ha1: ha1, nonce: nonce, qop: qop, credentials: auth))
     }
 
     /// The answer to a Digest check that did not verify: a challenge (401, or 407 for a
     /// proxy's), or the refusal.
     func digestRefusal(
-        _ request: SIPRequest, _ check: DigestCheck, subscriber: SubscriberRecord, proxy: Bool = false
+        _ request: SIPRequest, _ refusal: DigestRefusal, subscriber: SubscriberRecord, proxy: Bool = false
     ) -> SIPResponse {
-        switch check {
+        switch refusal {
         case .challenge(let stale):
             return digestChallenge(request, subscriber: subscriber, stale: stale, proxy: proxy)
         case .refuse(let code, let reason, let wait):
             var refused = reply(request, code, reason)
             if let wait { refused.headers.append(SIPHeaderName("Retry-After"), String(wait)) }
             return refused
-        case .verified:
-            return reply(request, 500)
         }
     }
 

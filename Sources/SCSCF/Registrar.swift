@@ -100,8 +100,8 @@ public final class Registrar: Sendable {
     /// The endpoint NOTIFYs go out on (the reg event package needs to send requests).
     public func attach(_ endpoint: SIPEndpoint) {
         regEvent.endpoint.withLock { $0 = endpoint }
-        // No Record-Route yet: the S-CSCF keeps no dialog state for what it forwards (calls
-        // are the next step).
+        // No Record-Route: the S-CSCF stays transaction-stateful, so ACK and BYE go between
+        // the parties' own hops (Sessions.swift).
         var configuration = SIPProxyConfiguration()
         configuration.recordRoute = false
         proxy.withLock { $0 = SIPProxyCore(endpoint: endpoint, configuration: configuration) }
@@ -137,8 +137,10 @@ public final class Registrar: Sendable {
         case .options, .message, .notify, .info:
             return await terminating(request, from: peer)
         default:
+            // INVITE reaches this answering path only from the in-process eP-CSCF, whose
+            // calls are not routed yet; over the network it goes to `session`.
             var response = reply(request, 405)
-            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY, INVITE, ACK, CANCEL")
+            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY")
             return response
         }
     }

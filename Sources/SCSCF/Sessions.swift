@@ -81,9 +81,10 @@ extension Registrar {
             let credentials = (try? request.headers.authorizations(.proxyAuthorization))?.first {
                 $0.isDigest && $0.username == subscriber.impi
             }
-            let check = checkDigest(credentials, subscriber: subscriber, method: request.method.rawValue)
-            guard case .verified = check else {
-                return digestRefusal(request, check, subscriber: subscriber, proxy: true)
+            if case .failure(let refusal) = checkDigest(
+                credentials, subscriber: subscriber, method: request.method.rawValue)
+            {
+                return digestRefusal(request, refusal, subscriber: subscriber, proxy: true)
             }
             // Our realm's credentials end here (§22.3); nobody downstream needs them.
             request.headers.removeAll(.proxyAuthorization)

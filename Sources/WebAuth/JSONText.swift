@@ -16,12 +16,13 @@ private func appendJSON(_ value: Any, to out: inout [UInt8]) throws {
     switch value {
     case let text as String:
         appendJSONString(text, to: &out)
+    // Bool before the integers: where Foundation bridges, `true` also casts to Int.
+    case let flag as Bool:
+        out.append(contentsOf: (flag ? "true" : "false").utf8)
     case let number as Int:
         out.append(contentsOf: String(number).utf8)
     case let number as Int64:
         out.append(contentsOf: String(number).utf8)
-    case let flag as Bool:
-        out.append(contentsOf: (flag ? "true" : "false").utf8)
     case let texts as [String]:
         out.append(UInt8(ascii: "["))
         for (index, text) in texts.enumerated() {
@@ -51,7 +52,6 @@ private func appendJSON(_ value: Any, to out: inout [UInt8]) throws {
 /// A JSON string: `"` and `\` escaped, control characters as \u00XX; everything else,
 /// non-ASCII included, as its UTF-8 bytes (RFC 8259 §7).
 private func appendJSONString(_ text: String, to out: inout [UInt8]) {
-    let hex: [UInt8] = Array("0123456789abcdef".utf8)
     out.append(UInt8(ascii: "\""))
     for byte in text.utf8 {
         switch byte {
@@ -59,10 +59,12 @@ private func appendJSONString(_ text: String, to out: inout [UInt8]) {
         case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
         case 0x00..<0x20:
             out.append(contentsOf: Array("\\u00".utf8))
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0x0F)])
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
         default: out.append(byte)
         }
     }
     out.append(UInt8(ascii: "\""))
 }
+
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

@@ -73,6 +73,8 @@ public struct RegistrarHarness: Sendable {
         let server = try SIPEndpoint(
             configuration: serverConfig, handler: registrar.handler, inviteHandler: registrar.inviteHandler)
         try await server.start()
+        // The proxy core it forwards calls and NOTIFYs with.
+        registrar.attach(server)
         var clientConfig = SIPEndpointConfiguration()
         clientConfig.host = clientHost
         clientConfig.udpPort = 0

@@ -57,10 +57,8 @@ func binding(_ aor: String, impi: String, contact: String) -> Binding {
 let carolIMPI = "carol@ims.example.com"
 let carolIMPU = "sip:carol@ims.example.com"
 
-/// Carol as a subscriber, registered at `callee`; the registrar attached to its endpoint
-/// (the proxy core it forwards calls with).
+/// Carol as a subscriber, registered at `callee`.
 func addCarol(_ h: Harness, at callee: Callee?) async throws {
-    h.registrar.attach(h.server)
     let ha1 = digestHA1(impi: carolIMPI, realm: home, password: "carol-secret")
     try await h.storage.put(
         SubscriberRecord(

@@ -46,7 +46,6 @@ func regSubscribe(from: String, contact: String) throws -> SIPRequest {
     @Test(arguments: StoreBackend.available)
     func subscribeGetsFullStateThenANotifyPerChange(backend: StoreBackend) async throws {
         try await Harness.with(backend) { h async throws in
-            h.registrar.attach(h.server)
             let watcher = Watcher()
             var config = SIPEndpointConfiguration()
             config.udpPort = 0

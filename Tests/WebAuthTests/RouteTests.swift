@@ -26,7 +26,7 @@ struct WebSites {
     /// closes the store afterwards, also when `body` throws.
     static func with(_ body: (WebSites) async throws -> Void) async throws {
         let (store, location) = try await StoreBackend.sqlite.makeFreshStore()
-        do {
+        try await scoped(store, stop: { await $0.close() }) { store in
             let now = unixNow()
             // A few PBKDF2 rounds: the hashing is PasswordHasher's test, not this one's.
             let accounts = AccountService(store: store, subscribers: store, hasher: PasswordHasher(rounds: 1_000))
@@ -40,20 +40,16 @@ struct WebSites {
                     issuer: issuer, audience: "https://epcscf.ims.example.com", clients: [client]),
                 keys: try await SigningKeyRing.load(store: store, tokenLifetimeLimit: 3_600, now: now),
                 accounts: accounts)
-            let sites = WebSites(
-                store: store, location: location, waf: waf,
-                wwsfRoutes: WWSFRoutes(
-                    configuration: WWSFConfiguration(
-                        origin: wwsf, epcscfURL: "wss://epcscf.ims.example.com:7443", homeDomain: "ims.example.com",
-                        wafIssuer: issuer, staticDirectory: nil),
-                    waf: waf, client: client),
-                wafRoutes: WAFRoutes(server: waf))
-            try await body(sites)
-        } catch {
-            await store.close()
-            throw error
+            try await body(
+                WebSites(
+                    store: store, location: location, waf: waf,
+                    wwsfRoutes: WWSFRoutes(
+                        configuration: WWSFConfiguration(
+                            origin: wwsf, epcscfURL: "wss://epcscf.ims.example.com:7443",
+                            homeDomain: "ims.example.com", wafIssuer: issuer, staticDirectory: nil),
+                        waf: waf, client: client),
+                    wafRoutes: WAFRoutes(server: waf)))
         }
-        await store.close()
     }
 }
 
