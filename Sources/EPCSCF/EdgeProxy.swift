@@ -20,7 +20,7 @@ public struct EdgeConfiguration: Sendable {
     public var sipHost = "127.0.0.1"
     /// The S-CSCF in this same process, if any: requests go to it by a function call
     /// instead of over TCP (no serializing, parsing or transaction twice). Requests from the
-    /// S-CSCF to the flows arrive by a call too (`SIPEndpoint.deliverInProcess`).
+    /// S-CSCF to the flows arrive by a call too (`SIPEndpoint.linkInProcess`).
     public var localSCSCF: SIPRequestHandler?
     /// Who may send requests down a flow (routed by our Path or Record-Route): only this
     /// eP-CSCF's S-CSCFs (docs/security.md, issue 26 item 8).

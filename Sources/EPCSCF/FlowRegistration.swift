@@ -16,14 +16,19 @@ extension EdgeProxy {
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
         let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
         let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }
-        var associated =
-            known
-            ?? Set(((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity })
+        // In the 200's order when read anew: the first is the default IMPU (TS 24.229
+        // 5.2.6.3.3), asserted when a request prefers none of the others.
+        var ordered: [String]?
+        if known == nil {
+            ordered = ((try? answer.headers.pAssociatedURI) ?? []).compactMap { $0.uri.publicIdentity }
+        }
+        var associated = known ?? Set(ordered ?? [])
         // A token registration asserts only what its token names (issue 26 item 4), however
         // wide the subscription's set; then the text is not a shortcut for the next time.
         var associatedFrom: String? = associatedText
         if let token, !associated.allSatisfy(token.impus.contains) {
             associated = associated.filter(token.impus.contains)
+            ordered = ordered?.filter(token.impus.contains)
             associatedFrom = nil
         }
         var ours: SIPContact?
@@ -35,6 +40,7 @@ extension EdgeProxy {
             if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
         }
         let instance = ours?.instance
+        let serviceRoute = removing ? [] : answer.headers.fieldValues(.serviceRoute)
         let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
         // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
         let (kept, grantedAsAsked) =
@@ -69,6 +75,8 @@ extension EdgeProxy {
             }
             state.lastCSeq = cseq
             state.registeredIMPUs = removing ? [] : associated
+            state.defaultIMPU = removing ? nil : ordered?.first ?? state.defaultIMPU
+            if state.serviceRoute != serviceRoute { state.serviceRoute = serviceRoute }
             state.registeredFrom = removing ? nil : associatedFrom
             state.token = removing ? nil : token
             state.registeredUntil = until
@@ -209,6 +217,10 @@ final class FlowState: Sendable {
         var lastCSeq: UInt32 = 0
         /// The public identities registered over this flow (P-Associated-URI of the 200).
         var registeredIMPUs: Set<String> = []
+        /// The first of them: asserted when a request prefers no other (TS 24.229 5.2.6.3.3).
+        var defaultIMPU: String?
+        /// The 200's Service-Route (TS 24.229 5.2.5): what the flow's new requests go by.
+        var serviceRoute: [String] = []
         /// The P-Associated-URI text they were read from: a refresh nearly always brings the
         /// same text, and then it need not be parsed again.
         var registeredFrom: String?

@@ -100,11 +100,9 @@ public final class Registrar: Sendable {
     /// The endpoint NOTIFYs go out on (the reg event package needs to send requests).
     public func attach(_ endpoint: SIPEndpoint) {
         regEvent.endpoint.withLock { $0 = endpoint }
-        // No Record-Route: the S-CSCF stays transaction-stateful, so ACK and BYE go between
-        // the parties' own hops (Sessions.swift).
-        var configuration = SIPProxyConfiguration()
-        configuration.recordRoute = false
-        proxy.withLock { $0 = SIPProxyCore(endpoint: endpoint, configuration: configuration) }
+        // Record-Route (the proxy core's default): a dialog's later requests come back
+        // through the S-CSCF, the one hop that can reach both a phone and a WIC's eP-CSCF.
+        proxy.withLock { $0 = SIPProxyCore(endpoint: endpoint) }
     }
 
     /// The request handler for a SIPEndpoint.
@@ -121,26 +119,18 @@ public final class Registrar: Sendable {
     }
 
     /// Everything but REGISTER, out of line: inlined, these paths' locals would sit in the
-    /// async frame of every REGISTER too.
+    /// async frame of every REGISTER too. On an endpoint with a session handler only
+    /// SUBSCRIBE comes here; the rest is for an endpoint that answers everything once.
     @inline(never)
     func handleOther(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         switch request.method {
         case .subscribe:
             return await subscribe(request, from: peer)
-        // OPTIONS to the S-CSCF itself (no user part, or its own contact) is answered here.
-        case .options where [nil, "scscf"].contains(request.uri.sipURI?.user):
-            var ok = reply(request, 200)
-            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY, INVITE, ACK, CANCEL")
-            return ok
         case .ack:
             return nil
-        case .options, .message, .notify, .info:
-            return await terminating(request, from: peer)
         default:
-            // INVITE reaches this answering path only from the in-process eP-CSCF, whose
-            // calls are not routed yet; over the network it goes to `session`.
             var response = reply(request, 405)
-            response.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY")
+            response.headers.append(.allow, "REGISTER, SUBSCRIBE")
             return response
         }
     }

@@ -4,14 +4,15 @@ import SIPProxy
 import SIPTransport
 import Storage
 
-/// Calls through the S-CSCF (TS 24.229 5.4.3): an INVITE is checked on its originating side
-/// — who is calling, and may they — then sent to every registered contact of the callee
-/// (parallel forking through the proxy core, CANCEL to the losers). The S-CSCF stays
-/// transaction-stateful only: no Record-Route, so requests within the dialog go between the
-/// parties' own hops.
+/// Calls through the S-CSCF (TS 24.229 5.4.3): a new request is checked on its originating
+/// side — who is calling, and may they — then sent to every registered contact of the
+/// callee (parallel forking through the proxy core, CANCEL to the losers). The S-CSCF
+/// Record-Routes the dialogs it sets up, so their later requests come through it (and
+/// reach a WIC through its eP-CSCF); it keeps no dialog state, only transactions.
 extension Registrar {
-    /// The endpoint's handler for INVITE and ACK (`SIPEndpoint(configuration:handler:inviteHandler:)`).
-    public var inviteHandler: SIPTransactionHandler {
+    /// The endpoint's handler for everything but REGISTER and SUBSCRIBE
+    /// (`SIPEndpoint(configuration:handler:sessionHandler:)`).
+    public var sessionHandler: SIPTransactionHandler {
         { request, transaction in await self.session(request, transaction) }
     }
 
@@ -20,24 +21,50 @@ extension Registrar {
             if request.method != .ack { transaction.respond(reply(request, 503)) }
             return
         }
-        // An ACK for a 2xx is end to end: on by its Route or Request-URI (§16.11).
+        var request = request
         if request.method == .ack {
-            await proxy.forwardACK(request)
+            // An ACK for a 2xx is end to end (§16.11): on by the route set, and only one that
+            // came through our Record-Route — never a relay to wherever its URI points.
+            let ours = proxy.preprocessRoute(&request)
+            if !ours.isEmpty { await proxy.forwardACK(request) }
             return
         }
-        var request = request
         if let refusal = proxy.validate(&request) {
             transaction.respond(refusal)
             return
         }
-        proxy.preprocessRoute(&request)
-        // A Route left after ours (loose routing) names the next hop: follow it.
-        if request.headers.contains(.route) {
+        let ours = proxy.preprocessRoute(&request)
+        if (try? request.headers.to.tag) != nil {
+            // RFC 3261 §12.2: within a dialog a request follows its route set, which names us
+            // when we Record-Routed its INVITE; anything else is not a dialog of ours.
+            guard !ours.isEmpty else {
+                transaction.respond(reply(request, 404, "Not A Dialog Here"))
+                return
+            }
             await proxy.forward(request, transaction: transaction, targets: [request.uri])
             return
         }
-        if let refusal = await originating(&request, from: transaction.peer) {
-            transaction.respond(refusal)
+        if request.method == .options, [nil, "scscf"].contains(request.uri.sipURI?.user) {
+            var ok = reply(request, 200)
+            ok.headers.append(.allow, "REGISTER, SUBSCRIBE, OPTIONS, MESSAGE, NOTIFY, INFO, INVITE, ACK, CANCEL, BYE")
+            transaction.respond(ok)
+            return
+        }
+        // TS 24.229 5.4.3.2: the originating side is what came by our Service-Route (`orig`),
+        // or anything from a node we do not trust (a phone registered here).
+        let fromTrusted = isTrusted(transaction.peer)
+        if !fromTrusted || ours.contains(where: { $0.uri.sipURI?.user == "orig" }) {
+            if let refusal = await originating(&request, from: transaction.peer, trusted: fromTrusted) {
+                transaction.respond(refusal)
+                return
+            }
+        } else if request.headers.values(.pAssertedIdentity).isEmpty {
+            transaction.respond(reply(request, 403, "No Asserted Identity"))
+            return
+        }
+        // A Route left after ours (loose routing) names the next hop: follow it.
+        if request.headers.contains(.route) {
+            await proxy.forward(request, transaction: transaction, targets: [request.uri])
             return
         }
         if let host = request.uri.sipURI?.host, !equalsIgnoringASCIICase(host, configuration.homeDomain) {
@@ -49,6 +76,11 @@ extension Registrar {
         case .answer(let response):
             transaction.respond(response)
         case .targets(let targets):
+            // TS 24.229 5.4.3.3: the callee learns which of its identities was called.
+            if let called = request.uri.publicIdentity {
+                request.headers.removeAll(.pCalledPartyID)
+                request.headers.append(.pCalledPartyID, "<\(called)>")
+            }
             await proxy.forward(request, transaction: transaction, to: targets)
         }
     }
@@ -58,9 +90,9 @@ extension Registrar {
     /// the request must prove it with Digest in Proxy-Authorization (RFC 3261 §22.3), and the
     /// S-CSCF then asserts the From identity. Either way the identity must be registered.
     /// nil when the request may go on (with P-Asserted-Identity set); else the answer.
-    func originating(_ request: inout SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
+    func originating(_ request: inout SIPRequest, from peer: SIPPeer, trusted: Bool) async -> SIPResponse? {
         let caller: String
-        if isTrusted(peer) {
+        if trusted {
             guard let value = request.headers.values(.pAssertedIdentity).first,
                 let asserted = (try? SIPAddress.parseList(value))?.first?.uri.publicIdentity
             else {
@@ -96,6 +128,7 @@ extension Registrar {
         }
         // TS 24.229 5.4.3.2: the asserted identity is the served user's, whatever came in.
         request.headers.removeAll(.pAssertedIdentity)
+        request.headers.removeAll(.pPreferredIdentity)
         request.headers.append(.pAssertedIdentity, "<\(caller)>")
         return nil
     }

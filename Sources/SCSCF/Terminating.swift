@@ -5,25 +5,6 @@ import SIPTransport
 import Storage
 
 extension Registrar {
-    /// A request for a registered public identity, from a trusted node (the I-CSCF or
-    /// another S-CSCF's side of the network): sent to the identity's contacts, each through
-    /// the Path stored with its binding (RFC 3327 §5.3), so it reaches the WIC through the
-    /// eP-CSCF that holds its WebSocket — whichever S-CSCF stored the binding.
-    func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
-        guard request.uri.publicIdentity != nil else { return reply(request, 404) }
-        guard isTrusted(peer) else { return reply(request, 403, "Not A Trusted Node") }
-        var hopped = request
-        if let refusal = hopped.takeHop() { return reply(request, refusal.status, refusal.reason) }
-        switch await contacts(of: request) {
-        case .answer(let response): return response
-        case .targets(let targets):
-            guard let proxy = proxyCore else { return reply(request, 503) }
-            // Every contact at once (RFC 3261 §16.6, TS 24.229 5.4.3.3): the first 2xx wins and
-            // the other branches are cancelled; else the best answer (§16.7).
-            return await proxy.forward(hopped, to: targets, inbound: peer.transport)
-        }
-    }
-
     /// Where a request for a public identity goes, or the answer when nowhere.
     enum TerminatingTargets {
         case answer(SIPResponse)

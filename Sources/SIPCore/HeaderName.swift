@@ -94,6 +94,9 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
     public static let via = Self(known: "Via", 43)
     public static let wwwAuthenticate = Self(known: "WWW-Authenticate", 44)
     public static let warning = Self(known: "Warning", 45)
+    public static let pPreferredIdentity = Self(known: "P-Preferred-Identity", 46)
+    public static let pCalledPartyID = Self(known: "P-Called-Party-ID", 47)
+    public static let privacy = Self(known: "Privacy", 48)
 
     static let all: [SIPHeaderName] = [
         .accept, .acceptContact, .allow, .allowEvents, .authenticationInfo, .authorization, .callID,
@@ -103,7 +106,7 @@ public struct SIPHeaderName: Sendable, Hashable, CustomStringConvertible {
         .proxyAuthorization, .proxyRequire, .recordRoute, .referTo, .referredBy, .rejectContact,
         .requestDisposition, .require, .route, .serviceRoute, .sessionExpires, .subject,
         .subscriptionState, .supported, .to, .unsupported, .userAgent, .server, .via,
-        .wwwAuthenticate, .warning,
+        .wwwAuthenticate, .warning, .pPreferredIdentity, .pCalledPartyID, .privacy,
     ]
 
     /// Compact forms (RFC 3261 §7.3.3 and the extensions that define one).

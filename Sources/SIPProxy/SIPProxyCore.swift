@@ -9,10 +9,14 @@ import Utilities
 public struct ProxyTarget: Sendable, Hashable {
     public var uri: AnyURI
     public var route: [SIPAddress]
+    /// Where the copy goes whatever its Route and Request-URI say: a WIC's flow, or the
+    /// one S-CSCF an eP-CSCF sends to. nil: the next hop by §16.6 steps 6–7.
+    public var destination: SIPDestination?
 
-    public init(uri: AnyURI, route: [SIPAddress] = []) {
+    public init(uri: AnyURI, route: [SIPAddress] = [], destination: SIPDestination? = nil) {
         self.uri = uri
         self.route = route
+        self.destination = destination
     }
 }
 
@@ -81,24 +85,33 @@ public final class SIPProxyCore: Sendable {
     /// §16.4: a Request-URI that is a Record-Route of ours came from a strict router, and
     /// the last Route is the real target; Route entries naming us are done with (both of
     /// a double Record-Route, RFC 5658).
-    public func preprocessRoute(_ request: inout SIPRequest) {
-        guard request.headers.contains(.route), var routes = try? request.headers.route else { return }
+    /// Returns the entries of ours it took off the top (the S-CSCF reads `orig` in them).
+    @discardableResult
+    public func preprocessRoute(_ request: inout SIPRequest) -> [SIPAddress] {
+        guard request.headers.contains(.route), var routes = try? request.headers.route else { return [] }
         let before = routes.count
         if let uri = request.uri.sipURI, uri.user == nil, uri.isLooseRouting, isOurs(uri), let last = routes.last {
             request.uri = last.uri
             routes.removeLast()
         }
-        while let first = routes.first?.uri.sipURI, isOurs(first) { routes.removeFirst() }
-        guard routes.count != before else { return }
+        var ours: [SIPAddress] = []
+        while let first = routes.first, let uri = first.uri.sipURI, isOurs(uri) { ours.append(routes.removeFirst()) }
+        guard routes.count != before else { return ours }
         request.headers.removeAll(.route)
         for route in routes { request.headers.append(.route, route.description) }
+        return ours
     }
 
-    /// An ACK for a 2xx goes on statelessly, by Route or Request-URI (§16.11, §17.1.1.3).
-    public func forwardACK(_ request: SIPRequest) async {
+    /// An ACK for a 2xx goes on statelessly, by Route or Request-URI (§16.11, §17.1.1.3),
+    /// or to `destination` when the TU names one.
+    public func forwardACK(_ request: SIPRequest, to destination: SIPDestination? = nil) async {
         var request = request
         guard validate(&request) == nil else { return }
         preprocessRoute(&request)
+        if let destination {
+            await endpoint.sendStatelessly(request, to: destination)
+            return
+        }
         guard let (outgoing, destination) = nextHop(request) else { return }
         await endpoint.sendStatelessly(outgoing, to: destination)
     }
@@ -156,7 +169,7 @@ public final class SIPProxyCore: Sendable {
             if configuration.recordRoute, Self.createsDialog(request) {
                 addRecordRoute(to: &copy, inbound: inbound, target: target.uri)
             }
-            guard let (outgoing, destination) = nextHop(copy) else {
+            guard let (outgoing, destination) = target.destination.map({ (copy, $0) }) ?? nextHop(copy) else {
                 context.receive(SIPResponse(replyingTo: request, statusCode: 416), branch: index)
                 continue
             }
@@ -202,7 +215,7 @@ public final class SIPProxyCore: Sendable {
         }
     }
 
-    func isOurs(_ uri: SIPURI) -> Bool { endpoint.isLocal(host: uri.host, port: uri.port, secure: uri.isSecure) }
+    public func isOurs(_ uri: SIPURI) -> Bool { endpoint.isLocal(host: uri.host, port: uri.port, secure: uri.isSecure) }
 
     /// §16.3 step 4: a Via of ours whose branch carries the hash this request had when we
     /// sent it (worked out with the Via below ours as the top one, as it was then) means it
@@ -235,7 +248,7 @@ public final class SIPProxyCore: Sendable {
         return String(hash, radix: 36)
     }
 
-    static func createsDialog(_ request: SIPRequest) -> Bool {
+    public static func createsDialog(_ request: SIPRequest) -> Bool {
         guard [SIPMethod.invite, .subscribe, .refer].contains(request.method) else { return false }
         return (try? request.headers.to.tag) == nil
     }

@@ -10,12 +10,6 @@ extension SIPEndpoint {
     /// removed. A timeout gives a local 408 and a transport failure a local 503 (RFC 3261
     /// §8.1.3.1), so the caller always gets an answer.
     public func send(_ request: SIPRequest, to destination: SIPDestination) async -> SIPResponse {
-        if let neighbour = inProcessNeighbours.withLock({ $0[Self.neighbourKey(destination.host, destination.port)] }) {
-            var request = request
-            if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
-            return await neighbour(request, .inProcess(transport: destination.transport))
-                ?? SIPResponse(replyingTo: request, statusCode: 500)
-        }
         let prepared: PreparedRequest
         switch await prepare(request, to: destination) {
         case .failure(let failure): return failure
@@ -46,19 +40,6 @@ extension SIPEndpoint {
         _ request: SIPRequest, to destination: SIPDestination, branchToken: String? = nil,
         onResponse: @escaping @Sendable (SIPResponse) -> Void
     ) async -> SIPClientTransaction {
-        if let neighbour = inProcessNeighbours.withLock({ $0[Self.neighbourKey(destination.host, destination.port)] }) {
-            // A function of this process: called, in a task of its own so that branches run
-            // side by side; its one answer is the final one.
-            var request = request
-            if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
-            let sent = request
-            Task {
-                onResponse(
-                    await neighbour(sent, .inProcess(transport: destination.transport))
-                        ?? SIPResponse(replyingTo: sent, statusCode: 500))
-            }
-            return SIPClientTransaction(core: nil, key: nil)
-        }
         switch await prepare(request, to: destination, branchToken: branchToken) {
         case .failure(let failure):
             onResponse(failure)
@@ -89,7 +70,9 @@ extension SIPEndpoint {
     {
         var request = request
         let branch = SIPVia.magicCookie + (branchToken.map { $0 + "." } ?? "") + randomToken()
-        request.headers.prepend(.via, ourVia(for: destination.transport, branch: branch).description)
+        // Down a flow, our Via names the WSS listener (RFC 7118 §5.2).
+        let transport = destination.flow == nil ? destination.transport : .wss
+        request.headers.prepend(.via, ourVia(for: transport, branch: branch).description)
         if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
         do {
             let (connection, remote) = try await self.connection(to: destination)
@@ -99,7 +82,8 @@ extension SIPEndpoint {
                     connection: connection, remote: remote))
         } catch {
             core.logger.debug("cannot reach \(destination): \(error)")
-            var failure = SIPResponse(replyingTo: request, statusCode: 503)
+            // A flow that has gone: 430 Flow Failed (RFC 5626 §5.3); else 503 (§8.1.3.1).
+            var failure = SIPResponse(replyingTo: request, statusCode: destination.flow == nil ? 503 : 430)
             try? failure.headers.removeTopVia()
             return .failure(failure)
         }
@@ -109,8 +93,8 @@ extension SIPEndpoint {
     /// §17.1.1.3): our Via on top, written once.
     public func sendStatelessly(_ request: SIPRequest, to destination: SIPDestination) async {
         var request = request
-        request.headers.prepend(
-            .via, ourVia(for: destination.transport, branch: SIPVia.magicCookie + randomToken()).description)
+        let transport = destination.flow == nil ? destination.transport : .wss
+        request.headers.prepend(.via, ourVia(for: transport, branch: SIPVia.magicCookie + randomToken()).description)
         guard let (connection, remote) = try? await connection(to: destination) else { return }
         core.trace?.record(
             .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection",

@@ -44,9 +44,9 @@ public final class SIPEndpoint: Sendable {
     /// The WSS listener's TLS and its flows.
     let webSocketTLS: LeanTLSContext?
     let flows = WebSocketFlows()
-    /// Functions of this process reached by a call instead of a socket, by the `host:port`
-    /// their URIs name (the co-located eP-CSCF's Path and Record-Route).
-    let inProcessNeighbours = Mutex<[String: SIPRequestHandler]>([:])
+    /// Endpoints of this process reached by a call instead of a socket, by the `host:port`
+    /// their URIs name (the co-located eP-CSCF and S-CSCF).
+    let inProcessLinks = Mutex<[String: InProcessLink]>([:])
 
     /// An endpoint whose handler answers each request with one final response (or none, for
     /// ACK). A CANCEL of an INVITE it is still working on is answered 487 for it.
@@ -76,19 +76,19 @@ public final class SIPEndpoint: Sendable {
             handler: .transactional(transactionHandler))
     }
 
-    /// An endpoint that answers most requests once (`handler`) but drives each INVITE's
-    /// transaction itself (`inviteHandler`, which gets the ACKs for 2xx too): a registrar
-    /// that is also a proxy for calls. REGISTER stays on the answering path.
+    /// An endpoint that answers REGISTER and SUBSCRIBE once (`handler`: a registrar's or an
+    /// edge's own business) and drives the transaction of every other request itself
+    /// (`sessionHandler`, which gets the ACKs for 2xx too): the calls it proxies.
     public convenience init(
         configuration: SIPEndpointConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "webims.sip"),
         handler: @escaping SIPRequestHandler,
-        inviteHandler: @escaping SIPTransactionHandler
+        sessionHandler: @escaping SIPTransactionHandler
     ) throws {
         try self.init(
             configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, clock: nil,
-            handler: .sessions(answering: handler, invite: inviteHandler))
+            handler: .sessions(answering: handler, proxying: sessionHandler))
     }
 
     init(
@@ -103,13 +103,6 @@ public final class SIPEndpoint: Sendable {
             handler: handler)
         self.tlsClientContext = try NIOSSLContext(configuration: configuration.tlsClientConfiguration)
         self.webSocketTLS = try configuration.webSocket?.tls.map { try LeanTLSContext($0) }
-    }
-
-    /// Requests this endpoint sends to `host:port` go to `handler` by a function call, with
-    /// an in-process peer (docs/security.md: the co-located eP-CSCF takes requests for its
-    /// flows from nothing else). Any transport named in the URI goes the same way.
-    public func deliverInProcess(toHost host: String, port: Int, _ handler: @escaping SIPRequestHandler) {
-        inProcessNeighbours.withLock { $0[Self.neighbourKey(host, port)] = handler }
     }
 
     static func neighbourKey(_ host: String, _ port: Int) -> String {
@@ -229,6 +222,11 @@ public final class SIPEndpoint: Sendable {
     }
 
     func connection(to destination: SIPDestination) async throws -> (any SIPConnection, SocketAddress?) {
+        if let token = destination.flow {
+            guard let flow = flows.connection(token), flow.isActive else { throw SIPEndpointError.flowGone }
+            return (flow, nil)
+        }
+        if let link = inProcessLink(destination) { return (link, nil) }
         let address = try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)
         if destination.transport == .udp {
             guard let udp = core.state.withLock({ $0.udp }) else { throw SIPEndpointError.noListener(.udp) }
@@ -283,4 +281,6 @@ public enum SIPEndpointError: Error, Sendable {
     case noListener(SIPTransportProtocol)
     /// No port free for both UDP and TCP was found.
     case noCommonPort
+    /// The WebSocket flow a request was for has closed.
+    case flowGone
 }

@@ -45,9 +45,10 @@ final class SIPEndpointCore: Sendable {
     enum Handler: Sendable {
         case answering(SIPRequestHandler)
         case transactional(SIPTransactionHandler)
-        /// INVITE and ACK to a transaction user that drives the INVITE's transaction (a
-        /// proxy's calls); everything else answered once (a registrar's REGISTERs).
-        case sessions(answering: SIPRequestHandler, invite: SIPTransactionHandler)
+        /// REGISTER and SUBSCRIBE answered once (a registrar's or an edge's own business);
+        /// every other request, and the ACKs for 2xx, to a transaction user that drives
+        /// its transaction (the calls a proxy carries).
+        case sessions(answering: SIPRequestHandler, proxying: SIPTransactionHandler)
     }
 
     init(
@@ -150,11 +151,11 @@ final class SIPEndpointCore: Sendable {
             deliver(request, transaction, answer)
         case .transactional(let handle):
             Task(executorPreference: EventLoopExecutor.current) { await handle(request, transaction) }
-        case .sessions(let answer, let invite):
-            if request.method == .invite || request.method == .ack {
-                Task(executorPreference: EventLoopExecutor.current) { await invite(request, transaction) }
-            } else {
+        case .sessions(let answer, let proxy):
+            if request.method == .register || request.method == .subscribe {
                 deliver(request, transaction, answer)
+            } else {
+                Task(executorPreference: EventLoopExecutor.current) { await proxy(request, transaction) }
             }
         }
     }

@@ -144,11 +144,21 @@ public struct SIPDestination: Sendable, Hashable, CustomStringConvertible {
     public var transport: SIPTransportProtocol
     public var host: String
     public var port: Int
+    /// A WebSocket flow of this endpoint, by its token: what a WIC is reached by (RFC 5626,
+    /// RFC 7118 §5). Host and port then only name it in logs.
+    public var flow: String?
 
     public init(transport: SIPTransportProtocol, host: String, port: Int) {
         self.transport = transport
         self.host = host
         self.port = port
+    }
+
+    /// Down the flow `token` (its WebSocket connection).
+    public static func flow(_ token: String) -> SIPDestination {
+        var destination = SIPDestination(transport: .wss, host: "flow", port: 0)
+        destination.flow = token
+        return destination
     }
 
     /// From a SIP URI such as `sip:10.0.0.5:5060;transport=tcp` (RFC 3263 without DNS:
@@ -167,7 +177,7 @@ public struct SIPDestination: Sendable, Hashable, CustomStringConvertible {
         self.init(transport: transport, host: host, port: Int(uri.port ?? (transport == .tls ? 5061 : 5060)))
     }
 
-    public var description: String { "\(transport.rawValue) \(host):\(port)" }
+    public var description: String { flow.map { "flow \($0)" } ?? "\(transport.rawValue) \(host):\(port)" }
 }
 
 /// RFC 3261 §17.1.1.1 timer values; tests shorten them.

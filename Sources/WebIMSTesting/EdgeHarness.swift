@@ -42,7 +42,7 @@ public struct EdgeHarness: Sendable {
         var scscfConfig = SIPEndpointConfiguration()
         scscfConfig.tcpPort = 0
         let scscf = try SIPEndpoint(
-            configuration: scscfConfig, handler: registrar.handler, inviteHandler: registrar.inviteHandler)
+            configuration: scscfConfig, handler: registrar.handler, sessionHandler: registrar.sessionHandler)
         try await scscf.start()
         registrar.attach(scscf)
         let cert = try makeTestCertificate()
@@ -58,9 +58,13 @@ public struct EdgeHarness: Sendable {
         upstreamConfig.webSocket = webSocket
         // Requests from the flows and from the S-CSCF side go to the edge, which exists later.
         let late = LateServer()
-        let toSCSCF = try SIPEndpoint(configuration: upstreamConfig) { request, peer in
-            await late.value?.handle(request, from: peer)
-        }
+        let toSCSCF = try SIPEndpoint(
+            configuration: upstreamConfig,
+            handler: { request, peer in await late.value?.handle(request, from: peer) },
+            sessionHandler: { request, transaction in
+                guard let edge = late.value else { return }
+                await edge.session(request, transaction)
+            })
         var config = EdgeConfiguration(
             scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
         config.flowCloseGrace = grace

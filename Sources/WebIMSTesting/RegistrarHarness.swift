@@ -71,7 +71,7 @@ public struct RegistrarHarness: Sendable {
         serverConfig.udpPort = 0
         serverConfig.tcpPort = 0
         let server = try SIPEndpoint(
-            configuration: serverConfig, handler: registrar.handler, inviteHandler: registrar.inviteHandler)
+            configuration: serverConfig, handler: registrar.handler, sessionHandler: registrar.sessionHandler)
         try await server.start()
         // The proxy core it forwards calls and NOTIFYs with.
         registrar.attach(server)

@@ -80,7 +80,7 @@ extension Serve {
                 guard let registrar = late.value else { return notReady(request) }
                 return await registrar.handle(request, from: peer)
             },
-            inviteHandler: { request, transaction in
+            sessionHandler: { request, transaction in
                 guard let registrar = late.value else {
                     if request.method != .ack { transaction.respond(notReady(request)) }
                     return
@@ -162,12 +162,19 @@ extension Serve {
             allowed: Set((c.roles.contains(.wwsf) ? [c.wwsfOrigin] : []) + allowedOrigin), allowMissing: allowNoOrigin)
         webSocket.originPolicy = { origins.verdict($0) }
         upstream.webSocket = webSocket
-        let sip = try SIPEndpoint(configuration: upstream, logger: c.logger) { request, peer in
-            guard let edge = lateEdge.value else {
-                return request.method == .ack ? nil : SIPResponse(replyingTo: request, statusCode: 503)
-            }
-            return await edge.handle(request, from: peer)
-        }
+        let sip = try SIPEndpoint(
+            configuration: upstream, logger: c.logger,
+            handler: { request, peer in
+                guard let edge = lateEdge.value else { return notReady(request) }
+                return await edge.handle(request, from: peer)
+            },
+            sessionHandler: { request, transaction in
+                guard let edge = lateEdge.value else {
+                    if request.method != .ack { transaction.respond(notReady(request)) }
+                    return
+                }
+                await edge.session(request, transaction)
+            })
         try await sip.start()
         func trimmed(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
         let homeRemote = homeWafIssuer.map(trimmed)
@@ -213,18 +220,12 @@ extension Serve {
         }
         let server = EdgeProxy(configuration: edgeConfig, processor: processor, sip: sip, logger: c.logger)
         lateEdge.set(server)
-        if let registrar = scscf?.registrar, scscfURI == nil {
-            // The co-located S-CSCF is reached by a call for whatever the proxy core sends it.
-            sip.deliverInProcess(toHost: next.host, port: next.port) { request, peer in
-                await registrar.handle(request, from: peer)
-            }
-        }
         if edgeConfig.localSCSCF != nil, let scscfEndpoint = scscf?.endpoint, let port = sip.address(.tcp)?.port {
-            // Requests the co-located S-CSCF routes to our Path or Record-Route come by a
-            // call; the eP-CSCF's SIP port takes nothing from outside (docs/security.md).
-            scscfEndpoint.deliverInProcess(toHost: host, port: port) { request, peer in
-                await server.terminating(request, from: peer)
-            }
+            // The co-located S-CSCF and eP-CSCF reach each other by a call, transactions and
+            // all (INVITE, CANCEL, ACK); the eP-CSCF's SIP port takes nothing from outside
+            // (docs/security.md).
+            sip.linkInProcess(toHost: next.host, port: next.port, scscfEndpoint)
+            scscfEndpoint.linkInProcess(toHost: host, port: port, sip)
         }
         return EdgeFunction(
             endpoint: sip, edge: server, tokens: validator, fetchers: fetchers,

@@ -113,17 +113,7 @@ extension SIPEndpoint {
     /// Sends a request down a flow as a client transaction and returns the WIC's answer:
     /// 430 when the flow is gone or goes before it answers (RFC 5626 §5.3), 408 after Timer F.
     public func send(_ request: SIPRequest, overFlow token: String) async -> SIPResponse {
-        guard let connection = flows.connection(token), connection.isActive else {
-            return SIPResponse(replyingTo: request, statusCode: 430, toTag: randomToken(length: 8))
-        }
-        var request = request
-        let branch = SIPVia.magicCookie + randomToken()
-        request.headers.prepend(.via, ourVia(for: .wss, branch: branch).description)
-        if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
-        let prepared = PreparedRequest(
-            request: request, key: ClientKey(branch: branch, method: request.method.rawValue), connection: connection,
-            remote: nil)
-        return await send(prepared)
+        await send(request, to: .flow(token))
     }
 
     /// Stops taking connections and tells every WIC it is going away (close 1001, RFC 6455
