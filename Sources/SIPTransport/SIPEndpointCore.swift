@@ -117,7 +117,10 @@ final class SIPEndpointCore: Sendable {
         var request = request
         let via: SIPVia
         do {
-            via = try stampReceived(&request.headers, from: peer.remoteAddress)
+            // In process there is no address to note: the Via is as the neighbour wrote it.
+            via =
+                peer.connection.isInProcess
+                ? try request.headers.topVia : try stampReceived(&request.headers, from: peer.remoteAddress)
             try request.checkSyntax()
         } catch {
             if request.method != .ack {

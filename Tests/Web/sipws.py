@@ -152,3 +152,150 @@ class WIC:
 
     def close(self):
         self.ws.close()
+
+
+class SIPRequest:
+    """A request as it came down the flow: method, URI, header fields, body."""
+
+    def __init__(self, text):
+        head, _, self.body = text.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        self.method, self.uri, _ = lines[0].split(" ", 2)
+        self.headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers.append((name.strip(), value.strip()))
+        self.text = text
+
+    def header(self, name):
+        return next((v for n, v in self.headers if n.lower() == name.lower()), None)
+
+    def all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+SDP_OFFER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+SDP_ANSWER = ("v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+              "m=audio 41000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+
+
+class CallingWIC(WIC):
+    """A WIC that calls and is called: it sends INVITE, ACK, BYE and answers what comes down
+    its flow itself (no background thread), the way a browser's SIP stack would."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.pending = []
+        self.contact = "<sip:%s@%s;transport=ws;ob>" % (rand(6), self.host)
+
+    def next(self, timeout=10):
+        """The next message down the flow (a request kept aside by `receive` included)."""
+        if self.pending:
+            return self.pending.pop(0)
+        message = self.ws.recv(timeout=timeout)
+        return message.decode() if isinstance(message, bytes) else message
+
+    def receive(self, timeout=10):
+        while True:
+            message = self.next(timeout)
+            if message.startswith("SIP/2.0"):
+                return SIPResponse(message)
+            self.pending.append(message)
+            if len(self.pending) > 20:
+                raise AssertionError("no response among %d requests" % len(self.pending))
+
+    def request(self, method, uri, call_id, cseq, from_tag, to_uri, to_tag=None, routes=(), extra=(), body=""):
+        lines = [
+            "%s %s SIP/2.0" % (method, uri),
+            "Via: SIP/2.0/WSS %s;branch=z9hG4bK%s" % (self.host, rand(12)),
+            "Max-Forwards: 70",
+            *["Route: %s" % r for r in routes],
+            "From: <%s>;tag=%s" % (self.impu, from_tag),
+            "To: <%s>%s" % (to_uri, ";tag=" + to_tag if to_tag else ""),
+            "Call-ID: %s" % call_id,
+            "CSeq: %d %s" % (cseq, method),
+            "Contact: %s" % self.contact,
+            *extra,
+        ]
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append("Content-Length: %d" % len(body.encode()))
+        text = "\r\n".join(lines) + "\r\n\r\n" + body
+        self.ws.send(text)
+        return text
+
+    def invite(self, target, extra=()):
+        """Sends an INVITE with `SDP_OFFER`; returns (responses up to the final one, dialog)."""
+        dialog = {"call_id": rand(16), "from_tag": rand(8), "target": target, "cseq": 1}
+        self.request("INVITE", target, dialog["call_id"], 1, dialog["from_tag"], target, extra=extra, body=SDP_OFFER)
+        responses = []
+        while not responses or responses[-1].status < 200:
+            responses.append(self.receive())
+        final = responses[-1]
+        if final.status == 200:
+            dialog["to_tag"] = final.header("to").split("tag=")[1].split(";")[0]
+            dialog["remote"] = final.header("contact").strip("<>").split(">")[0]
+            # RFC 3261 §12.1.2: the caller's route set is the Record-Route, reversed.
+            dialog["routes"] = list(reversed(
+                [r.strip() for v in final.all("record-route") for r in v.split(",")]))
+        return responses, dialog
+
+    def ack(self, dialog):
+        self.request("ACK", dialog["remote"], dialog["call_id"], dialog["cseq"], dialog["from_tag"], dialog["target"],
+                     dialog["to_tag"], dialog["routes"])
+
+    def bye(self, dialog):
+        dialog["cseq"] += 1
+        self.request("BYE", dialog["remote"], dialog["call_id"], dialog["cseq"], dialog["from_tag"], dialog["target"],
+                     dialog["to_tag"], dialog["routes"])
+        return self.receive()
+
+    def next_request(self, method, timeout=10):
+        """The next request down the flow, which must be `method`."""
+        while True:
+            message = self.next(timeout)
+            if message.startswith("SIP/2.0"):
+                continue  # a stray response (a retransmission) is not what is awaited
+            request = SIPRequest(message)
+            if request.method != method:
+                raise AssertionError("expected %s, got %s" % (method, message[:400]))
+            return request
+
+    def answer(self, request, status, reason, to_tag="", body=""):
+        """Answers a request that came down the flow (Via, From, To, Call-ID, CSeq and the
+        Record-Route copied, RFC 3261 §8.2.6, §12.1.1)."""
+        names = ("via", "record-route", "from", "call-id", "cseq")
+        lines = ["SIP/2.0 %d %s" % (status, reason)]
+        lines += ["%s: %s" % (n, v) for n, v in request.headers if n.lower() in names]
+        to = request.header("to")
+        lines.append("To: %s%s" % (to, ";tag=" + to_tag if to_tag and "tag=" not in to else ""))
+        if status < 300 and request.method == "INVITE":
+            lines.append("Contact: %s" % self.contact)
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append("Content-Length: %d" % len(body.encode()))
+        self.ws.send("\r\n".join(lines) + "\r\n\r\n" + body)
+
+    def bye_as_callee(self, invite, to_tag):
+        """The callee hangs up: its BYE follows the INVITE's Record-Route in order, to the
+        caller's Contact (RFC 3261 §12.1.1)."""
+        routes = [r.strip() for v in invite.all("record-route") for r in v.split(",")]
+        remote = invite.header("contact").strip("<>").split(">")[0]
+        caller = invite.header("from")
+        caller_uri = caller.split("<")[1].split(">")[0]
+        caller_tag = caller.split("tag=")[1].split(";")[0]
+        call_id = invite.header("call-id")
+        lines = [
+            "BYE %s SIP/2.0" % remote,
+            "Via: SIP/2.0/WSS %s;branch=z9hG4bK%s" % (self.host, rand(12)),
+            "Max-Forwards: 70",
+            *["Route: %s" % r for r in routes],
+            "From: <%s>;tag=%s" % (self.impu, to_tag),
+            "To: <%s>;tag=%s" % (caller_uri, caller_tag),
+            "Call-ID: %s" % call_id,
+            "CSeq: 1 BYE",
+            "Content-Length: 0",
+        ]
+        self.ws.send("\r\n".join(lines) + "\r\n\r\n")
+        return self.receive()

@@ -88,9 +88,10 @@ class DefaultServerTests(ServerTestCase):
         bob = self.bob()
         self.assertEqual(bob.message("sip:alice@ims.example.com", "hi alice").status, 200)
         self.assertTrue(wait_for(lambda: any("hi alice" in m for m in w.received), timeout=5), w.received)
-        # Two proxies on the way, each a hop (issue 27): the eP-CSCF, then the S-CSCF.
+        # Three proxy hops on the way (issues 27, 28): the eP-CSCF from bob's flow, the
+        # S-CSCF, the eP-CSCF again towards alice's flow.
         delivered = next(m for m in w.received if "hi alice" in m)
-        self.assertIn("\r\nMax-Forwards: 68\r\n", delivered)
+        self.assertIn("\r\nMax-Forwards: 67\r\n", delivered)
 
     def test_item05_a_revoked_token_ends_what_its_flow_may_send(self):
         s = self.server
