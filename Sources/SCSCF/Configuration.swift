@@ -1,5 +1,6 @@
 import NIOCore
 import SIPAuth
+import SIPCore
 
 /// What an operator sets for the registrar.
 public struct SCSCFConfiguration: Sendable {
@@ -35,6 +36,16 @@ public struct SCSCFConfiguration: Sendable {
     public var nonceLifetime: Duration = .seconds(300)
     /// How long an AKA challenge waits for its answer (reg-await-auth, SCS-32).
     public var akaChallengeLifetime: Duration = .seconds(60)
+    /// Where requests for other domains go (a trunk, another network), by domain (lower
+    /// case); the entry for "" takes every other domain and the tel: numbers no subscriber
+    /// here has. None: 404 for them.
+    public var peers: [String: SIPURI] = [:]
+
+    /// The next hop for a target outside the home domain (or a tel: number not ours).
+    public func peer(for domain: String?) -> SIPURI? {
+        if let domain, let peer = peers[domain.lowercased()] { return peer }
+        return peers[""]
+    }
 
     public init(
         homeDomain: String, hostPort: String, trustedNodes: Set<String> = [], nonceKey: [UInt8] = NonceMinter.makeKey()

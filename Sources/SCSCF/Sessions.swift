@@ -68,12 +68,21 @@ extension Registrar {
             return
         }
         if let host = request.uri.sipURI?.host, !equalsIgnoringASCIICase(host, configuration.homeDomain) {
-            // No peer networks configured: a target outside the home domain is unknown here.
-            transaction.respond(reply(request, 404, "Not In This Network"))
+            // Another network: to its peer (`--peer`), else unknown here.
+            guard let peer = configuration.peer(for: host) else {
+                transaction.respond(reply(request, 404, "Not In This Network"))
+                return
+            }
+            await toPeer(request, peer, transaction, proxy)
             return
         }
         switch await contacts(of: request) {
         case .answer(let response):
+            // A number nobody here has goes to the trunk, when there is one.
+            if response.statusCode == 404, case .tel = request.uri, let peer = configuration.peer(for: nil) {
+                await toPeer(request, peer, transaction, proxy)
+                return
+            }
             transaction.respond(response)
         case .targets(let targets):
             // TS 24.229 5.4.3.3: the callee learns which of its identities was called.
@@ -83,6 +92,15 @@ extension Registrar {
             }
             await proxy.forward(request, transaction: transaction, to: targets)
         }
+    }
+
+    /// A request for another network, by loose route through its peer (RFC 3261 §16.6).
+    func toPeer(_ request: SIPRequest, _ peer: SIPURI, _ transaction: SIPServerTransaction, _ proxy: SIPProxyCore)
+        async
+    {
+        var hop = peer
+        if !hop.isLooseRouting { hop.parameters.set("lr", nil) }
+        await proxy.forward(request, transaction: transaction, to: [ProxyTarget(uri: request.uri, route: [SIPAddress(hop)])])
     }
 
     /// TS 24.229 5.4.3.2: the served user on the originating side. From a trusted node (the

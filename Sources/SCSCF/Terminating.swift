@@ -27,8 +27,10 @@ extension Registrar {
             let known = (try? await hss.store.subscriber(impu: target)) != nil
             return .answer(reply(request, known ? 480 : 404, known ? "Not Registered" : nil))
         }
+        // RFC 5627 §8.4: a GRUU (`gr`) names one instance of the identity: only its contact.
+        let instance = request.uri.sipURI?.parameters["gr"]
         var targets: [ProxyTarget] = []
-        for binding in bindings {
+        for binding in bindings where instance == nil || binding.instance == instance {
             guard let contact = try? AnyURI.parse(binding.contact),
                 let path = try? binding.path.flatMap({ try SIPAddress.parseList($0) })
             else { continue }

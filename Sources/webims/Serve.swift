@@ -105,6 +105,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
+            "Where the S-CSCF sends calls for another domain: domain=sip:host:port;transport=tcp, or sip:… alone for every other domain and for tel: numbers no subscriber has (a trunk); repeatable."
+    )
+    var peer: [String] = []
+
+    @Option(
+        help:
             "A visited network (P-Visited-Network-ID value) whose trusted nodes may send auth-done; repeatable. Unset: not checked."
     )
     var trustedNetworkId: [String] = []

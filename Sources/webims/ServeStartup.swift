@@ -102,6 +102,7 @@ extension Serve {
         config.minExpires = UInt32(clamping: max(1, min(minExpires, Int(c.tokenLifetime) / 2)))
         config.maxExpires = UInt32(clamping: max(Int(config.minExpires), maxExpires))
         config.maxContactsPerAOR = max(1, maxContacts)
+        config.peers = try peers()
         let r = Registrar(configuration: config, hss: HSS(store: c.store), bindings: c.store, logger: c.logger)
         r.attach(endpoint)
         late.set(r)

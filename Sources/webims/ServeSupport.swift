@@ -4,6 +4,7 @@ import LocalPKI
 import NIOCore
 import NIOSSL
 import SIPCore
+import SIPTransport
 import Synchronization
 import TLSPolicy
 import Utilities
@@ -140,4 +141,23 @@ enum MetricsPort: ExpressibleByArgument, Equatable, Sendable {
     }
 
     var defaultValueDescription: String { port.map(String.init) ?? "off" }
+}
+
+extension Serve {
+    /// `--peer [domain=]sip:host:port;transport=…`: the S-CSCF's next hop per other domain
+    /// ("" for every other domain and for tel: numbers no subscriber has).
+    func peers() throws -> [String: SIPURI] {
+        var peers: [String: SIPURI] = [:]
+        for entry in peer {
+            let (domain, text) =
+                entry.hasPrefix("sip:") || entry.hasPrefix("sips:")
+                ? ("", entry)
+                : (String(entry.prefix { $0 != "=" }).lowercased(), String(entry.drop { $0 != "=" }.dropFirst()))
+            guard let uri = try? SIPURI.parse(text), SIPDestination(uri: uri) != nil else {
+                throw ValidationError("--peer: not [domain=]sip:host:port;transport=…: \(entry)")
+            }
+            peers[domain] = uri
+        }
+        return peers
+    }
 }

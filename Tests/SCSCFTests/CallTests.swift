@@ -176,4 +176,62 @@ func call(_ h: Harness, _ request: SIPRequest) async -> (SIPResponse?, [Int]) {
         }
         await ringing.endpoint.shutdown()
     }
+
+    /// `--peer`: a target in another domain goes to that domain's peer, a tel: number no
+    /// subscriber has to the default one (a trunk); a domain with no peer stays 404.
+    @Test func otherNetworksGoToTheirPeers() async throws {
+        let network = try await Callee()
+        let trunk = try await Callee()
+        try await Harness.with(configure: { config in
+            config.peers["other.example"] = SIPURI(host: "127.0.0.1", port: UInt16(network.port))
+            config.peers[""] = SIPURI(host: "127.0.0.1", port: UInt16(trunk.port))
+        }) { h async throws in
+            try await h.storage.apply(
+                upserts: [binding(aliceIMPU, impi: aliceIMPI, contact: "sip:alice@127.0.0.1:5060")], removals: [])
+            func asserted(_ target: String) throws -> SIPRequest {
+                var request = try invite(to: target)
+                request.headers.append(.pAssertedIdentity, "<\(aliceIMPU)>")
+                return request
+            }
+            #expect(await call(h, try asserted("sip:bob@other.example")).0?.statusCode == 200)
+            let there = try #require(await network.seen.first { $0.method == .invite })
+            #expect(there.uri.description == "sip:bob@other.example")
+            #expect(await call(h, try asserted("tel:+15559999")).0?.statusCode == 200)
+            #expect(await trunk.seen.first { $0.uri.description == "tel:+15559999" } != nil)
+            #expect(await call(h, try asserted("sip:bob@third.example")).0?.statusCode == 200)
+            #expect(await trunk.seen.first { $0.uri.description == "sip:bob@third.example" } != nil)
+        }
+        await network.endpoint.shutdown()
+        await trunk.endpoint.shutdown()
+    }
+
+    /// RFC 5627: a GRUU names one instance of the identity — only its contact rings, where
+    /// the AOR forks to both.
+    @Test func aGRUUReachesOneInstance() async throws {
+        let laptop = try await Callee()
+        let phone = try await Callee()
+        try await Harness.with { h async throws in
+            try await addCarol(h, at: nil)
+            try await h.storage.apply(
+                upserts: [binding(aliceIMPU, impi: aliceIMPI, contact: "sip:alice@127.0.0.1:5060")], removals: [])
+            var bindings: [Binding] = []
+            for (callee, instance) in [(laptop, "urn:uuid:laptop"), (phone, "urn:uuid:phone")] {
+                let contact = "sip:carol@127.0.0.1:\(callee.port)"
+                bindings.append(
+                    Binding(
+                        aor: carolIMPU, contact: contact, contactHeader: "<\(contact)>", instance: instance, regID: 1,
+                        impi: carolIMPI, expiresAt: 1_893_453_000 + 3_600, callID: "c-\(instance)", cseq: 1,
+                        scheme: .digest))
+            }
+            try await h.storage.apply(upserts: bindings, removals: [])
+            var request = try invite(to: carolIMPU + ";gr=urn:uuid:phone")
+            request.headers.append(.pAssertedIdentity, "<\(aliceIMPU)>")
+            #expect(await call(h, request).0?.statusCode == 200)
+            #expect(await phone.seen.first { $0.method == .invite } != nil)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(laptop.seen.all.isEmpty)
+        }
+        await laptop.endpoint.shutdown()
+        await phone.endpoint.shutdown()
+    }
 }
