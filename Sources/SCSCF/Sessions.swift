@@ -100,7 +100,8 @@ extension Registrar {
     {
         var hop = peer
         if !hop.isLooseRouting { hop.parameters.set("lr", nil) }
-        await proxy.forward(request, transaction: transaction, to: [ProxyTarget(uri: request.uri, route: [SIPAddress(hop)])])
+        await proxy.forward(
+            request, transaction: transaction, to: [ProxyTarget(uri: request.uri, route: [SIPAddress(hop)])])
     }
 
     /// TS 24.229 5.4.3.2: the served user on the originating side. From a trusted node (the

@@ -35,16 +35,24 @@ public struct EdgeHarness: Sendable {
                 publicIdentities: [PublicIdentity(uri: "sip:alice@ims.example.com")],
                 allowedSchemes: [.digest, .trustedNode],
                 ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
-        var scscfSettings = SCSCFConfiguration(
-            homeDomain: "ims.example.com", hostPort: "127.0.0.1", trustedNodes: ["127.0.0.1"])
-        scscfSettings.labTrustsPlainTransport = true
-        let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
         var scscfConfig = SIPEndpointConfiguration()
         scscfConfig.tcpPort = 0
+        // The registrar needs the bound port (its Service-Route names it): plugged in after.
+        let lateRegistrar = Mutex<Registrar?>(nil)
         let scscf = try SIPEndpoint(
-            configuration: scscfConfig, handler: registrar.handler, sessionHandler: registrar.sessionHandler)
+            configuration: scscfConfig,
+            handler: { request, peer in await lateRegistrar.withLock { $0 }?.handle(request, from: peer) },
+            sessionHandler: { request, transaction in
+                await lateRegistrar.withLock { $0 }?.session(request, transaction)
+            })
         try await scscf.start()
+        var scscfSettings = SCSCFConfiguration(
+            homeDomain: "ims.example.com", hostPort: "127.0.0.1:\(scscf.address(.tcp)?.port ?? 0)",
+            trustedNodes: ["127.0.0.1"])
+        scscfSettings.labTrustsPlainTransport = true
+        let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
         registrar.attach(scscf)
+        lateRegistrar.withLock { $0 = registrar }
         let cert = try makeTestCertificate()
         var upstreamConfig = SIPEndpointConfiguration()
         upstreamConfig.tcpPort = 0
@@ -65,19 +73,20 @@ public struct EdgeHarness: Sendable {
                 guard let edge = late.value else { return }
                 await edge.session(request, transaction)
             })
+        try await toSCSCF.start()
         var config = EdgeConfiguration(
             scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
         config.flowCloseGrace = grace
         config.terminatingPeers = terminatingPeers
         let waf = TestWAF()
         var edgeSettings = EPCSCFConfiguration(
-            homeDomain: "ims.example.com", hostPort: "127.0.0.1", authorizationServer: TestWAF.issuer)
+            homeDomain: "ims.example.com", hostPort: "127.0.0.1:\(toSCSCF.address(.tcp)?.port ?? 0)",
+            authorizationServer: TestWAF.issuer)
         edgeSettings.homeWWSFs = [origin]
         let processor = RegisterProcessor(
             configuration: edgeSettings, tokens: TokenValidator(issuers: [waf.trusted], audience: TestWAF.audience))
         let edge = EdgeProxy(configuration: config, processor: processor, sip: toSCSCF, logger: .init(label: "test"))
         late.set(edge)
-        try await toSCSCF.start()
         return EdgeHarness(
             waf: waf, storage: storage, scscf: scscf, toSCSCF: toSCSCF, edge: edge, location: location,
             registrar: registrar)
