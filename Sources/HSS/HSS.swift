@@ -37,6 +37,9 @@ public final class HSS: Sendable {
     /// no database read. Provisioning changes (a bar, a new IMPU) apply within that time.
     let cache = Mutex<[String: CachedSubscription]>([:])
     let cacheLifetime: Duration
+    /// Which IMPI owns an IMPU, read in the last `cacheLifetime`: a call looks its caller
+    /// up by IMPU, twice per call with a Digest challenge (an LIR-like query).
+    let owners = Mutex<[String: (impi: String, read: ContinuousClock.Instant)]>([:])
 
     /// A record as read, with its implicit registration set worked out once per read rather
     /// than once per REGISTER.
@@ -68,6 +71,27 @@ public final class HSS: Sendable {
     /// The subscriber, from the cache when it is fresh enough.
     public func subscriber(impi: String) async throws -> SubscriberRecord? {
         try await subscription(impi: impi)?.record
+    }
+
+    /// The subscriber that owns a public identity, from the caches when they are fresh.
+    public func subscriber(impu: String) async throws -> SubscriberRecord? {
+        let now = ContinuousClock.now
+        if let owner = owners.withLock({ $0[impu] }), now - owner.read < cacheLifetime,
+            let entry = cachedSubscription(impi: owner.impi)
+        {
+            return entry.record
+        }
+        guard let record = try await store.subscriber(impu: impu) else { return nil }
+        let entry = CachedSubscription(record, read: now)
+        owners.withLock { table in
+            if table.count > 100_000 { table.removeAll(keepingCapacity: true) }
+            table[impu] = (record.impi, now)
+        }
+        cache.withLock { table in
+            if table.count > 100_000 { table.removeAll(keepingCapacity: true) }
+            table[record.impi] = entry
+        }
+        return record
     }
 
     func subscription(impi: String) async throws -> CachedSubscription? {

@@ -122,7 +122,7 @@ extension Registrar {
             guard let from = try? request.headers.from.uri.publicIdentity else { return reply(request, 400) }
             let subscriber: SubscriberRecord
             do {
-                guard let owner = try await hss.store.subscriber(impu: from) else {
+                guard let owner = try await hss.subscriber(impu: from) else {
                     return reply(request, 403, "Unknown Caller")
                 }
                 subscriber = owner

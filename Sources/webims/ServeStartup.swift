@@ -74,19 +74,7 @@ extension Serve {
         // The registrar needs the port actually bound (for Service-Route), so it is
         // plugged in once the listeners are up; until then requests get 503.
         let late = LateBound<Registrar>()
-        let endpoint = try SIPEndpoint(
-            configuration: sip, logger: c.logger,
-            handler: { request, peer in
-                guard let registrar = late.value else { return notReady(request) }
-                return await registrar.handle(request, from: peer)
-            },
-            sessionHandler: { request, transaction in
-                guard let registrar = late.value else {
-                    if request.method != .ack { transaction.respond(notReady(request)) }
-                    return
-                }
-                await registrar.session(request, transaction)
-            })
+        let endpoint = try sipEndpoint(sip, logger: c.logger, serving: late)
         try await endpoint.start()
         let boundPort = endpoint.address(.udp)?.port ?? sipPort
         // The co-located eP-CSCF calls in process: trusted for that, never by address.
@@ -163,19 +151,7 @@ extension Serve {
             allowed: Set((c.roles.contains(.wwsf) ? [c.wwsfOrigin] : []) + allowedOrigin), allowMissing: allowNoOrigin)
         webSocket.originPolicy = { origins.verdict($0) }
         upstream.webSocket = webSocket
-        let sip = try SIPEndpoint(
-            configuration: upstream, logger: c.logger,
-            handler: { request, peer in
-                guard let edge = lateEdge.value else { return notReady(request) }
-                return await edge.handle(request, from: peer)
-            },
-            sessionHandler: { request, transaction in
-                guard let edge = lateEdge.value else {
-                    if request.method != .ack { transaction.respond(notReady(request)) }
-                    return
-                }
-                await edge.session(request, transaction)
-            })
+        let sip = try sipEndpoint(upstream, logger: c.logger, serving: lateEdge)
         try await sip.start()
         func trimmed(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
         let homeRemote = homeWafIssuer.map(trimmed)

@@ -1,8 +1,11 @@
 import ArgumentParser
+import EPCSCF
 import Foundation
 import LocalPKI
+import Logging
 import NIOCore
 import NIOSSL
+import SCSCF
 import SIPCore
 import SIPTransport
 import Synchronization
@@ -95,6 +98,36 @@ enum Role: String, CaseIterable {
 @inline(never)
 func notReady(_ request: SIPRequest) -> SIPResponse {
     SIPResponse(replyingTo: request, statusCode: 503, toTag: randomToken(length: 8))
+}
+
+/// A function with a SIP endpoint of its own: REGISTER and SUBSCRIBE answered once, every
+/// other request driven through its server transaction.
+protocol SIPFunction: Sendable {
+    func handle(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse?
+    func session(_ request: SIPRequest, _ transaction: SIPServerTransaction) async
+}
+
+extension Registrar: SIPFunction {}
+extension EdgeProxy: SIPFunction {}
+
+/// The endpoint of a function made once the endpoint's listeners are up (it names their
+/// ports): until then every request gets 503.
+func sipEndpoint<Function: SIPFunction>(
+    _ configuration: SIPEndpointConfiguration, logger: Logger, serving late: LateBound<Function>
+) throws -> SIPEndpoint {
+    try SIPEndpoint(
+        configuration: configuration, logger: logger,
+        handler: { request, peer in
+            guard let function = late.value else { return notReady(request) }
+            return await function.handle(request, from: peer)
+        },
+        sessionHandler: { request, transaction in
+            guard let function = late.value else {
+                if request.method != .ack { transaction.respond(notReady(request)) }
+                return
+            }
+            await function.session(request, transaction)
+        })
 }
 
 /// A value that exists only after start-up, read from request handlers.

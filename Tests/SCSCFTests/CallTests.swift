@@ -84,6 +84,13 @@ func invite(to target: String, from caller: String = aliceIMPU, proxyAuthorizati
     return request
 }
 
+/// An INVITE as the trusted node (the eP-CSCF's place) sends it: asserting alice.
+func asserted(_ target: String) throws -> SIPRequest {
+    var request = try invite(to: target)
+    request.headers.append(.pAssertedIdentity, "<\(aliceIMPU)>")
+    return request
+}
+
 /// The final response and every status the caller saw, for one INVITE.
 func call(_ h: Harness, _ request: SIPRequest) async -> (SIPResponse?, [Int]) {
     let seen = Seen<SIPResponse>()
@@ -135,11 +142,6 @@ func call(_ h: Harness, _ request: SIPRequest) async -> (SIPResponse?, [Int]) {
             // From the trusted node (the eP-CSCF's place): the asserted identity must be registered.
             try await h.storage.apply(
                 upserts: [binding(aliceIMPU, impi: aliceIMPI, contact: "sip:alice@127.0.0.1:5060")], removals: [])
-            func asserted(_ target: String) throws -> SIPRequest {
-                var request = try invite(to: target)
-                request.headers.append(.pAssertedIdentity, "<\(aliceIMPU)>")
-                return request
-            }
             try await addCarol(h, at: nil)
             #expect(await call(h, try asserted(carolIMPU)).0?.statusCode == 480)
             #expect(await call(h, try asserted("sip:nobody@ims.example.com")).0?.statusCode == 404)
@@ -188,11 +190,6 @@ func call(_ h: Harness, _ request: SIPRequest) async -> (SIPResponse?, [Int]) {
         }) { h async throws in
             try await h.storage.apply(
                 upserts: [binding(aliceIMPU, impi: aliceIMPI, contact: "sip:alice@127.0.0.1:5060")], removals: [])
-            func asserted(_ target: String) throws -> SIPRequest {
-                var request = try invite(to: target)
-                request.headers.append(.pAssertedIdentity, "<\(aliceIMPU)>")
-                return request
-            }
             #expect(await call(h, try asserted("sip:bob@other.example")).0?.statusCode == 200)
             let there = try #require(await network.seen.first { $0.method == .invite })
             #expect(there.uri.description == "sip:bob@other.example")

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Where the transaction layer arms its timers: the event loop in service, a
@@ -14,12 +15,17 @@ public struct SIPScheduledTimer: Sendable {
     public func cancel() { stop() }
 }
 
-/// The event loop's own scheduler.
+/// The event loop's own scheduler: the loop of the thread that arms the timer when it runs
+/// one (a message's transaction is handled on the loop that read it), else `eventLoop`.
+/// Arming a timer on another thread's loop wakes that thread (an eventfd write and a task
+/// switch): a call through the S-CSCF arms and stops about ten, and that wake-up was the
+/// largest cost of a call (perf, scripts/bench-calls).
 struct EventLoopClock: SIPClock {
     let eventLoop: any EventLoop
 
     func schedule(in delay: TimeAmount, _ task: @escaping @Sendable () -> Void) -> SIPScheduledTimer {
-        let scheduled = eventLoop.scheduleTask(in: delay, task)
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? eventLoop
+        let scheduled = loop.scheduleTask(in: delay, task)
         return SIPScheduledTimer { scheduled.cancel() }
     }
 }
