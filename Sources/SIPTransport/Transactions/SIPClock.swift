@@ -15,18 +15,89 @@ public struct SIPScheduledTimer: Sendable {
     public func cancel() { stop() }
 }
 
-/// The event loop's own scheduler: the loop of the thread that arms the timer when it runs
-/// one (a message's transaction is handled on the loop that read it), else `eventLoop`.
-/// Arming a timer on another thread's loop wakes that thread (an eventfd write and a task
-/// switch): a call through the S-CSCF arms and stops about ten, and that wake-up was the
-/// largest cost of a call (perf, scripts/bench-calls).
+/// The transaction layer's clock in service. Short timers (retransmissions: A, E, G, under
+/// a second) go to the event loop's scheduler — on the loop of the thread that arms them
+/// when it runs one, since arming a timer on another thread's loop wakes that thread (an
+/// eventfd write and a task switch; it was the largest cost of a call, scripts/bench-calls).
+/// Timeouts of a second or more (B, C, D, F, H, I, K, L, M) go to a `TimerWheel`: at a few
+/// hundred calls a second tens of thousands of them are pending, and the event loop's heap
+/// removes a cancelled one by a linear search.
 struct EventLoopClock: SIPClock {
     let eventLoop: any EventLoop
+    let wheel: TimerWheel
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        wheel = TimerWheel(eventLoop: eventLoop)
+    }
 
     func schedule(in delay: TimeAmount, _ task: @escaping @Sendable () -> Void) -> SIPScheduledTimer {
+        if delay >= TimerWheel.shortest { return wheel.schedule(in: delay, task) }
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? eventLoop
         let scheduled = loop.scheduleTask(in: delay, task)
         return SIPScheduledTimer { scheduled.cancel() }
+    }
+}
+
+/// A hashed timing wheel (Varghese and Lauck) for timeouts that may fire up to one tick
+/// late: arming is an append, cancelling a flag, and one task on the loop moves the hand
+/// every tick.
+final class TimerWheel: Sendable {
+    static let tick = TimeAmount.milliseconds(100)
+    static let shortest = TimeAmount.seconds(1)
+    static let slots = 512
+
+    final class Timer: Sendable {
+        let task: @Sendable () -> Void
+        let cancelled = Atomic(false)
+        init(_ task: @escaping @Sendable () -> Void) { self.task = task }
+    }
+
+    struct State {
+        var now: Int64 = 0
+        var slots = [[(due: Int64, timer: Timer)]](repeating: [], count: TimerWheel.slots)
+        var turning = false
+    }
+
+    let eventLoop: any EventLoop
+    let state = Mutex(State())
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func schedule(in delay: TimeAmount, _ task: @escaping @Sendable () -> Void) -> SIPScheduledTimer {
+        let ticks = max(1, (delay.nanoseconds + Self.tick.nanoseconds - 1) / Self.tick.nanoseconds)
+        let timer = Timer(task)
+        let start = state.withLock { state -> Bool in
+            let due = state.now + ticks
+            state.slots[Int(due % Int64(Self.slots))].append((due, timer))
+            defer { state.turning = true }
+            return !state.turning
+        }
+        if start {
+            eventLoop.scheduleRepeatedTask(initialDelay: Self.tick, delay: Self.tick) { [weak self] task in
+                guard let self else { return task.cancel() }
+                self.advance()
+            }
+        }
+        return SIPScheduledTimer { timer.cancelled.store(true, ordering: .relaxed) }
+    }
+
+    /// One tick on: runs what is due, outside the lock (a timer may arm others).
+    func advance() {
+        let due = state.withLock { state -> [Timer] in
+            state.now += 1
+            let index = Int(state.now % Int64(Self.slots))
+            guard !state.slots[index].isEmpty else { return [] }
+            var fired: [Timer] = []
+            let now = state.now
+            state.slots[index].removeAll { entry in
+                guard entry.due <= now else { return false }
+                fired.append(entry.timer)
+                return true
+            }
+            return fired
+        }
+        for timer in due where !timer.cancelled.load(ordering: .relaxed) { timer.task() }
     }
 }
 
