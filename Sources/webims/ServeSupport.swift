@@ -31,6 +31,12 @@ enum MemoryTrimmer {
         let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
         let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD in glibc's malloc.h
         _ = mallopt(mmapThreshold, 16 * 1024)
+        // A fixed mmap threshold fixes the trim threshold at 128 KiB too: each thread's
+        // arena then gave memory back, and took it again, with an mprotect every few
+        // messages — about seven per call through the S-CSCF (strace, scripts/bench-calls).
+        // Up to 16 MiB free stays in the arena; `afterLoad` still trims after a burst.
+        let trimThreshold: Int32 = -1  // M_TRIM_THRESHOLD
+        _ = mallopt(trimThreshold, 16 << 20)
     }
 
     /// The connection count at the last trim.

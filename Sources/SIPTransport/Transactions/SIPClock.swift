@@ -90,7 +90,10 @@ final class TimerWheel: Sendable {
             guard !state.slots[index].isEmpty else { return [] }
             var fired: [Timer] = []
             let now = state.now
+            // Cancelled timers leave when the hand passes them, due or not: memory holds at
+            // most one turn of them, though Timer C runs for three minutes.
             state.slots[index].removeAll { entry in
+                if entry.timer.cancelled.load(ordering: .relaxed) { return true }
                 guard entry.due <= now else { return false }
                 fired.append(entry.timer)
                 return true
