@@ -53,14 +53,13 @@ extension Registrar {
         // TS 24.229 5.4.3.2: the originating side is what came by our Service-Route (`orig`),
         // or anything from a node we do not trust (a phone registered here).
         let fromTrusted = isTrusted(transaction.peer)
+        // A trusted node's request without `orig` is terminating (5.4.3.3): from the
+        // I-CSCF's place or an AS, for one of our users, whoever it names as the caller.
         if !fromTrusted || ours.contains(where: { $0.uri.sipURI?.user == "orig" }) {
             if let refusal = await originating(&request, from: transaction.peer, trusted: fromTrusted) {
                 transaction.respond(refusal)
                 return
             }
-        } else if request.headers.values(.pAssertedIdentity).isEmpty {
-            transaction.respond(reply(request, 403, "No Asserted Identity"))
-            return
         }
         // A Route left after ours (loose routing) names the next hop: follow it.
         if request.headers.contains(.route) {

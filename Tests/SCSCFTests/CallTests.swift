@@ -146,8 +146,12 @@ func call(_ h: Harness, _ request: SIPRequest) async -> (SIPResponse?, [Int]) {
             #expect(await call(h, try asserted(carolIMPU)).0?.statusCode == 480)
             #expect(await call(h, try asserted("sip:nobody@ims.example.com")).0?.statusCode == 404)
             #expect(await call(h, try asserted("sip:bob@elsewhere.example")).0?.statusCode == 404)
-            // Without an asserted identity a trusted node's INVITE names nobody: 403.
-            #expect(await call(h, try invite(to: carolIMPU)).0?.statusCode == 403)
+            // Without `orig` a trusted node's INVITE is terminating: routed whoever calls
+            // (480: carol has no contact); with `orig` it must name its caller (403).
+            #expect(await call(h, try invite(to: carolIMPU)).0?.statusCode == 480)
+            var originating = try invite(to: carolIMPU)
+            originating.headers.prepend(.route, "<sip:orig@127.0.0.1:\(h.destination().port);lr>")
+            #expect(await call(h, originating).0?.statusCode == 403)
             try await h.storage.apply(
                 upserts: [binding(carolIMPU, impi: carolIMPI, contact: "sip:carol@127.0.0.1:\(busy.port)")],
                 removals: [])
