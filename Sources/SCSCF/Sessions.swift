@@ -57,7 +57,12 @@ extension Registrar {
         // I-CSCF's place or an AS, for one of our users, whoever it names as the caller.
         if !fromTrusted || ours.contains(where: { $0.uri.sipURI?.user == "orig" }) {
             if let refusal = await originating(&request, from: transaction.peer, trusted: fromTrusted) {
-                transaction.respond(refusal)
+                // A challenge is given again for a retransmission: nothing to keep for it.
+                if refusal.statusCode == 407 {
+                    transaction.respondStatelessly(refusal)
+                } else {
+                    transaction.respond(refusal)
+                }
                 return
             }
         }

@@ -121,6 +121,25 @@ public struct SIPServerTransaction: Sendable {
         }
     }
 
+    /// Sends a final response and ends the transaction at once, as a stateless element
+    /// would (RFC 3261 §16.11): no retransmission timers, no wait for the ACK; a
+    /// retransmitted request is taken as new. For answers that cost nothing to give again —
+    /// a Digest challenge (Kamailio's proxy_challenge answers so too).
+    public func respondStatelessly(_ response: SIPResponse) {
+        guard let core, case .kept(let key) = kind else {
+            respond(response)
+            return
+        }
+        core.runServer(key) { entry in
+            var actions = entry.machine.respond(response).filter {
+                if case .arm = $0 { return false }
+                return true
+            }
+            actions.append(.terminate)
+            return actions
+        }
+    }
+
     /// Ends the transaction without an answer (a request the TU drops).
     public func abandon() {
         guard let core, case .kept(let key) = kind else { return }
