@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import SIPCore
 
 /// A "connection" between two endpoints of this process (the co-located eP-CSCF and
@@ -12,8 +13,11 @@ struct InProcessLink: SIPConnection {
     /// link the answers take back).
     let target: SIPEndpointCore
     let source: SIPEndpointCore
-    /// Every message of one direction is delivered on one event loop, in order (a 180
-    /// before its 200, an INVITE before its CANCEL), and never inside the writer's lock.
+    /// Where a message is delivered when the writer runs on no event loop. A writer on one
+    /// has it delivered on that same loop, later: in the order it wrote (a 180 before its
+    /// 200, an INVITE before its CANCEL), never inside the writer's lock, and without
+    /// waking another thread (an eventfd write and a futex per message when every message
+    /// crossed to one fixed loop; strace, scripts/bench-calls' WSS path).
     let loop: any EventLoop
 
     var transport: SIPTransportProtocol { .tcp }
@@ -25,7 +29,7 @@ struct InProcessLink: SIPConnection {
         let peer = SIPPeer(
             transport: .tcp, remoteAddress: SIPPeer.inProcessAddress, localAddress: nil, connection: back)
         let target = self.target
-        loop.execute {
+        (MultiThreadedEventLoopGroup.currentEventLoop ?? loop).execute {
             switch message {
             case .request(let request): target.receive(request, from: peer)
             case .response(let response): target.receive(response, from: peer)
