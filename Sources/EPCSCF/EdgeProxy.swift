@@ -98,15 +98,11 @@ public final class EdgeProxy: Sendable {
         sip.whenFlowCloses { [weak self] flow in self?.flowEnded(flow) }
     }
 
-    /// Every request the eP-CSCF's endpoint takes: from a WIC's flow, or from the S-CSCF side.
+    /// Every request the eP-CSCF's endpoint answers once (REGISTER, SUBSCRIBE): from a WIC's
+    /// flow, or from the S-CSCF side.
     public func handle(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
         guard let flow = peer.flow else { return await terminating(request, from: peer) }
-        let state = flowStates.withLock { states in
-            if let known = states[flow.token] { return known }
-            let made = FlowState()
-            states[flow.token] = made
-            return made
-        }
+        let state = flowState(flow.token)
         if request.method == .ack { return nil }
         guard request.method == .register else {
             return await forwardOriginating(request, flowToken: flow.token, flow: state)
@@ -162,42 +158,22 @@ public final class EdgeProxy: Sendable {
         return fields.lazy.compactMap(\.bearerToken).first
     }
 
-    /// Other requests from a registered flow (e.g. a reg-event SUBSCRIBE) go to the S-CSCF
-    /// with our Record-Route naming the flow, so what comes back for the dialog finds it.
-    /// A flow that has not registered may send nothing else (EPC-34: 403).
+    /// A reg-event SUBSCRIBE from a flow: the checks and changes of a call's request
+    /// (`EdgeSessions.swift`), and only for the flow's own registration; answered once.
     func forwardOriginating(_ request: SIPRequest, flowToken: String, flow: FlowState) async -> SIPResponse {
-        let registered: Set<String>
-        switch credentialGate(flow) {
-        case .registered(let identities): registered = identities
-        case .tokenEnded: return processor.tokenEnded(request)
-        case .notRegistered(let reason):
-            return SIPResponse(
-                replyingTo: request, statusCode: 403, reasonPhrase: reason, toTag: randomToken(length: 8))
-        }
-        // Only identities registered over this flow may be asserted (P-Asserted-Identity) or
-        // watched (reg event): one WIC cannot speak or listen for another.
-        guard let from = (try? request.headers.from)?.uri.publicIdentity, registered.contains(from) else {
-            return SIPResponse(
-                replyingTo: request, statusCode: 403, reasonPhrase: "Identity Not Registered",
-                toTag: randomToken(length: 8))
-        }
-        if request.method == .subscribe, let target = request.uri.publicIdentity, !registered.contains(target) {
-            return SIPResponse(
-                replyingTo: request, statusCode: 403, reasonPhrase: "Not Your Registration",
-                toTag: randomToken(length: 8))
-        }
         var upstream = request
-        // RFC 3261 §16.3 (Max-Forwards, loops, Proxy-Require) and §16.4: our own Route
-        // entries (the Path the WIC learnt) are consumed here.
-        if let refusal = proxy.validate(&upstream) { return refusal }
-        proxy.preprocessRoute(&upstream)
-        upstream.headers.removeAll(.pAssertedIdentity)
-        if let from = try? upstream.headers.from {
-            upstream.headers.append(.pAssertedIdentity, SIPAddress(uri: from.uri).description)
+        let route: [SIPAddress]
+        switch prepareOriginating(&upstream, flow: flow, flowToken: flowToken) {
+        case .refused(let refusal): return refusal
+        case .route(let routeSet): route = routeSet
         }
-        upstream.headers.prepend(.recordRoute, flowURI(flowToken).description)
-        // Whatever route the WIC gave, the next hop is our S-CSCF.
-        return await proxy.forward(upstream, to: [ProxyTarget(uri: upstream.uri, route: [scscfRoute])], inbound: .wss)
+        // One WIC cannot watch another's registration.
+        if let target = request.uri.publicIdentity, !flow.state.withLock({ $0.registeredIMPUs.contains(target) }) {
+            return refusal(request, 403, "Not Your Registration")
+        }
+        return await proxy.forward(
+            upstream, to: [ProxyTarget(uri: upstream.uri, route: route, destination: configuration.scscf)],
+            inbound: .wss)
     }
 
     /// The S-CSCF as a loose route (`;lr`).
@@ -253,26 +229,14 @@ public final class EdgeProxy: Sendable {
                 parameters: [SIPParameter("lr"), SIPParameter("transport", transport.rawValue.lowercased())]))
     }
 
-    /// A request from the S-CSCF side for a flow (by the flow token in the top Route):
-    /// down the WebSocket, and the WIC's answer back; 430 when the flow is gone (RFC 5626).
+    /// A request from the S-CSCF side for a flow, answered once (one that is not a call's):
+    /// down the WebSocket, and the WIC's answer back.
     public func terminating(_ request: SIPRequest, from peer: SIPPeer) async -> SIPResponse? {
-        guard configuration.terminatingPeers.admits(peer) else {
-            // Counted, logged at debug only: anyone who reaches the port could flood the log.
-            EdgeMetrics.foreignFlowRequests.increment()
-            logger.debug("request for a flow from \(peer), not one of our S-CSCFs: refused")
+        switch towardsFlow(request, from: peer) {
+        case .refused(let refusal): return refusal
+        case .down(let downstream, let token):
             if request.method == .ack { return nil }
-            return SIPResponse(
-                replyingTo: request, statusCode: 403, reasonPhrase: "Not A Trusted Node", toTag: randomToken(length: 8))
+            return await sip.send(downstream, overFlow: token)
         }
-        var downstream = request
-        guard let index = downstream.headers.firstIndex(named: .route),
-            let route = try? SIPAddress.parse(downstream.headers[index].value), let token = route.uri.sipURI?.user
-        else { return SIPResponse(replyingTo: request, statusCode: 404, toTag: randomToken(length: 8)) }
-        downstream.headers.remove(at: index)
-        guard sip.hasFlow(token) else {
-            return SIPResponse(replyingTo: request, statusCode: 430, toTag: randomToken(length: 8))
-        }
-        if request.method == .ack { return nil }
-        return await sip.send(downstream, overFlow: token)
     }
 }

@@ -36,38 +36,55 @@ extension EdgeProxy {
     /// TS 24.229 5.2.6.3: a request from a WIC's flow.
     func originating(_ request: SIPRequest, _ transaction: SIPServerTransaction, flowToken: String) async {
         let flow = flowState(flowToken)
-        let verdict = credentialGate(flow)
         if request.method == .ack {
             // An ACK for a 2xx, end to end: to our S-CSCF, whatever route the WIC gave, and
             // only from a flow that may still send.
-            if case .registered = verdict { await proxy.forwardACK(request, to: configuration.scscf) }
-            return
-        }
-        let registered: Set<String>
-        switch verdict {
-        case .registered(let identities): registered = identities
-        case .tokenEnded:
-            transaction.respond(processor.tokenEnded(request))
-            return
-        case .notRegistered(let reason):
-            transaction.respond(refusal(request, 403, reason))
+            if case .registered = credentialGate(flow) { await proxy.forwardACK(request, to: configuration.scscf) }
             return
         }
         var upstream = request
-        // RFC 3261 §16.3 (Max-Forwards, loops, Proxy-Require) and §16.4: our own Route
-        // entries (our Record-Route in the dialog's route set) are consumed here.
-        if let refusal = proxy.validate(&upstream) {
+        let route: [SIPAddress]
+        switch prepareOriginating(&upstream, flow: flow, flowToken: flowToken) {
+        case .refused(let refusal):
             transaction.respond(refusal)
             return
+        case .route(let routeSet): route = routeSet
         }
+        // Whatever the request names, the next hop is our S-CSCF.
+        await proxy.forward(
+            upstream, transaction: transaction,
+            to: [ProxyTarget(uri: upstream.uri, route: route, destination: configuration.scscf)])
+    }
+
+    /// A flow's request made ready to go on (with the route to send it by), or refused.
+    enum Originating {
+        case refused(SIPResponse)
+        case route([SIPAddress])
+    }
+
+    /// What every request a flow originates goes through (TS 24.229 5.2.6.3), a call's or a
+    /// SUBSCRIBE's: the flow's credential gate, §16.3 validation and our Route entries
+    /// consumed, the sender checked, the identity asserted; for a new request the
+    /// Service-Route (returned: the route to send it by), a fresh icid and a Record-Route
+    /// naming the flow. Else the refusal.
+    func prepareOriginating(_ upstream: inout SIPRequest, flow: FlowState, flowToken: String)
+        -> Originating
+    {
+        let request = upstream
+        let registered: Set<String>
+        switch credentialGate(flow) {
+        case .registered(let identities): registered = identities
+        case .tokenEnded: return .refused(processor.tokenEnded(request))
+        case .notRegistered(let reason): return .refused(refusal(request, 403, reason))
+        }
+        // RFC 3261 §16.3 (Max-Forwards, loops, Proxy-Require) and §16.4: our own Route
+        // entries (our Record-Route in the dialog's route set) are consumed here.
+        if let refusal = proxy.validate(&upstream) { return .refused(refusal) }
         proxy.preprocessRoute(&upstream)
         let inDialog = (try? upstream.headers.to.tag) != nil
         // Only identities registered over this flow may be named (issue 26): one WIC cannot
         // speak for another, in From as in what is asserted.
-        if !inDialog, let refusal = checkSender(upstream, registered: registered) {
-            transaction.respond(refusal)
-            return
-        }
+        if !inDialog, let refusal = checkSender(upstream, registered: registered) { return .refused(refusal) }
         // TS 24.229 5.2.6.3.3: P-Preferred-Identity → P-Asserted-Identity when registered
         // here, else the default IMPU; whatever the WIC asserted itself is dropped.
         let preferred = upstream.headers.values(.pPreferredIdentity).first
@@ -77,22 +94,16 @@ extension EdgeProxy {
         upstream.headers.removeAll(.pPreferredIdentity)
         upstream.headers.removeAll(.pAssertedIdentity)
         if let asserted { upstream.headers.append(.pAssertedIdentity, "<\(asserted)>") }
-        var route: [SIPAddress] = []
-        if !inDialog {
-            // The Service-Route the registration learnt goes in front (third-party WICs such
-            // as JsSIP send none); a Route the WIC wrote goes (TS 24.229 5.2.6.3.3).
-            upstream.headers.removeAll(.route)
-            route = serviceRoute(flow)
-            upstream.headers[.pChargingVector] =
-                "icid-value=\"\(randomICID())\";orig-ioi=\(processor.configuration.networkID)"
-            if SIPProxyCore.createsDialog(upstream) {
-                upstream.headers.prepend(.recordRoute, flowURI(flowToken).description)
-            }
+        guard !inDialog else { return .route([]) }
+        // The Service-Route the registration learnt goes in front (third-party WICs such
+        // as JsSIP send none); a Route the WIC wrote goes (TS 24.229 5.2.6.3.3).
+        upstream.headers.removeAll(.route)
+        upstream.headers[.pChargingVector] =
+            "icid-value=\"\(randomICID())\";orig-ioi=\(processor.configuration.networkID)"
+        if SIPProxyCore.createsDialog(upstream) {
+            upstream.headers.prepend(.recordRoute, flowURI(flowToken).description)
         }
-        // Whatever the request names, the next hop is our S-CSCF.
-        await proxy.forward(
-            upstream, transaction: transaction,
-            to: [ProxyTarget(uri: upstream.uri, route: route, destination: configuration.scscf)])
+        return .route(serviceRoute(flow))
     }
 
     /// nil when the From identity is one the flow registered (or anonymous, RFC 3323);
@@ -118,37 +129,47 @@ extension EdgeProxy {
         return [orig]
     }
 
-    /// TS 24.229 5.2.6.4: a request from the S-CSCF side for a flow (the flow token in the
-    /// top Route, from our Path or Record-Route) goes down it; 430 when it is gone.
-    func terminating(_ request: SIPRequest, _ transaction: SIPServerTransaction) async {
-        guard configuration.terminatingPeers.admits(transaction.peer) else {
+    /// Where a request from the S-CSCF side for a flow stands: refused (nil for an ACK,
+    /// which is never answered), or what goes down which flow.
+    enum FlowRequest {
+        case refused(SIPResponse?)
+        case down(SIPRequest, flowToken: String)
+    }
+
+    /// TS 24.229 5.2.6.4, RFC 5626: the checks on a request for a flow, for a call's and
+    /// any other alike — one of our S-CSCFs sent it (docs/security.md), the flow token in
+    /// the top Route is ours (taken off), §16.3 validation, the flow still open (430).
+    func towardsFlow(_ request: SIPRequest, from peer: SIPPeer) -> FlowRequest {
+        let ack = request.method == .ack
+        guard configuration.terminatingPeers.admits(peer) else {
             // Counted, logged at debug only: anyone who reaches the port could flood the log.
             EdgeMetrics.foreignFlowRequests.increment()
-            logger.debug("request for a flow from \(transaction.peer), not one of our S-CSCFs: refused")
-            if request.method != .ack { transaction.respond(refusal(request, 403, "Not A Trusted Node")) }
-            return
+            logger.debug("request for a flow from \(peer), not one of our S-CSCFs: refused")
+            return .refused(ack ? nil : refusal(request, 403, "Not A Trusted Node"))
         }
         var downstream = request
         guard let index = downstream.headers.firstIndex(named: .route),
-            let top = try? SIPAddress.parse(downstream.headers[index].value), let token = top.uri.sipURI?.user,
-            top.uri.sipURI.map({ proxy.isOurs($0) }) ?? false
-        else {
-            if request.method != .ack { transaction.respond(refusal(request, 404, "No Flow Named")) }
-            return
-        }
+            let top = try? SIPAddress.parse(downstream.headers[index].value), let uri = top.uri.sipURI,
+            let token = uri.user, proxy.isOurs(uri)
+        else { return .refused(ack ? nil : refusal(request, 404, "No Flow Named")) }
         downstream.headers.remove(at: index)
+        if let refusal = proxy.validate(&downstream) { return .refused(ack ? nil : refusal) }
+        guard ack || sip.hasFlow(token) else { return .refused(refusal(request, 430, "Flow Failed")) }
+        return .down(downstream, flowToken: token)
+    }
+
+    /// A call's request for a flow: down it through a client transaction, Record-Routed.
+    func terminating(_ request: SIPRequest, _ transaction: SIPServerTransaction) async {
+        var downstream: SIPRequest
+        let token: String
+        switch towardsFlow(request, from: transaction.peer) {
+        case .refused(let refusal):
+            if let refusal { transaction.respond(refusal) }
+            return
+        case .down(let request, let flowToken): (downstream, token) = (request, flowToken)
+        }
         if request.method == .ack {
-            var ack = downstream
-            guard proxy.validate(&ack) == nil else { return }
-            await sip.sendStatelessly(ack, to: .flow(token))
-            return
-        }
-        if let refusal = proxy.validate(&downstream) {
-            transaction.respond(refusal)
-            return
-        }
-        guard sip.hasFlow(token) else {
-            transaction.respond(refusal(request, 430, "Flow Failed"))
+            await sip.sendStatelessly(downstream, to: .flow(token))
             return
         }
         // RFC 3325 §7: the WIC is not a trusted node — an identity the caller asked to

@@ -40,7 +40,6 @@ extension EdgeProxy {
             if contacts.allSatisfy({ $0.expires == 0 }) { removing = true }
         }
         let instance = ours?.instance
-        let serviceRoute = removing ? [] : answer.headers.fieldValues(.serviceRoute)
         let cseq = (try? upstream.headers.cseq)?.sequence ?? 0
         // A refresh of what the flow keeps changes only its CSeq; anything else is kept anew.
         let (kept, grantedAsAsked) =
@@ -62,6 +61,8 @@ extension EdgeProxy {
             until = seconds.map { Int64(processor.clock().timeIntervalSince1970) + $0 }
         }
         let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
+        // The Service-Route is read when the registration is new, not on each refresh.
+        let serviceRoute = removing ? [] : refresh ? nil : answer.headers.fieldValues(.serviceRoute)
         let replacement = removing || refresh ? nil : KeptRegistration(upstream)
         let current = removing ? nil : instance
         let previousInstance = flow.state.withLock { state -> String? in
@@ -76,7 +77,7 @@ extension EdgeProxy {
             state.lastCSeq = cseq
             state.registeredIMPUs = removing ? [] : associated
             state.defaultIMPU = removing ? nil : ordered?.first ?? state.defaultIMPU
-            if state.serviceRoute != serviceRoute { state.serviceRoute = serviceRoute }
+            if let serviceRoute { state.serviceRoute = serviceRoute }
             state.registeredFrom = removing ? nil : associatedFrom
             state.token = removing ? nil : token
             state.registeredUntil = until

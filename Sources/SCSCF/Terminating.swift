@@ -24,7 +24,7 @@ extension Registrar {
             return .answer(reply(request, 500, "Store Unavailable"))
         }
         guard !bindings.isEmpty else {
-            let known = (try? await hss.store.subscriber(impu: target)) != nil
+            let known = (try? await hss.subscriber(impu: target)) != nil
             return .answer(reply(request, known ? 480 : 404, known ? "Not Registered" : nil))
         }
         // RFC 5627 §8.4: a GRUU (`gr`) names one instance of the identity: only its contact.

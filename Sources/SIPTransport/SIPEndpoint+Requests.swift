@@ -70,9 +70,7 @@ extension SIPEndpoint {
     {
         var request = request
         let branch = SIPVia.magicCookie + (branchToken.map { $0 + "." } ?? "") + randomToken()
-        // Down a flow, our Via names the WSS listener (RFC 7118 §5.2).
-        let transport = destination.flow == nil ? destination.transport : .wss
-        request.headers.prepend(.via, ourVia(for: transport, branch: branch).description)
+        request.headers.prepend(.via, ourVia(for: destination.transport, branch: branch).description)
         if !request.headers.contains(.maxForwards) { request.headers.append(.maxForwards, "70") }
         do {
             let (connection, remote) = try await self.connection(to: destination)
@@ -93,8 +91,8 @@ extension SIPEndpoint {
     /// §17.1.1.3): our Via on top, written once.
     public func sendStatelessly(_ request: SIPRequest, to destination: SIPDestination) async {
         var request = request
-        let transport = destination.flow == nil ? destination.transport : .wss
-        request.headers.prepend(.via, ourVia(for: transport, branch: SIPVia.magicCookie + randomToken()).description)
+        request.headers.prepend(
+            .via, ourVia(for: destination.transport, branch: SIPVia.magicCookie + randomToken()).description)
         guard let (connection, remote) = try? await connection(to: destination) else { return }
         core.trace?.record(
             .outgoing, .request(request), peer: remote.map { "\($0)" } ?? "connection",

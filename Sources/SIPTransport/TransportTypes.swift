@@ -154,7 +154,8 @@ public struct SIPDestination: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Down the flow `token` (its WebSocket connection).
+    /// Down the flow `token` (its WebSocket connection; our Via names the WSS listener,
+    /// RFC 7118 §5.2).
     public static func flow(_ token: String) -> SIPDestination {
         var destination = SIPDestination(transport: .wss, host: "flow", port: 0)
         destination.flow = token

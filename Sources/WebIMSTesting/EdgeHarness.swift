@@ -38,13 +38,11 @@ public struct EdgeHarness: Sendable {
         var scscfConfig = SIPEndpointConfiguration()
         scscfConfig.tcpPort = 0
         // The registrar needs the bound port (its Service-Route names it): plugged in after.
-        let lateRegistrar = Mutex<Registrar?>(nil)
+        let lateRegistrar = Late<Registrar>()
         let scscf = try SIPEndpoint(
             configuration: scscfConfig,
-            handler: { request, peer in await lateRegistrar.withLock { $0 }?.handle(request, from: peer) },
-            sessionHandler: { request, transaction in
-                await lateRegistrar.withLock { $0 }?.session(request, transaction)
-            })
+            handler: { request, peer in await lateRegistrar.value?.handle(request, from: peer) },
+            sessionHandler: { request, transaction in await lateRegistrar.value?.session(request, transaction) })
         try await scscf.start()
         var scscfSettings = SCSCFConfiguration(
             homeDomain: "ims.example.com", hostPort: "127.0.0.1:\(scscf.address(.tcp)?.port ?? 0)",
@@ -52,7 +50,7 @@ public struct EdgeHarness: Sendable {
         scscfSettings.labTrustsPlainTransport = true
         let registrar = Registrar(configuration: scscfSettings, hss: HSS(store: storage), bindings: storage)
         registrar.attach(scscf)
-        lateRegistrar.withLock { $0 = registrar }
+        lateRegistrar.set(registrar)
         let cert = try makeTestCertificate()
         var upstreamConfig = SIPEndpointConfiguration()
         upstreamConfig.tcpPort = 0
@@ -65,14 +63,11 @@ public struct EdgeHarness: Sendable {
         webSocket.originPolicy = { origins.verdict($0) }
         upstreamConfig.webSocket = webSocket
         // Requests from the flows and from the S-CSCF side go to the edge, which exists later.
-        let late = LateServer()
+        let late = Late<EdgeProxy>()
         let toSCSCF = try SIPEndpoint(
             configuration: upstreamConfig,
             handler: { request, peer in await late.value?.handle(request, from: peer) },
-            sessionHandler: { request, transaction in
-                guard let edge = late.value else { return }
-                await edge.session(request, transaction)
-            })
+            sessionHandler: { request, transaction in await late.value?.session(request, transaction) })
         try await toSCSCF.start()
         var config = EdgeConfiguration(
             scscf: SIPDestination(transport: .tcp, host: "127.0.0.1", port: scscf.address(.tcp)?.port ?? 0))
@@ -127,10 +122,11 @@ public struct EdgeHarness: Sendable {
     public func client() async throws -> RawWSSClient { try await RawWSSClient(port: wssPort) }
 }
 
-final class LateServer: Sendable {
-    let storage = Mutex<EdgeProxy?>(nil)
-    var value: EdgeProxy? { storage.withLock { $0 } }
-    func set(_ edge: EdgeProxy) { storage.withLock { $0 = edge } }
+/// A function made after the endpoint it serves (it names the endpoint's ports).
+final class Late<Value: Sendable>: Sendable {
+    let storage = Mutex<Value?>(nil)
+    var value: Value? { storage.withLock { $0 } }
+    func set(_ value: Value) { storage.withLock { $0 = value } }
 }
 
 /// A token valid now (the tests' TestWAF uses a fixed t0; this one uses the real clock).

@@ -300,7 +300,8 @@ extension TerminatingTests {
     /// certificate or with another name, is refused before the flow is even looked up.
     @Test func withTLSUpstreamOnlyCertifiedPeersReachTheFlows() async throws {
         try await EdgeHarness.with(terminatingPeers: .certificateNames(["scscf.test"])) { h async throws in
-            let notify = try #require(flowNotify(via: "TLS 127.0.0.1:5061"))
+            let notify = try #require(
+                flowNotify(via: "TLS 127.0.0.1:5061", edgePort: h.toSCSCF.address(.tcp)?.port ?? 0))
             let address = try SocketAddress(ipAddress: "127.0.0.1", port: 5061)
             func peer(_ transport: SIPTransportProtocol, _ names: [String]) -> SIPPeer {
                 SIPPeer(
@@ -319,7 +320,8 @@ extension TerminatingTests {
     /// even from loopback; only an in-process caller does.
     @Test func item08WithTheSCSCFInProcessNoNetworkPeerReachesTheFlows() async throws {
         try await EdgeHarness.with(terminatingPeers: .inProcessOnly) { h async throws in
-            let notify = try #require(flowNotify(via: "TCP 127.0.0.1:5060"))
+            let notify = try #require(
+                flowNotify(via: "TCP 127.0.0.1:5060", edgePort: h.toSCSCF.address(.tcp)?.port ?? 0))
             let loopback = try SocketAddress(ipAddress: "127.0.0.1", port: 5060)
             for transport in [SIPTransportProtocol.udp, .tcp, .tls] {
                 let peer = SIPPeer(
@@ -328,17 +330,21 @@ extension TerminatingTests {
                 #expect(await h.edge.terminating(notify, from: peer)?.statusCode == 403, "\(transport)")
             }
             #expect(await h.edge.terminating(notify, from: .inProcess())?.statusCode == 430)
+            // A Route that does not name this eP-CSCF names no flow of it.
+            let elsewhere = try #require(flowNotify(via: "TCP 127.0.0.1:5060", edgePort: 1))
+            #expect(await h.edge.terminating(elsewhere, from: .inProcess())?.statusCode == 404)
         }
     }
 }
 
-/// A reg-event NOTIFY routed to an unknown flow of ours, as an S-CSCF would send it.
-func flowNotify(via: String) -> SIPRequest? {
+/// A reg-event NOTIFY routed to an unknown flow of the edge at `edgePort`, as an S-CSCF
+/// would send it.
+func flowNotify(via: String, edgePort: Int) -> SIPRequest? {
     let text = SpecMessages.crlf(
         """
         NOTIFY sip:g8z4h2kq@df7jal23ls0d.invalid;transport=ws SIP/2.0
         Via: SIP/2.0/\(via);branch=z9hG4bKterm\(randomToken(length: 6))
-        Route: <sip:fl-unknown@127.0.0.1;lr>
+        Route: <sip:fl-unknown@127.0.0.1:\(edgePort);lr>
         Max-Forwards: 70
         From: <sip:scscf@127.0.0.1>;tag=n1
         To: <sip:alice@ims.example.com>
