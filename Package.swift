@@ -96,6 +96,15 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The eIMS-AGW seam: the MediaGateway protocol, rtpengine's ng client (bencode over
+        // UDP) and a pool of gateways, and what the eP-CSCF reads of SDP.
+        .target(
+            name: "MediaGateway",
+            dependencies: [
+                "Utilities", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // The stateful proxy of RFC 3261 §16 that the eP-CSCF and the S-CSCF share.
         .target(
             name: "SIPProxy",
@@ -201,6 +210,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["Scenarios"]
+        ),
+        // rtpengine itself is started by some tests (scripts/test installs rtpengine-daemon).
+        .testTarget(
+            name: "MediaGatewayTests",
+            dependencies: [
+                "MediaGateway", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "SIPAuthTests",
