@@ -11,7 +11,7 @@ final class FakeNGServer: Sendable {
     let channel: any Channel
     private let log: Log
 
-    var address: SocketAddress { channel.localAddress! }
+    let address: SocketAddress
     /// Datagrams received, every retry counted.
     var received: Int { log.seen.withLock { $0.values.reduce(0, +) } }
     /// The last request's cookie and sender.
@@ -26,11 +26,13 @@ final class FakeNGServer: Sendable {
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return FakeNGServer(channel: channel, log: log)
+        guard let address = channel.localAddress else { throw ChannelError.unknownLocalAddress }
+        return FakeNGServer(channel: channel, address: address, log: log)
     }
 
-    private init(channel: any Channel, log: Log) {
+    private init(channel: any Channel, address: SocketAddress, log: Log) {
         self.channel = channel
+        self.address = address
         self.log = log
     }
 

@@ -154,9 +154,9 @@ import Testing
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry),
                 let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
             else { continue }
-            let command = stat[stat.index(after: stat.firstIndex(of: "(")!)..<close]
+            let command = stat[stat.index(after: open)..<close]
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             guard command == name, fields.count > 2, Int32(fields[1]) == me else { continue }
             kill(pid, SIGKILL)
