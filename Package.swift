@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "EPCSCF",
             dependencies: [
-                "SIPCore", "SIPAuth", "SIPTransport", "SIPProxy", "HTTPSClient", "Utilities",
+                "SIPCore", "SIPAuth", "SIPTransport", "SIPProxy", "HTTPSClient", "MediaGateway", "Utilities",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -166,7 +166,7 @@ let package = Package(
             name: "webims",
             dependencies: [
                 "SIPCore", "SIPAuth", "SIPTransport", "Storage", "HSS", "SCSCF", "EPCSCF", "WebAuth", "LocalPKI",
-                "TLSPolicy", "HTTPSClient", "Utilities", "LoadGenerator",
+                "TLSPolicy", "HTTPSClient", "Utilities", "LoadGenerator", "MediaGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),

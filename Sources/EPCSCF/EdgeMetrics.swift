@@ -7,7 +7,7 @@ public enum EdgeMetrics {
     /// Makes every fixed series, so /metrics shows them at zero before the first request
     /// (Prometheus's rate() needs the zero).
     public static func exportAtZero() {
-        _ = (foreignFlowRequests, endedCredentialRequests, registerDuration)
+        _ = (foreignFlowRequests, endedCredentialRequests, registerDuration, mediaFailures)
         for status in [200, 401, 403] { _ = registerCounter(status: status) }
     }
 
@@ -15,6 +15,9 @@ public enum EdgeMetrics {
     /// and requests a flow sent after its token or registration ended (item 5).
     static let foreignFlowRequests = Counter(label: "webims_epcscf_foreign_flow_requests_total")
     static let endedCredentialRequests = Counter(label: "webims_epcscf_ended_credential_requests_total")
+    /// Media gateway requests that failed (no answer, malformed reply, a refused answer or
+    /// delete); a refused offer is the caller's SDP and is answered 488 instead.
+    static let mediaFailures = Counter(label: "webims_epcscf_media_gateway_failures_total")
     /// REGISTER round trips to the S-CSCF (WIC's REGISTER in, answer out).
     static let registerDuration = Metrics.Timer(label: "webims_epcscf_register_duration_seconds")
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MediaGateway
 import Metrics
 import SIPAuth
 import SIPCore
@@ -27,6 +28,9 @@ public struct EdgeConfiguration: Sendable {
     public var terminatingPeers: TerminatingPeers = .inProcessOnly
     /// Remote WAFs whose keys are fetched again when a token names an unknown kid.
     public var keyFetchers: [String: WAFKeyFetcher] = [:]
+    /// The eIMS-AGW whose media sessions bridge the WICs' WebRTC media and IMS's RTP; nil
+    /// passes SDP through untouched (`--media-gateway none`: WIC to WIC only).
+    public var mediaGateway: (any MediaGateway)?
 
     public init(scscf: SIPDestination) { self.scscf = scscf }
 }
@@ -86,6 +90,8 @@ public final class EdgeProxy: Sendable {
     let flowStates = Mutex<[String: FlowState]>([:])
     /// RFC 3261 §16 for what the flows send on: its own Record-Route names the flow.
     let proxy: SIPProxyCore
+    /// The media session of each dialog side in the gateway.
+    let mediaLegs = MediaLegs()
 
     public init(configuration: EdgeConfiguration, processor: RegisterProcessor, sip: SIPEndpoint, logger: Logger) {
         self.configuration = configuration
@@ -141,6 +147,7 @@ public final class EdgeProxy: Sendable {
 
     /// The flow's connection ended: its state goes, and its registration after the grace.
     func flowEnded(_ flow: SIPFlow) {
+        flowMediaEnded(flow.token)
         guard let state = flowStates.withLock({ $0.removeValue(forKey: flow.token) }) else { return }
         Task { await flowClosed(state, flowToken: flow.token) }
     }

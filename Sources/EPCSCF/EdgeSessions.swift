@@ -50,10 +50,17 @@ extension EdgeProxy {
             return
         case .route(let routeSet): route = routeSet
         }
+        let rewriting: SIPResponseRewriter?
+        switch await media(&upstream, flowToken: flowToken, direction: .fromWIC) {
+        case .refused(let refusal):
+            transaction.respond(refusal)
+            return
+        case .proceed(let rewriter): rewriting = rewriter
+        }
         // Whatever the request names, the next hop is our S-CSCF.
         await proxy.forward(
             upstream, transaction: transaction,
-            to: [ProxyTarget(uri: upstream.uri, route: route, destination: configuration.scscf)])
+            to: [ProxyTarget(uri: upstream.uri, route: route, destination: configuration.scscf)], rewriting: rewriting)
     }
 
     /// A flow's request made ready to go on (with the route to send it by), or refused.
@@ -181,9 +188,16 @@ extension EdgeProxy {
             // The dialog's requests from the far end come back through us to this flow.
             downstream.headers.prepend(.recordRoute, flowURI(token).description)
         }
+        let rewriting: SIPResponseRewriter?
+        switch await media(&downstream, flowToken: token, direction: .towardsWIC) {
+        case .refused(let refusal):
+            transaction.respond(refusal)
+            return
+        case .proceed(let rewriter): rewriting = rewriter
+        }
         await proxy.forward(
             downstream, transaction: transaction,
-            to: [ProxyTarget(uri: downstream.uri, destination: .flow(token))])
+            to: [ProxyTarget(uri: downstream.uri, destination: .flow(token))], rewriting: rewriting)
     }
 
     /// `Privacy: id` (or `header`, `user`: RFC 3323 §4.2, RFC 3325 §9.3) hides the identity.

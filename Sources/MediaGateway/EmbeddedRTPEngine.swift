@@ -15,16 +15,20 @@ public final class EmbeddedRTPEngine: Sendable {
         public var mediaPorts: ClosedRange<Int>
         /// rtpengine's own log (stderr), or nil for none.
         public var logFile: String?
+        /// Where its process ID is kept: one left by a server that was killed (SIGKILL gives
+        /// no chance to stop children) is stopped before a new one starts.
+        public var pidFile: String?
 
         public init(
             executable: String, interface: String = "127.0.0.1", ngPort: Int, mediaPorts: ClosedRange<Int>,
-            logFile: String? = nil
+            logFile: String? = nil, pidFile: String? = nil
         ) {
             self.executable = executable
             self.interface = interface
             self.ngPort = ngPort
             self.mediaPorts = mediaPorts
             self.logFile = logFile
+            self.pidFile = pidFile
         }
 
         var arguments: [String] {
@@ -107,6 +111,7 @@ public final class EmbeddedRTPEngine: Sendable {
     }
 
     private func launch() throws {
+        if let pidFile = configuration.pidFile { Self.stopLeftover(pidFile: pidFile) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: configuration.executable)
         process.arguments = configuration.arguments
@@ -123,6 +128,19 @@ public final class EmbeddedRTPEngine: Sendable {
         process.terminationHandler = { [weak self] ended in self?.ended(ended) }
         try process.run()
         state.withLock { $0.process = process }
+        if let pidFile = configuration.pidFile {
+            try? "\(process.processIdentifier)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// SIGKILLs the rtpengine `pidFile` names, if that process is still an rtpengine.
+    static func stopLeftover(pidFile: String) {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+            let command = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+            command.trimmingCharacters(in: .whitespacesAndNewlines) == "rtpengine"
+        else { return }
+        kill(pid, SIGKILL)
     }
 
     /// Supervision: a death nobody asked for is followed by a fresh start a second later.

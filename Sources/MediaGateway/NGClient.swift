@@ -30,8 +30,10 @@ public final class NGClient: MediaGateway {
                 }
             }
             .bind(host: localHost, port: 0).get()
+        let name = gateway.ipAddress.map { gateway.protocol == .inet6 ? "[\($0)]" : $0 } ?? "?"
         return NGClient(
-            name: gateway.description, gateway: gateway, channel: channel, pending: pending, attempts: attempts,
+            name: "\(name):\(gateway.port ?? 0)", gateway: gateway, channel: channel, pending: pending,
+            attempts: attempts,
             retryInterval: retryInterval)
     }
 
@@ -111,8 +113,8 @@ public final class NGClient: MediaGateway {
         let reply: [String: Bencode]
         do {
             reply = try await promise.futureResult.get()
-        } catch let error as MediaGatewayError {
-            throw error
+        } catch ExchangeFailure.malformedReply {
+            throw .malformedReply(gateway: name)
         } catch {
             throw .noAnswer(gateway: name)
         }
@@ -127,6 +129,11 @@ public final class NGClient: MediaGateway {
             throw .malformedReply(gateway: name)
         }
     }
+}
+
+private enum ExchangeFailure: Error {
+    case noReply
+    case malformedReply
 }
 
 /// Requests awaiting a reply, by cookie; touched on the channel's event loop only.
@@ -158,7 +165,7 @@ private struct Exchange: Sendable {
                 ).send(on: channel, pending: pending)
             } else {
                 pending.value.waiting[cookie] = nil
-                promise.fail(MediaGatewayError.noAnswer(gateway: gateway.description))
+                promise.fail(ExchangeFailure.noReply)
             }
         }
     }
@@ -186,7 +193,7 @@ private final class NGReplyHandler: ChannelInboundHandler {
         if let reply = NGMessage.parseReply(bytes) {
             promise.succeed(reply.body)
         } else {
-            promise.fail(MediaGatewayError.malformedReply(gateway: envelope.remoteAddress.description))
+            promise.fail(ExchangeFailure.malformedReply)
         }
     }
 }

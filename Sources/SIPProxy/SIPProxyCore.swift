@@ -122,14 +122,24 @@ public final class SIPProxyCore: Sendable {
         await forward(request, transaction: transaction, to: targets.map { ProxyTarget(uri: $0) })
     }
 
-    public func forward(_ request: SIPRequest, transaction: SIPServerTransaction, to targets: [ProxyTarget]) async {
+    /// `rewriting`, when given, sees each response before it goes back (the eP-CSCF's SDP
+    /// through its media gateway); responses keep their order however long it takes.
+    public func forward(
+        _ request: SIPRequest, transaction: SIPServerTransaction, to targets: [ProxyTarget],
+        rewriting: SIPResponseRewriter? = nil
+    ) async {
         if request.method == .invite, !targets.isEmpty {
             // §16.2: say at once that the INVITE is being worked on, so the UAC stops resending.
             transaction.respond(SIPResponse(replyingTo: request, statusCode: 100))
         }
-        let context = await fork(request, to: targets, inbound: transaction.peer.transport) {
-            transaction.respond($0)
+        let respond: @Sendable (SIPResponse) -> Void
+        if let rewriting {
+            let relay = OrderedRelay(rewriting: rewriting) { transaction.respond($0) }
+            respond = { relay.pass($0) }
+        } else {
+            respond = { transaction.respond($0) }
         }
+        let context = await fork(request, to: targets, inbound: transaction.peer.transport, respond: respond)
         transaction.whenCancelled { context?.cancelAll() }
     }
 
@@ -255,6 +265,32 @@ public final class SIPProxyCore: Sendable {
 }
 
 func toTag() -> String { randomToken(length: 8) }
+
+/// A response's last change before it goes back to the client.
+public typealias SIPResponseRewriter = @Sendable (SIPResponse) async -> SIPResponse
+
+/// Responses rewritten one after another, in the order they came: a 183's SDP is rewritten
+/// and sent before the 200 behind it.
+final class OrderedRelay: Sendable {
+    private let rewriting: SIPResponseRewriter
+    private let respond: @Sendable (SIPResponse) -> Void
+    private let tail = Mutex<Task<Void, Never>?>(nil)
+
+    init(rewriting: @escaping SIPResponseRewriter, respond: @escaping @Sendable (SIPResponse) -> Void) {
+        self.rewriting = rewriting
+        self.respond = respond
+    }
+
+    func pass(_ response: SIPResponse) {
+        tail.withLock { tail in
+            let previous = tail
+            tail = Task { [rewriting, respond] in
+                await previous?.value
+                respond(await rewriting(response))
+            }
+        }
+    }
+}
 
 /// True the first time only.
 final class Once: Sendable {

@@ -130,6 +130,15 @@ struct Serve: AsyncParsableCommand {
     )
     var sipTLSCA: String?
 
+    @Option(
+        help:
+            "The eP-CSCF's eIMS-AGW: embedded (start rtpengine here when it is installed; the default), ng://host:port of an rtpengine elsewhere (repeatable: a call sticks to one, the next is tried when one does not answer), or none (SDP passes through: WIC to WIC only)."
+    )
+    var mediaGateway: [String] = []
+
+    @Option(help: "UDP ports the embedded rtpengine relays media on, A-B.")
+    var mediaPorts: String = "20000-20999"
+
     @Option(help: "A WWSF origin whose pages may open a WebSocket to the eP-CSCF, besides this WWSF's own; repeatable.")
     var allowedOrigin: [String] = []
 
@@ -252,11 +261,17 @@ struct Serve: AsyncParsableCommand {
         // The SIP functions listen from here on; the group stops them.
         let scscf = roles.contains(.scscf) ? try await startSCSCF(c) : nil
         let waf = roles.contains(.waf) ? try await makeWAF(c) : nil
+        let media = roles.contains(.epcscf) ? try await startMedia(logger: logger) : nil
         let edge: EdgeFunction?
-        if roles.contains(.epcscf), let identity {
-            edge = try await startEdge(c, identity: identity, scscf: scscf, waf: waf)
-        } else {
-            edge = nil
+        do {
+            if roles.contains(.epcscf), let identity {
+                edge = try await startEdge(c, identity: identity, scscf: scscf, waf: waf, media: media?.gateway)
+            } else {
+                edge = nil
+            }
+        } catch {
+            await media?.embedded?.stop()
+            throw error
         }
         let sites = try webSites(c, waf: waf, edgeURL: edge?.url)
 
@@ -273,7 +288,8 @@ struct Serve: AsyncParsableCommand {
                         listeningContinuation.yield($0)
                     })
             ]
-        var services: [any Service] = []
+        // Stopped last (the group stops services in reverse order), after the calls it carries.
+        var services: [any Service] = media?.embedded.map { [MediaGatewayService(engine: $0)] } ?? []
         if let scscf {
             services.append(SIPFunctionService(description: "S-CSCF", endpoint: scscf.endpoint, flowGrace: nil))
         }
@@ -295,7 +311,8 @@ struct Serve: AsyncParsableCommand {
             services.append(WebService(servers: servers, ports: ports, stopped: { listeningContinuation.finish() }))
         }
         let announce: @Sendable () throws -> Void = { [self] in
-            try self.announce(c, scscf: scscf, waf: waf, edge: edge, metricsPort: metricsPortBox.value, demo: demo)
+            try self.announce(
+                c, scscf: scscf, waf: waf, edge: edge, media: media, metricsPort: metricsPortBox.value, demo: demo)
         }
         services.append(
             ReadinessService(

@@ -5,6 +5,7 @@ import HSS
 import HTTPSClient
 import LocalPKI
 import Logging
+import MediaGateway
 import NIOCore
 import NIOSSL
 import SCSCF
@@ -110,9 +111,10 @@ extension Serve {
         return WAFFunction(server: server, keys: ring, client: client)
     }
 
-    func startEdge(_ c: StartupContext, identity: ServerIdentity, scscf: SCSCFFunction?, waf: WAFFunction?)
-        async throws -> EdgeFunction
-    {
+    func startEdge(
+        _ c: StartupContext, identity: ServerIdentity, scscf: SCSCFFunction?, waf: WAFFunction?,
+        media: (any MediaGateway)?
+    ) async throws -> EdgeFunction {
         let next: SIPDestination
         if let uri = scscfURI {
             guard let parsed = try? SIPURI.parse(uri), let destination = SIPDestination(uri: parsed) else {
@@ -183,6 +185,7 @@ extension Serve {
         var edgeConfig = EdgeConfiguration(scscf: next)
         edgeConfig.sipHost = host
         edgeConfig.flowCloseGrace = .seconds(max(0, flowCloseGrace))
+        edgeConfig.mediaGateway = media
         edgeConfig.keyFetchers = Dictionary(fetchers.map { ($0.issuer, $0) }, uniquingKeysWith: { a, _ in a })
         if scscfURI == nil, let registrar = scscf?.registrar {
             edgeConfig.localSCSCF = registrar.handler
@@ -239,8 +242,8 @@ extension Serve {
 
     /// Once every listener is up: endpoints.json, and what to open, with which credentials.
     func announce(
-        _ c: StartupContext, scscf: SCSCFFunction?, waf: WAFFunction?, edge: EdgeFunction?, metricsPort: Int?,
-        demo: DemoSubscriber?
+        _ c: StartupContext, scscf: SCSCFFunction?, waf: WAFFunction?, edge: EdgeFunction?, media: MediaFunction?,
+        metricsPort: Int?, demo: DemoSubscriber?
     ) throws {
         try Endpoints(
             wwsf: c.roles.contains(.wwsf) ? c.wwsfOrigin + "/" : nil, wafIssuer: waf != nil ? c.localIssuer : nil,
@@ -257,6 +260,7 @@ extension Serve {
             say("webims: WAF   \(c.localIssuer)  (issuer; metadata at /.well-known/oauth-authorization-server)")
         }
         if let url = edge?.url { say("webims: eP-CSCF \(url)  (SIP over secure WebSocket)") }
+        if let media { say("webims: eIMS-AGW \(media.summary)") }
         if let scscfEndpoint = scscf?.endpoint {
             let udp = scscfEndpoint.address(.udp).map(hostPort) ?? "-"
             let tcp = scscfEndpoint.address(.tcp).map(hostPort) ?? "-"

@@ -180,6 +180,33 @@ SDP_ANSWER = ("v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt
               "m=audio 41000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
 
 
+# What a browser offers and answers (Chromium's shape, audio only): ICE, DTLS-SRTP, rtcp-mux.
+_FINGERPRINT = ":".join(["AB"] * 32)
+WEBRTC_OFFER = "\r\n".join([
+    "v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 126", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host generation 0", "a=ice-ufrag:abcd",
+    "a=ice-pwd:aaaaaaaaaaaaaaaaaaaaaaaa", "a=fingerprint:sha-256 " + _FINGERPRINT, "a=setup:actpass", "a=mid:0",
+    "a=sendrecv", "a=rtcp-mux", "a=rtpmap:111 opus/48000/2", "a=rtpmap:9 G722/8000", "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000", "a=rtpmap:126 telephone-event/8000"]) + "\r\n"
+WEBRTC_ANSWER = "\r\n".join([
+    "v=0", "o=- 4611731400430051337 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 8", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=candidate:1 1 udp 2113937151 127.0.0.1 50002 typ host generation 0", "a=ice-ufrag:efgh",
+    "a=ice-pwd:bbbbbbbbbbbbbbbbbbbbbbbb", "a=fingerprint:sha-256 " + _FINGERPRINT, "a=setup:active", "a=mid:0",
+    "a=sendrecv", "a=rtcp-mux", "a=rtpmap:8 PCMA/8000"]) + "\r\n"
+
+
+def is_webrtc_sdp(body):
+    """What the gateway gives a browser: SAVPF with ICE and a DTLS fingerprint, rtcp-mux."""
+    return all(part in body for part in ("UDP/TLS/RTP/SAVPF", "a=ice-ufrag:", "a=fingerprint:", "a=rtcp-mux"))
+
+
+def is_plain_rtp_sdp(body):
+    """What the gateway gives IMS: RTP/AVP, no ICE, no DTLS."""
+    return " RTP/AVP " in body and not any(p in body for p in ("a=ice-ufrag", "a=fingerprint", "SAVPF"))
+
+
 class CallingWIC(WIC):
     """A WIC that calls and is called: it sends INVITE, ACK, BYE and answers what comes down
     its flow itself (no background thread), the way a browser's SIP stack would."""
@@ -225,10 +252,10 @@ class CallingWIC(WIC):
         self.ws.send(text)
         return text
 
-    def invite(self, target, extra=()):
-        """Sends an INVITE with `SDP_OFFER`; returns (responses up to the final one, dialog)."""
+    def invite(self, target, extra=(), body=SDP_OFFER):
+        """Sends an INVITE with `body` (an SDP offer); returns (responses up to the final one, dialog)."""
         dialog = {"call_id": rand(16), "from_tag": rand(8), "target": target, "cseq": 1}
-        self.request("INVITE", target, dialog["call_id"], 1, dialog["from_tag"], target, extra=extra, body=SDP_OFFER)
+        self.request("INVITE", target, dialog["call_id"], 1, dialog["from_tag"], target, extra=extra, body=body)
         responses = []
         while not responses or responses[-1].status < 200:
             responses.append(self.receive())

@@ -1,6 +1,7 @@
 """Issue 28: calls through the eP-CSCF and the S-CSCF of the real `webims serve`. WICs are
 sipws.CallingWIC over WSS with a WAF token; SIP phones are SIPp (Tests/Interop/calls),
-registered straight at the S-CSCF with Digest. SDP passes through untouched at this stage."""
+registered straight at the S-CSCF with Digest. These run with `--media-gateway none`, where SDP
+passes through untouched; test_call_media.py has the same calls through the media gateway."""
 import os
 import shutil
 import subprocess
@@ -26,6 +27,8 @@ def sipp(scscf, scenario, *args, port=None, background=False):
 
 @unittest.skipUnless(shutil.which("sipp"), "needs sipp (sip-tester)")
 class CallTests(ServerTestCase):
+    server_args = ("--media-gateway", "none")
+
     @classmethod
     def provision(cls, s):
         for user in ("phil", "pam", "walt"):

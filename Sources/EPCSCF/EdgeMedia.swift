@@ -1,0 +1,182 @@
+import Foundation
+import MediaGateway
+import SIPCore
+import SIPProxy
+import Synchronization
+
+/// The media legs the eP-CSCF holds in its eIMS-AGW (TS 23.228 U.2.2): one per dialog side,
+/// keyed by the SIP Call-ID and the WIC's flow, so that a call from one WIC to another —
+/// one Call-ID crossing the eP-CSCF twice — has two. This is the edge's only dialog state.
+final class MediaLegs: Sendable {
+    struct Key: Hashable, Sendable {
+        var callID: String
+        var flowToken: String
+    }
+
+    private let legs = Mutex<[Key: String]>([:])
+
+    /// The gateway's call ID for the dialog side, if it has one.
+    func gatewayCallID(_ key: Key) -> String? { legs.withLock { $0[key] } }
+
+    func add(_ key: Key, gatewayCallID: String) { legs.withLock { $0[key] = gatewayCallID } }
+
+    func remove(_ key: Key) -> String? { legs.withLock { $0.removeValue(forKey: key) } }
+
+    /// Every leg of a flow, taken out (the flow has gone).
+    func removeAll(flowToken: String) -> [String] {
+        legs.withLock { legs in
+            let gone = legs.filter { $0.key.flowToken == flowToken }
+            for key in gone.keys { legs.removeValue(forKey: key) }
+            return Array(gone.values)
+        }
+    }
+
+    var count: Int { legs.withLock { $0.count } }
+}
+
+/// Which way a request crosses the eP-CSCF: from the WIC towards IMS, or towards the WIC.
+enum MediaDirection {
+    case fromWIC
+    case towardsWIC
+
+    /// Where an offer in the request goes; the answer in its response goes the other way.
+    var offerSide: MediaSide { self == .fromWIC ? .ims : .webRTC }
+    var answerSide: MediaSide { self == .fromWIC ? .webRTC : .ims }
+}
+
+/// What a request's media handling came to: refused, or on its way with a rewriter for its
+/// responses (nil when nothing in them needs the gateway).
+enum MediaStep {
+    case refused(SIPResponse)
+    case proceed(SIPResponseRewriter?)
+}
+
+extension EdgeProxy {
+    /// The request's SDP offer through the gateway (the request rewritten in place), and
+    /// what its responses need: the answer rewritten, or the leg deleted when the dialog
+    /// fails or ends. Without a gateway (`--media-gateway none`) SDP passes through.
+    func media(_ request: inout SIPRequest, flowToken: String, direction: MediaDirection) async -> MediaStep {
+        guard let gateway = configuration.mediaGateway, let callID = try? request.headers.callID else {
+            return .proceed(nil)
+        }
+        let key = MediaLegs.Key(callID: callID, flowToken: flowToken)
+        let initial = (try? request.headers.to.tag) == nil
+        switch request.method {
+        case .bye:
+            // The dialog ends: so does its media, whoever hangs up.
+            if let leg = mediaLegs.remove(key) { deleteMedia(leg, gateway: gateway) }
+            return .proceed(nil)
+        case .invite where initial:
+            let leg = direction == .fromWIC ? MediaLegName.originating(callID) : MediaLegName.terminating(callID)
+            mediaLegs.add(key, gatewayCallID: leg)
+        default:
+            break
+        }
+        guard let leg = mediaLegs.gatewayCallID(key) else { return .proceed(nil) }
+        let fromTag = (try? request.headers.from.tag) ?? ""
+        let endsOnFailure = request.method == .invite && initial
+        let offered = Self.carriesSDP(request.headers, request.body)
+        if offered {
+            switch await offer(&request, leg: leg, fromTag: fromTag, towards: direction.offerSide, gateway: gateway) {
+            case nil: break
+            case let refusal?:
+                // Nothing half set up: a session the gateway made before its reply was lost goes.
+                if endsOnFailure, let leg = mediaLegs.remove(key) { deleteMedia(leg, gateway: gateway) }
+                return .refused(refusal)
+            }
+        }
+        let rewriter: SIPResponseRewriter = { [weak self] response in
+            guard let self else { return response }
+            if endsOnFailure, response.statusCode >= 300 {
+                // No dialog (rejected, cancelled — 487 — or timed out): no media session.
+                if let leg = self.mediaLegs.remove(key) { self.deleteMedia(leg, gateway: gateway) }
+                return response
+            }
+            guard offered, Self.carriesSDP(response.headers, response.body) else { return response }
+            let toTag = (try? response.headers.to.tag) ?? ""
+            do {
+                var rewritten = response
+                rewritten.body = try await gateway.answer(
+                    MediaAnswer(
+                        callID: leg, fromTag: fromTag, toTag: toTag, sdp: response.body, towards: direction.answerSide))
+                return rewritten
+            } catch {
+                // A proxy cannot turn a 2xx into a failure; the far end's media would not reach
+                // the other side, so it is said loudly.
+                EdgeMetrics.mediaFailures.increment()
+                self.logger.warning("media gateway refused the answer for \(leg): \(error)")
+                return response
+            }
+        }
+        return .proceed(rewriter)
+    }
+
+    /// nil when the offer went through the gateway (the body replaced); else the refusal:
+    /// 488 for SDP that cannot be used (with a Warning saying why), 503 when the gateway
+    /// does not answer.
+    private func offer(
+        _ request: inout SIPRequest, leg: String, fromTag: String, towards side: MediaSide, gateway: any MediaGateway
+    ) async -> SIPResponse? {
+        let description: SessionDescription
+        do {
+            description = try SessionDescription(parsing: request.body)
+        } catch {
+            return mediaRefusal(request, 488, warning: 399, "Malformed SDP: \(error)")
+        }
+        // The gateway does not transcode: a browser must be offered a codec it speaks.
+        if side == .webRTC, let stream = description.streamWithoutCodec(in: SessionDescription.webRTCCodecs) {
+            let offered = stream.codecs.isEmpty ? stream.formats : stream.codecs
+            return mediaRefusal(
+                request, 488, warning: 305,
+                "Incompatible media format: no WebRTC codec in the \(stream.kind) stream (\(offered.joined(separator: " "))) and the media gateway does not transcode"
+            )
+        }
+        do throws(MediaGatewayError) {
+            request.body = try await gateway.offer(
+                MediaOffer(callID: leg, fromTag: fromTag, sdp: request.body, towards: side))
+            return nil
+        } catch {
+            switch error {
+            case .refused(let reason):
+                return mediaRefusal(request, 488, warning: 399, "Media gateway refused the SDP: \(reason)")
+            case .noAnswer(let name), .malformedReply(let name):
+                EdgeMetrics.mediaFailures.increment()
+                logger.warning("media gateway \(name) failed the offer for \(leg): \(error)")
+                var refusal = mediaRefusal(request, 503, warning: 399, "Media gateway unavailable")
+                refusal.headers.append(SIPHeaderName("Retry-After"), "5")
+                return refusal
+            }
+        }
+    }
+
+    /// The flow has gone: every media session of its dialogs goes with it.
+    func flowMediaEnded(_ flowToken: String) {
+        guard let gateway = configuration.mediaGateway else { return }
+        for leg in mediaLegs.removeAll(flowToken: flowToken) { deleteMedia(leg, gateway: gateway) }
+    }
+
+    func deleteMedia(_ leg: String, gateway: any MediaGateway) {
+        Task {
+            do {
+                try await gateway.delete(callID: leg)
+            } catch {
+                EdgeMetrics.mediaFailures.increment()
+                logger.warning("media gateway: could not delete \(leg): \(error)")
+            }
+        }
+    }
+
+    /// RFC 3261 §20.43: `Warning: <code> <agent> "<text>"`.
+    func mediaRefusal(_ request: SIPRequest, _ status: Int, warning: Int, _ text: String) -> SIPResponse {
+        var response = refusal(request, status)
+        let quoted = text.replacingOccurrences(of: "\\", with: "").replacingOccurrences(of: "\"", with: "'")
+        response.headers.append(.warning, "\(warning) \(configuration.sipHost) \"\(quoted)\"")
+        return response
+    }
+
+    /// A body of `application/sdp` (RFC 3264's offer or answer).
+    static func carriesSDP(_ headers: SIPHeaderFields, _ body: [UInt8]) -> Bool {
+        guard !body.isEmpty, let type = headers[.contentType] else { return false }
+        return type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "application/sdp"
+    }
+}
