@@ -1,9 +1,11 @@
-// The demo page: log in, register, watch the registration live, log out.
+// The demo page: log in, register, watch the registration live, call and be called, log out.
 import { WIC } from "/wic.js";
 
 const $ = (id) => document.getElementById(id);
 let wic = null;
 let countdownTimer = null;
+let call = null; // the call on screen (one at a time here; a second incoming one is refused busy)
+let callTimer = null;
 
 const STATES = {
   idle: "not registered", connecting: "connecting…", registering: "registering…", refreshing: "refreshing…",
@@ -24,6 +26,7 @@ function render() {
   $("associated").textContent = r ? r.associatedURIs.join(", ") || "—" : "—";
   $("flow").textContent = r ? `${wic.epcscf} ${r.flow ? "via " + r.flow : ""}` : "—";
   $("logout-button").disabled = !wic;
+  $("call-button").disabled = state !== "registered" || !!call;
   $("login-button").disabled = !!wic && state !== "failed";
   clearInterval(countdownTimer);
   const tick = () => {
@@ -51,6 +54,7 @@ async function start(mode, username, password, digest) {
   wic.addEventListener("reconnecting", (e) => showError(`${e.detail.reason} Retrying in ${Math.round(e.detail.delay / 1000)} s…`));
   wic.addEventListener("registered", () => showError(""));
   wic.addEventListener("message", trace);
+  wic.addEventListener("incoming", (e) => incoming(e.detail.call));
   wic.unregisterOnPageHide();
   if (mode === "token") {
     if (username) await wic.login(username, password);
@@ -94,6 +98,102 @@ for (const radio of document.querySelectorAll("input[name=mode]")) {
 }
 
 $("trace-toggle").addEventListener("change", () => { $("trace").hidden = !$("trace-toggle").checked; });
+
+// ----- calls
+
+const CALL_STATES = {
+  calling: "calling…", ringing: "ringing…", early: "ringing (early media)", incoming: "incoming call",
+  answering: "answering…", established: "in call", ended: "ended",
+};
+
+function showCall(reason) {
+  const state = call ? call.state : "none";
+  $("call-state").dataset.state = state;
+  $("call-state").textContent = call ? CALL_STATES[state] || state : reason ? `ended: ${reason}` : "no call";
+  $("call-peer").textContent = call ? call.remoteIdentity : "—";
+  $("incoming").hidden = !call || state !== "incoming";
+  $("caller").textContent = call ? call.remoteName || call.remoteIdentity : "";
+  $("hangup-button").disabled = !call;
+  $("mute-button").disabled = !call || state !== "established";
+  for (const key of $("keypad").children) key.disabled = !call || state !== "established";
+  render();
+}
+
+function follow(c) {
+  call = c;
+  c.addEventListener("state", () => {
+    if (c.state === "established" && !callTimer) startTimer();
+    showCall();
+  });
+  c.addEventListener("remotestream", (e) => {
+    $("remote-audio").srcObject = e.detail.stream;
+    const video = e.detail.stream.getVideoTracks().length > 0;
+    $("remote-video").hidden = !video;
+    if (video) $("remote-video").srcObject = e.detail.stream;
+  });
+  c.addEventListener("ended", (e) => {
+    if (call !== c) return;
+    call = null;
+    clearInterval(callTimer);
+    callTimer = null;
+    $("mute-button").setAttribute("aria-pressed", "false");
+    $("mute-button").textContent = "Mute";
+    showCall(e.detail.status ? `${e.detail.reason} (${e.detail.status})` : e.detail.reason);
+  });
+  showCall();
+}
+
+/** The call timer, and what getStats says of the audio coming in (level, packets). */
+function startTimer() {
+  const started = Date.now();
+  callTimer = setInterval(async () => {
+    if (!call) return;
+    const s = Math.round((Date.now() - started) / 1000);
+    $("call-timer").textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    const report = await call.stats();
+    for (const stat of report.values()) {
+      if (stat.type === "inbound-rtp" && stat.kind === "audio") {
+        $("call-stats").textContent = `${stat.packetsReceived} packets in, ${stat.packetsLost ?? 0} lost`;
+        $("call-stats").dataset.packets = String(stat.packetsReceived);
+        const codec = report.get(stat.codecId);
+        if (codec) $("call-stats").dataset.codec = codec.mimeType.toLowerCase();
+        $("audio-level").value = stat.audioLevel ?? 0;
+      }
+    }
+  }, 500);
+}
+
+function incoming(c) {
+  if (call) return c.reject(486, "Busy Here");
+  $("call-timer").textContent = "—";
+  follow(c);
+}
+
+$("dial-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const target = $("dial-target").value.trim();
+  if (!target || !wic || call) return;
+  showError("");
+  $("call-timer").textContent = "—";
+  try {
+    follow(wic.call(target, { audio: true, video: $("dial-video").checked }));
+  } catch (error) {
+    showError(error.message);
+  }
+});
+$("answer-button").addEventListener("click", () => call?.answer({ audio: true, video: $("dial-video").checked }));
+$("reject-button").addEventListener("click", () => call?.reject());
+$("hangup-button").addEventListener("click", () => call?.hangup());
+$("mute-button").addEventListener("click", () => {
+  if (!call) return;
+  call.mute(!call.muted);
+  $("mute-button").setAttribute("aria-pressed", String(call.muted));
+  $("mute-button").textContent = call.muted ? "Unmute" : "Mute";
+});
+for (const key of $("keypad").children) {
+  key.disabled = true;
+  key.addEventListener("click", () => call?.sendDTMF(key.textContent));
+}
 
 // After a reload: a token registration resumes from the WWSF session by itself.
 if (sessionStorage.getItem("webims.mode") === "token") {

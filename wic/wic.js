@@ -241,9 +241,13 @@ export class WIC extends EventTarget {
   }
 
   constructor({ wwsf, epcscf, homeDomain, fetch = globalThis.fetch?.bind(globalThis), WebSocket: WS = globalThis.WebSocket,
-    storage = globalThis.localStorage, clock = defaultClock, random = secureRandom, expires = 600000 } = {}) {
+    storage = globalThis.localStorage, clock = defaultClock, random = secureRandom, expires = 600000,
+    RTCPeerConnection: PC = globalThis.RTCPeerConnection, getUserMedia = (c) => globalThis.navigator.mediaDevices.getUserMedia(c),
+    iceServers = [] } = {}) {
     super();
-    Object.assign(this, { wwsf, epcscf, homeDomain, _fetch: fetch, _WS: WS, _storage: storage, _clock: clock, _random: random, requestedExpires: expires });
+    Object.assign(this, { wwsf, epcscf, homeDomain, _fetch: fetch, _WS: WS, _storage: storage, _clock: clock, _random: random, requestedExpires: expires,
+      _PC: PC, _getUserMedia: getUserMedia, _iceServers: iceServers });
+    this.calls = new Map(); // Call-ID → Call
     this.state = "idle"; // idle | connecting | registering | registered | unregistering | reconnecting | failed
     this.registration = null;
     this._pending = new Map(); // branch → {resolve, reject, timer}
@@ -557,7 +561,41 @@ export class WIC extends EventTarget {
       return;
     }
     if (request.method === "OPTIONS") return answer(200, "OK");
-    answer(405, "Method Not Allowed");
+    const call = this.calls.get(header(request, "call-id"));
+    if (call) return call._onRequest(request);
+    if (request.method === "INVITE" && !params(header(request, "to") || "").tag) {
+      if (!this.registration) return answer(480, "Temporarily Unavailable");
+      const incoming = new Call(this, { request });
+      incoming._ring();
+      this.dispatchEvent(new CustomEvent("incoming", { detail: { call: incoming } }));
+      return;
+    }
+    if (request.method === "ACK") return;
+    answer(request.method === "BYE" || request.method === "CANCEL" ? 481 : 405,
+      request.method === "BYE" || request.method === "CANCEL" ? "Call/Transaction Does Not Exist" : "Method Not Allowed");
+  }
+
+  // ----- calls
+
+  /** Calls `target` (SIP URI, tel: URI, user name or number); returns the Call at once. */
+  call(target, { audio = true, video = false } = {}) {
+    if (!this.registration) throw new Error("Register first.");
+    const call = new Call(this, { target: this.targetURI(target), audio, video });
+    call._dial().catch((error) => call._end(error.message));
+    return call;
+  }
+
+  /** `+1555…` → tel:, a bare name or number → sip:name@home domain, URIs as they are. */
+  targetURI(target) {
+    const t = String(target).trim().replace(/^<|>$/g, "");
+    if (/^(sips?|tel):/i.test(t)) return t;
+    if (/^\+[0-9()\-. ]+$/.test(t)) return "tel:" + t.replace(/[^0-9+]/g, "");
+    return `sip:${t.includes("@") ? t : `${t.replace(/[()\-. ]/g, "")}@${this.homeDomain}`}`;
+  }
+
+  /** TS 24.371 7.2.1: the token goes with every request (RFC 8898, Bearer). */
+  _authorization() {
+    return this._credentials?.kind === "token" && this._token ? [["Authorization", `Bearer ${this._token.token}`]] : [];
   }
 
   /** Reads reginfo (RFC 3680): our contact terminated by the network = de-registered. */
@@ -625,19 +663,21 @@ export class WIC extends EventTarget {
     const via = header(message, "via") || "";
     const branch = params(via).branch;
     const pending = this._pending.get(branch);
-    if (!pending || message.status < 200) return;
+    if (pending?.onResponse) pending.onResponse(message);
+    if (!pending) return this.calls.get(header(message, "call-id"))?._onStrayResponse(message);
+    if (message.status < 200) return;
     this._pending.delete(branch);
     this._clock.clearTimeout(pending.timer);
     pending.resolve(message);
   }
 
-  _transaction({ branch, text }) {
+  _transaction({ branch, text }, onResponse, timeoutMs = 32000) {
     return new Promise((resolve, reject) => {
       const timer = this._clock.setTimeout(() => {
         this._pending.delete(branch);
         reject(new Error("The eP-CSCF did not answer in time."));
-      }, 32000);
-      this._pending.set(branch, { resolve, reject, timer });
+      }, timeoutMs);
+      this._pending.set(branch, { resolve, reject, timer, onResponse });
       try {
         this._send(text);
       } catch (error) {
@@ -657,6 +697,7 @@ export class WIC extends EventTarget {
   _onSocketClosed() {
     this._ws = null;
     this._subscribed = null;
+    for (const call of [...this.calls.values()]) call._end("The connection to the eP-CSCF was lost.");
     for (const [, pending] of this._pending) {
       this._clock.clearTimeout(pending.timer);
       pending.reject(new Error("The connection to the eP-CSCF closed."));
@@ -715,6 +756,314 @@ export class WIC extends EventTarget {
       try { this._storage?.setItem(key, id); } catch { /* not kept: a new instance next time */ }
     }
     return id;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Calls: one RTCPeerConnection each; the eP-CSCF's gateway bridges it to IMS (TS 23.228 U.2.2)
+
+const T1 = 500, T2 = 4000;
+
+/**
+ * A call, made by `wic.call()` or announced by the WIC's `incoming` event. Events: `state`
+ * (calling, ringing, early, incoming, answering, established, ended), `remotestream`, `ended`
+ * ({reason, status}), `dtmf`. Methods: answer(), reject(), hangup(), sendDTMF(), mute(), renegotiate().
+ */
+export class Call extends EventTarget {
+  constructor(wic, { target, request, audio = true, video = false }) {
+    super();
+    const random = wic._random;
+    Object.assign(this, { _wic: wic, audio, video, outgoing: !request, state: "new", muted: false, remoteStream: null,
+      _localTag: randomToken(10, random), _cseq: 0 });
+    if (request) {
+      this._invite = request;
+      this.callId = header(request, "call-id");
+      this._remoteTag = params(header(request, "from")).tag;
+      this.remoteURI = addressURI(header(request, "from"));
+      const asserted = header(request, "p-asserted-identity");
+      this.remoteIdentity = asserted ? addressURI(asserted) : this.remoteURI;
+      this.remoteName = /^\s*"([^"]*)"/.exec(asserted || header(request, "from"))?.[1] || null;
+      this._routes = headerValues(request, "record-route");
+      this._remoteTarget = addressURI(header(request, "contact") || "") || this.remoteURI;
+    } else {
+      this.callId = randomToken(20, random);
+      this.remoteURI = this.remoteIdentity = this._remoteTarget = target;
+      this._routes = wic.registration?.serviceRoute || [];
+    }
+    wic.calls.set(this.callId, this);
+  }
+
+  // --- what the page calls
+
+  /** Answers an incoming call with the microphone (and camera when `video`). */
+  async answer({ audio = true, video = false } = {}) {
+    if (this.state !== "incoming") throw new Error("Nothing to answer.");
+    this._setState("answering");
+    try {
+      await this._media({ audio, video });
+      await this._pc.setRemoteDescription({ type: "offer", sdp: this._invite.body });
+      await this._pc.setLocalDescription(await this._pc.createAnswer());
+      const sdp = await this._gathered();
+      if (this.state !== "answering") return;
+      this._respond(this._invite, 200, "OK", sdp);
+      this._setState("established");
+      this._retransmit200(sdp);
+    } catch (error) {
+      this._respond(this._invite, 488, "Not Acceptable Here");
+      this._end(error.message, 488);
+    }
+  }
+
+  /** Refuses an incoming call (486 Busy Here unless told otherwise). */
+  reject(status = 486, reason = "Busy Here") {
+    if (this.state !== "incoming") return;
+    this._respond(this._invite, status, reason);
+    this._end("rejected", status);
+  }
+
+  /** Ends the call whatever its state: CANCEL while it rings, BYE once up. */
+  hangup(reason = "hung up") {
+    if (this.state === "ended") return;
+    if (this.state === "incoming" || this.state === "answering") return this.reject(603, "Decline");
+    if (this.state === "established") this._request("BYE").catch(() => {});
+    else if (this._provisional) this._cancel();
+    else this._cancelWanted = true;
+    this._end(reason);
+  }
+
+  /** RFC 4733 tones through the audio sender (RTCDTMFSender). */
+  sendDTMF(tones, duration = 100, gap = 70) {
+    const dtmf = this._pc?.getSenders().find((s) => s.track?.kind === "audio")?.dtmf;
+    if (!dtmf) throw new Error("No audio to send DTMF on.");
+    dtmf.insertDTMF(tones, duration, gap);
+    this.dispatchEvent(new CustomEvent("dtmf", { detail: { tones } }));
+  }
+
+  mute(on = true) {
+    this.muted = on;
+    for (const track of this._stream?.getAudioTracks() || []) track.enabled = !on;
+  }
+
+  /** A re-INVITE with a new offer; on glare (491) tried again after 2.1–4 s (RFC 3261 §14.1). */
+  async renegotiate() {
+    if (this.state !== "established") throw new Error("No call to renegotiate.");
+    for (let attempt = 0; attempt < 3; attempt++) {
+      this._reinviting = true;
+      await this._pc.setLocalDescription(await this._pc.createOffer());
+      const response = await this._request("INVITE", await this._gathered()).finally(() => { this._reinviting = false; });
+      if (response.status === 200) {
+        await this._pc.setRemoteDescription({ type: "answer", sdp: response.body });
+        return response;
+      }
+      await this._pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+      if (response.status !== 491) return response;
+      await new Promise((r) => this._wic._clock.setTimeout(r, 2100 + this._wic._random() * 1900));
+    }
+    return null;
+  }
+
+  /** What `getStats()` says: for the demo's call panel (audio level, packets). */
+  stats() { return this._pc ? this._pc.getStats() : Promise.resolve(new Map()); }
+
+  // --- the caller's side
+
+  async _dial() {
+    this._setState("calling");
+    await this._media({ audio: this.audio, video: this.video });
+    await this._pc.setLocalDescription(await this._pc.createOffer());
+    const sdp = await this._gathered();
+    if (this.state === "ended") return;
+    const request = this._build("INVITE", ++this._cseq, sdp);
+    this._inviteBranch = request.branch;
+    this._inviteText = request.text;
+    const response = await this._wic._transaction(request, (r) => this._onInviteResponse(r), 190000);
+    if (response.status >= 300) {
+      this._ack(response, request.branch);
+      if (this.state !== "ended") this._end(response.reason || "failed", response.status);
+    }
+  }
+
+  _onInviteResponse(response) {
+    if (response.status === 100) return;
+    const tag = params(header(response, "to") || "").tag;
+    if (response.status < 200) {
+      this._provisional = true;
+      if (this._cancelWanted) return this._cancel();
+      if (tag && !this._remoteTag) this._dialogFrom(response, tag);
+      if (response.body && /sdp/i.test(header(response, "content-type") || "") && !this._early) {
+        this._early = true;  // early media: the 183's answer
+        this._pc.setRemoteDescription({ type: "answer", sdp: response.body }).catch(() => {});
+      }
+      return this._setState(this._early ? "early" : "ringing");
+    }
+    if (response.status >= 300) return;
+    this._dialogFrom(response, tag);
+    this._ackOK(response);
+    if (this.state === "ended") return this._request("BYE").catch(() => {}); // answered as we hung up
+    this._setState("established");
+    if (!this._early) this._pc.setRemoteDescription({ type: "answer", sdp: response.body }).catch((e) => this.hangup(`unusable answer: ${e.message}`));
+  }
+
+  _dialogFrom(response, tag) {
+    this._remoteTag = tag;
+    this._remoteTarget = addressURI(header(response, "contact") || "") || this._remoteTarget;
+    this._routes = headerValues(response, "record-route").reverse();  // RFC 3261 §12.1.2
+  }
+
+  _onStrayResponse(response) {
+    // A 2xx retransmitted end to end: its ACK again (RFC 3261 §13.2.2.4).
+    if (response.status >= 200 && response.status < 300 && /INVITE/.test(header(response, "cseq"))) this._ackOK(response);
+  }
+
+  _ackOK(response) {
+    const seq = parseInt(header(response, "cseq"), 10);
+    this._wic._send(this._build("ACK", seq).text);
+  }
+
+  /** The ACK of a failure answer, hop by hop: the INVITE's branch and route (RFC 3261 §17.1.1.3). */
+  _ack(response, branch) {
+    const headers = this._firstHeaders(branch, "ACK", header(response, "to"));
+    this._wic._send(buildMessage({ method: "ACK", uri: this.remoteURI, headers }));
+  }
+
+  _cancel() {
+    this._cancelWanted = false;
+    const headers = this._firstHeaders(this._inviteBranch, "CANCEL", `<${this.remoteURI}>`);
+    this._wic._send(buildMessage({ method: "CANCEL", uri: this.remoteURI, headers }));
+  }
+
+  _firstHeaders(branch, method, to) {
+    return [["Via", `SIP/2.0/WSS ${this._wic._host};branch=${branch}`], ["Max-Forwards", "70"],
+      ...this._wic.registration.serviceRoute.map((r) => ["Route", r]), ["From", `<${this._wic.registration.impu}>;tag=${this._localTag}`],
+      ["To", to], ["Call-ID", this.callId], ["CSeq", `1 ${method}`]];
+  }
+
+  // --- the callee's side
+
+  _ring() {
+    this._setState("incoming");
+    this._respond(this._invite, 180, "Ringing");
+  }
+
+  _retransmit200(sdp) {
+    let interval = T1;
+    const started = this._wic._clock.now();
+    const again = () => {
+      if (this._acked || this.state !== "established") return;
+      if (this._wic._clock.now() - started > 64 * T1) return this.hangup();  // no ACK: end it
+      try { this._respond(this._invite, 200, "OK", sdp); } catch { return; }
+      interval = Math.min(interval * 2, T2);
+      this._timer = this._wic._clock.setTimeout(again, interval);
+    };
+    this._timer = this._wic._clock.setTimeout(again, interval);
+  }
+
+  // --- requests in the dialog
+
+  async _onRequest(request) {
+    const method = request.method;
+    if (method === "ACK") { this._acked = true; return; }
+    if (method === "CANCEL") {
+      this._respond(request, 200, "OK");
+      if (this.state === "incoming" || this.state === "answering") {
+        this._respond(this._invite, 487, "Request Terminated");
+        this._end("cancelled", 487);
+      }
+      return;
+    }
+    if (method === "BYE") {
+      this._respond(request, 200, "OK");
+      return this._end("the other side hung up");
+    }
+    if (method === "INVITE" || method === "UPDATE") {
+      if (this._reinviting) return this._respond(request, 491, "Request Pending");  // glare
+      try {
+        if (request.body) await this._pc.setRemoteDescription({ type: "offer", sdp: request.body });
+        if (request.body) await this._pc.setLocalDescription(await this._pc.createAnswer());
+        this._respond(request, 200, "OK", request.body ? await this._gathered() : "");
+      } catch {
+        this._respond(request, 488, "Not Acceptable Here");
+      }
+      return;
+    }
+    if (method === "INFO" || method === "OPTIONS" || method === "NOTIFY") return this._respond(request, 200, "OK");
+    this._respond(request, 405, "Method Not Allowed");
+  }
+
+  _request(method, body = "") {
+    return this._wic._transaction(this._build(method, ++this._cseq, body));
+  }
+
+  /** An in-dialog (or the first) request: route set, remote target, tags, the token. */
+  _build(method, seq, body = "") {
+    const wic = this._wic, impu = wic.registration.impu;
+    const branch = "z9hG4bK" + randomToken(16, wic._random);
+    const [fromTag, toTag] = [this._localTag, this._remoteTag];
+    const local = this.outgoing ? impu : addressURI(header(this._invite, "to"));
+    const remote = this.outgoing ? this.remoteURI : this.remoteURI;
+    const headers = [["Via", `SIP/2.0/WSS ${wic._host};branch=${branch}`], ["Max-Forwards", "70"],
+      ...this._routes.map((r) => ["Route", r]),
+      ["From", `<${local}>;tag=${fromTag}`], ["To", `<${remote}>${toTag ? `;tag=${toTag}` : ""}`],
+      ["Call-ID", this.callId], ["CSeq", `${seq} ${method}`], ["Contact", this._contact()], ...wic._authorization()];
+    if (method === "INVITE" && !toTag) headers.push(["P-Preferred-Identity", `<${impu}>`], ["Supported", "outbound, gruu"]);
+    if (body) headers.push(["Content-Type", "application/sdp"]);
+    return { branch, text: buildMessage({ method, uri: toTag || method !== "INVITE" ? this._remoteTarget : this.remoteURI, headers, body }) };
+  }
+
+  _respond(request, status, reason, body = "") {
+    const names = { via: "Via", "record-route": "Record-Route", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };
+    const headers = request.headers.filter(([n]) => names[n]).map(([n, v]) => [names[n], v]);
+    const to = headers.find(([n]) => n === "To");
+    if (to && !params(to[1]).tag && status > 100) to[1] += `;tag=${this._localTag}`;
+    if (status < 300 && request.method === "INVITE") headers.push(["Contact", this._contact()]);
+    if (body) headers.push(["Content-Type", "application/sdp"]);
+    this._wic._send(buildMessage({ status, reason, headers, body }));
+  }
+
+  _contact() {
+    const gruu = this._wic.registration?.gruu;
+    return gruu ? `<${gruu}>` : `<sip:${this._wic._contactUser}@${this._wic._host};transport=ws;ob>`;
+  }
+
+  // --- media
+
+  async _media({ audio, video }) {
+    this._stream = await this._wic._getUserMedia({ audio, video });
+    // "balanced": the gateway answers without a BUNDLE group, which max-bundle refuses.
+    this._pc = new this._wic._PC({ iceServers: this._wic._iceServers, rtcpMuxPolicy: "require" });
+    for (const track of this._stream.getTracks()) this._pc.addTrack(track, this._stream);
+    this._pc.ontrack = (event) => {
+      this.remoteStream = event.streams[0] || new MediaStream([event.track]);
+      this.dispatchEvent(new CustomEvent("remotestream", { detail: { stream: this.remoteStream } }));
+    };
+  }
+
+  /** Every ICE candidate in the SDP before it goes (no trickle over SIP here). */
+  _gathered() {
+    const pc = this._pc;
+    return new Promise((resolve) => {
+      const done = () => resolve(pc.localDescription.sdp);
+      if (pc.iceGatheringState === "complete") return done();
+      const timer = this._wic._clock.setTimeout(done, 3000);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") { this._wic._clock.clearTimeout(timer); done(); }
+      });
+    });
+  }
+
+  _setState(state) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
+  }
+
+  _end(reason, status) {
+    if (this.state === "ended") return;
+    this._wic._clock.clearTimeout(this._timer);
+    this._setState("ended");
+    this._wic.calls.delete(this.callId);
+    for (const track of this._stream?.getTracks() || []) track.stop();
+    try { this._pc?.close(); } catch { /* closed */ }
+    this.dispatchEvent(new CustomEvent("ended", { detail: { reason, status } }));
   }
 }
 

@@ -88,6 +88,9 @@ extension EdgeProxy {
         // entries (our Record-Route in the dialog's route set) are consumed here.
         if let refusal = proxy.validate(&upstream) { return .refused(refusal) }
         proxy.preprocessRoute(&upstream)
+        // TS 24.371 7.2.1: the WIC's token rides on every request for the edge alone (the
+        // flow's credential gate above checked it); it never goes further.
+        upstream.headers.removeAll { $0.name == .authorization && $0.value.lowercased().hasPrefix("bearer") }
         let inDialog = (try? upstream.headers.to.tag) != nil
         // Only identities registered over this flow may be named (issue 26): one WIC cannot
         // speak for another, in From as in what is asserted.

@@ -17,7 +17,16 @@ def spki_hash(key_path):
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def chromium(server):
+# CALLS.md, "Browser media in tests": a fake microphone and camera without a prompt, ICE
+# candidates on loopback (the tests run in a loopback-only network namespace), no mDNS
+# hiding of local addresses, and remote audio that plays without a click.
+MEDIA_FLAGS = [
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def chromium(server, media=False):
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     profile = tempfile.mkdtemp(prefix="webims-chromium-")
@@ -26,7 +35,7 @@ def chromium(server):
         "--user-data-dir=" + profile,
         # Trust exactly the test server's key (TLS stays on; nothing else is exempt).
         "--ignore-certificate-errors-spki-list=" + spki_hash(os.path.join(server.data_dir, "tls", "server-key.pem")),
-    ]:
+    ] + (MEDIA_FLAGS if media else []):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
