@@ -548,13 +548,7 @@ export class WIC extends EventTarget {
   }
 
   _onRequest(request) {
-    const answer = (status, reason) => {
-      const names = { via: "Via", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };
-      const headers = request.headers.filter(([n]) => names[n]).map(([n, v]) => [names[n], v]);
-      const to = headers.find(([n]) => n === "To");
-      if (to && !/;\s*tag=/.test(to[1])) to[1] += `;tag=${randomToken(8, this._random)}`;
-      this._send(buildMessage({ status, reason, headers }));
-    };
+    const answer = (status, reason) => reply(this, request, status, reason);
     if (request.method === "NOTIFY" && /^reg/i.test(header(request, "event") || "")) {
       answer(200, "OK");
       this._onRegInfo(request.body, header(request, "subscription-state") || "");
@@ -763,70 +757,71 @@ export class WIC extends EventTarget {
 // Calls: one RTCPeerConnection each; the eP-CSCF's gateway bridges it to IMS (TS 23.228 U.2.2)
 
 const T1 = 500, T2 = 4000;
+const REPLY = { via: "Via", "record-route": "Record-Route", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };
+
+/** Answers a request (RFC 3261 §8.2.6, §12.1.1): its Via, Record-Route, From, To (tagged), Call-ID, CSeq. */
+function reply(wic, request, status, reason, { tag, contact, body = "" } = {}) {
+  const headers = request.headers.filter(([n]) => REPLY[n]).map(([n, v]) =>
+    [REPLY[n], n === "to" && status > 100 && !params(v).tag ? `${v};tag=${tag || randomToken(8, wic._random)}` : v]);
+  if (contact) headers.push(["Contact", contact]);
+  if (body) headers.push(["Content-Type", "application/sdp"]);
+  wic._send(buildMessage({ status, reason, headers, body }));
+}
 
 /**
- * A call, made by `wic.call()` or announced by the WIC's `incoming` event. Events: `state`
- * (calling, ringing, early, incoming, answering, established, ended), `remotestream`, `ended`
- * ({reason, status}), `dtmf`. Methods: answer(), reject(), hangup(), sendDTMF(), mute(), renegotiate().
+ * A call, from `wic.call()` or the WIC's `incoming` event. Events: `state` (calling, ringing,
+ * early, incoming, answering, established, ended), `remotestream`, `ended` {reason, status}.
  */
 export class Call extends EventTarget {
   constructor(wic, { target, request, audio = true, video = false }) {
     super();
-    const random = wic._random;
     Object.assign(this, { _wic: wic, audio, video, outgoing: !request, state: "new", muted: false, remoteStream: null,
-      _localTag: randomToken(10, random), _cseq: 0 });
+      _tag: randomToken(10, wic._random), _cseq: 0 });
     if (request) {
-      this._invite = request;
-      this.callId = header(request, "call-id");
-      this._remoteTag = params(header(request, "from")).tag;
-      this.remoteURI = addressURI(header(request, "from"));
-      const asserted = header(request, "p-asserted-identity");
-      this.remoteIdentity = asserted ? addressURI(asserted) : this.remoteURI;
-      this.remoteName = /^\s*"([^"]*)"/.exec(asserted || header(request, "from"))?.[1] || null;
-      this._routes = headerValues(request, "record-route");
-      this._remoteTarget = addressURI(header(request, "contact") || "") || this.remoteURI;
+      const from = header(request, "from"), pai = header(request, "p-asserted-identity");
+      Object.assign(this, { _invite: request, callId: header(request, "call-id"), _remoteTag: params(from).tag,
+        remoteURI: addressURI(from), remoteIdentity: addressURI(pai || from), remoteName: (/^\s*"([^"]*)"/.exec(pai || "") || /^\s*"([^"]*)"/.exec(from))?.[1] || null,
+        _routes: headerValues(request, "record-route"), _target: addressURI(header(request, "contact") || from),
+        _local: addressURI(header(request, "to")) });
     } else {
-      this.callId = randomToken(20, random);
-      this.remoteURI = this.remoteIdentity = this._remoteTarget = target;
-      this._routes = wic.registration?.serviceRoute || [];
+      Object.assign(this, { callId: randomToken(20, wic._random), remoteURI: target, remoteIdentity: target, _target: target,
+        _routes: wic.registration.serviceRoute, _local: wic.registration.impu });
     }
     wic.calls.set(this.callId, this);
   }
 
-  // --- what the page calls
-
   /** Answers an incoming call with the microphone (and camera when `video`). */
   async answer({ audio = true, video = false } = {}) {
     if (this.state !== "incoming") throw new Error("Nothing to answer.");
-    this._setState("answering");
+    this._set("answering");
     try {
       await this._media({ audio, video });
       await this._pc.setRemoteDescription({ type: "offer", sdp: this._invite.body });
       await this._pc.setLocalDescription(await this._pc.createAnswer());
       const sdp = await this._gathered();
       if (this.state !== "answering") return;
-      this._respond(this._invite, 200, "OK", sdp);
-      this._setState("established");
-      this._retransmit200(sdp);
+      this._reply(this._invite, 200, "OK", sdp);
+      this._set("established");
+      this._retransmit(sdp, T1, this._wic._clock.now());
     } catch (error) {
-      this._respond(this._invite, 488, "Not Acceptable Here");
+      this._reply(this._invite, 488, "Not Acceptable Here");
       this._end(error.message, 488);
     }
   }
 
   /** Refuses an incoming call (486 Busy Here unless told otherwise). */
   reject(status = 486, reason = "Busy Here") {
-    if (this.state !== "incoming") return;
-    this._respond(this._invite, status, reason);
+    if (this.state !== "incoming" && this.state !== "answering") return;
+    this._reply(this._invite, status, reason);
     this._end("rejected", status);
   }
 
-  /** Ends the call whatever its state: CANCEL while it rings, BYE once up. */
+  /** Ends the call in any state: a refusal while it rings here, CANCEL while it rings there, BYE once up. */
   hangup(reason = "hung up") {
     if (this.state === "ended") return;
-    if (this.state === "incoming" || this.state === "answering") return this.reject(603, "Decline");
+    if (!this.outgoing && this.state !== "established") return this.reject(603, "Decline");
     if (this.state === "established") this._request("BYE").catch(() => {});
-    else if (this._provisional) this._cancel();
+    else if (this._provisional) this._hop("CANCEL", `<${this.remoteURI}>`);
     else this._cancelWanted = true;
     this._end(reason);
   }
@@ -836,7 +831,6 @@ export class Call extends EventTarget {
     const dtmf = this._pc?.getSenders().find((s) => s.track?.kind === "audio")?.dtmf;
     if (!dtmf) throw new Error("No audio to send DTMF on.");
     dtmf.insertDTMF(tones, duration, gap);
-    this.dispatchEvent(new CustomEvent("dtmf", { detail: { tones } }));
   }
 
   mute(on = true) {
@@ -844,14 +838,14 @@ export class Call extends EventTarget {
     for (const track of this._stream?.getAudioTracks() || []) track.enabled = !on;
   }
 
-  /** A re-INVITE with a new offer; on glare (491) tried again after 2.1–4 s (RFC 3261 §14.1). */
+  /** A re-INVITE with a fresh offer; after glare (491) again in 2.1–4 s (RFC 3261 §14.1). */
   async renegotiate() {
-    if (this.state !== "established") throw new Error("No call to renegotiate.");
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < 3 && this.state === "established"; attempt++) {
       this._reinviting = true;
       await this._pc.setLocalDescription(await this._pc.createOffer());
       const response = await this._request("INVITE", await this._gathered()).finally(() => { this._reinviting = false; });
       if (response.status === 200) {
+        this._ack(response);
         await this._pc.setRemoteDescription({ type: "answer", sdp: response.body });
         return response;
       }
@@ -862,162 +856,114 @@ export class Call extends EventTarget {
     return null;
   }
 
-  /** What `getStats()` says: for the demo's call panel (audio level, packets). */
+  /** The peer connection's statistics (the demo shows audio level and packets). */
   stats() { return this._pc ? this._pc.getStats() : Promise.resolve(new Map()); }
 
-  // --- the caller's side
-
   async _dial() {
-    this._setState("calling");
+    this._set("calling");
     await this._media({ audio: this.audio, video: this.video });
     await this._pc.setLocalDescription(await this._pc.createOffer());
     const sdp = await this._gathered();
     if (this.state === "ended") return;
-    const request = this._build("INVITE", ++this._cseq, sdp);
-    this._inviteBranch = request.branch;
-    this._inviteText = request.text;
-    const response = await this._wic._transaction(request, (r) => this._onInviteResponse(r), 190000);
-    if (response.status >= 300) {
-      this._ack(response, request.branch);
-      if (this.state !== "ended") this._end(response.reason || "failed", response.status);
-    }
+    this._first = this._build("INVITE", ++this._cseq, sdp);
+    const response = await this._wic._transaction(this._first, (r) => this._onInviteResponse(r), 190000);
+    if (response.status < 300) return;
+    this._hop("ACK", header(response, "to"));  // RFC 3261 §17.1.1.3
+    this._end(response.reason || "failed", response.status);
   }
 
   _onInviteResponse(response) {
-    if (response.status === 100) return;
     const tag = params(header(response, "to") || "").tag;
-    if (response.status < 200) {
+    if (response.status === 100 || response.status >= 300) return;
+    if (response.status > 100 && response.status < 200) {
       this._provisional = true;
-      if (this._cancelWanted) return this._cancel();
-      if (tag && !this._remoteTag) this._dialogFrom(response, tag);
-      if (response.body && /sdp/i.test(header(response, "content-type") || "") && !this._early) {
-        this._early = true;  // early media: the 183's answer
+      if (this._cancelWanted) return this._hop("CANCEL", `<${this.remoteURI}>`);
+      if (response.body && !this._early) {
+        this._early = true;  // early media: the answer in a 183
         this._pc.setRemoteDescription({ type: "answer", sdp: response.body }).catch(() => {});
       }
-      return this._setState(this._early ? "early" : "ringing");
+      return this._set(this._early ? "early" : "ringing");
     }
-    if (response.status >= 300) return;
-    this._dialogFrom(response, tag);
-    this._ackOK(response);
-    if (this.state === "ended") return this._request("BYE").catch(() => {}); // answered as we hung up
-    this._setState("established");
+    // 2xx: the dialog (RFC 3261 §12.1.2: the route set is the Record-Route reversed).
+    Object.assign(this, { _remoteTag: tag, _target: addressURI(header(response, "contact") || "") || this._target,
+      _routes: headerValues(response, "record-route").reverse() });
+    this._ack(response);
+    if (this.state === "ended") return this._request("BYE").catch(() => {});  // answered as we hung up
+    this._set("established");
     if (!this._early) this._pc.setRemoteDescription({ type: "answer", sdp: response.body }).catch((e) => this.hangup(`unusable answer: ${e.message}`));
   }
 
-  _dialogFrom(response, tag) {
-    this._remoteTag = tag;
-    this._remoteTarget = addressURI(header(response, "contact") || "") || this._remoteTarget;
-    this._routes = headerValues(response, "record-route").reverse();  // RFC 3261 §12.1.2
-  }
-
+  /** A 2xx retransmitted end to end gets its ACK again (RFC 3261 §13.2.2.4). */
   _onStrayResponse(response) {
-    // A 2xx retransmitted end to end: its ACK again (RFC 3261 §13.2.2.4).
-    if (response.status >= 200 && response.status < 300 && /INVITE/.test(header(response, "cseq"))) this._ackOK(response);
+    if (response.status >= 200 && response.status < 300 && /INVITE/.test(header(response, "cseq"))) this._ack(response);
   }
 
-  _ackOK(response) {
-    const seq = parseInt(header(response, "cseq"), 10);
-    this._wic._send(this._build("ACK", seq).text);
-  }
+  _ack(response) { this._wic._send(this._build("ACK", parseInt(header(response, "cseq"), 10)).text); }
 
-  /** The ACK of a failure answer, hop by hop: the INVITE's branch and route (RFC 3261 §17.1.1.3). */
-  _ack(response, branch) {
-    const headers = this._firstHeaders(branch, "ACK", header(response, "to"));
-    this._wic._send(buildMessage({ method: "ACK", uri: this.remoteURI, headers }));
-  }
-
-  _cancel() {
+  /** ACK of a failure answer, or CANCEL: the INVITE's branch and route, hop by hop (§9.1, §17.1.1.3). */
+  _hop(method, to) {
     this._cancelWanted = false;
-    const headers = this._firstHeaders(this._inviteBranch, "CANCEL", `<${this.remoteURI}>`);
-    this._wic._send(buildMessage({ method: "CANCEL", uri: this.remoteURI, headers }));
+    const headers = this._first.headers.filter(([n]) => /^(Via|Max-Forwards|Route|From|Call-ID)$/.test(n));
+    this._wic._send(buildMessage({ method, uri: this.remoteURI, headers: [...headers, ["To", to], ["CSeq", `1 ${method}`]] }));
   }
-
-  _firstHeaders(branch, method, to) {
-    return [["Via", `SIP/2.0/WSS ${this._wic._host};branch=${branch}`], ["Max-Forwards", "70"],
-      ...this._wic.registration.serviceRoute.map((r) => ["Route", r]), ["From", `<${this._wic.registration.impu}>;tag=${this._localTag}`],
-      ["To", to], ["Call-ID", this.callId], ["CSeq", `1 ${method}`]];
-  }
-
-  // --- the callee's side
 
   _ring() {
-    this._setState("incoming");
-    this._respond(this._invite, 180, "Ringing");
+    this._set("incoming");
+    this._reply(this._invite, 180, "Ringing");
   }
 
-  _retransmit200(sdp) {
-    let interval = T1;
-    const started = this._wic._clock.now();
-    const again = () => {
+  /** The UAS core sends the 2xx again until the ACK comes (RFC 3261 §13.3.1.4), at most 64·T1. */
+  _retransmit(sdp, interval, started) {
+    this._timer = this._wic._clock.setTimeout(() => {
       if (this._acked || this.state !== "established") return;
-      if (this._wic._clock.now() - started > 64 * T1) return this.hangup();  // no ACK: end it
-      try { this._respond(this._invite, 200, "OK", sdp); } catch { return; }
-      interval = Math.min(interval * 2, T2);
-      this._timer = this._wic._clock.setTimeout(again, interval);
-    };
-    this._timer = this._wic._clock.setTimeout(again, interval);
+      if (this._wic._clock.now() - started > 64 * T1) return this.hangup("no ACK");
+      try { this._reply(this._invite, 200, "OK", sdp); } catch { return; }
+      this._retransmit(sdp, Math.min(interval * 2, T2), started);
+    }, interval);
   }
-
-  // --- requests in the dialog
 
   async _onRequest(request) {
     const method = request.method;
-    if (method === "ACK") { this._acked = true; return; }
-    if (method === "CANCEL") {
-      this._respond(request, 200, "OK");
-      if (this.state === "incoming" || this.state === "answering") {
-        this._respond(this._invite, 487, "Request Terminated");
-        this._end("cancelled", 487);
-      }
-      return;
-    }
-    if (method === "BYE") {
-      this._respond(request, 200, "OK");
-      return this._end("the other side hung up");
+    if (method === "ACK") return void (this._acked = true);
+    if (method === "BYE" || method === "CANCEL") {
+      this._reply(request, 200, "OK");
+      if (method === "BYE") return this._end("the other side hung up");
+      if (this.state !== "incoming" && this.state !== "answering") return;
+      this._reply(this._invite, 487, "Request Terminated");
+      return this._end("cancelled", 487);
     }
     if (method === "INVITE" || method === "UPDATE") {
-      if (this._reinviting) return this._respond(request, 491, "Request Pending");  // glare
+      if (this._reinviting) return this._reply(request, 491, "Request Pending");  // glare
       try {
-        if (request.body) await this._pc.setRemoteDescription({ type: "offer", sdp: request.body });
-        if (request.body) await this._pc.setLocalDescription(await this._pc.createAnswer());
-        this._respond(request, 200, "OK", request.body ? await this._gathered() : "");
+        let sdp = "";
+        if (request.body) {
+          await this._pc.setRemoteDescription({ type: "offer", sdp: request.body });
+          await this._pc.setLocalDescription(await this._pc.createAnswer());
+          sdp = await this._gathered();
+        }
+        return this._reply(request, 200, "OK", sdp);
       } catch {
-        this._respond(request, 488, "Not Acceptable Here");
+        return this._reply(request, 488, "Not Acceptable Here");
       }
-      return;
     }
-    if (method === "INFO" || method === "OPTIONS" || method === "NOTIFY") return this._respond(request, 200, "OK");
-    this._respond(request, 405, "Method Not Allowed");
+    this._reply(request, /^(INFO|OPTIONS|NOTIFY)$/.test(method) ? 200 : 405, /^(INFO|OPTIONS|NOTIFY)$/.test(method) ? "OK" : "Method Not Allowed");
   }
 
-  _request(method, body = "") {
-    return this._wic._transaction(this._build(method, ++this._cseq, body));
-  }
+  _request(method, body = "") { return this._wic._transaction(this._build(method, ++this._cseq, body)); }
 
-  /** An in-dialog (or the first) request: route set, remote target, tags, the token. */
+  /** A request of the dialog (or the INVITE that makes it): route set, remote target, tags, the token. */
   _build(method, seq, body = "") {
-    const wic = this._wic, impu = wic.registration.impu;
-    const branch = "z9hG4bK" + randomToken(16, wic._random);
-    const [fromTag, toTag] = [this._localTag, this._remoteTag];
-    const local = this.outgoing ? impu : addressURI(header(this._invite, "to"));
-    const remote = this.outgoing ? this.remoteURI : this.remoteURI;
-    const headers = [["Via", `SIP/2.0/WSS ${wic._host};branch=${branch}`], ["Max-Forwards", "70"],
-      ...this._routes.map((r) => ["Route", r]),
-      ["From", `<${local}>;tag=${fromTag}`], ["To", `<${remote}>${toTag ? `;tag=${toTag}` : ""}`],
+    const wic = this._wic, branch = "z9hG4bK" + randomToken(16, wic._random), first = !this._remoteTag;
+    const headers = [["Via", `SIP/2.0/WSS ${wic._host};branch=${branch}`], ["Max-Forwards", "70"], ...this._routes.map((r) => ["Route", r]),
+      ["From", `<${this._local}>;tag=${this._tag}`], ["To", `<${this.remoteURI}>${first ? "" : `;tag=${this._remoteTag}`}`],
       ["Call-ID", this.callId], ["CSeq", `${seq} ${method}`], ["Contact", this._contact()], ...wic._authorization()];
-    if (method === "INVITE" && !toTag) headers.push(["P-Preferred-Identity", `<${impu}>`], ["Supported", "outbound, gruu"]);
+    if (first) headers.push(["P-Preferred-Identity", `<${this._local}>`]);
     if (body) headers.push(["Content-Type", "application/sdp"]);
-    return { branch, text: buildMessage({ method, uri: toTag || method !== "INVITE" ? this._remoteTarget : this.remoteURI, headers, body }) };
+    return { branch, headers, text: buildMessage({ method, uri: this._target, headers, body }) };
   }
 
-  _respond(request, status, reason, body = "") {
-    const names = { via: "Via", "record-route": "Record-Route", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };
-    const headers = request.headers.filter(([n]) => names[n]).map(([n, v]) => [names[n], v]);
-    const to = headers.find(([n]) => n === "To");
-    if (to && !params(to[1]).tag && status > 100) to[1] += `;tag=${this._localTag}`;
-    if (status < 300 && request.method === "INVITE") headers.push(["Contact", this._contact()]);
-    if (body) headers.push(["Content-Type", "application/sdp"]);
-    this._wic._send(buildMessage({ status, reason, headers, body }));
+  _reply(request, status, reason, body = "") {
+    reply(this._wic, request, status, reason, { tag: this._tag, body, contact: status < 300 && request.method === "INVITE" ? this._contact() : null });
   }
 
   _contact() {
@@ -1025,11 +971,9 @@ export class Call extends EventTarget {
     return gruu ? `<${gruu}>` : `<sip:${this._wic._contactUser}@${this._wic._host};transport=ws;ob>`;
   }
 
-  // --- media
-
   async _media({ audio, video }) {
     this._stream = await this._wic._getUserMedia({ audio, video });
-    // "balanced": the gateway answers without a BUNDLE group, which max-bundle refuses.
+    // "balanced" (not max-bundle): the gateway's answer has no BUNDLE group.
     this._pc = new this._wic._PC({ iceServers: this._wic._iceServers, rtcpMuxPolicy: "require" });
     for (const track of this._stream.getTracks()) this._pc.addTrack(track, this._stream);
     this._pc.ontrack = (event) => {
@@ -1038,20 +982,18 @@ export class Call extends EventTarget {
     };
   }
 
-  /** Every ICE candidate in the SDP before it goes (no trickle over SIP here). */
+  /** The SDP once every ICE candidate is in it (no trickle over SIP here), or after 3 s. */
   _gathered() {
     const pc = this._pc;
     return new Promise((resolve) => {
-      const done = () => resolve(pc.localDescription.sdp);
-      if (pc.iceGatheringState === "complete") return done();
+      const done = () => { this._wic._clock.clearTimeout(timer); resolve(pc.localDescription.sdp); };
       const timer = this._wic._clock.setTimeout(done, 3000);
-      pc.addEventListener("icegatheringstatechange", () => {
-        if (pc.iceGatheringState === "complete") { this._wic._clock.clearTimeout(timer); done(); }
-      });
+      if (pc.iceGatheringState === "complete") return done();
+      pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
     });
   }
 
-  _setState(state) {
+  _set(state) {
     this.state = state;
     this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
   }
@@ -1059,7 +1001,7 @@ export class Call extends EventTarget {
   _end(reason, status) {
     if (this.state === "ended") return;
     this._wic._clock.clearTimeout(this._timer);
-    this._setState("ended");
+    this._set("ended");
     this._wic.calls.delete(this.callId);
     for (const track of this._stream?.getTracks() || []) track.stop();
     try { this._pc?.close(); } catch { /* closed */ }

@@ -281,3 +281,187 @@ test("tokens, cnonces and the instance ID come from Web Crypto, not Math.random"
     Math.random = original;
   }
 });
+
+// ----- calls: a fake RTCPeerConnection and microphone; the network scripted per test
+
+class FakePC {
+  constructor() { this.localDescription = null; this.remote = []; this.iceGatheringState = "complete"; this.tones = []; this.closed = false; }
+  async createOffer() { return { type: "offer", sdp: "v=0\r\no=- offer\r\n" }; }
+  async createAnswer() { return { type: "answer", sdp: "v=0\r\no=- answer\r\n" }; }
+  async setLocalDescription(d) { this.localDescription = d.type === "rollback" ? null : d; }
+  async setRemoteDescription(d) { this.remote.push(d); }
+  addTrack() {}
+  addEventListener() {}
+  getSenders() { return [{ track: { kind: "audio" }, dtmf: { insertDTMF: (t) => this.tones.push(t) } }]; }
+  async getStats() { return new Map(); }
+  close() { this.closed = true; }
+}
+
+const fakeMedia = async () => ({ getTracks: () => [], getAudioTracks: () => [] });
+
+function respond(request, status, reason, { tag, headers = [], body = "" } = {}) {
+  const copy = ["via", "record-route", "from", "to", "call-id", "cseq"].flatMap((n) => request.headers.filter(([h]) => h === n));
+  const out = copy.map(([n, v]) => [n, n === "to" && tag && !/tag=/.test(v) ? `${v};tag=${tag}` : v]);
+  if (body) out.push(["Content-Type", "application/sdp"]);
+  return buildMessage({ status, reason, headers: [...out, ...headers], body });
+}
+
+async function callingWIC(onRequest) {
+  const clock = new FakeClock();
+  const pcs = [];
+  const { FakeWS, sockets } = fakeNetwork((request, ws) => {
+    if (request.method === "REGISTER" || request.method === "SUBSCRIBE") return ok(request, 600);
+    const replies = onRequest(request) || [];
+    for (const reply of replies) setImmediate(() => ws.onmessage?.({ data: reply }));
+    return null;
+  });
+  class PC extends FakePC { constructor() { super(); pcs.push(this); } }
+  const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock, storage: null,
+    RTCPeerConnection: PC, getUserMedia: fakeMedia });
+  wic.useToken(async () => ({ token: "tok1", expires_at: clock.now() / 1000 + 3600, impus: ["sip:alice@ims.example.com"] }));
+  await wic.register();
+  const sent = (method) => sockets[0].sent.filter((t) => t.startsWith(method + " ")).map(parseMessage);
+  const push = (text) => sockets[0].onmessage({ data: text });
+  return { wic, clock, pcs, sent, push, sockets };
+}
+
+const RR = [["Record-Route", "<sip:scscf;lr>"], ["Record-Route", "<sip:fl-1@ep;lr>"]];
+
+test("an outgoing call: INVITE with the offer and the token, ringing, 200 → ACK by the route set, BYE", async () => {
+  const net = await callingWIC((r) => {
+    if (r.method === "INVITE") {
+      return [respond(r, 100, "Trying"), respond(r, 180, "Ringing", { tag: "b1", headers: RR }),
+        respond(r, 200, "OK", { tag: "b1", headers: [...RR, ["Contact", "<sip:bob@10.0.0.2>"]], body: "v=0\r\no=- phone\r\n" })];
+    }
+    if (r.method === "BYE") return [respond(r, 200, "OK")];
+  });
+  const states = [];
+  assert.equal(net.wic.targetURI("bob"), "sip:bob@ims.example.com");
+  assert.equal(net.wic.targetURI("+1 555 0001"), "tel:+15550001");
+  const call = net.wic.call("bob");
+  call.addEventListener("state", () => states.push(call.state));
+  await until(() => call.state === "established");
+  const [invite] = net.sent("INVITE");
+  assert.equal(invite.uri, "sip:bob@ims.example.com");
+  assert.equal(header(invite, "authorization"), "Bearer tok1");  // TS 24.371 7.2.1
+  assert.equal(header(invite, "route"), "<sip:orig@scscf;lr>");
+  assert.equal(header(invite, "p-preferred-identity"), "<sip:alice@ims.example.com>");
+  assert.equal(header(invite, "content-type"), "application/sdp");
+  assert.equal(invite.body, "v=0\r\no=- offer\r\n");
+  assert.deepEqual(states, ["ringing", "established"]);
+  assert.deepEqual(net.pcs[0].remote, [{ type: "answer", sdp: "v=0\r\no=- phone\r\n" }]);
+  // RFC 3261 §12.1.2: ACK to the Contact, by the Record-Route reversed, with the to-tag.
+  const [ack] = net.sent("ACK");
+  assert.equal(ack.uri, "sip:bob@10.0.0.2");
+  assert.deepEqual(headerValues(ack, "route"), ["<sip:fl-1@ep;lr>", "<sip:scscf;lr>"]);
+  assert.match(header(ack, "to"), /;tag=b1$/);
+  assert.equal(header(ack, "cseq"), "1 ACK");
+  call.sendDTMF("12");
+  assert.deepEqual(net.pcs[0].tones, ["12"]);
+  call.hangup();
+  await until(() => net.sent("BYE").length === 1);
+  const [bye] = net.sent("BYE");
+  assert.equal(header(bye, "cseq"), "2 BYE");
+  assert.deepEqual(headerValues(bye, "route"), ["<sip:fl-1@ep;lr>", "<sip:scscf;lr>"]);
+  assert.equal(header(bye, "authorization"), "Bearer tok1");
+  assert.equal(call.state, "ended");
+  assert.ok(net.pcs[0].closed);
+});
+
+test("a refused call is ACKed hop by hop; a call hung up while ringing is CANCELled", async () => {
+  let invites = 0;
+  const net = await callingWIC((r) => {
+    if (r.method === "INVITE" && ++invites === 1) return [respond(r, 486, "Busy Here", { tag: "x" })];
+    if (r.method === "INVITE") return [respond(r, 180, "Ringing", { tag: "y" })];
+    if (r.method === "CANCEL") return [respond(r, 200, "OK")];
+  });
+  const busy = net.wic.call("sip:bob@ims.example.com");
+  const ended = new Promise((r) => busy.addEventListener("ended", (e) => r(e.detail)));
+  assert.deepEqual(await ended, { reason: "Busy Here", status: 486 });
+  const [invite] = net.sent("INVITE");
+  const [ack] = net.sent("ACK");
+  assert.equal(params(header(ack, "via")).branch, params(header(invite, "via")).branch);  // §17.1.1.3
+  assert.equal(header(ack, "cseq"), "1 ACK");
+  const ringing = net.wic.call("bob");
+  await until(() => ringing.state === "ringing");
+  ringing.hangup();
+  const [cancel] = net.sent("CANCEL");
+  assert.equal(params(header(cancel, "via")).branch, params(header(net.sent("INVITE")[1], "via")).branch);
+  assert.equal(header(cancel, "cseq"), "1 CANCEL");
+  assert.equal(ringing.state, "ended");
+});
+
+function incomingInvite(callId = "in-1", cseq = 1, extra = []) {
+  return buildMessage({ method: "INVITE", uri: "sip:x@h.invalid;transport=ws", headers: [
+    ["Via", "SIP/2.0/WSS ep;branch=z9hG4bKin" + cseq], ...RR, ["From", '"Bob" <sip:bob@ims.example.com>;tag=bt'],
+    ["To", "<sip:alice@ims.example.com>"], ["Call-ID", callId], ["CSeq", `${cseq} INVITE`], ["Contact", "<sip:bob@10.0.0.2>"],
+    ["P-Asserted-Identity", "<sip:bob@ims.example.com>"], ["Content-Type", "application/sdp"], ...extra], body: "v=0\r\no=- bob\r\n" });
+}
+
+test("an incoming call rings at once; answer sends 200 with the answer until the ACK; the caller's BYE ends it", async () => {
+  const net = await callingWIC(() => null);
+  const incoming = new Promise((r) => net.wic.addEventListener("incoming", (e) => r(e.detail.call)));
+  net.push(incomingInvite());
+  const call = await incoming;
+  assert.equal(call.remoteIdentity, "sip:bob@ims.example.com");
+  assert.equal(call.remoteName, "Bob");
+  const responses = () => net.sockets[0].sent.filter((t) => t.startsWith("SIP/2.0")).map(parseMessage).filter((m) => header(m, "call-id") === "in-1");
+  assert.deepEqual(responses().map((m) => m.status), [180]);
+  assert.deepEqual(headerValues(responses()[0], "record-route"), ["<sip:scscf;lr>", "<sip:fl-1@ep;lr>"]);
+  await call.answer();
+  const ok200 = responses().at(-1);
+  assert.equal(ok200.status, 200);
+  assert.equal(ok200.body, "v=0\r\no=- answer\r\n");
+  assert.match(header(ok200, "contact"), /;transport=ws;ob>$/);
+  assert.equal(params(header(ok200, "to")).tag, params(header(responses()[0], "to")).tag);
+  await net.clock.advance(600);
+  assert.equal(responses().filter((m) => m.status === 200).length, 2);  // retransmitted: no ACK yet
+  net.push(buildMessage({ method: "ACK", uri: "sip:x@h.invalid", headers: [["Via", "SIP/2.0/WSS ep;branch=z9hG4bKack"], ["Call-ID", "in-1"], ["CSeq", "1 ACK"]] }));
+  await net.clock.advance(5000);
+  assert.equal(responses().filter((m) => m.status === 200).length, 2);
+  // Bob hangs up; Alice's in-dialog requests would go by the Record-Route in order.
+  net.push(buildMessage({ method: "BYE", uri: "sip:x@h.invalid", headers: [["Via", "SIP/2.0/WSS ep;branch=z9hG4bKbye"], ["From", "<sip:bob@ims.example.com>;tag=bt"],
+    ["To", `<sip:alice@ims.example.com>;tag=${call._tag}`], ["Call-ID", "in-1"], ["CSeq", "2 BYE"]] }));
+  await until(() => call.state === "ended");
+  assert.equal(responses().at(-1).status, 200);
+  assert.equal(header(responses().at(-1), "cseq"), "2 BYE");
+});
+
+test("an incoming call cancelled while it rings gets 200 for the CANCEL and 487", async () => {
+  const net = await callingWIC(() => null);
+  const incoming = new Promise((r) => net.wic.addEventListener("incoming", (e) => r(e.detail.call)));
+  net.push(incomingInvite("in-2"));
+  const call = await incoming;
+  net.push(buildMessage({ method: "CANCEL", uri: "sip:x@h.invalid", headers: [["Via", "SIP/2.0/WSS ep;branch=z9hG4bKin1"], ["From", '<sip:bob@ims.example.com>;tag=bt'],
+    ["To", "<sip:alice@ims.example.com>"], ["Call-ID", "in-2"], ["CSeq", "1 CANCEL"]] }));
+  await until(() => call.state === "ended");
+  const statuses = net.sockets[0].sent.filter((t) => t.startsWith("SIP/2.0")).map(parseMessage)
+    .filter((m) => header(m, "call-id") === "in-2").map((m) => `${m.status} ${header(m, "cseq")}`);
+  assert.deepEqual(statuses, ["180 1 INVITE", "200 1 CANCEL", "487 1 INVITE"]);
+});
+
+test("re-INVITE glare: theirs is answered 491 while ours is pending; ours is tried again after a 491", async () => {
+  let reinvites = 0;
+  let net;
+  net = await callingWIC((r) => {
+    if (r.method !== "INVITE") return null;
+    if (!params(header(r, "to")).tag) return [respond(r, 200, "OK", { tag: "b1", headers: [["Contact", "<sip:bob@10.0.0.2>"]], body: "v=0\r\n" })];
+    if (++reinvites === 1) {
+      // Bob re-INVITEs at the same moment: glare.
+      setImmediate(() => net.push(incomingInvite(header(r, "call-id"), 7, [])
+        .replace("To: <sip:alice@ims.example.com>", `To: <sip:alice@ims.example.com>;tag=${params(header(r, "from")).tag}`)));
+      return [respond(r, 491, "Request Pending")];
+    }
+    return [respond(r, 200, "OK", { body: "v=0\r\no=- re\r\n" })];
+  });
+  const call = net.wic.call("bob");
+  await until(() => call.state === "established");
+  const done = call.renegotiate();
+  await until(() => net.sockets[0].sent.some((t) => t.startsWith("SIP/2.0 491")));
+  assert.ok(net.sockets[0].sent.some((t) => t.startsWith("SIP/2.0 491")), "their re-INVITE during ours: 491");
+  await net.clock.advance(4100);  // RFC 3261 §14.1: 2.1–4 s, then again
+  const response = await done;
+  assert.equal(response.status, 200);
+  assert.equal(reinvites, 2);
+  assert.deepEqual(net.pcs[0].remote.at(-1), { type: "answer", sdp: "v=0\r\no=- re\r\n" });
+});
