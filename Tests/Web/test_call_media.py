@@ -133,6 +133,41 @@ class MediaCallTests(ServerTestCase):
         self.assertEqual(result["bye"].status, 200)
         self.assertNoMediaLeft()
 
+    def test_a_re_invite_goes_through_the_gateway_on_both_sides(self):
+        caller = self.wic()
+        callee = self.wic("walt", "sip:walt@ims.example.com")
+        outcome = self.call_between_wics(caller, callee)
+        invite = callee.next_request("INVITE")
+        callee.answer(invite, 200, "OK", to_tag="w5", body=sipws.WEBRTC_ANSWER)
+        responses, dialog = outcome()
+        caller.ack(dialog)
+        callee.next_request("ACK")
+        # The caller offers again (a new o= version), in the dialog.
+        dialog["cseq"] += 1
+        reoffer = sipws.WEBRTC_OFFER.replace(" 2 IN IP4", " 3 IN IP4")
+        caller.request("INVITE", dialog["remote"], dialog["call_id"], dialog["cseq"], dialog["from_tag"],
+                       dialog["target"], dialog["to_tag"], dialog["routes"], body=reoffer)
+        reinvite = callee.next_request("INVITE")
+        self.assertEqual(reinvite.header("call-id"), dialog["call_id"])
+        self.assertTrue(sipws.is_webrtc_sdp(reinvite.body), reinvite.body)
+        self.assertNotEqual(reinvite.body, reoffer, "the re-offer went through the gateway")
+        callee.answer(reinvite, 200, "OK", body=sipws.WEBRTC_ANSWER)
+        final = caller.receive()
+        while final.status < 200:
+            final = caller.receive()
+        self.assertEqual(final.status, 200, final.text)
+        self.assertTrue(sipws.is_webrtc_sdp(final.body), final.body)
+        self.assertEqual(self.media_sessions(), [dialog["call_id"] + "~orig", dialog["call_id"] + "~term"])
+        caller.ack(dialog)
+        callee.next_request("ACK")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
+        t.start()
+        callee.answer(callee.next_request("BYE"), 200, "OK")
+        t.join(15)
+        self.assertEqual(result["bye"].status, 200)
+        self.assertNoMediaLeft()
+
     def test_a_rejected_call_leaves_no_media(self):
         caller = self.wic()
         callee = self.wic("walt", "sip:walt@ims.example.com")
