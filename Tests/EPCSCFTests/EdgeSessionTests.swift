@@ -51,7 +51,7 @@ import WebIMSTesting
     }
 
     /// TS 24.229 5.2.6.3.3: a P-Preferred-Identity the flow did not register is not
-    /// asserted (the default IMPU is), the WIC's own P-Asserted-Identity goes, its Route is
+    /// asserted (the default IMPU is), the WIC's own P-Asserted-Identity and token go, its Route is
     /// replaced by the Service-Route, a fresh icid is charged, and the Record-Route names the
     /// flow on both sides.
     @Test func whatTheEdgeAssertsAndRoutes() async throws {
@@ -60,11 +60,14 @@ import WebIMSTesting
             let (down, final) = try await roundTrip(
                 c,
                 invite(
-                    "P-Preferred-Identity: <sip:bob@ims.example.com>\r\nP-Asserted-Identity: <sip:mallory@ims.example.com>\r\n",
+                    "P-Preferred-Identity: <sip:bob@ims.example.com>\r\nP-Asserted-Identity: <sip:mallory@ims.example.com>\r\n"
+                        + "Authorization: Bearer \(try liveToken(h.waf))\r\n",
                     branch: "i1"))
             #expect(final.statusCode == 486)
             #expect(down.headers.values(.pAssertedIdentity) == ["<sip:alice@ims.example.com>"])
             #expect(!down.headers.contains(.pPreferredIdentity))
+            // TS 24.371 7.2.1: the token the WIC sends with each request stops at the edge.
+            #expect(!down.headers.contains(.authorization))
             #expect(down.headers.values(.pCalledPartyID) == ["<sip:alice@ims.example.com>"])
             #expect(down.headers[.pChargingVector]?.contains("icid-value=\"ep-") == true)
             #expect(!down.headers.contains(.route))
