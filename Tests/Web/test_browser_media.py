@@ -166,6 +166,10 @@ class InsideNamespace(unittest.TestCase):
         self.wait_audio(d)
         self.assertGreaterEqual(media.packets.get(8, 0), 50, "PCMA at the phone: %s" % media.packets)
         self.assertEqual(ngcontrol.calls(self.ng), [c for c in ngcontrol.calls(self.ng) if c.endswith("~orig")])
+        if os.environ.get("WEBIMS_SCREENSHOT"):  # docs/demo-call.png: a call in progress
+            d.execute_script("document.getElementById('status-panel').scrollIntoView()")
+            time.sleep(2)
+            d.save_screenshot(os.environ["WEBIMS_SCREENSHOT"])
         for key in d.find_elements(self.By.CSS_SELECTOR, "#keypad button")[:3]:  # 1 2 3
             key.click()
         ok = wait_for(lambda: media.packets.get("event", 0) >= 3, timeout=10, interval=0.2)
