@@ -1,12 +1,11 @@
 // wic.js — the webims WebRTC IMS Client (WIC) library.
 //
 // A plain ES module with no dependencies. It finds the WWSF, logs the user in, opens a
-// secure WebSocket to the eP-CSCF (RFC 7118, subprotocol "sip") and keeps an IMS
-// registration alive: with a WAF token (TS 24.371, scenario 2/3) or with SIP Digest
-// (scenario 1). See README.md beside this file for the API.
+// secure WebSocket to the eP-CSCF (RFC 7118, subprotocol "sip"), keeps an IMS registration
+// alive — with a WAF token (TS 24.371, scenario 2/3) or SIP Digest (scenario 1) — and makes
+// and takes calls, one RTCPeerConnection each. API: README.md beside this file.
 
-// ---------------------------------------------------------------------------------------
-// SIP messages: a small builder and parser (RFC 3261 §7, one message per WebSocket message)
+// ==== SIP messages: a small builder and parser (RFC 3261 §7, one message per WebSocket message)
 
 /** Parses one SIP message; throws on anything that is not one. */
 export function parseMessage(text) {
@@ -139,8 +138,7 @@ export function randomToken(length = 10, random = secureRandom) {
   return out;
 }
 
-// ---------------------------------------------------------------------------------------
-// Digest (RFC 2617 / RFC 7616): MD5 written here because WebCrypto has none.
+// ==== Digest (RFC 2617 / RFC 7616): MD5 written here because WebCrypto has none.
 
 /** MD5 (RFC 1321) of a string's UTF-8 bytes, as 32 hex digits. */
 export function md5(text) {
@@ -185,8 +183,7 @@ export async function digestResponse({ algorithm = "MD5", username, realm, passw
   return qop ? hash(`${ha1}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`) : hash(`${ha1}:${nonce}:${ha2}`);
 }
 
-// ---------------------------------------------------------------------------------------
-// Timing
+// ==== Timing
 
 /**
  * Milliseconds until the next refresh. TS 24.229 5.1.1.4.1: 600 s before expiry when the
@@ -208,8 +205,7 @@ export function backoffDelay(attempt, random = Math.random, baseMs = 1000, capMs
   return Math.floor(baseMs / 2 + random() * (ceiling - baseMs / 2));
 }
 
-// ---------------------------------------------------------------------------------------
-// The client
+// ==== The client
 
 const defaultClock = {
   now: () => Date.now(),
@@ -737,24 +733,17 @@ export class WIC extends EventTarget {
 
   /** A stable +sip.instance per browser (RFC 5626 §4.1), kept in localStorage. */
   _instance() {
-    const key = "webims.instance";
     let id = null;
-    try { id = this._storage?.getItem(key); } catch { /* storage blocked */ }
-    if (!id || !/^<urn:uuid:[0-9a-f-]{36}>$/.test(id)) {
-      if (this._random === secureRandom && globalThis.crypto?.randomUUID) {
-        id = `<urn:uuid:${globalThis.crypto.randomUUID()}>`;  // RFC 4122 version 4
-      } else {
-        const hex = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
-        id = `<urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}>`;
-      }
-      try { this._storage?.setItem(key, id); } catch { /* not kept: a new instance next time */ }
-    }
+    try { id = this._storage?.getItem("webims.instance"); } catch { /* storage blocked */ }
+    if (/^<urn:uuid:[0-9a-f-]{36}>$/.test(id || "")) return id;
+    const hex = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
+    id = `<urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}>`;  // RFC 4122 v4
+    try { this._storage?.setItem("webims.instance", id); } catch { /* a new instance next time */ }
     return id;
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// Calls: one RTCPeerConnection each; the eP-CSCF's gateway bridges it to IMS (TS 23.228 U.2.2)
+// ==== Calls: one RTCPeerConnection each; the eP-CSCF's gateway bridges it to IMS (TS 23.228 U.2.2)
 
 const T1 = 500, T2 = 4000;
 const REPLY = { via: "Via", "record-route": "Record-Route", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };

@@ -2,6 +2,7 @@ import Foundation
 import MediaGateway
 import SIPCore
 import SIPProxy
+import SIPTransport
 import Synchronization
 
 /// The media legs the eP-CSCF holds in its eIMS-AGW (TS 23.228 U.2.2): one per dialog side,
@@ -44,18 +45,21 @@ enum MediaDirection {
     var answerSide: MediaSide { self == .fromWIC ? .webRTC : .ims }
 }
 
-/// What a request's media handling came to: refused, or on its way with a rewriter for its
-/// responses (nil when nothing in them needs the gateway).
+/// What a request's media handling came to: refused (answered already), or on its way with a
+/// rewriter for its responses (nil when nothing in them needs the gateway).
 enum MediaStep {
-    case refused(SIPResponse)
+    case refused
     case proceed(SIPResponseRewriter?)
 }
 
 extension EdgeProxy {
     /// The request's SDP offer through the gateway (the request rewritten in place), and
     /// what its responses need: the answer rewritten, or the leg deleted when the dialog
-    /// fails or ends. Without a gateway (`--media-gateway none`) SDP passes through.
-    func media(_ request: inout SIPRequest, flowToken: String, direction: MediaDirection) async -> MediaStep {
+    /// fails or ends; a refusal is answered on `transaction`. Without a gateway
+    /// (`--media-gateway none`) SDP passes through.
+    func media(
+        _ request: inout SIPRequest, flowToken: String, direction: MediaDirection, _ transaction: SIPServerTransaction
+    ) async -> MediaStep {
         guard let gateway = configuration.mediaGateway, let callID = try? request.headers.callID else {
             return .proceed(nil)
         }
@@ -82,7 +86,8 @@ extension EdgeProxy {
             case let refusal?:
                 // Nothing half set up: a session the gateway made before its reply was lost goes.
                 if endsOnFailure, let leg = mediaLegs.remove(key) { deleteMedia(leg, gateway: gateway) }
-                return .refused(refusal)
+                transaction.respond(refusal)
+                return .refused
             }
         }
         let rewriter: SIPResponseRewriter = { [weak self] response in

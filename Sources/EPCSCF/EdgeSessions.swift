@@ -50,13 +50,8 @@ extension EdgeProxy {
             return
         case .route(let routeSet): route = routeSet
         }
-        let rewriting: SIPResponseRewriter?
-        switch await media(&upstream, flowToken: flowToken, direction: .fromWIC) {
-        case .refused(let refusal):
-            transaction.respond(refusal)
-            return
-        case .proceed(let rewriter): rewriting = rewriter
-        }
+        guard case .proceed(let rewriting) = await media(&upstream, flowToken: flowToken, direction: .fromWIC, transaction)
+        else { return }
         // Whatever the request names, the next hop is our S-CSCF.
         await proxy.forward(
             upstream, transaction: transaction,
@@ -191,13 +186,8 @@ extension EdgeProxy {
             // The dialog's requests from the far end come back through us to this flow.
             downstream.headers.prepend(.recordRoute, flowURI(token).description)
         }
-        let rewriting: SIPResponseRewriter?
-        switch await media(&downstream, flowToken: token, direction: .towardsWIC) {
-        case .refused(let refusal):
-            transaction.respond(refusal)
-            return
-        case .proceed(let rewriter): rewriting = rewriter
-        }
+        guard case .proceed(let rewriting) = await media(&downstream, flowToken: token, direction: .towardsWIC, transaction)
+        else { return }
         await proxy.forward(
             downstream, transaction: transaction,
             to: [ProxyTarget(uri: downstream.uri, destination: .flow(token))], rewriting: rewriting)

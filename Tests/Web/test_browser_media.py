@@ -14,7 +14,7 @@ import unittest
 
 import ngcontrol
 from harness import Server, free_port, wait_for
-from test_calls import SCENARIOS, sipp
+from test_calls import SCENARIOS, CallHelpers, sipp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INSIDE = os.environ.get("WEBIMS_NETNS") == "1"
@@ -84,7 +84,7 @@ class PhoneMedia:
 
 
 @unittest.skipUnless(INSIDE, "runs inside its own network namespace (MediaInBrowserTests starts it)")
-class InsideNamespace(unittest.TestCase):
+class InsideNamespace(CallHelpers, unittest.TestCase):
     def setUp(self):
         from selenium.webdriver.common.by import By
         import browser
@@ -142,19 +142,12 @@ class InsideNamespace(unittest.TestCase):
         ok = wait_for(lambda: not ngcontrol.calls(self.ng), timeout=8, interval=0.2)
         self.assertTrue(ok, "media sessions left in rtpengine: %s" % ngcontrol.calls(self.ng))
 
-    def phone(self, user="phil"):
-        port = free_port()
-        code = sipp(self.server.scscf, os.path.join(SCENARIOS, "register.xml"), "-s", user, "-au",
-                    "%s@ims.example.com" % user, "-ap", "%s-pw" % user, "-key", "contact_port", str(port))
-        self.assertEqual(code, 0, "SIPp REGISTER of %s" % user)
-        return port
-
     # --- the tests
 
     def test_a_wic_calls_a_phone_with_audio_both_ways_and_dtmf(self):
         media = PhoneMedia()
         self.addCleanup(media.close)
-        port = self.phone()
+        port = self.phone("phil")
         uas = sipp(None, os.path.join(SCENARIOS, "uas-media-port.xml"), "-d", "300", "-key", "media",
                    str(media.port), port=port, background=True)
         self.addCleanup(uas.kill)
@@ -183,7 +176,7 @@ class InsideNamespace(unittest.TestCase):
         media = PhoneMedia()
         self.addCleanup(media.close)
         d = self.page(self.server.demo_user, self.server.demo_password)
-        port = self.phone()
+        port = self.phone("phil")
         uac = sipp(self.server.scscf, os.path.join(SCENARIOS, "uac-media-port.xml"), "-s", "phil", "-au",
                    "phil@ims.example.com", "-ap", "phil-pw", "-key", "ruri", self.server.demo_impu, "-key", "media",
                    str(media.port), "-d", "6000", port=port, background=True)

@@ -13,38 +13,19 @@ import unittest
 import ngcontrol
 import sipws
 from harness import ServerTestCase, free_port, wait_for
-from test_calls import SCENARIOS, sipp
+from test_calls import SCENARIOS, CallHelpers, sipp
 
 
 @unittest.skipUnless(shutil.which("sipp") and shutil.which("rtpengine"), "needs sipp and rtpengine")
-class MediaCallTests(ServerTestCase):
+class MediaCallTests(CallHelpers, ServerTestCase):
     # A closed WIC's bindings go at once, so each test's callee is its one live contact.
     server_args = ("--flow-close-grace", "0")
 
     @classmethod
     def provision(cls, s):
-        for user in ("phil", "pam", "walt"):
-            s.cli("subscriber", "add", "--impi", "%s@ims.example.com" % user, "--impu",
-                  "sip:%s@ims.example.com" % user, "--password", "%s-pw" % user)
-        s.cli("account", "add", "--username", "walt", "--password", "walt-web-pw", "--impi", "walt@ims.example.com")
+        super().provision(s)
         cls.ng = ngcontrol.ng_port(s.log)
         assert cls.ng, "serve did not start its rtpengine:\n" + s.log
-
-    def wic(self, account=None, impu=None):
-        s = self.server
-        token = s.cli("token", "issue", "--account", account or s.demo_user).strip()
-        w = sipws.CallingWIC(s.epcscf, s.wwsf, s.ca, impu or s.demo_impu)
-        self.addCleanup(w.close)
-        r = w.register("Bearer " + token)
-        self.assertEqual(r.status, 200, r.text)
-        return w
-
-    def phone(self, user, port=None):
-        port = port or free_port()
-        code = sipp(self.server.scscf, os.path.join(SCENARIOS, "register.xml"), "-s", user, "-au",
-                    "%s@ims.example.com" % user, "-ap", "%s-pw" % user, "-key", "contact_port", str(port))
-        self.assertEqual(code, 0, "SIPp REGISTER of %s" % user)
-        return port
 
     def media_sessions(self):
         return ngcontrol.calls(self.ng)
@@ -181,25 +162,11 @@ class MediaCallTests(ServerTestCase):
         self.assertNoMediaLeft()
 
     def test_a_cancelled_call_leaves_no_media(self):
-        caller = self.wic()
-        callee = self.wic("walt", "sip:walt@ims.example.com")
-        call_id, tag = sipws.rand(16), sipws.rand(8)
-        target = "sip:walt@ims.example.com"
-        invite_text = caller.request("INVITE", target, call_id, 1, tag, target, body=sipws.WEBRTC_OFFER)
-        invite = callee.next_request("INVITE")
-        callee.answer(invite, 180, "Ringing", to_tag="w3")
-        self.assertEqual(caller.receive().status, 100)
-        self.assertEqual(caller.receive().status, 180)
-        self.assertEqual(self.media_sessions(), [call_id + "~orig", call_id + "~term"])
-        via = invite_text.split("\r\n")[1]
-        caller.ws.send("CANCEL %s SIP/2.0\r\n%s\r\nMax-Forwards: 70\r\nFrom: <%s>;tag=%s\r\nTo: <%s>\r\n"
-                       "Call-ID: %s\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
-                       % (target, via, caller.impu, tag, target, call_id))
-        cancel = callee.next_request("CANCEL")
-        callee.answer(cancel, 200, "OK", to_tag="w3")
-        callee.answer(invite, 487, "Request Terminated", to_tag="w3")
-        self.assertEqual(sorted([caller.receive().status, caller.receive().status]), [200, 487])
+        self.cancelled_call(self.wic(), self.wic("walt", "sip:walt@ims.example.com"), sipws.WEBRTC_OFFER)
         self.assertNoMediaLeft()
+
+    def ringing(self, call_id):
+        self.assertEqual(self.media_sessions(), [call_id + "~orig", call_id + "~term"])
 
     def test_an_offer_with_no_codec_a_browser_speaks_is_488(self):
         caller = self.wic()

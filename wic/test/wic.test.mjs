@@ -274,7 +274,7 @@ test("tokens, cnonces and the instance ID come from Web Crypto, not Math.random"
     assert.notEqual(randomToken(16), randomToken(16));
     assert.notEqual(randomToken(16), "a".repeat(16));
     const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: class {}, storage: null });
-    // crypto.randomUUID: version 4, RFC 4122 variant.
+    // Version 4, RFC 4122 variant, from Web Crypto.
     assert.match(wic.instanceId, /^<urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}>$/);
     assert.notEqual(wic._callId, "a".repeat(20));
   } finally {
