@@ -50,7 +50,9 @@ extension EdgeProxy {
             return
         case .route(let routeSet): route = routeSet
         }
-        guard case .proceed(let rewriting) = await media(&upstream, flowToken: flowToken, direction: .fromWIC, transaction)
+        guard
+            case .proceed(let rewriting) = await media(
+                &upstream, flowToken: flowToken, direction: .fromWIC, transaction)
         else { return }
         // Whatever the request names, the next hop is our S-CSCF.
         await proxy.forward(
@@ -186,7 +188,9 @@ extension EdgeProxy {
             // The dialog's requests from the far end come back through us to this flow.
             downstream.headers.prepend(.recordRoute, flowURI(token).description)
         }
-        guard case .proceed(let rewriting) = await media(&downstream, flowToken: token, direction: .towardsWIC, transaction)
+        guard
+            case .proceed(let rewriting) = await media(
+                &downstream, flowToken: token, direction: .towardsWIC, transaction)
         else { return }
         await proxy.forward(
             downstream, transaction: transaction,
