@@ -337,7 +337,7 @@ export class WIC extends EventTarget {
     this.registration = null;
     this._closeSocket();
     this._setState("idle");
-    this.dispatchEvent(new CustomEvent("unregistered", { detail: { reason: "requested" } }));
+    this._emit("unregistered", { reason: "requested" });
     return result;
   }
 
@@ -369,7 +369,7 @@ export class WIC extends EventTarget {
 
   async _register(refreshing) {
     this._setState(refreshing ? "refreshing" : "registering");
-    if (refreshing) this.dispatchEvent(new CustomEvent("refreshing"));
+    if (refreshing) this._emit("refreshing");
     try {
       await this._connect();
       let response = await this._sendRegister(this.requestedExpires);
@@ -493,7 +493,7 @@ export class WIC extends EventTarget {
     };
     this._attempt = 0;
     this._setState("registered");
-    this.dispatchEvent(new CustomEvent("registered", { detail: this.registration }));
+    this._emit("registered", this.registration);
     const tokenExpiresAt = this._token && this._credentials.kind === "token" ? this._token.expires_at * 1000 : 0;
     this._schedule(refreshDelay(expires, tokenExpiresAt, now), () => this._serial(() => this._register(true)));
     this._subscribeRegEvent(expires).catch(() => {});
@@ -516,7 +516,7 @@ export class WIC extends EventTarget {
     this._clearTimer();
     this.registration = null;
     this._setState("failed");
-    this.dispatchEvent(new CustomEvent("failed", { detail: { reason, status } }));
+    this._emit("failed", { reason, status });
   }
 
   // ----- reg event (WIC-12)
@@ -557,7 +557,7 @@ export class WIC extends EventTarget {
       if (!this.registration) return answer(480, "Temporarily Unavailable");
       const incoming = new Call(this, { request });
       incoming._ring();
-      this.dispatchEvent(new CustomEvent("incoming", { detail: { call: incoming } }));
+      this._emit("incoming", { call: incoming });
       return;
     }
     if (request.method === "ACK") return;
@@ -590,7 +590,7 @@ export class WIC extends EventTarget {
 
   /** Reads reginfo (RFC 3680): our contact terminated by the network = de-registered. */
   _onRegInfo(xml, subscriptionState) {
-    this.dispatchEvent(new CustomEvent("reginfo", { detail: { xml } }));
+    this._emit("reginfo", { xml });
     if (!this.registration) return;
     const contacts = [...xml.matchAll(/<contact\b([^>]*)>([\s\S]*?)<\/contact>/g)];
     const ours = contacts.find(([, , inner]) => inner.includes(this._host));
@@ -602,7 +602,7 @@ export class WIC extends EventTarget {
       this._clearTimer();
       this._wanted = false;
       this._setState("idle");
-      this.dispatchEvent(new CustomEvent("unregistered", { detail: { reason: `network (${why})` } }));
+      this._emit("unregistered", { reason: `network (${why})` });
     }
   }
 
@@ -642,7 +642,7 @@ export class WIC extends EventTarget {
   _onMessage(data) {
     const text = typeof data === "string" ? data : new TextDecoder().decode(data);
     if (text === "\r\n" || text === "\r\n\r\n") return; // RFC 5626 keep-alive
-    this.dispatchEvent(new CustomEvent("message", { detail: { direction: "in", text } }));
+    this._emit("message", { direction: "in", text });
     let message;
     try {
       message = parseMessage(text);
@@ -681,7 +681,7 @@ export class WIC extends EventTarget {
   _send(text) {
     if (!this._ws || this._ws.readyState !== 1) throw new Error("Not connected to the eP-CSCF.");
     this._ws.send(text);
-    this.dispatchEvent(new CustomEvent("message", { detail: { direction: "out", text: redact(text) } }));
+    this._emit("message", { direction: "out", text: redact(text) });
   }
 
   _onSocketClosed() {
@@ -700,7 +700,7 @@ export class WIC extends EventTarget {
     if (!this._wanted) return;
     const delay = backoffDelay(this._attempt++, this._random);
     this._setState("reconnecting");
-    this.dispatchEvent(new CustomEvent("reconnecting", { detail: { reason, delay, attempt: this._attempt } }));
+    this._emit("reconnecting", { reason, delay, attempt: this._attempt });
     this._schedule(delay, () => this._serial(() => this._register(false)));
   }
 
@@ -728,8 +728,10 @@ export class WIC extends EventTarget {
 
   _setState(state) {
     this.state = state;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
+    this._emit("state", { state });
   }
+
+  _emit(name, detail) { this.dispatchEvent(new CustomEvent(name, { detail })); }
 
   /** A stable +sip.instance per browser (RFC 5626 §4.1), kept in localStorage. */
   _instance() {
@@ -967,7 +969,7 @@ export class Call extends EventTarget {
     for (const track of this._stream.getTracks()) this._pc.addTrack(track, this._stream);
     this._pc.ontrack = (event) => {
       this.remoteStream = event.streams[0] || new MediaStream([event.track]);
-      this.dispatchEvent(new CustomEvent("remotestream", { detail: { stream: this.remoteStream } }));
+      this._emit("remotestream", { stream: this.remoteStream });
     };
   }
 
@@ -984,8 +986,10 @@ export class Call extends EventTarget {
 
   _set(state) {
     this.state = state;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
+    this._emit("state", { state });
   }
+
+  _emit(name, detail) { this.dispatchEvent(new CustomEvent(name, { detail })); }
 
   _end(reason, status) {
     if (this.state === "ended") return;
@@ -994,7 +998,7 @@ export class Call extends EventTarget {
     this._wic.calls.delete(this.callId);
     for (const track of this._stream?.getTracks() || []) track.stop();
     try { this._pc?.close(); } catch { /* closed */ }
-    this.dispatchEvent(new CustomEvent("ended", { detail: { reason, status } }));
+    this._emit("ended", { reason, status });
   }
 }
 
