@@ -160,8 +160,11 @@ public final class SIPEndpoint: Sendable {
 
     private func bindDatagram(port: Int) async throws -> any Channel {
         let core = self.core
+        // No SO_REUSEADDR: with it on both sides Linux lets another UDP socket bind this very
+        // port (rtpengine binds its media ports so) and take our datagrams — every call in
+        // flight went unanswered while a media session held the S-CSCF's port. Without it,
+        // their bind fails and they pick another.
         return try await DatagramBootstrap(group: group)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // Every datagram read whole, up to the largest UDP payload (NIO's default buffer
             // of 2,048 bytes cut longer messages short: 400 Malformed Header Line). Under
             // load several wait at each wake-up, so they are read with one `recvmmsg`, each

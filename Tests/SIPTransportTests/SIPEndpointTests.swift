@@ -55,6 +55,20 @@ func makeEndpoint(
     return endpoint
 }
 
+/// A UDP SIP port is ours alone: a socket that asks to share it (SO_REUSEADDR, as
+/// rtpengine's media sockets do) cannot bind it and steal what the S-CSCF should read.
+@Test func aUDPPortCannotBeSharedByAnotherSocket() async throws {
+    let endpoint = try await makeEndpoint(tcp: false)
+    let port = try #require(endpoint.address(.udp)?.port)
+    await #expect(throws: (any Error).self) {
+        let intruder = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: port).get()
+        try await intruder.close()
+    }
+    await endpoint.shutdown()
+}
+
 @Suite struct PortTests {
     /// Asked for any port, UDP and TCP share one (a SIP URI names one port). When the
     /// kernel's UDP pick is taken for TCP — here by a listener the test holds — the
