@@ -32,6 +32,16 @@ final class MediaLegs: Sendable {
         }
     }
 
+    /// Keeps only the legs whose gateway session is among `live`; the others' sessions
+    /// ended in the gateway (its media timeout, a restart). How many went.
+    func retain(only live: Set<String>) -> Int {
+        legs.withLock { legs in
+            let before = legs.count
+            legs = legs.filter { live.contains($0.value) }
+            return before - legs.count
+        }
+    }
+
     var count: Int { legs.withLock { $0.count } }
 }
 
@@ -151,6 +161,19 @@ extension EdgeProxy {
                 refusal.headers.append(SIPHeaderName("Retry-After"), "5")
                 return refusal
             }
+        }
+    }
+
+    /// The edge's legs follow the gateway: a session it ended by itself (no media for its
+    /// timeout, a day at most, or a restart) leaves the table, so dialogs that never saw a
+    /// BYE cost nothing for long. Run now and then (`serve`'s housekeeping, every minute).
+    public func reconcileMedia() async {
+        guard let gateway = configuration.mediaGateway, mediaLegs.count > 0 else { return }
+        do {
+            let gone = mediaLegs.retain(only: Set(try await gateway.list()))
+            if gone > 0 { logger.info("media: \(gone) leg(s) the gateway had ended left the table") }
+        } catch {
+            logger.warning("media gateway: could not list its sessions: \(error)")
         }
     }
 

@@ -299,7 +299,7 @@ struct Serve: AsyncParsableCommand {
         services.append(
             HousekeepingService(
                 store: store, registrar: scscf?.registrar, keys: waf?.keys, localIssuer: c.localIssuer,
-                tokens: edge?.tokens, fetchers: edge?.fetchers ?? [], edgeEndpoint: edge?.endpoint))
+                tokens: edge?.tokens, fetchers: edge?.fetchers ?? [], edgeEndpoint: edge?.endpoint, edge: edge?.edge))
         if !sites.isEmpty || !metrics.isEmpty {
             let servers = try HTTPSServers(
                 sites: sites, certificateChainPEM: identity?.certificateChainPEM ?? "",

@@ -38,6 +38,8 @@ struct HousekeepingService: Service, CustomStringConvertible {
     let tokens: TokenValidator?
     let fetchers: [WAFKeyFetcher]
     let edgeEndpoint: SIPEndpoint?
+    /// The eP-CSCF, whose media legs follow its gateway (every 12th tick: a minute).
+    var edge: EdgeProxy? = nil
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -49,9 +51,12 @@ struct HousekeepingService: Service, CustomStringConvertible {
     }
 
     private func tick() async {
+        var ticks = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(5))
             if Task.isCancelled { return }
+            ticks += 1
+            if ticks % 12 == 0 { await edge?.reconcileMedia() }
             await registrar?.removeExpiredBindings()
             if let keys {
                 try? await keys.reload(now: unixNow())
