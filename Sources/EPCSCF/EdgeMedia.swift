@@ -81,7 +81,9 @@ extension EdgeProxy {
             if let leg = mediaLegs.remove(key) { deleteMedia(leg, gateway: gateway) }
             return .proceed(nil)
         case .invite where initial:
-            let leg = direction == .fromWIC ? MediaLegName.originating(callID) : MediaLegName.terminating(callID)
+            let leg =
+                direction == .fromWIC
+                ? MediaLegName.originating(callID) : MediaLegName.terminating(callID, flow: flowToken)
             mediaLegs.add(key, gatewayCallID: leg)
         default:
             break

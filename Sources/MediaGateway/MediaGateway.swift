@@ -80,8 +80,10 @@ public enum MediaGatewayError: Error, Sendable, Hashable {
 }
 
 /// The gateway call ID of each side of the eP-CSCF for one SIP Call-ID: a call from one WIC
-/// to another crosses the eP-CSCF once as originating and once as terminating.
+/// to another crosses the eP-CSCF once as originating and once as terminating — and a call
+/// forked to several WICs of one user once per flow, each branch with a session of its own
+/// (the losers' go with their CANCEL, never the winner's).
 public enum MediaLegName {
     public static func originating(_ sipCallID: String) -> String { sipCallID + "~orig" }
-    public static func terminating(_ sipCallID: String) -> String { sipCallID + "~term" }
+    public static func terminating(_ sipCallID: String, flow: String) -> String { sipCallID + "~term~" + flow }
 }

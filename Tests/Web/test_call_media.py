@@ -28,7 +28,8 @@ class MediaCallTests(CallHelpers, ServerTestCase):
         assert cls.ng, "serve did not start its rtpengine:\n" + s.log
 
     def media_sessions(self):
-        return ngcontrol.calls(self.ng)
+        """The gateway's sessions, a terminating one named without its flow (`<Call-ID>~term`)."""
+        return sorted(c.split("~term~")[0] + "~term" if "~term~" in c else c for c in ngcontrol.calls(self.ng))
 
     def assertNoMediaLeft(self):
         left = wait_for(lambda: not self.media_sessions(), timeout=5, interval=0.1)
@@ -145,6 +146,40 @@ class MediaCallTests(CallHelpers, ServerTestCase):
         t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
         t.start()
         callee.answer(callee.next_request("BYE"), 200, "OK")
+        t.join(15)
+        self.assertEqual(result["bye"].status, 200)
+        self.assertNoMediaLeft()
+
+    def test_a_call_forked_to_two_wics_keeps_the_winners_media(self):
+        caller = self.wic()
+        first = self.wic("walt", "sip:walt@ims.example.com")
+        second = self.wic("walt", "sip:walt@ims.example.com")
+        outcome = self.call_between_wics(caller, first)
+        invites = [first.next_request("INVITE"), second.next_request("INVITE")]
+        call_id = invites[0].header("call-id")
+        # One gateway session per branch: two flows, two terminating sessions.
+        sessions = ngcontrol.calls(self.ng)
+        self.assertEqual(len([c for c in sessions if c.startswith(call_id + "~term~")]), 2, sessions)
+        # Both ring (a branch is cancelled once it has answered provisionally, RFC 3261 §9.1).
+        first.answer(invites[0], 180, "Ringing", to_tag="f1")
+        second.answer(invites[1], 180, "Ringing", to_tag="s1")
+        first.answer(invites[0], 200, "OK", to_tag="f1", body=sipws.WEBRTC_ANSWER)
+        cancel = second.next_request("CANCEL")
+        second.answer(cancel, 200, "OK", to_tag="s1")
+        second.answer(invites[1], 487, "Request Terminated", to_tag="s1")
+        second.next_request("ACK")
+        responses, dialog = outcome()
+        self.assertEqual(responses[-1].status, 200)
+        caller.ack(dialog)
+        first.next_request("ACK")
+        # The loser's session went with its 487; the winner's is still there.
+        left = wait_for(lambda: len(ngcontrol.calls(self.ng)) == 2, timeout=5, interval=0.1)
+        self.assertTrue(left, ngcontrol.calls(self.ng))
+        self.assertEqual(self.media_sessions(), [call_id + "~orig", call_id + "~term"])
+        result = {}
+        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
+        t.start()
+        first.answer(first.next_request("BYE"), 200, "OK")
         t.join(15)
         self.assertEqual(result["bye"].status, 200)
         self.assertNoMediaLeft()
