@@ -102,6 +102,9 @@ extension EdgeProxy {
                 return .refused
             }
         }
+        // Nothing in the responses concerns the gateway (INFO, MESSAGE, a re-INVITE without
+        // SDP): they go back as they come, without a rewriter's task per response.
+        guard offered || endsOnFailure else { return .proceed(nil) }
         let rewriter: SIPResponseRewriter = { [weak self] response in
             guard let self else { return response }
             if endsOnFailure, response.statusCode >= 300 {
