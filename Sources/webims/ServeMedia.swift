@@ -31,7 +31,9 @@ extension Serve {
                 throw ValidationError(
                     "--media-gateway \(choice): expected ng://host:port (an rtpengine's ng port), embedded or none")
             }
-            clients.append(try await NGClient.connect(to: address, from: address.protocol == .inet6 ? "::1" : host))
+            // Any local address of the gateway's family: a gateway on another machine is not
+            // reached from loopback (`--host`); replies count only from the gateway itself.
+            clients.append(try await NGClient.connect(to: address, from: address.protocol == .inet6 ? "::" : "0.0.0.0"))
         }
         let gateway: any MediaGateway = clients.count == 1 ? clients[0] : MediaGatewayPool(clients)
         return MediaFunction(
