@@ -787,9 +787,7 @@ export class Call extends EventTarget {
     this._set("answering");
     try {
       await this._media({ audio, video });
-      await this._pc.setRemoteDescription({ type: "offer", sdp: this._invite.body });
-      await this._pc.setLocalDescription(await this._pc.createAnswer());
-      const sdp = await this._gathered();
+      const sdp = await this._answerOrOffer(this._invite.body);
       if (this.state !== "answering") return;
       this._reply(this._invite, 200, "OK", sdp);
       this._set("established");
@@ -915,7 +913,14 @@ export class Call extends EventTarget {
 
   async _onRequest(request) {
     const method = request.method;
-    if (method === "ACK") return void (this._acked = true);
+    if (method === "ACK") {
+      this._acked = true;
+      if (this._late && request.body) {
+        this._late = false;
+        this._pc.setRemoteDescription({ type: "answer", sdp: request.body }).catch((e) => this.hangup(`unusable answer: ${e.message}`));
+      }
+      return;
+    }
     if (method === "BYE" || method === "CANCEL") {
       this._reply(request, 200, "OK");
       if (method === "BYE") return this._end("the other side hung up");
@@ -926,18 +931,21 @@ export class Call extends EventTarget {
     if (method === "INVITE" || method === "UPDATE") {
       if (this._reinviting) return this._reply(request, 491, "Request Pending");  // glare
       try {
-        let sdp = "";
-        if (request.body) {
-          await this._pc.setRemoteDescription({ type: "offer", sdp: request.body });
-          await this._pc.setLocalDescription(await this._pc.createAnswer());
-          sdp = await this._gathered();
-        }
-        return this._reply(request, 200, "OK", sdp);
+        return this._reply(request, 200, "OK", await this._answerOrOffer(request.body));
       } catch {
         return this._reply(request, 488, "Not Acceptable Here");
       }
     }
     this._reply(request, /^(INFO|OPTIONS|NOTIFY)$/.test(method) ? 200 : 405, /^(INFO|OPTIONS|NOTIFY)$/.test(method) ? "OK" : "Method Not Allowed");
+  }
+
+  /** Our answer to an offer; to an INVITE without one (RFC 3264 §4, late offer) our offer,
+   *  its answer to come in the ACK. */
+  async _answerOrOffer(offer) {
+    if (offer) await this._pc.setRemoteDescription({ type: "offer", sdp: offer });
+    await this._pc.setLocalDescription(await (offer ? this._pc.createAnswer() : this._pc.createOffer()));
+    this._late = !offer;
+    return this._gathered();
   }
 
   _request(method, body = "") { return this._wic._transaction(this._build(method, ++this._cseq, body)); }

@@ -14,21 +14,40 @@ final class MediaLegs: Sendable {
         var flowToken: String
     }
 
-    private let legs = Mutex<[Key: String]>([:])
+    struct Leg: Sendable {
+        var gatewayCallID: String
+        /// A 2xx carried the offer of an INVITE that had none (RFC 3264 §4, late offer):
+        /// the answer comes in the ACK.
+        var answerInACK = false
+    }
+
+    private let legs = Mutex<[Key: Leg]>([:])
 
     /// The gateway's call ID for the dialog side, if it has one.
-    func gatewayCallID(_ key: Key) -> String? { legs.withLock { $0[key] } }
+    func gatewayCallID(_ key: Key) -> String? { legs.withLock { $0[key]?.gatewayCallID } }
 
-    func add(_ key: Key, gatewayCallID: String) { legs.withLock { $0[key] = gatewayCallID } }
+    func add(_ key: Key, gatewayCallID: String) { legs.withLock { $0[key] = Leg(gatewayCallID: gatewayCallID) } }
 
-    func remove(_ key: Key) -> String? { legs.withLock { $0.removeValue(forKey: key) } }
+    func remove(_ key: Key) -> String? { legs.withLock { $0.removeValue(forKey: key)?.gatewayCallID } }
+
+    /// The next ACK of the dialog side carries the answer to an offer in a 2xx.
+    func expectAnswerInACK(_ key: Key) { legs.withLock { $0[key]?.answerInACK = true } }
+
+    /// The leg whose answer this ACK brings, once (a retransmitted ACK finds none).
+    func takeAnswerInACK(_ key: Key) -> String? {
+        legs.withLock { legs in
+            guard let leg = legs[key], leg.answerInACK else { return nil }
+            legs[key]?.answerInACK = false
+            return leg.gatewayCallID
+        }
+    }
 
     /// Every leg of a flow, taken out (the flow has gone).
     func removeAll(flowToken: String) -> [String] {
         legs.withLock { legs in
             let gone = legs.filter { $0.key.flowToken == flowToken }
             for key in gone.keys { legs.removeValue(forKey: key) }
-            return Array(gone.values)
+            return gone.values.map(\.gatewayCallID)
         }
     }
 
@@ -37,12 +56,23 @@ final class MediaLegs: Sendable {
     func retain(only live: Set<String>) -> Int {
         legs.withLock { legs in
             let before = legs.count
-            legs = legs.filter { live.contains($0.value) }
+            legs = legs.filter { live.contains($0.value.gatewayCallID) }
             return before - legs.count
         }
     }
 
     var count: Int { legs.withLock { $0.count } }
+}
+
+/// Why an offer in a 2xx could not go through the gateway.
+enum LateOfferError: Error, CustomStringConvertible {
+    case noWebRTCCodec(String)
+
+    var description: String {
+        switch self {
+        case .noWebRTCCodec(let kind): "no WebRTC codec in the \(kind) stream and the media gateway does not transcode"
+        }
+    }
 }
 
 /// Which way a request crosses the eP-CSCF: from the WIC towards IMS, or towards the WIC.
@@ -102,9 +132,11 @@ extension EdgeProxy {
                 return .refused
             }
         }
-        // Nothing in the responses concerns the gateway (INFO, MESSAGE, a re-INVITE without
+        // An INVITE without an offer gets one in its 2xx (RFC 3264 §4, late offer).
+        let offerInAnswer = request.method == .invite && !offered
+        // Nothing in the responses concerns the gateway (INFO, MESSAGE, an UPDATE without
         // SDP): they go back as they come, without a rewriter's task per response.
-        guard offered || endsOnFailure else { return .proceed(nil) }
+        guard offered || offerInAnswer else { return .proceed(nil) }
         let rewriter: SIPResponseRewriter = { [weak self] response in
             guard let self else { return response }
             if endsOnFailure, response.statusCode >= 300 {
@@ -112,23 +144,61 @@ extension EdgeProxy {
                 if let leg = self.mediaLegs.remove(key) { self.deleteMedia(leg, gateway: gateway) }
                 return response
             }
-            guard offered, Self.carriesSDP(response.headers, response.body) else { return response }
+            guard Self.carriesSDP(response.headers, response.body) else { return response }
             let toTag = (try? response.headers.to.tag) ?? ""
+            var rewritten = response
             do {
-                var rewritten = response
-                rewritten.body = try await gateway.answer(
-                    MediaAnswer(
-                        callID: leg, fromTag: fromTag, toTag: toTag, sdp: response.body, towards: direction.answerSide))
+                if offered {
+                    rewritten.body = try await gateway.answer(
+                        MediaAnswer(
+                            callID: leg, fromTag: fromTag, toTag: toTag, sdp: response.body,
+                            towards: direction.answerSide))
+                } else if (200..<300).contains(response.statusCode) {
+                    // The callee offers, back the way the INVITE came; its tag is the offerer's.
+                    rewritten.body = try await self.offerInResponse(
+                        response.body, leg: leg, offererTag: toTag, towards: direction.answerSide, gateway: gateway)
+                    self.mediaLegs.expectAnswerInACK(key)
+                }
                 return rewritten
             } catch {
                 // A proxy cannot turn a 2xx into a failure; the far end's media would not reach
                 // the other side, so it is said loudly.
                 EdgeMetrics.mediaFailures.increment()
-                self.logger.warning("media gateway refused the answer for \(leg): \(error)")
+                self.logger.warning("media gateway refused the SDP of a \(response.statusCode) for \(leg): \(error)")
                 return response
             }
         }
         return .proceed(rewriter)
+    }
+
+    /// An offer a 2xx carries, through the gateway; the error says why not.
+    private func offerInResponse(
+        _ sdp: [UInt8], leg: String, offererTag: String, towards side: MediaSide, gateway: any MediaGateway
+    ) async throws -> [UInt8] {
+        let description = try SessionDescription(parsing: sdp)
+        if side == .webRTC, let stream = description.streamWithoutCodec(in: SessionDescription.webRTCCodecs) {
+            throw LateOfferError.noWebRTCCodec(stream.kind)
+        }
+        return try await gateway.offer(MediaOffer(callID: leg, fromTag: offererTag, sdp: sdp, towards: side))
+    }
+
+    /// The ACK that answers an offer in a 2xx: its SDP through the gateway. An ACK cannot be
+    /// refused; a failure is logged and counted, the ACK goes on as it came.
+    func mediaInACK(_ ack: inout SIPRequest, flowToken: String, direction: MediaDirection) async {
+        guard let gateway = configuration.mediaGateway, let callID = try? ack.headers.callID,
+            Self.carriesSDP(ack.headers, ack.body),
+            let leg = mediaLegs.takeAnswerInACK(MediaLegs.Key(callID: callID, flowToken: flowToken))
+        else { return }
+        do {
+            // The INVITE's recipient (To) offered in its 2xx; the ACK's sender (From) answers.
+            ack.body = try await gateway.answer(
+                MediaAnswer(
+                    callID: leg, fromTag: (try? ack.headers.to.tag) ?? "", toTag: (try? ack.headers.from.tag) ?? "",
+                    sdp: ack.body, towards: direction.offerSide))
+        } catch {
+            EdgeMetrics.mediaFailures.increment()
+            logger.warning("media gateway refused the answer in an ACK for \(leg): \(error)")
+        }
     }
 
     /// nil when the offer went through the gateway (the body replaced); else the refusal:

@@ -39,7 +39,10 @@ extension EdgeProxy {
         if request.method == .ack {
             // An ACK for a 2xx, end to end: to our S-CSCF, whatever route the WIC gave, and
             // only from a flow that may still send.
-            if case .registered = credentialGate(flow) { await proxy.forwardACK(request, to: configuration.scscf) }
+            guard case .registered = credentialGate(flow) else { return }
+            var ack = request
+            await mediaInACK(&ack, flowToken: flowToken, direction: .fromWIC)
+            await proxy.forwardACK(ack, to: configuration.scscf)
             return
         }
         var upstream = request
@@ -176,6 +179,7 @@ extension EdgeProxy {
         case .down(let request, let flowToken): (downstream, token) = (request, flowToken)
         }
         if request.method == .ack {
+            await mediaInACK(&downstream, flowToken: token, direction: .towardsWIC)
             await sip.sendStatelessly(downstream, to: .flow(token))
             return
         }

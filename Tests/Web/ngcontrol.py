@@ -65,3 +65,9 @@ def ng_port(server_log):
     """The embedded rtpengine's ng port, from `webims serve`'s start-up lines."""
     m = re.search(r"eIMS-AGW rtpengine embedded \(ng [0-9.]+:(\d+)", server_log)
     return int(m.group(1)) if m else None
+
+
+def tags(port, call_id):
+    """The dialog parties' tags the gateway knows in a session (an answered offer has both)."""
+    reply = request(port, {"command": "query", "call-id": call_id})
+    return sorted(tag for tag in reply.get("tags", {}) if tag)

@@ -268,9 +268,10 @@ class CallingWIC(WIC):
                 [r.strip() for v in final.all("record-route") for r in v.split(",")]))
         return responses, dialog
 
-    def ack(self, dialog):
+    def ack(self, dialog, body=""):
+        """The ACK of a 2xx; `body` the answer when the 2xx carried the offer (late offer)."""
         self.request("ACK", dialog["remote"], dialog["call_id"], dialog["cseq"], dialog["from_tag"], dialog["target"],
-                     dialog["to_tag"], dialog["routes"])
+                     dialog["to_tag"], dialog["routes"], body=body)
 
     def bye(self, dialog):
         dialog["cseq"] += 1

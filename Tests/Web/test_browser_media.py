@@ -41,6 +41,9 @@ class MediaInBrowserTests(unittest.TestCase):
     def test_a_phone_calls_the_wic_which_answers(self):
         self.inside("test_a_phone_calls_the_wic_which_answers")
 
+    def test_a_phone_calls_without_an_offer_and_the_wic_offers(self):
+        self.inside("test_a_phone_calls_without_an_offer_and_the_wic_offers")
+
     def test_two_browsers_call_each_other_with_opus(self):
         self.inside("test_two_browsers_call_each_other_with_opus")
 
@@ -190,6 +193,26 @@ class InsideNamespace(CallHelpers, unittest.TestCase):
         self.wait_audio(d)
         self.assertGreaterEqual(media.packets.get(8, 0), 50, "PCMA at the phone: %s" % media.packets)
         # The phone hangs up after its 6 s.
+        self.wait_text(d, "call-state", "ended: the other side hung up", timeout=20)
+        self.assertEqual(uac.wait(20), 0, "the SIPp caller's side failed")
+        self.assertNoMediaLeft()
+
+    def test_a_phone_calls_without_an_offer_and_the_wic_offers(self):
+        """RFC 3264 §4: the phone's INVITE has no SDP; the page's answer carries the browser's
+        offer (plain RTP at the phone), the phone's answer comes in its ACK."""
+        media = PhoneMedia()
+        self.addCleanup(media.close)
+        d = self.page(self.server.demo_user, self.server.demo_password)
+        port = self.phone("phil")
+        uac = sipp(self.server.scscf, os.path.join(SCENARIOS, "uac-late-offer-port.xml"), "-s", "phil", "-au",
+                   "phil@ims.example.com", "-ap", "phil-pw", "-key", "ruri", self.server.demo_impu, "-key", "media",
+                   str(media.port), "-d", "5000", port=port, background=True)
+        self.addCleanup(uac.kill)
+        self.wait_text(d, "call-state", "incoming call")
+        self.click(d, "answer-button")
+        self.wait_text(d, "call-state", "in call")
+        self.wait_audio(d)
+        self.assertGreaterEqual(media.packets.get(8, 0), 50, "PCMA at the phone: %s" % media.packets)
         self.wait_text(d, "call-state", "ended: the other side hung up", timeout=20)
         self.assertEqual(uac.wait(20), 0, "the SIPp caller's side failed")
         self.assertNoMediaLeft()

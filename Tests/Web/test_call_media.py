@@ -184,6 +184,64 @@ class MediaCallTests(CallHelpers, ServerTestCase):
         self.assertEqual(result["bye"].status, 200)
         self.assertNoMediaLeft()
 
+    def test_a_late_offer_from_a_wic_to_a_phone(self):
+        """RFC 3264 §4: an INVITE without SDP; the phone offers in its 200, the WIC answers in
+        the ACK — both through the gateway."""
+        port = self.phone("phil")
+        uas = sipp(None, os.path.join(SCENARIOS, "uas-late-offer.xml"), "-d", "100", port=port, background=True)
+        self.addCleanup(uas.kill)
+        time.sleep(0.3)
+        w = self.wic()
+        responses, dialog = w.invite("sip:phil@ims.example.com", body="")
+        final = responses[-1]
+        self.assertEqual(final.status, 200, final.text)
+        # The phone's plain RTP offer reaches the WIC as WebRTC.
+        self.assertTrue(sipws.is_webrtc_sdp(final.body), final.body)
+        self.assertIn("a=setup:actpass", final.body)
+        self.assertNotIn("41002", final.body)
+        w.ack(dialog, body=sipws.WEBRTC_ANSWER)
+        leg = dialog["call_id"] + "~orig"
+        self.assertEqual(self.media_sessions(), [leg])
+        # The answer in the ACK reached the gateway (the WIC's tag joined the phone's there)
+        # before the BYE goes, which would otherwise overtake the ACK.
+        answered = wait_for(lambda: dialog["from_tag"] in ngcontrol.tags(self.ng, leg), timeout=5, interval=0.05)
+        self.assertTrue(answered, ngcontrol.tags(self.ng, leg))
+        self.assertEqual(w.bye(dialog).status, 200)
+        # The phone checked the answer in the ACK was plain RTP.
+        self.assertEqual(uas.wait(30), 0, "the SIPp phone's side of the call failed")
+        self.assertNoMediaLeft()
+
+    def test_a_late_offer_between_wics_crosses_both_sides(self):
+        caller = self.wic()
+        callee = self.wic("walt", "sip:walt@ims.example.com")
+        outcome = self.call_between_wics(caller, callee, body="")
+        invite = callee.next_request("INVITE")
+        self.assertEqual(invite.body, "")
+        callee.answer(invite, 200, "OK", to_tag="w6", body=sipws.WEBRTC_OFFER)
+        responses, dialog = outcome()
+        final = responses[-1]
+        self.assertEqual(final.status, 200, final.text)
+        # The callee's offer went through the gateway twice: plain RTP between the two sides.
+        self.assertTrue(sipws.is_webrtc_sdp(final.body), final.body)
+        self.assertIn("opus", final.body)
+        self.assertNotIn("50000", final.body)  # the callee's own candidate port stays on its side
+        answer = sipws.WEBRTC_ANSWER.replace("SAVPF 8", "SAVPF 111").replace(
+            "a=rtpmap:8 PCMA/8000", "a=rtpmap:111 opus/48000/2")
+        caller.ack(dialog, body=answer)
+        ack = callee.next_request("ACK")
+        self.assertTrue(sipws.is_webrtc_sdp(ack.body), ack.body)
+        self.assertIn("opus", ack.body)
+        self.assertNotIn("50002", ack.body)  # the caller's own candidate port stays on its side
+        call_id = dialog["call_id"]
+        self.assertEqual(self.media_sessions(), [call_id + "~orig", call_id + "~term"])
+        result = {}
+        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
+        t.start()
+        callee.answer(callee.next_request("BYE"), 200, "OK")
+        t.join(15)
+        self.assertEqual(result["bye"].status, 200)
+        self.assertNoMediaLeft()
+
     def test_a_rejected_call_leaves_no_media(self):
         caller = self.wic()
         callee = self.wic("walt", "sip:walt@ims.example.com")

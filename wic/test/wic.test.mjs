@@ -391,11 +391,11 @@ test("a refused call is ACKed hop by hop; a call hung up while ringing is CANCEL
   assert.equal(ringing.state, "ended");
 });
 
-function incomingInvite(callId = "in-1", cseq = 1, extra = []) {
+function incomingInvite(callId = "in-1", cseq = 1, extra = [], body = "v=0\r\no=- bob\r\n") {
   return buildMessage({ method: "INVITE", uri: "sip:x@h.invalid;transport=ws", headers: [
     ["Via", "SIP/2.0/WSS ep;branch=z9hG4bKin" + cseq], ...RR, ["From", '"Bob" <sip:bob@ims.example.com>;tag=bt'],
     ["To", "<sip:alice@ims.example.com>"], ["Call-ID", callId], ["CSeq", `${cseq} INVITE`], ["Contact", "<sip:bob@10.0.0.2>"],
-    ["P-Asserted-Identity", "<sip:bob@ims.example.com>"], ["Content-Type", "application/sdp"], ...extra], body: "v=0\r\no=- bob\r\n" });
+    ["P-Asserted-Identity", "<sip:bob@ims.example.com>"], ...(body ? [["Content-Type", "application/sdp"]] : []), ...extra], body });
 }
 
 test("an incoming call rings at once; answer sends 200 with the answer until the ACK; the caller's BYE ends it", async () => {
@@ -425,6 +425,27 @@ test("an incoming call rings at once; answer sends 200 with the answer until the
   await until(() => call.state === "ended");
   assert.equal(responses().at(-1).status, 200);
   assert.equal(header(responses().at(-1), "cseq"), "2 BYE");
+});
+
+test("an INVITE without SDP (late offer): the 200 carries our offer, the ACK its answer", async () => {
+  const net = await callingWIC(() => null);
+  const incoming = new Promise((r) => net.wic.addEventListener("incoming", (e) => r(e.detail.call)));
+  net.push(incomingInvite("in-3", 1, [], ""));
+  const call = await incoming;
+  await call.answer();
+  const ok200 = net.sockets[0].sent.filter((t) => t.startsWith("SIP/2.0 200")).map(parseMessage).at(-1);
+  assert.equal(ok200.body, "v=0\r\no=- offer\r\n");
+  assert.equal(header(ok200, "content-type"), "application/sdp");
+  assert.deepEqual(net.pcs[0].remote, []);
+  net.push(buildMessage({ method: "ACK", uri: "sip:x@h.invalid", headers: [["Via", "SIP/2.0/WSS ep;branch=z9hG4bKack3"], ["Call-ID", "in-3"],
+    ["CSeq", "1 ACK"], ["Content-Type", "application/sdp"]], body: "v=0\r\no=- bob answers\r\n" }));
+  await until(() => net.pcs[0].remote.length === 1);
+  assert.deepEqual(net.pcs[0].remote, [{ type: "answer", sdp: "v=0\r\no=- bob answers\r\n" }]);
+  assert.equal(call.state, "established");
+  // A re-INVITE without SDP is answered with an offer too.
+  net.push(incomingInvite("in-3", 2, [], "").replace("To: <sip:alice@ims.example.com>", `To: <sip:alice@ims.example.com>;tag=${call._tag}`));
+  await until(() => net.sockets[0].sent.some((t) => t.startsWith("SIP/2.0 200") && t.includes("CSeq: 2 INVITE")));
+  assert.match(net.sockets[0].sent.filter((t) => t.includes("CSeq: 2 INVITE")).at(-1), /o=- offer/);
 });
 
 test("an incoming call cancelled while it rings gets 200 for the CANCEL and 487", async () => {
