@@ -1,38 +1,22 @@
-// wic.js — the webims WebRTC IMS Client (WIC) library.
-//
-// A plain ES module with no dependencies. It finds the WWSF, logs the user in, opens a
-// secure WebSocket to the eP-CSCF (RFC 7118, subprotocol "sip"), keeps an IMS registration
-// alive — with a WAF token (TS 24.371, scenario 2/3) or SIP Digest (scenario 1) — and makes
-// and takes calls, one RTCPeerConnection each. API: README.md beside this file.
+// wic.js — the webims WebRTC IMS Client (WIC): one dependency-free ES module. It finds the
+// WWSF, logs in, registers over WSS to the eP-CSCF (RFC 7118) with a WAF token (TS 24.371)
+// or SIP Digest, and makes and takes calls. API: README.md beside this file.
 
-// ==== SIP messages: a small builder and parser (RFC 3261 §7, one message per WebSocket message)
+// ==== SIP messages (RFC 3261 §7; one per WebSocket message)
 
 /** Parses one SIP message; throws on anything that is not one. */
 export function parseMessage(text) {
   if (typeof text !== "string") throw new Error("not text");
   const split = text.indexOf("\r\n\r\n");
-  const head = split < 0 ? text : text.slice(0, split);
   const body = split < 0 ? "" : text.slice(split + 4);
-  const lines = head.split("\r\n");
-  // Unfold continuation lines (RFC 3261 §7.3.1).
-  const unfolded = [];
-  for (const line of lines) {
-    if (/^[ \t]/.test(line) && unfolded.length > 1) unfolded[unfolded.length - 1] += " " + line.trim();
-    else unfolded.push(line);
-  }
-  const start = unfolded[0] || "";
+  // Continuation lines unfolded (RFC 3261 §7.3.1).
+  const lines = (split < 0 ? text : text.slice(0, split)).replace(/\r\n[ \t]+/g, " ").split("\r\n");
   const message = { headers: [], body };
   let m;
-  if ((m = /^SIP\/2\.0 (\d{3}) ?(.*)$/.exec(start))) {
-    message.status = Number(m[1]);
-    message.reason = m[2];
-  } else if ((m = /^([A-Z]+) (\S+) SIP\/2\.0$/.exec(start))) {
-    message.method = m[1];
-    message.uri = m[2];
-  } else {
-    throw new Error("not a SIP start line");
-  }
-  for (const line of unfolded.slice(1)) {
+  if ((m = /^SIP\/2\.0 (\d{3}) ?(.*)$/.exec(lines[0]))) Object.assign(message, { status: Number(m[1]), reason: m[2] });
+  else if ((m = /^([A-Z]+) (\S+) SIP\/2\.0$/.exec(lines[0]))) Object.assign(message, { method: m[1], uri: m[2] });
+  else throw new Error("not a SIP start line");
+  for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
     if (colon <= 0) throw new Error("bad header line");
     message.headers.push([expandCompact(line.slice(0, colon).trim()), line.slice(colon + 1).trim()]);
@@ -41,19 +25,15 @@ export function parseMessage(text) {
 }
 
 const COMPACT = { v: "via", f: "from", t: "to", i: "call-id", m: "contact", l: "content-length", c: "content-type", k: "supported", o: "event", u: "allow-events" };
-function expandCompact(name) {
-  const lower = name.toLowerCase();
-  return COMPACT[lower] || lower;
-}
+const expandCompact = (name) => COMPACT[name.toLowerCase()] || name.toLowerCase();
 
-/** First value of a header (names are case-insensitive; compact forms understood). */
+/** A header's first value (any case, compact forms too). */
 export function header(message, name) {
   const key = expandCompact(name);
-  const found = message.headers.find(([n]) => n === key);
-  return found ? found[1] : undefined;
+  return message.headers.find(([n]) => n === key)?.[1];
 }
 
-/** Every value of a header, comma-separated values split (not for auth headers). */
+/** Every value of a header, split at commas (not for auth headers). */
 export function headerValues(message, name) {
   const key = expandCompact(name);
   return message.headers.filter(([n]) => n === key).flatMap(([, v]) => splitCommas(v));
@@ -61,10 +41,10 @@ export function headerValues(message, name) {
 
 /** Splits on commas outside quotes and angle brackets. */
 export function splitCommas(value) {
-  return splitOutside(value, ",").map((part) => part.trim()).filter((part) => part);
+  return splitOutside(value, ",").map((part) => part.trim()).filter(Boolean);
 }
 
-/** Splits on a separator outside quotes (and outside <...> when asked). */
+/** Splits on a separator outside quotes and <...>. */
 function splitOutside(text, separator) {
   const parts = [];
   let quoted = false, depth = 0, current = "";
@@ -83,10 +63,7 @@ function splitOutside(text, separator) {
   return parts;
 }
 
-/**
- * `key=value` parameters: the header parameters after `;` (never those inside a
- * name-addr's <URI>), or an auth-param list when `separator` is ",".
- */
+/** `key=value` parameters after `;` (not those inside <URI>), or auth-params when `separator` is ",". */
 export function params(text, separator = ";") {
   const result = {};
   const parts = separator === "," ? splitCommas(text) : splitOutside(text, ";").slice(1);
@@ -103,44 +80,38 @@ export function params(text, separator = ";") {
 /** A challenge or credentials header: { scheme, params }. */
 export function parseAuth(value) {
   const space = value.indexOf(" ");
-  const scheme = space < 0 ? value : value.slice(0, space);
-  return { scheme: scheme.toLowerCase(), params: space < 0 ? {} : params(value.slice(space + 1), ",") };
+  return { scheme: (space < 0 ? value : value.slice(0, space)).toLowerCase(), params: space < 0 ? {} : params(value.slice(space + 1), ",") };
 }
 
-/** The URI inside `<...>` of a name-addr, or the addr-spec up to its parameters. */
+/** The URI of a name-addr or addr-spec. */
 export function addressURI(value) {
   const m = /<([^>]*)>/.exec(value);
   return m ? m[1] : value.split(";")[0].trim();
 }
 
-/** Serialises a request or response; Content-Length always written. */
+/** A request or response as text, with Content-Length. */
 export function buildMessage({ method, uri, status, reason, headers, body = "" }) {
-  const start = method ? `${method} ${uri} SIP/2.0` : `SIP/2.0 ${status} ${reason}`;
-  const lines = [start];
+  const lines = [method ? `${method} ${uri} SIP/2.0` : `SIP/2.0 ${status} ${reason}`];
   for (const [name, value] of headers) if (name.toLowerCase() !== "content-length") lines.push(`${name}: ${value}`);
   lines.push(`Content-Length: ${new TextEncoder().encode(body).length}`);
   return lines.join("\r\n") + "\r\n\r\n" + body;
 }
 
-/** A uniform number in [0, 1) from the platform's CSPRNG (Web Crypto): cnonces, tags, branches
- *  and the instance ID must not be guessable, which Math.random's are. */
+/** A uniform [0, 1) from Web Crypto (tags, branches, cnonces must not be guessable). */
 export function secureRandom() {
-  const word = new Uint32Array(1);
-  globalThis.crypto.getRandomValues(word);
-  return word[0] / 4294967296;
+  return globalThis.crypto.getRandomValues(new Uint32Array(1))[0] / 4294967296;
 }
 
 /** A random token of lower-case letters and digits. */
 export function randomToken(length = 10, random = secureRandom) {
-  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   let out = "";
-  for (let i = 0; i < length; i++) out += alphabet[Math.floor(random() * alphabet.length)];
+  while (out.length < length) out += "abcdefghijklmnopqrstuvwxyz0123456789"[Math.floor(random() * 36)];
   return out;
 }
 
-// ==== Digest (RFC 2617 / RFC 7616): MD5 written here because WebCrypto has none.
+// ==== Digest (RFC 2617, RFC 7616); MD5 here as WebCrypto has none
 
-/** MD5 (RFC 1321) of a string's UTF-8 bytes, as 32 hex digits. */
+/** MD5 (RFC 1321) of UTF-8, in hex. */
 export function md5(text) {
   const bytes = new TextEncoder().encode(text);
   const length = bytes.length;
@@ -167,13 +138,11 @@ export function md5(text) {
     }
     a0 = (a0 + a) >>> 0; b0 = (b0 + b) >>> 0; c0 = (c0 + c) >>> 0; d0 = (d0 + d) >>> 0;
   }
-  return [a0, b0, c0, d0].map((w) => Array.from({ length: 4 }, (_, i) => ((w >>> (i * 8)) & 0xff).toString(16).padStart(2, "0")).join("")).join("");
+  return hex([a0, b0, c0, d0].flatMap((w) => [0, 8, 16, 24].map((shift) => (w >>> shift) & 0xff)));
 }
 
-async function sha256Hex(text) {
-  const digest = await globalThis.crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+const sha256Hex = async (text) => hex(new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", new TextEncoder().encode(text))));
 
 /** The Digest `response` (RFC 2617 §3.2.2; RFC 7616 for SHA-256). */
 export async function digestResponse({ algorithm = "MD5", username, realm, password, method, uri, nonce, qop, nc, cnonce }) {
@@ -185,11 +154,8 @@ export async function digestResponse({ algorithm = "MD5", username, realm, passw
 
 // ==== Timing
 
-/**
- * Milliseconds until the next refresh. TS 24.229 5.1.1.4.1: 600 s before expiry when the
- * granted expiry exceeds 1200 s, else at half of it (spec.md WIC-9). A token that runs
- * out first moves it earlier (the WIC needs a fresh one before it lapses).
- */
+/** Milliseconds to the next refresh (TS 24.229 5.1.1.4.1, WIC-9): 600 s before expiry above
+ *  1200 s, else at half; earlier when the token runs out first. */
 export function refreshDelay(grantedSeconds, tokenExpiresAtMs, nowMs) {
   let seconds = grantedSeconds > 1200 ? grantedSeconds - 600 : grantedSeconds / 2;
   if (tokenExpiresAtMs) {
@@ -199,7 +165,7 @@ export function refreshDelay(grantedSeconds, tokenExpiresAtMs, nowMs) {
   return Math.max(1000, Math.floor(seconds * 1000));
 }
 
-/** Exponential backoff with full jitter: a restarted server is not hit by every browser at once. */
+/** Exponential backoff, full jitter: a restarted server is not hit by every browser at once. */
 export function backoffDelay(attempt, random = Math.random, baseMs = 1000, capMs = 30000) {
   const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 16));
   return Math.floor(baseMs / 2 + random() * (ceiling - baseMs / 2));
@@ -207,26 +173,27 @@ export function backoffDelay(attempt, random = Math.random, baseMs = 1000, capMs
 
 // ==== The client
 
-const defaultClock = {
-  now: () => Date.now(),
-  setTimeout: (f, ms) => globalThis.setTimeout(f, ms),
-  clearTimeout: (id) => globalThis.clearTimeout(id),
-};
+const defaultClock = { now: () => Date.now(), setTimeout: (f, ms) => globalThis.setTimeout(f, ms), clearTimeout: (id) => globalThis.clearTimeout(id) };
 
-/** Reasons a person can read, by status code. */
+/** Reasons a person can read. */
 const REASONS = {
   403: "The network refused this identity (403 Forbidden).",
   404: "This identity is not known to the network (404).",
-  420: "The network needs a feature this client lacks (420 Bad Extension): a configuration error.",
+  420: "The network needs a feature this client lacks (420).",
   408: "The network did not answer in time (408).",
   503: "The IMS core is unavailable right now (503).",
 };
 
-export class WIC extends EventTarget {
-  /**
-   * Finds the WWSF (a configured URI wins; otherwise https://wwsf.<home domain>/, the
-   * project's convention, spec.md WWSF-1) and reads its /.well-known/webims.
-   */
+class Emitter extends EventTarget {
+  _emit(name, detail) { this.dispatchEvent(new CustomEvent(name, { detail })); }
+  _set(state) {
+    this.state = state;
+    this._emit("state", { state });
+  }
+}
+
+export class WIC extends Emitter {
+  /** Reads the WWSF's /.well-known/webims (a given URI, else https://wwsf.<home domain>/, WWSF-1). */
   static async discover({ wwsf, homeDomain, fetch = globalThis.fetch.bind(globalThis), ...options } = {}) {
     const base = (wwsf || (homeDomain ? `https://wwsf.${homeDomain}` : globalThis.location?.origin) || "").replace(/\/$/, "");
     if (!base) throw new Error("Give a WWSF URI or a home domain.");
@@ -241,20 +208,11 @@ export class WIC extends EventTarget {
     RTCPeerConnection: PC = globalThis.RTCPeerConnection, getUserMedia = (c) => globalThis.navigator.mediaDevices.getUserMedia(c),
     iceServers = [] } = {}) {
     super();
+    // state: idle, connecting, registering, registered, refreshing, unregistering, reconnecting, failed
     Object.assign(this, { wwsf, epcscf, homeDomain, _fetch: fetch, _WS: WS, _storage: storage, _clock: clock, _random: random, requestedExpires: expires,
-      _PC: PC, _getUserMedia: getUserMedia, _iceServers: iceServers });
-    this.calls = new Map(); // Call-ID → Call
-    this.state = "idle"; // idle | connecting | registering | registered | unregistering | reconnecting | failed
-    this.registration = null;
-    this._pending = new Map(); // branch → {resolve, reject, timer}
-    this._queue = Promise.resolve();
-    this._host = randomToken(12, random) + ".invalid";
-    this._contactUser = randomToken(8, random);
-    this._callId = randomToken(20, random);
-    this._cseq = 0;
-    this._tag = randomToken(10, random);
-    this._attempt = 0;
-    this._wanted = false;
+      _PC: PC, _getUserMedia: getUserMedia, _iceServers: iceServers, calls: new Map(), state: "idle", registration: null,
+      _pending: new Map(), _queue: Promise.resolve(), _host: randomToken(12, random) + ".invalid", _contactUser: randomToken(8, random),
+      _callId: randomToken(20, random), _cseq: 0, _tag: randomToken(10, random), _attempt: 0, _wanted: false });
     this.instanceId = this._instance();
   }
 
@@ -262,52 +220,44 @@ export class WIC extends EventTarget {
 
   /** Logs in at the WWSF; from now on tokens come from it. */
   async login(username, password) {
-    const r = await this._fetch(`${this.wwsf}/api/login`, {
-      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username, password }),
-    });
+    const r = await this._api("login", { "Content-Type": "application/json" }, JSON.stringify({ username, password }));
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.error_description || `Login failed (${r.status}).`);
-    this._csrf = body.csrf;
-    this.username = body.username;
-    this.useToken(() => this._wwsfToken());
-    return body;
+    return this._session(body);
   }
 
-  /** Picks up a WWSF session the browser already has (after a page reload). */
+  /** Picks up the browser's WWSF session (after a reload). */
   async resumeSession() {
     const r = await this._fetch(`${this.wwsf}/api/session`, { credentials: "same-origin" });
-    if (!r.ok) return null;
-    const body = await r.json();
-    this._csrf = body.csrf;
-    this.username = body.username;
+    return r.ok ? this._session(await r.json()) : null;
+  }
+
+  /** A POST to the WWSF's API with the browser's session. */
+  _api(path, headers, body) {
+    return this._fetch(`${this.wwsf}/api/${path}`, { method: "POST", credentials: "same-origin", headers, body });
+  }
+
+  _session(body) {
+    Object.assign(this, { _csrf: body.csrf, username: body.username });
     this.useToken(() => this._wwsfToken());
     return body;
   }
 
-  /** Registers with tokens from `getToken()` → {token, expires_at (s), impus}. */
-  useToken(getToken) {
-    this._credentials = { kind: "token", getToken };
-  }
+  /** Registers with tokens: `getToken()` → {token, expires_at (s), impus}. */
+  useToken(getToken) { this._credentials = { kind: "token", getToken }; }
 
-  /** Registers with SIP Digest (scenario 1). */
-  useDigest({ impi, impu, password }) {
-    this._credentials = { kind: "digest", impi, impu, password };
-  }
+  /** Registers with SIP Digest. */
+  useDigest({ impi, impu, password }) { this._credentials = { kind: "digest", impi, impu, password }; }
 
   async _wwsfToken() {
-    const r = await this._fetch(`${this.wwsf}/api/token`, {
-      method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": this._csrf || "" },
-    });
+    const r = await this._api("token", { "X-CSRF-Token": this._csrf || "" });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) {
-      // A WAF at another origin: the user signs in there; the page comes back by itself.
+      // A WAF at another origin: the user signs in there and comes back.
       if (body.error === "authorization_required" && body.authorize_url && globalThis.location?.assign) {
         globalThis.location.assign(body.authorize_url);
       }
-      const error = new Error(body.error_description || `No token from the WWSF (${r.status}).`);
-      error.fatal = r.status === 401 || r.status === 403;
-      throw error;
+      throw Object.assign(new Error(body.error_description || `No token from the WWSF (${r.status}).`), { fatal: r.status === 401 || r.status === 403 });
     }
     return body;
   }
@@ -326,38 +276,29 @@ export class WIC extends EventTarget {
     this._wanted = false;
     this._clearTimer();
     const result = await this._serial(async () => {
-      if (!this._ws || this._ws.readyState !== 1 || !this.registration) return null;
-      this._setState("unregistering");
-      try {
-        return await this._sendRegister(0);
-      } catch {
-        return null;
-      }
+      if (!this._open() || !this.registration) return null;
+      this._set("unregistering");
+      return this._sendRegister(0).catch(() => null);
     });
-    this.registration = null;
     this._closeSocket();
-    this._setState("idle");
-    this._emit("unregistered", { reason: "requested" });
+    this._stop("idle", "unregistered", { reason: "requested" });
     return result;
   }
 
   /** Logs out of the WWSF after de-registering. */
   async logout() {
     await this.unregister();
-    if (this._csrf) {
-      await this._fetch(`${this.wwsf}/api/logout`, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": this._csrf } }).catch(() => {});
-    }
-    this._csrf = null;
-    this._credentials = null;
+    if (this._csrf) await this._api("logout", { "X-CSRF-Token": this._csrf }).catch(() => {});
+    this._csrf = this._credentials = null;
   }
 
-  /** Best effort on page hide: send the de-registration without waiting. */
+  /** On page hide, the de-registration sent without waiting. */
   unregisterOnPageHide(target = globalThis) {
     target.addEventListener?.("pagehide", () => {
-      if (!this.registration || !this._ws || this._ws.readyState !== 1) return;
+      if (!this.registration || !this._open()) return;
       this._wanted = false;
       this._clearTimer();
-      try { this._ws.send(this._registerRequest(0, this._lastAuthorization)); } catch { /* closing anyway */ }
+      try { this._ws.send(this._registerRequest(0, this._lastAuthorization).text); } catch { /* closing anyway */ }
     });
   }
 
@@ -368,11 +309,11 @@ export class WIC extends EventTarget {
   }
 
   async _register(refreshing) {
-    this._setState(refreshing ? "refreshing" : "registering");
+    this._set(refreshing ? "refreshing" : "registering");
     if (refreshing) this._emit("refreshing");
     try {
       await this._connect();
-      let response = await this._sendRegister(this.requestedExpires);
+      const response = await this._sendRegister(this.requestedExpires);
       if (response.status === 200) return this._registered(response);
       this._fail(response);
     } catch (error) {
@@ -383,33 +324,23 @@ export class WIC extends EventTarget {
     return null;
   }
 
-  /** One REGISTER exchange including the 401/423/439 answers (WIC-6, WIC-10, WIC-14). */
+  /** One REGISTER exchange with its 401/423/439 (WIC-6, 10, 14). */
   async _sendRegister(expires) {
-    const creds = this._credentials;
-    let authorization, token, retried = false, tokenRetried = false;
-    if (creds.kind === "token") {
-      token = await creds.getToken();
-      this._token = token;
-      authorization = `Bearer ${token.token}`;
-    } else {
-      const realm = this.homeDomain;
-      authorization = `Digest username="${creds.impi}", realm="${realm}", uri="sip:${realm}", nonce="", response=""`;
-    }
-    let noRegId = false;
+    const creds = this._credentials, realm = this.homeDomain;
+    const fresh = async () => `Bearer ${(this._token = await creds.getToken()).token}`;
+    let retried = false, tokenRetried = false, noRegId = false;
+    let authorization = creds.kind === "token" ? await fresh()
+      : `Digest username="${creds.impi}", realm="${realm}", uri="sip:${realm}", nonce="", response=""`;
     for (let round = 0; round < 4; round++) {
-      const request = this._registerRequest(expires, authorization, noRegId);
       this._lastAuthorization = authorization;
-      const response = await this._transaction(request);
+      const response = await this._transaction(this._registerRequest(expires, authorization, noRegId));
       if (response.status === 401) {
-        const challenges = headerValuesRaw(response, "www-authenticate").map(parseAuth);
-        const bearer = challenges.find((c) => c.scheme === "bearer");
-        const digest = challenges.find((c) => c.scheme === "digest" && (!c.params.algorithm || /^(MD5|SHA-256)$/i.test(c.params.algorithm)));
-        if (creds.kind === "token" && bearer && !tokenRetried) {
-          // RFC 6750 §3.1: a refused token is not sent again; get a fresh one, once.
+        const offered = challenges(response);
+        const digest = offered.find((c) => c.scheme === "digest" && /^(MD5|SHA-256|)$/i.test(c.params.algorithm || ""));
+        if (creds.kind === "token" && offered.some((c) => c.scheme === "bearer") && !tokenRetried) {
+          // RFC 6750 §3.1: a refused token is not sent again; a fresh one, once.
           tokenRetried = true;
-          token = await creds.getToken();
-          this._token = token;
-          authorization = `Bearer ${token.token}`;
+          authorization = await fresh();
           continue;
         }
         if (creds.kind === "digest" && digest && (!retried || digest.params.stale === "true")) {
@@ -422,8 +353,7 @@ export class WIC extends EventTarget {
       if (response.status === 423) {
         const min = Number(header(response, "min-expires"));
         if (!min || min <= expires) return response;
-        expires = min;
-        this.requestedExpires = min;
+        expires = this.requestedExpires = min;
         continue;
       }
       if (response.status === 439 && !noRegId) { noRegId = true; continue; }
@@ -437,8 +367,7 @@ export class WIC extends EventTarget {
     const uri = `sip:${this.homeDomain}`;
     const algorithm = challenge.algorithm || "MD5";
     const qop = (challenge.qop || "").split(",").map((q) => q.trim()).includes("auth") ? "auth" : undefined;
-    const cnonce = randomToken(16, this._random);
-    const nc = "00000001";
+    const cnonce = randomToken(16, this._random), nc = "00000001";
     const response = await digestResponse({ algorithm, username: impi, realm: challenge.realm, password, method: "REGISTER", uri, nonce: challenge.nonce, qop, nc, cnonce });
     let value = `Digest username="${impi}", realm="${challenge.realm}", nonce="${challenge.nonce}", uri="${uri}", response="${response}", algorithm=${algorithm}`;
     if (qop) value += `, qop=${qop}, nc=${nc}, cnonce="${cnonce}"`;
@@ -451,72 +380,56 @@ export class WIC extends EventTarget {
     return (this._token && this._token.impus && this._token.impus[0]) || this.registration?.impu;
   }
 
+  /** A request's first headers (RFC 3261 §8.1.1) and its new branch. */
+  _head(routes, from, to, callId, cseq) {
+    const branch = "z9hG4bK" + randomToken(16, this._random);
+    return { branch, headers: [["Via", `SIP/2.0/WSS ${this._host};branch=${branch}`], ["Max-Forwards", "70"],
+      ...routes.map((r) => ["Route", r]), ["From", from], ["To", to], ["Call-ID", callId], ["CSeq", cseq]] };
+  }
+
   _registerRequest(expires, authorization, noRegId = false) {
     const impu = this._impu();
-    const branch = "z9hG4bK" + randomToken(16, this._random);
-    let contact = `<sip:${this._contactUser}@${this._host};transport=ws>;+sip.instance="${this.instanceId}"`;
-    if (!noRegId) contact += ";reg-id=1";
-    contact += `;expires=${expires}`;
-    const headers = [
-      ["Via", `SIP/2.0/WSS ${this._host};branch=${branch}`],
-      ["Max-Forwards", "70"],
-      ["From", `<${impu}>;tag=${this._tag}`],
-      ["To", `<${impu}>`],
-      ["Call-ID", this._callId],
-      ["CSeq", `${++this._cseq} REGISTER`],
-      ["Contact", contact],
-      ["Expires", String(expires)],
-      ["Supported", "path, outbound, gruu"],
-      ["User-Agent", "webims-wic/0.1"],
-    ];
+    const { branch, headers } = this._head([], `<${impu}>;tag=${this._tag}`, `<${impu}>`, this._callId, `${++this._cseq} REGISTER`);
+    headers.push(["Contact", `<sip:${this._contactUser}@${this._host};transport=ws>;+sip.instance="${this.instanceId}"${noRegId ? "" : ";reg-id=1"};expires=${expires}`],
+      ["Expires", String(expires)], ["Supported", "path, outbound, gruu"], ["User-Agent", "webims-wic/0.1"]);
     if (authorization) headers.push(["Authorization", authorization]);
     return { branch, text: buildMessage({ method: "REGISTER", uri: `sip:${this.homeDomain}`, headers }) };
   }
 
   _registered(response) {
-    const contacts = headerValues(response, "contact");
-    const ours = contacts.find((c) => c.includes(this.instanceId) || c.includes(this._host));
+    const ours = headerValues(response, "contact").find((c) => c.includes(this.instanceId) || c.includes(this._host));
     const contactParams = ours ? params(ours) : {};
     const expires = Number(contactParams.expires ?? header(response, "expires") ?? 0);
     const now = this._clock.now();
     const associated = headerValues(response, "p-associated-uri").map(addressURI);
-    const path = headerValues(response, "path").map(addressURI);
-    this.registration = {
-      impu: associated[0] || this._impu(),
-      associatedURIs: associated,
-      serviceRoute: headerValues(response, "service-route"),
-      gruu: contactParams["pub-gruu"],
-      expires,
-      expiresAt: now + expires * 1000,
-      flow: path[0] || null,
-      scheme: this._credentials.kind,
-    };
+    this.registration = { impu: associated[0] || this._impu(), associatedURIs: associated, serviceRoute: headerValues(response, "service-route"),
+      gruu: contactParams["pub-gruu"], expires, expiresAt: now + expires * 1000, flow: headerValues(response, "path").map(addressURI)[0] || null,
+      scheme: this._credentials.kind };
     this._attempt = 0;
-    this._setState("registered");
+    this._set("registered");
     this._emit("registered", this.registration);
-    const tokenExpiresAt = this._token && this._credentials.kind === "token" ? this._token.expires_at * 1000 : 0;
-    this._schedule(refreshDelay(expires, tokenExpiresAt, now), () => this._serial(() => this._register(true)));
+    const tokenEnd = this._token && this._credentials.kind === "token" ? this._token.expires_at * 1000 : 0;
+    this._schedule(refreshDelay(expires, tokenEnd, now), () => this._serial(() => this._register(true)));
     this._subscribeRegEvent(expires).catch(() => {});
     return this.registration;
   }
 
   _fail(response) {
-    const bearer = headerValuesRaw(response, "www-authenticate").map(parseAuth).find((c) => c.scheme === "bearer");
+    const bearer = challenges(response).find((c) => c.scheme === "bearer");
     let reason = REASONS[response.status] || `Registration refused: ${response.status} ${response.reason}.`;
     if (response.status === 401) reason = bearer ? "The network refused the login token." : "Wrong IMS credentials.";
-    if (response.status >= 500 || response.status === 408) {
-      this._scheduleReconnect(reason);
-      return;
-    }
-    this._failed(reason, response.status);
+    if (response.status >= 500 || response.status === 408) this._scheduleReconnect(reason);
+    else this._failed(reason, response.status);
   }
 
-  _failed(reason, status) {
-    this._wanted = false;
+  _failed(reason, status) { this._stop("failed", "failed", { reason, status }); }
+
+  /** No registration and none wanted; `event` says why. */
+  _stop(state, event, detail) {
+    Object.assign(this, { _wanted: false, registration: null });
     this._clearTimer();
-    this.registration = null;
-    this._setState("failed");
-    this._emit("failed", { reason, status });
+    this._set(state);
+    this._emit(event, detail);
   }
 
   // ----- reg event (WIC-12)
@@ -525,21 +438,10 @@ export class WIC extends EventTarget {
     if (this._subscribed === this._ws) return;
     this._subscribed = this._ws;
     const impu = this.registration.impu;
-    const branch = "z9hG4bK" + randomToken(16, this._random);
-    this._subscription = { callId: randomToken(20, this._random), tag: randomToken(10, this._random) };
-    const headers = [
-      ["Via", `SIP/2.0/WSS ${this._host};branch=${branch}`],
-      ["Max-Forwards", "70"],
-      ...this.registration.serviceRoute.map((r) => ["Route", r]),
-      ["From", `<${impu}>;tag=${this._subscription.tag}`],
-      ["To", `<${impu}>`],
-      ["Call-ID", this._subscription.callId],
-      ["CSeq", "1 SUBSCRIBE"],
-      ["Contact", `<sip:${this._contactUser}@${this._host};transport=ws;ob>`],
-      ["Event", "reg"],
-      ["Accept", "application/reginfo+xml"],
-      ["Expires", String(expires)],
-    ];
+    const { branch, headers } = this._head(this.registration.serviceRoute, `<${impu}>;tag=${randomToken(10, this._random)}`, `<${impu}>`,
+      randomToken(20, this._random), "1 SUBSCRIBE");
+    headers.push(["Contact", `<sip:${this._contactUser}@${this._host};transport=ws;ob>`], ["Event", "reg"],
+      ["Accept", "application/reginfo+xml"], ["Expires", String(expires)]);
     return this._transaction({ branch, text: buildMessage({ method: "SUBSCRIBE", uri: impu, headers }) });
   }
 
@@ -547,27 +449,26 @@ export class WIC extends EventTarget {
     const answer = (status, reason) => reply(this, request, status, reason);
     if (request.method === "NOTIFY" && /^reg/i.test(header(request, "event") || "")) {
       answer(200, "OK");
-      this._onRegInfo(request.body, header(request, "subscription-state") || "");
-      return;
+      return this._onRegInfo(request.body, header(request, "subscription-state") || "");
     }
     if (request.method === "OPTIONS") return answer(200, "OK");
-    const call = this.calls.get(header(request, "call-id"));
-    if (call) return call._onRequest(request);
+    const known = this.calls.get(header(request, "call-id"));
+    if (known) return known._onRequest(request);
     if (request.method === "INVITE" && !params(header(request, "to") || "").tag) {
       if (!this.registration) return answer(480, "Temporarily Unavailable");
-      const incoming = new Call(this, { request });
-      incoming._ring();
-      this._emit("incoming", { call: incoming });
-      return;
+      const call = new Call(this, { request });
+      call._set("incoming");
+      call._reply(request, 180, "Ringing");
+      return this._emit("incoming", { call });
     }
     if (request.method === "ACK") return;
-    answer(request.method === "BYE" || request.method === "CANCEL" ? 481 : 405,
-      request.method === "BYE" || request.method === "CANCEL" ? "Call/Transaction Does Not Exist" : "Method Not Allowed");
+    if (/^(BYE|CANCEL)$/.test(request.method)) answer(481, "Call/Transaction Does Not Exist");
+    else answer(405, "Method Not Allowed");
   }
 
   // ----- calls
 
-  /** Calls `target` (SIP URI, tel: URI, user name or number); returns the Call at once. */
+  /** Calls `target` (SIP or tel: URI, user or number); returns the Call at once. */
   call(target, { audio = true, video = false } = {}) {
     if (!this.registration) throw new Error("Register first.");
     const call = new Call(this, { target: this.targetURI(target), audio, video });
@@ -575,7 +476,7 @@ export class WIC extends EventTarget {
     return call;
   }
 
-  /** `+1555…` → tel:, a bare name or number → sip:name@home domain, URIs as they are. */
+  /** `+1555…` → tel:, a name or number → sip:…@home domain, a URI as it is. */
   targetURI(target) {
     const t = String(target).trim().replace(/^<|>$/g, "");
     if (/^(sips?|tel):/i.test(t)) return t;
@@ -588,45 +489,31 @@ export class WIC extends EventTarget {
     return this._credentials?.kind === "token" && this._token ? [["Authorization", `Bearer ${this._token.token}`]] : [];
   }
 
-  /** Reads reginfo (RFC 3680): our contact terminated by the network = de-registered. */
+  /** reginfo (RFC 3680): our contact terminated = de-registered. */
   _onRegInfo(xml, subscriptionState) {
     this._emit("reginfo", { xml });
     if (!this.registration) return;
-    const contacts = [...xml.matchAll(/<contact\b([^>]*)>([\s\S]*?)<\/contact>/g)];
-    const ours = contacts.find(([, , inner]) => inner.includes(this._host));
+    const ours = [...xml.matchAll(/<contact\b([^>]*)>([\s\S]*?)<\/contact>/g)].find(([, , inner]) => inner.includes(this._host));
     const terminated = ours ? /state="terminated"/.test(ours[1]) : /^terminated/i.test(subscriptionState);
     if (terminated && this.state === "registered") {
-      const event = ours && /event="([^"]*)"/.exec(ours[1]);
-      const why = event ? event[1] : "terminated";
-      this.registration = null;
-      this._clearTimer();
-      this._wanted = false;
-      this._setState("idle");
-      this._emit("unregistered", { reason: `network (${why})` });
+      this._stop("idle", "unregistered", { reason: `network (${(ours && /event="([^"]*)"/.exec(ours[1]))?.[1] || "terminated"})` });
     }
   }
 
   // ----- transport
 
   _connect() {
-    if (this._ws && this._ws.readyState === 1) return Promise.resolve();
+    if (this._open()) return Promise.resolve();
     this._closeSocket();
-    this._setState("connecting");
+    this._set("connecting");
     return new Promise((resolve, reject) => {
       let ws;
-      try {
-        ws = new this._WS(this.epcscf, "sip");
-      } catch (error) {
-        return reject(error);
-      }
-      this._ws = ws;
+      try { ws = this._ws = new this._WS(this.epcscf, "sip"); } catch (error) { return reject(error); }
       ws.onopen = () => {
         // WIC-3: without the `sip` subprotocol it is not our server.
         if (ws.protocol !== "sip") {
           ws.close();
-          const error = new Error("The server did not accept the SIP WebSocket subprotocol.");
-          error.fatal = true;
-          return reject(error);
+          return reject(Object.assign(new Error("The server did not accept the SIP WebSocket subprotocol."), { fatal: true }));
         }
         resolve();
       };
@@ -639,19 +526,16 @@ export class WIC extends EventTarget {
     });
   }
 
+  _open() { return this._ws?.readyState === 1; }
+
   _onMessage(data) {
     const text = typeof data === "string" ? data : new TextDecoder().decode(data);
     if (text === "\r\n" || text === "\r\n\r\n") return; // RFC 5626 keep-alive
     this._emit("message", { direction: "in", text });
     let message;
-    try {
-      message = parseMessage(text);
-    } catch {
-      return; // not SIP: nothing to answer
-    }
+    try { message = parseMessage(text); } catch { return; } // not SIP: nothing to answer
     if (message.method) return this._onRequest(message);
-    const via = header(message, "via") || "";
-    const branch = params(via).branch;
+    const branch = params(header(message, "via") || "").branch;
     const pending = this._pending.get(branch);
     if (pending?.onResponse) pending.onResponse(message);
     if (!pending) return this.calls.get(header(message, "call-id"))?._onStrayResponse(message);
@@ -668,9 +552,7 @@ export class WIC extends EventTarget {
         reject(new Error("The eP-CSCF did not answer in time."));
       }, timeoutMs);
       this._pending.set(branch, { resolve, reject, timer, onResponse });
-      try {
-        this._send(text);
-      } catch (error) {
+      try { this._send(text); } catch (error) {
         this._pending.delete(branch);
         this._clock.clearTimeout(timer);
         reject(error);
@@ -679,14 +561,13 @@ export class WIC extends EventTarget {
   }
 
   _send(text) {
-    if (!this._ws || this._ws.readyState !== 1) throw new Error("Not connected to the eP-CSCF.");
+    if (!this._open()) throw new Error("Not connected to the eP-CSCF.");
     this._ws.send(text);
     this._emit("message", { direction: "out", text: redact(text) });
   }
 
   _onSocketClosed() {
-    this._ws = null;
-    this._subscribed = null;
+    this._ws = this._subscribed = null;
     for (const call of [...this.calls.values()]) call._end("The connection to the eP-CSCF was lost.");
     for (const [, pending] of this._pending) {
       this._clock.clearTimeout(pending.timer);
@@ -699,58 +580,46 @@ export class WIC extends EventTarget {
   _scheduleReconnect(reason) {
     if (!this._wanted) return;
     const delay = backoffDelay(this._attempt++, this._random);
-    this._setState("reconnecting");
+    this._set("reconnecting");
     this._emit("reconnecting", { reason, delay, attempt: this._attempt });
     this._schedule(delay, () => this._serial(() => this._register(false)));
   }
 
   _schedule(ms, work) {
     this._clearTimer();
-    this._timer = this._clock.setTimeout(() => {
-      this._timer = null;
-      work();
-    }, ms);
+    this._timer = this._clock.setTimeout(() => { this._timer = null; work(); }, ms);
   }
 
   _clearTimer() {
-    if (this._timer) this._clock.clearTimeout(this._timer);
+    this._clock.clearTimeout(this._timer);
     this._timer = null;
   }
 
   _closeSocket() {
     const ws = this._ws;
     this._ws = null;
-    if (ws) {
-      ws.onclose = null;
-      try { ws.close(); } catch { /* already closed */ }
-    }
+    if (ws) ws.onclose = null;
+    try { ws?.close(); } catch { /* already closed */ }
   }
-
-  _setState(state) {
-    this.state = state;
-    this._emit("state", { state });
-  }
-
-  _emit(name, detail) { this.dispatchEvent(new CustomEvent(name, { detail })); }
 
   /** A stable +sip.instance per browser (RFC 5626 §4.1), kept in localStorage. */
   _instance() {
     let id = null;
     try { id = this._storage?.getItem("webims.instance"); } catch { /* storage blocked */ }
     if (/^<urn:uuid:[0-9a-f-]{36}>$/.test(id || "")) return id;
-    const hex = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
-    id = `<urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}>`;  // RFC 4122 v4
+    const h = Array.from({ length: 32 }, () => Math.floor(this._random() * 16).toString(16)).join("");
+    id = `<urn:uuid:${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20)}>`;  // RFC 4122 v4
     try { this._storage?.setItem("webims.instance", id); } catch { /* a new instance next time */ }
     return id;
   }
 }
 
-// ==== Calls: one RTCPeerConnection each; the eP-CSCF's gateway bridges it to IMS (TS 23.228 U.2.2)
+// ==== Calls: one RTCPeerConnection each, bridged to IMS by the eIMS-AGW (TS 23.228 U.2.2)
 
 const T1 = 500, T2 = 4000;
 const REPLY = { via: "Via", "record-route": "Record-Route", from: "From", to: "To", "call-id": "Call-ID", cseq: "CSeq" };
 
-/** Answers a request (RFC 3261 §8.2.6, §12.1.1): its Via, Record-Route, From, To (tagged), Call-ID, CSeq. */
+/** Answers a request (RFC 3261 §8.2.6, §12.1.1). */
 function reply(wic, request, status, reason, { tag, contact, body = "" } = {}) {
   const headers = request.headers.filter(([n]) => REPLY[n]).map(([n, v]) =>
     [REPLY[n], n === "to" && status > 100 && !params(v).tag ? `${v};tag=${tag || randomToken(8, wic._random)}` : v]);
@@ -759,11 +628,8 @@ function reply(wic, request, status, reason, { tag, contact, body = "" } = {}) {
   wic._send(buildMessage({ status, reason, headers, body }));
 }
 
-/**
- * A call, from `wic.call()` or the WIC's `incoming` event. Events: `state` (calling, ringing,
- * early, incoming, answering, established, ended), `remotestream`, `ended` {reason, status}.
- */
-export class Call extends EventTarget {
+/** A call from `wic.call()` or an `incoming` event. Events: `state`, `remotestream`, `ended` {reason, status}. */
+export class Call extends Emitter {
   constructor(wic, { target, request, audio = true, video = false }) {
     super();
     Object.assign(this, { _wic: wic, audio, video, outgoing: !request, state: "new", muted: false, remoteStream: null,
@@ -781,13 +647,13 @@ export class Call extends EventTarget {
     wic.calls.set(this.callId, this);
   }
 
-  /** Answers an incoming call with the microphone (and camera when `video`). */
+  /** Answers with the microphone (and camera when `video`). */
   async answer({ audio = true, video = false } = {}) {
     if (this.state !== "incoming") throw new Error("Nothing to answer.");
     this._set("answering");
     try {
       await this._media({ audio, video });
-      const sdp = await this._answerOrOffer(this._invite.body);
+      const sdp = await this._localSDP(this._invite.body);
       if (this.state !== "answering") return;
       this._reply(this._invite, 200, "OK", sdp);
       this._set("established");
@@ -798,14 +664,14 @@ export class Call extends EventTarget {
     }
   }
 
-  /** Refuses an incoming call (486 Busy Here unless told otherwise). */
+  /** Refuses an incoming call. */
   reject(status = 486, reason = "Busy Here") {
-    if (this.state !== "incoming" && this.state !== "answering") return;
+    if (!/^(incoming|answering)$/.test(this.state)) return;
     this._reply(this._invite, status, reason);
     this._end("rejected", status);
   }
 
-  /** Ends the call in any state: a refusal while it rings here, CANCEL while it rings there, BYE once up. */
+  /** Ends the call: 603 while it rings here, CANCEL while it rings there, else BYE. */
   hangup(reason = "hung up") {
     if (this.state === "ended") return;
     if (!this.outgoing && this.state !== "established") return this.reject(603, "Decline");
@@ -815,7 +681,7 @@ export class Call extends EventTarget {
     this._end(reason);
   }
 
-  /** RFC 4733 tones through the audio sender (RTCDTMFSender). */
+  /** RFC 4733 tones (RTCDTMFSender). */
   sendDTMF(tones, duration = 100, gap = 70) {
     const dtmf = this._pc?.getSenders().find((s) => s.track?.kind === "audio")?.dtmf;
     if (!dtmf) throw new Error("No audio to send DTMF on.");
@@ -827,12 +693,11 @@ export class Call extends EventTarget {
     for (const track of this._stream?.getAudioTracks() || []) track.enabled = !on;
   }
 
-  /** A re-INVITE with a fresh offer; after glare (491) again in 2.1–4 s (RFC 3261 §14.1). */
+  /** A re-INVITE; after glare (491) again in 2.1–4 s (RFC 3261 §14.1). */
   async renegotiate() {
-    for (let attempt = 0; attempt < 3 && this.state === "established"; attempt++) {
+    for (let tries = 0; tries < 3 && this.state === "established"; tries++) {
       this._reinviting = true;
-      await this._pc.setLocalDescription(await this._pc.createOffer());
-      const response = await this._request("INVITE", await this._gathered()).finally(() => { this._reinviting = false; });
+      const response = await this._request("INVITE", await this._localSDP()).finally(() => { this._reinviting = false; });
       if (response.status === 200) {
         this._ack(response);
         await this._pc.setRemoteDescription({ type: "answer", sdp: response.body });
@@ -845,14 +710,13 @@ export class Call extends EventTarget {
     return null;
   }
 
-  /** The peer connection's statistics (the demo shows audio level and packets). */
+  /** The peer connection's statistics. */
   stats() { return this._pc ? this._pc.getStats() : Promise.resolve(new Map()); }
 
   async _dial() {
     this._set("calling");
     await this._media({ audio: this.audio, video: this.video });
-    await this._pc.setLocalDescription(await this._pc.createOffer());
-    const sdp = await this._gathered();
+    const sdp = await this._localSDP();
     if (this.state === "ended") return;
     this._first = this._build("INVITE", ++this._cseq, sdp);
     const response = await this._wic._transaction(this._first, (r) => this._onInviteResponse(r), 190000);
@@ -862,9 +726,8 @@ export class Call extends EventTarget {
   }
 
   _onInviteResponse(response) {
-    const tag = params(header(response, "to") || "").tag;
     if (response.status === 100 || response.status >= 300) return;
-    if (response.status > 100 && response.status < 200) {
+    if (response.status < 200) {
       this._provisional = true;
       if (this._cancelWanted) return this._hop("CANCEL", `<${this.remoteURI}>`);
       if (response.body && !this._early) {
@@ -873,39 +736,35 @@ export class Call extends EventTarget {
       }
       return this._set(this._early ? "early" : "ringing");
     }
-    // 2xx: the dialog (RFC 3261 §12.1.2: the route set is the Record-Route reversed).
-    Object.assign(this, { _remoteTag: tag, _target: addressURI(header(response, "contact") || "") || this._target,
+    // 2xx: the dialog; its route set the Record-Route reversed (RFC 3261 §12.1.2).
+    Object.assign(this, { _remoteTag: params(header(response, "to") || "").tag, _target: addressURI(header(response, "contact") || "") || this._target,
       _routes: headerValues(response, "record-route").reverse() });
     this._ack(response);
     if (this.state === "ended") return this._request("BYE").catch(() => {});  // answered as we hung up
     this._set("established");
-    if (!this._early) this._pc.setRemoteDescription({ type: "answer", sdp: response.body }).catch((e) => this.hangup(`unusable answer: ${e.message}`));
+    if (!this._early) this._answered(response.body);
   }
 
-  /** A 2xx retransmitted end to end gets its ACK again (RFC 3261 §13.2.2.4). */
+  /** A 2xx again gets its ACK again (RFC 3261 §13.2.2.4). */
   _onStrayResponse(response) {
     if (response.status >= 200 && response.status < 300 && /INVITE/.test(header(response, "cseq"))) this._ack(response);
   }
 
   _ack(response) { this._wic._send(this._build("ACK", parseInt(header(response, "cseq"), 10)).text); }
 
-  /** ACK of a failure answer, or CANCEL: the INVITE's branch and route, hop by hop (§9.1, §17.1.1.3). */
+  /** ACK of a failure, or CANCEL: hop by hop, the INVITE's branch (§9.1, §17.1.1.3). */
   _hop(method, to) {
     this._cancelWanted = false;
     const headers = this._first.headers.filter(([n]) => /^(Via|Max-Forwards|Route|From|Call-ID)$/.test(n));
     this._wic._send(buildMessage({ method, uri: this.remoteURI, headers: [...headers, ["To", to], ["CSeq", `1 ${method}`]] }));
   }
 
-  _ring() {
-    this._set("incoming");
-    this._reply(this._invite, 180, "Ringing");
-  }
-
-  /** The UAS core sends the 2xx again until the ACK comes (RFC 3261 §13.3.1.4), at most 64·T1. */
+  /** The 2xx again until the ACK, for 64·T1 at most (RFC 3261 §13.3.1.4). */
   _retransmit(sdp, interval, started) {
-    this._timer = this._wic._clock.setTimeout(() => {
+    const clock = this._wic._clock;
+    this._timer = clock.setTimeout(() => {
       if (this._acked || this.state !== "established") return;
-      if (this._wic._clock.now() - started > 64 * T1) return this.hangup("no ACK");
+      if (clock.now() - started > 64 * T1) return this.hangup("no ACK");
       try { this._reply(this._invite, 200, "OK", sdp); } catch { return; }
       this._retransmit(sdp, Math.min(interval * 2, T2), started);
     }, interval);
@@ -915,47 +774,47 @@ export class Call extends EventTarget {
     const method = request.method;
     if (method === "ACK") {
       this._acked = true;
-      if (this._late && request.body) {
-        this._late = false;
-        this._pc.setRemoteDescription({ type: "answer", sdp: request.body }).catch((e) => this.hangup(`unusable answer: ${e.message}`));
-      }
+      if (this._late && request.body) this._answered(request.body);
+      this._late = false;
       return;
     }
     if (method === "BYE" || method === "CANCEL") {
       this._reply(request, 200, "OK");
       if (method === "BYE") return this._end("the other side hung up");
-      if (this.state !== "incoming" && this.state !== "answering") return;
+      if (!/^(incoming|answering)$/.test(this.state)) return;
       this._reply(this._invite, 487, "Request Terminated");
       return this._end("cancelled", 487);
     }
     if (method === "INVITE" || method === "UPDATE") {
       if (this._reinviting) return this._reply(request, 491, "Request Pending");  // glare
       try {
-        return this._reply(request, 200, "OK", await this._answerOrOffer(request.body));
+        return this._reply(request, 200, "OK", await this._localSDP(request.body));
       } catch {
         return this._reply(request, 488, "Not Acceptable Here");
       }
     }
-    this._reply(request, /^(INFO|OPTIONS|NOTIFY)$/.test(method) ? 200 : 405, /^(INFO|OPTIONS|NOTIFY)$/.test(method) ? "OK" : "Method Not Allowed");
+    const ok = /^(INFO|OPTIONS|NOTIFY)$/.test(method);
+    this._reply(request, ok ? 200 : 405, ok ? "OK" : "Method Not Allowed");
   }
 
-  /** Our answer to an offer; to an INVITE without one (RFC 3264 §4, late offer) our offer,
-   *  its answer to come in the ACK. */
-  async _answerOrOffer(offer) {
+  /** Our answer to `offer`, else our offer (to an INVITE without one: late offer, RFC 3264 §4, answered in the ACK). */
+  async _localSDP(offer) {
     if (offer) await this._pc.setRemoteDescription({ type: "offer", sdp: offer });
     await this._pc.setLocalDescription(await (offer ? this._pc.createAnswer() : this._pc.createOffer()));
     this._late = !offer;
     return this._gathered();
   }
 
+  _answered(sdp) { this._pc.setRemoteDescription({ type: "answer", sdp }).catch((e) => this.hangup(`unusable answer: ${e.message}`)); }
+
   _request(method, body = "") { return this._wic._transaction(this._build(method, ++this._cseq, body)); }
 
-  /** A request of the dialog (or the INVITE that makes it): route set, remote target, tags, the token. */
+  /** A request of the dialog or the INVITE making it. */
   _build(method, seq, body = "") {
-    const wic = this._wic, branch = "z9hG4bK" + randomToken(16, wic._random), first = !this._remoteTag;
-    const headers = [["Via", `SIP/2.0/WSS ${wic._host};branch=${branch}`], ["Max-Forwards", "70"], ...this._routes.map((r) => ["Route", r]),
-      ["From", `<${this._local}>;tag=${this._tag}`], ["To", `<${this.remoteURI}>${first ? "" : `;tag=${this._remoteTag}`}`],
-      ["Call-ID", this.callId], ["CSeq", `${seq} ${method}`], ["Contact", this._contact()], ...wic._authorization()];
+    const first = !this._remoteTag;
+    const { branch, headers } = this._wic._head(this._routes, `<${this._local}>;tag=${this._tag}`,
+      `<${this.remoteURI}>${first ? "" : `;tag=${this._remoteTag}`}`, this.callId, `${seq} ${method}`);
+    headers.push(["Contact", this._contact()], ...this._wic._authorization());
     if (first) headers.push(["P-Preferred-Identity", `<${this._local}>`]);
     if (body) headers.push(["Content-Type", "application/sdp"]);
     return { branch, headers, text: buildMessage({ method, uri: this._target, headers, body }) };
@@ -975,29 +834,19 @@ export class Call extends EventTarget {
     // "balanced" (not max-bundle): the gateway's answer has no BUNDLE group.
     this._pc = new this._wic._PC({ iceServers: this._wic._iceServers, rtcpMuxPolicy: "require" });
     for (const track of this._stream.getTracks()) this._pc.addTrack(track, this._stream);
-    this._pc.ontrack = (event) => {
-      this.remoteStream = event.streams[0] || new MediaStream([event.track]);
-      this._emit("remotestream", { stream: this.remoteStream });
-    };
+    this._pc.ontrack = (e) => this._emit("remotestream", { stream: (this.remoteStream = e.streams[0] || new MediaStream([e.track])) });
   }
 
-  /** The SDP once every ICE candidate is in it (no trickle over SIP here), or after 3 s. */
+  /** The SDP with every ICE candidate (no trickle), or after 3 s. */
   _gathered() {
-    const pc = this._pc;
+    const pc = this._pc, clock = this._wic._clock;
     return new Promise((resolve) => {
-      const done = () => { this._wic._clock.clearTimeout(timer); resolve(pc.localDescription.sdp); };
-      const timer = this._wic._clock.setTimeout(done, 3000);
+      const done = () => { clock.clearTimeout(timer); resolve(pc.localDescription.sdp); };
+      const timer = clock.setTimeout(done, 3000);
       if (pc.iceGatheringState === "complete") return done();
       pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
     });
   }
-
-  _set(state) {
-    this.state = state;
-    this._emit("state", { state });
-  }
-
-  _emit(name, detail) { this.dispatchEvent(new CustomEvent(name, { detail })); }
 
   _end(reason, status) {
     if (this.state === "ended") return;
@@ -1010,12 +859,10 @@ export class Call extends EventTarget {
   }
 }
 
-/** Auth header values are not split on commas. */
-function headerValuesRaw(message, name) {
-  return message.headers.filter(([n]) => n === name).map(([, v]) => v);
-}
+/** A 401's challenges (auth header values are not split on commas). */
+const challenges = (response) => response.headers.filter(([n]) => n === "www-authenticate").map(([, v]) => parseAuth(v));
 
-/** The SIP trace never shows tokens or digest responses. */
+/** The trace never shows tokens or digest responses. */
 export function redact(text) {
   return text
     .replace(/^(Authorization:\s*Bearer\s+)\S+/gim, "$1[token]")

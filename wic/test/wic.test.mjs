@@ -1,4 +1,5 @@
 // Unit tests of wic.js: `node --test wic/test/`.
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseMessage, header, headerValues, buildMessage, params, parseAuth, addressURI, md5, digestResponse, refreshDelay, backoffDelay, redact, splitCommas, randomToken, secureRandom, WIC } from "../wic.js";
@@ -174,6 +175,25 @@ test("token registration, refresh with a fresh token on the same socket, reconne
   assert.ok(events.includes("reconnecting"));
   await wic.unregister();
   assert.equal(header(parseMessage(sockets[1].sent.filter((t) => t.startsWith("REGISTER")).at(-1)), "expires"), "0");
+});
+
+test("page hide sends the de-registration as SIP text without waiting", async () => {
+  const { FakeWS, sockets } = fakeNetwork((request) => ok(request, 600));
+  const wic = new WIC({ wwsf: "https://w", epcscf: "wss://e", homeDomain: "ims.example.com", WebSocket: FakeWS, clock: new FakeClock(), storage: null });
+  wic.useToken(async () => ({ token: "tok1", expires_at: Date.now() / 1000 + 3600, impus: ["sip:alice@ims.example.com"] }));
+  await wic.register();
+  const page = new EventTarget();
+  wic.unregisterOnPageHide(page);
+  page.dispatchEvent(new Event("pagehide"));
+  const last = parseMessage(sockets[0].sent.at(-1));
+  assert.equal(last.method, "REGISTER");
+  assert.equal(header(last, "expires"), "0");
+  assert.equal(header(last, "authorization"), "Bearer tok1");
+});
+
+test("wic.js stays within its 40 KB budget (40,000 bytes, one module)", () => {
+  const size = readFileSync(new URL("../wic.js", import.meta.url)).length;
+  assert.ok(size <= 40000, `wic.js is ${size} bytes`);
 });
 
 test("digest: answers the 401, and a refused token is replaced once", async () => {
