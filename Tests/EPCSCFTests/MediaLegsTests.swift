@@ -25,4 +25,18 @@ import Testing
         #expect(legs.gatewayCallID(.init(callID: "c3", flowToken: "f")) == "c3~orig")
         #expect(legs.gatewayCallID(.init(callID: "c0", flowToken: "f")) == nil)
     }
+
+    /// A late offer's answer comes in the ACK once; a retransmitted ACK finds nothing to answer.
+    @Test func anAnswerInTheACKIsTakenOnce() {
+        let legs = MediaLegs()
+        let key = MediaLegs.Key(callID: "c1", flowToken: "f")
+        #expect(legs.takeAnswerInACK(key) == nil)
+        legs.expectAnswerInACK(key)  // no leg yet: nothing to expect
+        #expect(legs.takeAnswerInACK(key) == nil)
+        legs.add(key, gatewayCallID: "c1~orig")
+        legs.expectAnswerInACK(key)
+        #expect(legs.takeAnswerInACK(key) == "c1~orig")
+        #expect(legs.takeAnswerInACK(key) == nil)
+        #expect(legs.gatewayCallID(key) == "c1~orig")
+    }
 }
