@@ -152,8 +152,6 @@ export async function digestResponse({ algorithm = "MD5", username, realm, passw
   return qop ? hash(`${ha1}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`) : hash(`${ha1}:${nonce}:${ha2}`);
 }
 
-// ==== Timing
-
 /** Milliseconds to the next refresh (TS 24.229 5.1.1.4.1, WIC-9): 600 s before expiry above
  *  1200 s, else at half; earlier when the token runs out first. */
 export function refreshDelay(grantedSeconds, tokenExpiresAtMs, nowMs) {
@@ -175,13 +173,15 @@ export function backoffDelay(attempt, random = Math.random, baseMs = 1000, capMs
 
 const defaultClock = { now: () => Date.now(), setTimeout: (f, ms) => globalThis.setTimeout(f, ms), clearTimeout: (id) => globalThis.clearTimeout(id) };
 
+const LOST = "The connection to the eP-CSCF was lost.", CLOSED = "The connection to the eP-CSCF closed.";
+
 /** Reasons a person can read. */
 const REASONS = {
-  403: "The network refused this identity (403 Forbidden).",
-  404: "This identity is not known to the network (404).",
+  403: "The network refused this identity (403).",
+  404: "The network does not know this identity (404).",
   420: "The network needs a feature this client lacks (420).",
   408: "The network did not answer in time (408).",
-  503: "The IMS core is unavailable right now (503).",
+  503: "The IMS core is unavailable (503).",
 };
 
 class Emitter extends EventTarget {
@@ -363,10 +363,8 @@ export class WIC extends Emitter {
   }
 
   async _digestAuthorization(challenge) {
-    const { impi, password } = this._credentials;
-    const uri = `sip:${this.homeDomain}`;
-    const algorithm = challenge.algorithm || "MD5";
-    const qop = (challenge.qop || "").split(",").map((q) => q.trim()).includes("auth") ? "auth" : undefined;
+    const { impi, password } = this._credentials, uri = `sip:${this.homeDomain}`, algorithm = challenge.algorithm || "MD5";
+    const qop = /(^|,)\s*auth\s*(,|$)/.test(challenge.qop || "") ? "auth" : undefined;
     const cnonce = randomToken(16, this._random), nc = "00000001";
     const response = await digestResponse({ algorithm, username: impi, realm: challenge.realm, password, method: "REGISTER", uri, nonce: challenge.nonce, qop, nc, cnonce });
     let value = `Digest username="${impi}", realm="${challenge.realm}", nonce="${challenge.nonce}", uri="${uri}", response="${response}", algorithm=${algorithm}`;
@@ -440,7 +438,7 @@ export class WIC extends Emitter {
     const impu = this.registration.impu;
     const { branch, headers } = this._head(this.registration.serviceRoute, `<${impu}>;tag=${randomToken(10, this._random)}`, `<${impu}>`,
       randomToken(20, this._random), "1 SUBSCRIBE");
-    headers.push(["Contact", `<sip:${this._contactUser}@${this._host};transport=ws;ob>`], ["Event", "reg"],
+    headers.push(["Contact", this._ob()], ["Event", "reg"],
       ["Accept", "application/reginfo+xml"], ["Expires", String(expires)]);
     return this._transaction({ branch, text: buildMessage({ method: "SUBSCRIBE", uri: impu, headers }) });
   }
@@ -452,6 +450,10 @@ export class WIC extends Emitter {
       return this._onRegInfo(request.body, header(request, "subscription-state") || "");
     }
     if (request.method === "OPTIONS") return answer(200, "OK");
+    if (request.method === "MESSAGE") {  // RFC 3428, pager mode
+      answer(200, "OK");
+      return this._emit("im", { from: addressURI(header(request, "from") || ""), text: request.body });
+    }
     const known = this.calls.get(header(request, "call-id"));
     if (known) return known._onRequest(request);
     if (request.method === "INVITE" && !params(header(request, "to") || "").tag) {
@@ -519,7 +521,7 @@ export class WIC extends Emitter {
       };
       ws.onerror = () => reject(new Error("Cannot reach the eP-CSCF."));
       ws.onclose = () => {
-        reject(new Error("The connection to the eP-CSCF closed."));
+        reject(new Error(CLOSED));
         if (this._ws === ws) this._onSocketClosed();
       };
       ws.onmessage = (event) => this._onMessage(event.data);
@@ -527,6 +529,8 @@ export class WIC extends Emitter {
   }
 
   _open() { return this._ws?.readyState === 1; }
+
+  _ob() { return `<sip:${this._contactUser}@${this._host};transport=ws;ob>`; }
 
   _onMessage(data) {
     const text = typeof data === "string" ? data : new TextDecoder().decode(data);
@@ -561,20 +565,20 @@ export class WIC extends Emitter {
   }
 
   _send(text) {
-    if (!this._open()) throw new Error("Not connected to the eP-CSCF.");
+    if (!this._open()) throw new Error(CLOSED);
     this._ws.send(text);
     this._emit("message", { direction: "out", text: redact(text) });
   }
 
   _onSocketClosed() {
     this._ws = this._subscribed = null;
-    for (const call of [...this.calls.values()]) call._end("The connection to the eP-CSCF was lost.");
+    for (const call of [...this.calls.values()]) call._end(LOST);
     for (const [, pending] of this._pending) {
       this._clock.clearTimeout(pending.timer);
-      pending.reject(new Error("The connection to the eP-CSCF closed."));
+      pending.reject(new Error(CLOSED));
     }
     this._pending.clear();
-    if (this._wanted) this._scheduleReconnect("The connection to the eP-CSCF was lost.");
+    if (this._wanted) this._scheduleReconnect(LOST);
   }
 
   _scheduleReconnect(reason) {
@@ -664,7 +668,6 @@ export class Call extends Emitter {
     }
   }
 
-  /** Refuses an incoming call. */
   reject(status = 486, reason = "Busy Here") {
     if (!/^(incoming|answering)$/.test(this.state)) return;
     this._reply(this._invite, status, reason);
@@ -710,7 +713,6 @@ export class Call extends Emitter {
     return null;
   }
 
-  /** The peer connection's statistics. */
   stats() { return this._pc ? this._pc.getStats() : Promise.resolve(new Map()); }
 
   async _dial() {
@@ -826,7 +828,7 @@ export class Call extends Emitter {
 
   _contact() {
     const gruu = this._wic.registration?.gruu;
-    return gruu ? `<${gruu}>` : `<sip:${this._wic._contactUser}@${this._wic._host};transport=ws;ob>`;
+    return gruu ? `<${gruu}>` : this._wic._ob();
   }
 
   async _media({ audio, video }) {

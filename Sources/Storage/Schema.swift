@@ -3,7 +3,7 @@
 /// engines; `SQLDialect` names them.
 enum Schema {
     static func steps(_ sql: SQLDialect) -> [[String]] {
-        [subscribersAndBindings(sql), web(sql), implicitSets]
+        [subscribersAndBindings(sql), web(sql), implicitSets, sharedSecrets(sql)]
     }
 
     /// 1: subscribers, their public identities, bindings.
@@ -69,6 +69,11 @@ enum Schema {
 
     /// 3: each IMPU's implicit registration set.
     static let implicitSets = ["ALTER TABLE public_identities ADD COLUMN implicit_set INTEGER NOT NULL DEFAULT 0"]
+
+    /// 4: secrets every node sharing the database must agree on (the S-CSCF's nonce key).
+    static func sharedSecrets(_ sql: SQLDialect) -> [String] {
+        ["CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value \(sql.bytes) NOT NULL)"]
+    }
 }
 
 /// The column types that differ between the engines.

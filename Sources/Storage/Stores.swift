@@ -36,8 +36,15 @@ extension BindingStore {
 }
 
 /// Both stores in one database, as `serve` and the provisioning commands open it.
-public protocol DataStore: SubscriberStore, BindingStore, WebStore {
+public protocol DataStore: SubscriberStore, BindingStore, WebStore, SharedSecretStore {
     func close() async
+}
+
+/// Secrets every node on one database must agree on — a nonce one S-CSCF makes is checked
+/// by another — made once by whichever node asks first and read by every other.
+public protocol SharedSecretStore: Sendable {
+    /// The secret `name`: `candidate` kept when there is none yet, else the one kept.
+    func sharedSecret(named name: String, candidate: [UInt8]) async throws -> [UInt8]
 }
 
 /// The WWSF's and WAF's persistent data.

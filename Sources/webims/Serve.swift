@@ -56,7 +56,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The eP-CSCF's next hop when the S-CSCF runs elsewhere, e.g. sip:10.0.0.5:5060;transport=tcp.")
     var scscfURI: String?
 
-    @Option(help: "The eP-CSCF's WSS URL the WWSF announces when the eP-CSCF runs elsewhere.")
+    @Option(
+        help:
+            "The eP-CSCF's WSS URL the WWSF announces: where it runs elsewhere, or a load balancer's, e.g. wss://webims.example.com:7443 (docs/scale-out.md)."
+    )
     var publicEPCSCF: String?
 
     @Flag(
@@ -253,8 +256,8 @@ struct Serve: AsyncParsableCommand {
         let wafPort = web.wafPort == 0 ? try await freePort(host: host) : web.wafPort
         let c = StartupContext(
             store: store, roles: roles, identity: identity, trace: trace, logger: logger, wwsfPort: wwsfPort,
-            wafPort: wafPort, wwsfOrigin: origin("https", web.publicHost, wwsfPort),
-            localIssuer: origin("https", web.publicHost, wafPort), audience: web.audience(homeDomain: homeDomain),
+            wafPort: wafPort, wwsfOrigin: web.wwsfOrigin(port: wwsfPort),
+            localIssuer: web.wafIssuer(port: wafPort), audience: web.audience(homeDomain: homeDomain),
             tokenLifetime: Int64(max(1, web.tokenLifetime)))
         let demo = roles.contains(.scscf) || roles.contains(.wwsf) ? try await provisionDemo(store) : nil
 

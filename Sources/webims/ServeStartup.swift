@@ -81,7 +81,7 @@ extension Serve {
         // The co-located eP-CSCF calls in process: trusted for that, never by address.
         var config = SCSCFConfiguration(
             homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode),
-            nonceKey: try storage.secret(named: "nonce.key"))
+            nonceKey: try await storage.sharedSecret(named: "nonce.key", in: c.store))
         config.trustedNodeNames = Set(trustedNodeName.map { $0.lowercased() })
         config.labTrustsPlainTransport = labPlainSipTrust
         config.trustedNetworkIDs = Set(trustedNetworkId)
@@ -101,7 +101,8 @@ extension Serve {
     func makeWAF(_ c: StartupContext) async throws -> WAFFunction {
         let ring = try await SigningKeyRing.load(store: c.store, tokenLifetimeLimit: c.tokenLifetime, now: unixNow())
         let client = OAuthClient(
-            id: "webims-wwsf", secret: base64URLEncode(try storage.secret(named: "waf-client-secret")),
+            id: "webims-wwsf",
+            secret: base64URLEncode(try await storage.sharedSecret(named: "waf-client-secret", in: c.store)),
             redirectURIs: [c.wwsfOrigin + "/oauth/callback"], wwsf: c.wwsfOrigin)
         let server = AuthorizationServer(
             configuration: WAFConfiguration(
@@ -155,9 +156,8 @@ extension Serve {
         upstream.webSocket = webSocket
         let sip = try sipEndpoint(upstream, logger: c.logger, serving: lateEdge)
         try await sip.start()
-        func trimmed(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
-        let homeRemote = homeWafIssuer.map(trimmed)
-        let remoteIssuers = (self.wafIssuer.map(trimmed) + (homeRemote.map { [$0] } ?? []))
+        let homeRemote = homeWafIssuer.map(trimmingSlash)
+        let remoteIssuers = (self.wafIssuer.map(trimmingSlash) + (homeRemote.map { [$0] } ?? []))
             .filter { waf == nil || $0 != c.localIssuer }
         guard waf != nil || !remoteIssuers.isEmpty else {
             throw ValidationError("--role ep-cscf without waf needs --home-waf-issuer or --waf-issuer")
@@ -179,7 +179,7 @@ extension Serve {
             hostPort: "\(host):\(sip.address(upstreamTLS ? .tls : .tcp)?.port ?? 0)",
             authorizationServer: homeIssuers.first ?? remoteIssuers.first ?? c.localIssuer)
         edgeSIP.homeWAFs = Set(homeIssuers)
-        edgeSIP.homeWWSFs = Set((c.roles.contains(.wwsf) ? [c.wwsfOrigin] : []) + homeWwsf.map(trimmed))
+        edgeSIP.homeWWSFs = Set((c.roles.contains(.wwsf) ? [c.wwsfOrigin] : []) + homeWwsf.map(trimmingSlash))
         edgeSIP.pathTransport = upstreamTLS ? "tls" : "tcp"
         let processor = RegisterProcessor(configuration: edgeSIP, tokens: validator)
         var edgeConfig = EdgeConfiguration(scscf: next)
@@ -209,7 +209,7 @@ extension Serve {
         }
         return EdgeFunction(
             endpoint: sip, edge: server, tokens: validator, fetchers: fetchers,
-            url: "wss://\(web.publicHost):\(sip.address(.wss)?.port ?? web.wssPort)")
+            url: publicEPCSCF ?? "wss://\(web.publicHost):\(sip.address(.wss)?.port ?? web.wssPort)")
     }
 
     /// HTTPS: the WWSF (with the co-located WAF) and the WAF's own origin.

@@ -60,19 +60,17 @@ struct StorageOptions: ParsableArguments {
         return result
     }
 
-    /// A secret kept in the data directory, made on first use (e.g. the nonce key).
-    func secret(named name: String, length: Int = 32) throws -> [UInt8] {
-        try FileManager.default.createDirectory(
-            atPath: dataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    /// A secret every node on the database shares (the nonce key: a challenge from one
+    /// S-CSCF answered at another), made by the first node to ask. A file of that name an
+    /// older version left in the data directory is offered first, so a node upgraded in
+    /// place keeps its outstanding nonces valid.
+    func sharedSecret(named name: String, in store: any SharedSecretStore, length: Int = 32) async throws -> [UInt8] {
         let path = (dataDir as NSString).appendingPathComponent(name)
-        if let data = FileManager.default.contents(atPath: path), data.count == length { return Array(data) }
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        guard
-            FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600])
-        else {
-            throw ValidationError("cannot write \(path)")
+        var candidate = FileManager.default.contents(atPath: path).map(Array.init) ?? []
+        if candidate.count != length {
+            var generator = SystemRandomNumberGenerator()
+            candidate = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
         }
-        return bytes
+        return try await store.sharedSecret(named: name, candidate: candidate)
     }
 }

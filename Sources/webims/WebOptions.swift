@@ -9,6 +9,21 @@ struct WebOptions: ParsableArguments {
     @Option(help: "Host name in the URLs webims prints and puts in tokens (the certificate covers localhost).")
     var publicHost: String = "localhost"
 
+    @Option(
+        help: ArgumentHelp(
+            "The WWSF origin browsers use, e.g. https://webims.example.com behind a load balancer. Default: https://<public-host>:<wwsf-port>.",
+            discussion:
+                "Give every node the same: it is the Origin the eP-CSCF accepts and the wwsf claim of the tokens (docs/scale-out.md)."
+        ))
+    var publicWwsf: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "The WAF issuer URL tokens carry and the eP-CSCF trusts, e.g. https://webims.example.com:8444 behind a load balancer. Default: https://<public-host>:<waf-port>.",
+            discussion: "Give every node the same: a token from one node's WAF is then valid at every node's eP-CSCF."
+        ))
+    var publicWaf: String?
+
     @Option(help: "WWSF HTTPS port (serves the WIC and the demo page; 0 picks a free port).")
     var wwsfPort: Int = 8443
 
@@ -32,6 +47,12 @@ struct WebOptions: ParsableArguments {
     var wafClients: String?
 
     func audience(homeDomain: String) -> String { epcscfID ?? "https://epcscf.\(homeDomain)" }
+
+    /// The WWSF origin every node announces and the eP-CSCF admits.
+    func wwsfOrigin(port: Int) -> String { publicWwsf.map(trimmingSlash) ?? origin("https", publicHost, port) }
+
+    /// The WAF issuer every node's tokens carry.
+    func wafIssuer(port: Int) -> String { publicWaf.map(trimmingSlash) ?? origin("https", publicHost, port) }
 
     func extraWAFClients() throws -> [OAuthClient] {
         guard let path = wafClients else { return [] }
@@ -111,6 +132,8 @@ func freePort(host: String) async throws -> Int {
     try await channel.close()
     return port
 }
+
+func trimmingSlash(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
 
 func origin(_ scheme: String, _ host: String, _ port: Int) -> String {
     "\(scheme)://\(host)\(port == 443 ? "" : ":\(port)")"

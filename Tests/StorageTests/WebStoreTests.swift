@@ -29,6 +29,19 @@ import WebIMSTesting
         await db.close()
     }
 
+    /// Issue 32: the secret the first node keeps is every node's (the nonce key).
+    @Test(arguments: StoreBackend.available)
+    func aSharedSecretIsMadeOnceAndReadByEveryNode(backend: StoreBackend) async throws {
+        let (first, location) = try await backend.makeFreshStore()
+        #expect(try await first.sharedSecret(named: "nonce.key", candidate: [1, 2, 3]) == [1, 2, 3])
+        let second = try await openDataStore(location)
+        #expect(try await second.sharedSecret(named: "nonce.key", candidate: [9, 9, 9]) == [1, 2, 3])
+        #expect(try await second.sharedSecret(named: "other", candidate: [7]) == [7])
+        #expect(try await first.sharedSecret(named: "other", candidate: [8]) == [7])
+        await second.close()
+        await first.close()
+    }
+
     @Test(arguments: StoreBackend.available)
     func signingKeysRotateAndPrune(backend: StoreBackend) async throws {
         let (db, _) = try await backend.makeFreshStore()

@@ -74,17 +74,23 @@ class WIC:
     def digest_register(self, impi, password, expires=600, realm="ims.example.com", qop=True, cnonce="c0ffee"):
         """Registers with SIP Digest MD5: the challenge, then the answer. Returns the last
         response (the 200, or whatever refused the answer)."""
-        import hashlib
         import re
-
-        def md5(text):
-            return hashlib.md5(text.encode()).hexdigest()
 
         first = self.register('Digest username="%s", realm="%s", uri="sip:%s", nonce="", response=""'
                               % (impi, realm, realm), expires=expires)
         if first.status != 401:
             return first
         nonce = re.search(r'nonce="([^"]+)"', first.header("www-authenticate")).group(1)
+        return self.digest_answer(impi, password, nonce, expires, realm, qop, cnonce)
+
+    def digest_answer(self, impi, password, nonce, expires=600, realm="ims.example.com", qop=True, cnonce="c0ffee"):
+        """The REGISTER answering a Digest challenge for `nonce` (which may come from another
+        flow, or another node's S-CSCF); returns the response."""
+        import hashlib
+
+        def md5(text):
+            return hashlib.md5(text.encode()).hexdigest()
+
         ha1 = md5("%s:%s:%s" % (impi, realm, password))
         ha2 = md5("REGISTER:sip:%s" % realm)
         if qop:

@@ -376,8 +376,14 @@ class WebAuthTests(unittest.TestCase):
         self.assertIn("frame-ancestors 'none'", policy)
 
     def wwsf_secret(self):
-        with open(os.path.join(self.server.data_dir, "waf-client-secret"), "rb") as f:
-            secret = base64.urlsafe_b64encode(f.read()).rstrip(b"=").decode()
+        # Shared by every node on the database (issue 32), so kept there.
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.server.data_dir, "webims.sqlite"))
+        try:
+            (value,) = db.execute("SELECT value FROM shared_secrets WHERE name = 'waf-client-secret'").fetchone()
+        finally:
+            db.close()
+        secret = base64.urlsafe_b64encode(value).rstrip(b"=").decode()
         SECRETS_SEEN.add(secret)
         return secret
 

@@ -468,6 +468,18 @@ test("an INVITE without SDP (late offer): the 200 carries our offer, the ACK its
   assert.match(net.sockets[0].sent.filter((t) => t.includes("CSeq: 2 INVITE")).at(-1), /o=- offer/);
 });
 
+test("a MESSAGE (RFC 3428) is answered 200 and surfaces as an `im` event", async () => {
+  const net = await callingWIC(() => null);
+  const received = new Promise((r) => net.wic.addEventListener("im", (e) => r(e.detail)));
+  net.push(buildMessage({ method: "MESSAGE", uri: "sip:x@h.invalid", headers: [["Via", "SIP/2.0/WSS ep;branch=z9hG4bKim"],
+    ["From", "<sip:bob@ims.example.com>;tag=b"], ["To", "<sip:alice@ims.example.com>"], ["Call-ID", "im-1"], ["CSeq", "1 MESSAGE"],
+    ["Content-Type", "text/plain"]], body: "hello" }));
+  assert.deepEqual(await received, { from: "sip:bob@ims.example.com", text: "hello" });
+  const answer = parseMessage(net.sockets[0].sent.filter((t) => t.startsWith("SIP/2.0")).at(-1));
+  assert.equal(answer.status, 200);
+  assert.equal(header(answer, "cseq"), "1 MESSAGE");
+});
+
 test("an incoming call cancelled while it rings gets 200 for the CANCEL and 487", async () => {
   const net = await callingWIC(() => null);
   const incoming = new Promise((r) => net.wic.addEventListener("incoming", (e) => r(e.detail.call)));

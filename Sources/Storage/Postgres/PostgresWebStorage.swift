@@ -154,3 +154,19 @@ extension PostgresStorage: WebStore {
         try await client.query("DELETE FROM impu_pool WHERE username = \(username)", logger: logger)
     }
 }
+
+extension PostgresStorage: SharedSecretStore {
+    public func sharedSecret(named name: String, candidate: [UInt8]) async throws -> [UInt8] {
+        // Two nodes starting at once: one insert wins, both read the winner's.
+        let value = ByteBuffer(bytes: candidate)
+        try await client.query(
+            "INSERT INTO shared_secrets (name, value) VALUES (\(name), \(value)) ON CONFLICT (name) DO NOTHING",
+            logger: logger)
+        for try await stored in try await client.query(
+            "SELECT value FROM shared_secrets WHERE name = \(name)", logger: logger
+        ).decode(ByteBuffer.self) {
+            return Array(stored.readableBytesView)
+        }
+        throw StorageError.writeLost
+    }
+}

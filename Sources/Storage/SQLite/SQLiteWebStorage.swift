@@ -159,3 +159,18 @@ extension SQLiteStorage: WebStore {
             usesIMPUPool: (row.column("uses_pool")?.integer ?? 0) != 0)
     }
 }
+
+extension SQLiteStorage: SharedSecretStore {
+    public func sharedSecret(named name: String, candidate: [UInt8]) async throws -> [UInt8] {
+        try await queue.write { db in
+            _ = try await db.query(
+                "INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                [.text(name), .blob(ByteBuffer(bytes: candidate))])
+            let rows = try await db.query("SELECT value FROM shared_secrets WHERE name = ?", [.text(name)])
+            guard let value = rows.first.flatMap({ bytes($0.column("value")) }) else {
+                throw StorageError.writeLost
+            }
+            return value
+        }
+    }
+}
