@@ -94,7 +94,10 @@ extension Registrar {
                 request.headers.removeAll(.pCalledPartyID)
                 request.headers.append(.pCalledPartyID, "<\(called)>")
             }
-            await proxy.forward(request, transaction: transaction, to: targets)
+            // A binding whose edge is down (its node died) is left out while there are
+            // others; when every edge is down the caller hears 480, not the proxy's 500.
+            let chosen = Self.preferringReachable(targets) { proxy.endpoint.isRecentlyUnreachable($0) }
+            await proxy.forward(request, transaction: transaction, to: chosen, unavailable: 480)
         }
     }
 

@@ -39,4 +39,18 @@ extension Registrar {
         guard !targets.isEmpty else { return .answer(reply(request, 480, "Not Reachable")) }
         return .targets(targets)
     }
+
+    /// RFC 5626 §5.3 at the registrar: bindings whose edge could not be reached lately are
+    /// left out while the identity has others. A dead node's bindings stay in the database
+    /// until they expire or their WIC registers again elsewhere (docs/scale-out.md).
+    static func preferringReachable(
+        _ targets: [ProxyTarget], isUnreachable: (SIPDestination) -> Bool
+    ) -> [ProxyTarget] {
+        let reachable = targets.filter { target in
+            guard let hop = (target.route.first?.uri ?? target.uri).sipURI, let destination = SIPDestination(uri: hop)
+            else { return true }
+            return !isUnreachable(destination)
+        }
+        return reachable.isEmpty ? targets : reachable
+    }
 }

@@ -26,13 +26,16 @@ final class ResponseContext: Sendable {
     let respond: @Sendable (SIPResponse) -> Void
     let clock: any SIPClock
     let timerC: TimeAmount?
+    /// What a 503 (a next hop that could not be reached or is overloaded) goes up as.
+    let unavailable: Int
     let state: Mutex<State>
 
     init(
-        request: SIPRequest, branches: Int, clock: any SIPClock, timerC: TimeAmount?,
+        request: SIPRequest, branches: Int, clock: any SIPClock, timerC: TimeAmount?, unavailable: Int = 500,
         respond: @escaping @Sendable (SIPResponse) -> Void
     ) {
         self.request = request
+        self.unavailable = unavailable
         self.respond = respond
         self.clock = clock
         self.timerC = timerC
@@ -95,7 +98,8 @@ final class ResponseContext: Sendable {
             guard !state.finalSent else { return .nothing }
             if state.branches.allSatisfy({ $0.final != nil }) {
                 state.finalSent = true
-                return .forward(Self.best(state.branches.compactMap(\.final), for: request))
+                return .forward(
+                    Self.best(state.branches.compactMap(\.final), for: request, unavailable: unavailable))
             }
             // Step 5: a 6xx ends the search; the other branches' 487s complete the context.
             return response.statusCode >= 600 && request.method == .invite ? .cancel(others) : .nothing
@@ -136,9 +140,10 @@ final class ResponseContext: Sendable {
     }
 
     /// §16.7 step 6: a 6xx if any; else the lowest class, where a 4xx prefers 401, 407, 415,
-    /// 420 and 484. A 503 goes up as 500 (the next hop's trouble is not ours to advertise);
-    /// a 401 or 407 carries every branch's challenges (step 7).
-    static func best(_ finals: [SIPResponse], for request: SIPRequest) -> SIPResponse {
+    /// 420 and 484. A 503 goes up as 500 (the next hop's trouble is not ours to advertise),
+    /// or as `unavailable` when the TU says what it means (a registrar's unreachable
+    /// bindings: 480); a 401 or 407 carries every branch's challenges (step 7).
+    static func best(_ finals: [SIPResponse], for request: SIPRequest, unavailable: Int = 500) -> SIPResponse {
         let preferred: Set<Int> = [401, 407, 415, 420, 484]
         func rank(_ r: SIPResponse) -> (Int, Int) {
             (r.statusCode >= 600 ? 0 : r.statusCode / 100, preferred.contains(r.statusCode) ? 0 : 1)
@@ -147,8 +152,8 @@ final class ResponseContext: Sendable {
             return SIPResponse(replyingTo: request, statusCode: 408, toTag: toTag())
         }
         if best.statusCode == 503 {
-            best.statusCode = 500
-            best.reasonPhrase = SIPResponse.defaultReasonPhrase(500)
+            best.statusCode = unavailable
+            best.reasonPhrase = SIPResponse.defaultReasonPhrase(unavailable)
         }
         if best.statusCode == 401 || best.statusCode == 407 {
             for other in finals where other != best && (other.statusCode == 401 || other.statusCode == 407) {

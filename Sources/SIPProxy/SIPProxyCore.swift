@@ -124,9 +124,10 @@ public final class SIPProxyCore: Sendable {
 
     /// `rewriting`, when given, sees each response before it goes back (the eP-CSCF's SDP
     /// through its media gateway); responses keep their order however long it takes.
+    /// `unavailable`: what a best answer of 503 goes up as (§16.7 step 6: not 503).
     public func forward(
         _ request: SIPRequest, transaction: SIPServerTransaction, to targets: [ProxyTarget],
-        rewriting: SIPResponseRewriter? = nil
+        rewriting: SIPResponseRewriter? = nil, unavailable: Int = 500
     ) async {
         if request.method == .invite, !targets.isEmpty {
             // §16.2: say at once that the INVITE is being worked on, so the UAC stops resending.
@@ -139,7 +140,8 @@ public final class SIPProxyCore: Sendable {
         } else {
             respond = { transaction.respond($0) }
         }
-        let context = await fork(request, to: targets, inbound: transaction.peer.transport, respond: respond)
+        let context = await fork(
+            request, to: targets, inbound: transaction.peer.transport, unavailable: unavailable, respond: respond)
         transaction.whenCancelled { context?.cancelAll() }
     }
 
@@ -161,7 +163,7 @@ public final class SIPProxyCore: Sendable {
 
     /// Sends the copies; nil when there was nothing to send (the answer, 480, is given).
     private func fork(
-        _ request: SIPRequest, to targets: [ProxyTarget], inbound: SIPTransportProtocol,
+        _ request: SIPRequest, to targets: [ProxyTarget], inbound: SIPTransportProtocol, unavailable: Int = 500,
         respond: @escaping @Sendable (SIPResponse) -> Void
     ) async -> ResponseContext? {
         guard !targets.isEmpty else {
@@ -170,7 +172,7 @@ public final class SIPProxyCore: Sendable {
         }
         let context = ResponseContext(
             request: request, branches: targets.count, clock: endpoint.clock,
-            timerC: request.method == .invite ? configuration.timerC : nil, respond: respond)
+            timerC: request.method == .invite ? configuration.timerC : nil, unavailable: unavailable, respond: respond)
         let loopToken = Self.loopToken(request)
         for (index, target) in targets.enumerated() {
             var copy = request

@@ -80,6 +80,7 @@ extension SIPEndpoint {
                     connection: connection, remote: remote))
         } catch {
             core.logger.debug("cannot reach \(destination): \(error)")
+            markUnreachable(destination)
             // A flow that has gone: 430 Flow Failed (RFC 5626 §5.3); else 503 (§8.1.3.1).
             var failure = SIPResponse(replyingTo: request, statusCode: destination.flow == nil ? 503 : 430)
             try? failure.headers.removeTopVia()

@@ -265,8 +265,36 @@ public final class SIPEndpoint: Sendable {
             }
             .connect(to: address).get()
         let connection = StreamConnection(channel: channel, transport: transport)
-        core.state.withLock { $0.outbound[destination] = connection }
+        core.state.withLock {
+            $0.outbound[destination] = connection
+            $0.unreachable[destination] = nil
+        }
         return (connection, nil)
+    }
+
+    /// How long a destination a connection failed to counts as unreachable.
+    public static let unreachableFor = TimeAmount.seconds(30)
+
+    /// A stream destination a connection to failed within `unreachableFor`, none having
+    /// succeeded since: a registrar does not send a binding's requests there while the
+    /// identity has another binding (its edge node has gone, docs/scale-out.md).
+    public func isRecentlyUnreachable(_ destination: SIPDestination) -> Bool {
+        guard destination.flow == nil, destination.transport != .udp else { return false }
+        return core.state.withLock { state in
+            guard let failed = state.unreachable[destination] else { return false }
+            if failed + Self.unreachableFor > .now() { return true }
+            state.unreachable[destination] = nil
+            return false
+        }
+    }
+
+    func markUnreachable(_ destination: SIPDestination) {
+        guard destination.flow == nil, destination.transport != .udp else { return }
+        core.state.withLock { state in
+            // Bounded: a destination is one edge node; a flood of made-up ones starts afresh.
+            if state.unreachable.count >= 1_024 { state.unreachable.removeAll() }
+            state.unreachable[destination] = .now()
+        }
     }
 
     /// An IP literal is read as one; only a name is resolved. Resolving runs getaddrinfo,

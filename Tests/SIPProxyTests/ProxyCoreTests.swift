@@ -178,6 +178,8 @@ struct ProxyBench {
         #expect(ResponseContext.best([response(486), response(302)], for: request).statusCode == 302)
         #expect(ResponseContext.best([response(486), response(415), response(500)], for: request).statusCode == 415)
         #expect(ResponseContext.best([response(503)], for: request).statusCode == 500)
+        // A registrar whose bindings' edges could not be reached says so (issue 32).
+        #expect(ResponseContext.best([response(503), response(503)], for: request, unavailable: 480).statusCode == 480)
         let merged = ResponseContext.best(
             [response(401, "Digest realm=\"a\""), response(407, "Digest realm=\"b\"")], for: request)
         #expect(merged.statusCode == 401)

@@ -396,8 +396,14 @@ func makeEndpoint(
         ).get()
         let port = probe.localAddress?.port ?? 1
         try await probe.close().get()
-        let response = await client.send(request(), to: SIPDestination(transport: .tcp, host: "127.0.0.1", port: port))
+        let destination = SIPDestination(transport: .tcp, host: "127.0.0.1", port: port)
+        #expect(!client.isRecentlyUnreachable(destination))
+        let response = await client.send(request(), to: destination)
         #expect(response.statusCode == 503)
+        // Remembered, so a registrar can leave that edge's bindings out (issue 32).
+        #expect(client.isRecentlyUnreachable(destination))
+        #expect(!client.isRecentlyUnreachable(SIPDestination(transport: .tcp, host: "127.0.0.1", port: port + 1)))
+        #expect(!client.isRecentlyUnreachable(SIPDestination(transport: .udp, host: "127.0.0.1", port: port)))
     }
 
     @Test func destinationFromURI() throws {

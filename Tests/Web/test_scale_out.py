@@ -174,8 +174,16 @@ class ScaleOutTests(unittest.TestCase):
         self.assertEqual(len(bindings(survivor, dora)), 1)  # the same instance replaced its old binding
         # Nothing answered 200 was lost with the node.
         self.assertEqual(len(bindings(survivor, "sip:erin@%s" % DOMAIN)), 1)
-        # A MESSAGE reaches the page on the surviving node…
         fred = self.wic("fred", calling=True)
+        # Erin's only binding is behind the dead node: 480 at once, not a proxy's 500.
+        erin = "sip:erin@%s" % DOMAIN
+        started = time.time()
+        self.assertEqual(fred.message(erin, "anyone?").status, 480)
+        self.assertLess(time.time() - started, 3)
+        # With a second binding on the live node, that one is reached.
+        self.wic("erin", url="wss://localhost:%d" % self.ports[self.nodes.index(survivor)]["wss_port"]).answer_requests()
+        self.assertEqual(fred.message(erin, "there now?").status, 200)
+        # A MESSAGE reaches the page on the surviving node…
         r = fred.message(dora, "still there?")
         self.assertEqual(r.status, 200, r.text)
         # …and so does a call (SDP passes through: this test is about signalling).
