@@ -55,6 +55,8 @@ async function start(mode, username, password, digest) {
   wic.addEventListener("registered", () => showError(""));
   wic.addEventListener("message", trace);
   wic.addEventListener("incoming", (e) => incoming(e.detail.call));
+  // A MESSAGE (RFC 3428) for this identity: shown as text, never as markup.
+  wic.addEventListener("im", (e) => { $("last-im").textContent = `${e.detail.from}: ${e.detail.text}`; });
   wic.unregisterOnPageHide();
   if (mode === "token") {
     if (username) await wic.login(username, password);

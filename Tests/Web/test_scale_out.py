@@ -186,6 +186,8 @@ class ScaleOutTests(unittest.TestCase):
         # A MESSAGE reaches the page on the surviving node…
         r = fred.message(dora, "still there?")
         self.assertEqual(r.status, 200, r.text)
+        self.assertTrue(wait_for(lambda: text("last-im") == "sip:fred@%s: still there?" % DOMAIN, timeout=5),
+                        text("last-im"))
         # …and so does a call (SDP passes through: this test is about signalling).
         result = {}
         caller = threading.Thread(target=lambda: result.update(call=fred.invite(dora, body=sipws.WEBRTC_OFFER)))
