@@ -1,6 +1,7 @@
 import NIOCore
 import SIPAuth
 import SIPCore
+import Storage
 
 /// What an operator sets for the registrar.
 public struct SCSCFConfiguration: Sendable {
@@ -34,6 +35,9 @@ public struct SCSCFConfiguration: Sendable {
     /// Key for signed nonces; all S-CSCFs sharing registrations should share it.
     public var nonceKey: [UInt8]
     public var nonceLifetime: Duration = .seconds(300)
+    /// Where Digest answers are claimed across nodes (PostgreSQL shared by several S-CSCFs,
+    /// which share the nonce key too); nil for one node, whose own tracker sees every answer.
+    public var nonceUses: (any NonceUseStore)?
     /// How long an AKA challenge waits for its answer (reg-await-auth, SCS-32).
     public var akaChallengeLifetime: Duration = .seconds(60)
     /// Where requests for other domains go (a trunk, another network), by domain (lower

@@ -19,7 +19,7 @@ extension Registrar {
         cseq: SIPCSeq
     ) async -> SIPResponse {
         let verified: VerifiedDigest
-        switch checkDigest(authorization, subscriber: subscriber, method: "REGISTER") {
+        switch await checkDigestAcrossNodes(authorization, subscriber: subscriber, method: "REGISTER") {
         case .success(let digest): verified = digest
         case .failure(let refusal): return digestRefusal(request, refusal, subscriber: subscriber)
         }
@@ -50,6 +50,29 @@ extension Registrar {
         var nonce: String
         var qop: String
         var credentials: SIPAuthField
+    }
+
+    /// `checkDigest`, and then, with several nodes on one database, the answer claimed in
+    /// it: this node's tracker sees only the answers that came here, so an answer captured
+    /// at one node could otherwise be replayed once at every other while its nonce lives.
+    /// Claimed only once it verifies, so nobody can spend another's nonce-counts.
+    func checkDigestAcrossNodes(_ authorization: SIPAuthField?, subscriber: SubscriberRecord, method: String) async
+        -> Result<VerifiedDigest, DigestRefusal>
+    {
+        let result = checkDigest(authorization, subscriber: subscriber, method: method)
+        guard let uses = configuration.nonceUses, case .success(let digest) = result,
+            let nc = digest.credentials.nonceCount.flatMap({ UInt32($0, radix: 16) })
+        else { return result }
+        let expiresAt = Int64(clock().timeIntervalSince1970) + configuration.nonceLifetime.components.seconds + 60
+        do {
+            guard try await uses.claimNonceUse(nonce: digest.nonce, count: Int64(nc), expiresAt: expiresAt) else {
+                return .failure(.challenge(stale: true))
+            }
+        } catch {
+            logger.warning("Digest: could not claim a nonce use in the shared store: \(error)")
+            return .failure(.refuse(500, "Store Unavailable", retryAfter: nil))
+        }
+        return result
     }
 
     func checkDigest(_ authorization: SIPAuthField?, subscriber: SubscriberRecord, method: String)

@@ -278,6 +278,9 @@ extension Registrar {
     /// `expired`). `serve` calls this every few seconds.
     public func removeExpiredBindings() async {
         let now = clock()
+        if let uses = configuration.nonceUses {
+            try? await uses.pruneNonceUses(now: Int64(now.timeIntervalSince1970))
+        }
         guard let expired = try? await bindings.removeExpired(now: Int64(now.timeIntervalSince1970)), !expired.isEmpty
         else {
             return

@@ -139,7 +139,7 @@ extension Registrar {
             let credentials = (try? request.headers.authorizations(.proxyAuthorization))?.first {
                 $0.isDigest && $0.username == subscriber.impi
             }
-            if case .failure(let refusal) = checkDigest(
+            if case .failure(let refusal) = await checkDigestAcrossNodes(
                 credentials, subscriber: subscriber, method: request.method.rawValue)
             {
                 return digestRefusal(request, refusal, subscriber: subscriber, proxy: true)

@@ -36,7 +36,7 @@ extension BindingStore {
 }
 
 /// Both stores in one database, as `serve` and the provisioning commands open it.
-public protocol DataStore: SubscriberStore, BindingStore, WebStore, SharedSecretStore {
+public protocol DataStore: SubscriberStore, BindingStore, WebStore, SharedSecretStore, NonceUseStore {
     func close() async
 }
 
@@ -45,6 +45,14 @@ public protocol DataStore: SubscriberStore, BindingStore, WebStore, SharedSecret
 public protocol SharedSecretStore: Sendable {
     /// The secret `name`: `candidate` kept when there is none yet, else the one kept.
     func sharedSecret(named name: String, candidate: [UInt8]) async throws -> [UInt8]
+}
+
+/// Digest answers seen by any node (RFC 7616 §3.4's nonce-count, across nodes).
+public protocol NonceUseStore: Sendable {
+    /// Claims a nonce and nonce-count; false when some node claimed them before.
+    func claimNonceUse(nonce: String, count: Int64, expiresAt: Int64) async throws -> Bool
+    /// Forgets the claims whose nonce has expired.
+    func pruneNonceUses(now: Int64) async throws
 }
 
 /// The WWSF's and WAF's persistent data.

@@ -82,6 +82,9 @@ extension Serve {
         var config = SCSCFConfiguration(
             homeDomain: homeDomain, hostPort: "\(host):\(boundPort)", trustedNodes: Set(trustedNode),
             nonceKey: try await storage.sharedSecret(named: "nonce.key", in: c.store))
+        // Several S-CSCFs share PostgreSQL (and the nonce key): each Digest answer is claimed
+        // there, so none can be replayed at another node (docs/scale-out.md).
+        if storage.isShared { config.nonceUses = c.store }
         config.trustedNodeNames = Set(trustedNodeName.map { $0.lowercased() })
         config.labTrustsPlainTransport = labPlainSipTrust
         config.trustedNetworkIDs = Set(trustedNetworkId)

@@ -60,6 +60,9 @@ struct StorageOptions: ParsableArguments {
         return result
     }
 
+    /// A database other nodes may share (PostgreSQL), not one node's SQLite file.
+    var isShared: Bool { database.map { $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://") } ?? false }
+
     /// A secret every node on the database shares (the nonce key: a challenge from one
     /// S-CSCF answered at another), made by the first node to ask. A file of that name an
     /// older version left in the data directory is offered first, so a node upgraded in

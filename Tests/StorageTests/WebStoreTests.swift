@@ -42,6 +42,21 @@ import WebIMSTesting
         await first.close()
     }
 
+    /// Issue 32: a Digest answer is claimed once across every node on the database.
+    @Test(arguments: StoreBackend.available)
+    func aNonceUseIsClaimedOnce(backend: StoreBackend) async throws {
+        let (db, _) = try await backend.makeFreshStore()
+        #expect(try await db.claimNonceUse(nonce: "n1", count: 1, expiresAt: 100))
+        #expect(try await db.claimNonceUse(nonce: "n1", count: 1, expiresAt: 100) == false)
+        #expect(try await db.claimNonceUse(nonce: "n1", count: 2, expiresAt: 100))
+        #expect(try await db.claimNonceUse(nonce: "n2", count: 1, expiresAt: 200))
+        try await db.pruneNonceUses(now: 150)
+        // The expired nonce's claims are gone (a stale nonce is refused before this anyway).
+        #expect(try await db.claimNonceUse(nonce: "n1", count: 1, expiresAt: 100))
+        #expect(try await db.claimNonceUse(nonce: "n2", count: 1, expiresAt: 200) == false)
+        await db.close()
+    }
+
     @Test(arguments: StoreBackend.available)
     func signingKeysRotateAndPrune(backend: StoreBackend) async throws {
         let (db, _) = try await backend.makeFreshStore()

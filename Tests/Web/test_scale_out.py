@@ -128,20 +128,29 @@ class ScaleOutTests(unittest.TestCase):
             r = w.register("Bearer " + token)
             self.assertEqual(r.status, 200, r.text)
 
-    def test_digest_challenged_at_one_node_is_answered_at_the_other(self):
+    def test_digest_through_the_balancer_challenged_at_one_node_answered_at_the_other(self):
         ca = os.path.join(self.nodes[0].data_dir, "tls", "ca.pem")
-        at = [sipws.WIC("wss://localhost:%d" % p["wss_port"], self.public["wwsf"], ca, "sip:fred@%s" % DOMAIN)
-              for p in self.ports]
-        for w in at:
+        fred, impi = "sip:fred@%s" % DOMAIN, "fred@%s" % DOMAIN
+        # Two connections through the balancer: round robin puts them on different nodes
+        # (checked below by the edges their bindings name).
+        flows = [sipws.WIC(self.public["wss"], self.public["wwsf"], ca, fred) for _ in range(2)]
+        for w in flows:
             self.addCleanup(w.close)
-        for challenged, answering in ((0, 1), (1, 0)):
-            first = at[challenged].register('Digest username="fred@%s", realm="%s", uri="sip:%s", nonce="", '
-                                            'response=""' % (DOMAIN, DOMAIN, DOMAIN))
-            self.assertEqual(first.status, 401, first.text)
-            nonce = re.search(r'nonce="([^"]+)"', first.header("www-authenticate")).group(1)
-            r = at[answering].digest_answer("fred@%s" % DOMAIN, "fred-sip", nonce)
-            # Not a fresh challenge (stale or not): the other node knows the nonce.
-            self.assertEqual(r.status, 200, r.text)
+        first = flows[0].register('Digest username="%s", realm="%s", uri="sip:%s", nonce="", response=""'
+                                  % (impi, DOMAIN, DOMAIN))
+        self.assertEqual(first.status, 401, first.text)
+        nonce = re.search(r'nonce="([^"]+)"', first.header("www-authenticate")).group(1)
+        # Answered at the other node: it knows the nonce (the key is in the database)…
+        r = flows[1].digest_answer(impi, "fred-sip", nonce)
+        self.assertEqual(r.status, 200, r.text)
+        # …and the same answer cannot be replayed at the node that made the challenge.
+        replay = flows[0].digest_answer(impi, "fred-sip", nonce)
+        self.assertEqual(replay.status, 401, replay.text)
+        self.assertIn("stale=true", replay.header("www-authenticate"))
+        self.assertEqual(flows[0].digest_register(impi, "fred-sip", cnonce="f00d").status, 200)
+        edges = {n.endpoints["epcscf_sip"].rsplit(":", 1)[1] for n in self.nodes}
+        named = {re.search(r"@[^;>]*:(\d+)[;>]", " ".join(b["path"])).group(1) for b in bindings(self.nodes[0], fred)}
+        self.assertEqual(named, edges, "the two flows landed on one node")
 
     def test_the_page_moves_to_the_other_node_when_its_node_dies(self):
         import browser

@@ -170,3 +170,19 @@ extension PostgresStorage: SharedSecretStore {
         throw StorageError.writeLost
     }
 }
+
+extension PostgresStorage: NonceUseStore {
+    public func claimNonceUse(nonce: String, count: Int64, expiresAt: Int64) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            INSERT INTO nonce_uses (nonce, nc, expires_at) VALUES (\(nonce), \(count), \(expiresAt))
+            ON CONFLICT DO NOTHING RETURNING nc
+            """, logger: logger)
+        for try await _ in rows.decode(Int64.self) { return true }
+        return false
+    }
+
+    public func pruneNonceUses(now: Int64) async throws {
+        try await client.query("DELETE FROM nonce_uses WHERE expires_at < \(now)", logger: logger)
+    }
+}
