@@ -247,7 +247,7 @@ let package = Package(
         .testTarget(
             name: "SCSCFTests",
             dependencies: [
-                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPTransport", "Storage", "Utilities", "WebIMSTesting",
+                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPProxy", "SIPTransport", "Storage", "Utilities", "WebIMSTesting",
                 "LocalPKI", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
