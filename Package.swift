@@ -247,7 +247,8 @@ let package = Package(
         .testTarget(
             name: "SCSCFTests",
             dependencies: [
-                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPProxy", "SIPTransport", "Storage", "Utilities", "WebIMSTesting",
+                "SCSCF", "HSS", "SIPAuth", "SIPCore", "SIPProxy", "SIPTransport", "Storage", "Utilities",
+                "WebIMSTesting",
                 "LocalPKI", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
