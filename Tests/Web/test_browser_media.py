@@ -177,14 +177,16 @@ class InsideNamespace(CallHelpers, unittest.TestCase):
         self.assertEqual(uas.wait(20), 0, "the SIPp phone's side failed")
         self.assertNoMediaLeft()
 
-    def test_a_phone_calls_the_wic_which_answers(self):
+    def phone_calls_the_page(self, scenario, seconds):
+        """Phil's SIPp phone calls the demo page with `scenario`, its RTP end an echo; the page
+        answers, audio goes both ways, and the phone hangs up after `seconds`."""
         media = PhoneMedia()
         self.addCleanup(media.close)
         d = self.page(self.server.demo_user, self.server.demo_password)
         port = self.phone("phil")
-        uac = sipp(self.server.scscf, os.path.join(SCENARIOS, "uac-media-port.xml"), "-s", "phil", "-au",
+        uac = sipp(self.server.scscf, os.path.join(SCENARIOS, scenario), "-s", "phil", "-au",
                    "phil@ims.example.com", "-ap", "phil-pw", "-key", "ruri", self.server.demo_impu, "-key", "media",
-                   str(media.port), "-d", "6000", port=port, background=True)
+                   str(media.port), "-d", str(seconds * 1000), port=port, background=True)
         self.addCleanup(uac.kill)
         self.wait_text(d, "call-state", "incoming call")
         self.assertEqual(self.text(d, "caller"), "sip:phil@ims.example.com")
@@ -192,30 +194,17 @@ class InsideNamespace(CallHelpers, unittest.TestCase):
         self.wait_text(d, "call-state", "in call")
         self.wait_audio(d)
         self.assertGreaterEqual(media.packets.get(8, 0), 50, "PCMA at the phone: %s" % media.packets)
-        # The phone hangs up after its 6 s.
         self.wait_text(d, "call-state", "ended: the other side hung up", timeout=20)
         self.assertEqual(uac.wait(20), 0, "the SIPp caller's side failed")
         self.assertNoMediaLeft()
 
+    def test_a_phone_calls_the_wic_which_answers(self):
+        self.phone_calls_the_page("uac-media-port.xml", 6)
+
     def test_a_phone_calls_without_an_offer_and_the_wic_offers(self):
         """RFC 3264 §4: the phone's INVITE has no SDP; the page's answer carries the browser's
-        offer (plain RTP at the phone), the phone's answer comes in its ACK."""
-        media = PhoneMedia()
-        self.addCleanup(media.close)
-        d = self.page(self.server.demo_user, self.server.demo_password)
-        port = self.phone("phil")
-        uac = sipp(self.server.scscf, os.path.join(SCENARIOS, "uac-late-offer-port.xml"), "-s", "phil", "-au",
-                   "phil@ims.example.com", "-ap", "phil-pw", "-key", "ruri", self.server.demo_impu, "-key", "media",
-                   str(media.port), "-d", "5000", port=port, background=True)
-        self.addCleanup(uac.kill)
-        self.wait_text(d, "call-state", "incoming call")
-        self.click(d, "answer-button")
-        self.wait_text(d, "call-state", "in call")
-        self.wait_audio(d)
-        self.assertGreaterEqual(media.packets.get(8, 0), 50, "PCMA at the phone: %s" % media.packets)
-        self.wait_text(d, "call-state", "ended: the other side hung up", timeout=20)
-        self.assertEqual(uac.wait(20), 0, "the SIPp caller's side failed")
-        self.assertNoMediaLeft()
+        offer (plain RTP at the phone, which checks), the phone's answer comes in its ACK."""
+        self.phone_calls_the_page("uac-late-offer-port.xml", 5)
 
     def test_two_browsers_call_each_other_with_opus(self):
         caller = self.page(self.server.demo_user, self.server.demo_password)

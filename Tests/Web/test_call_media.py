@@ -89,6 +89,16 @@ class MediaCallTests(CallHelpers, ServerTestCase):
             return result["call"]
         return outcome
 
+    def caller_hangs_up(self, caller, dialog, callee):
+        """The caller's BYE, answered by the callee; then no media session is left."""
+        result = {}
+        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
+        t.start()
+        callee.answer(callee.next_request("BYE"), 200, "OK")
+        t.join(15)
+        self.assertEqual(result["bye"].status, 200)
+        self.assertNoMediaLeft()
+
     def test_two_wics_have_a_media_session_on_each_side(self):
         caller = self.wic()
         callee = self.wic("walt", "sip:walt@ims.example.com")
@@ -142,13 +152,7 @@ class MediaCallTests(CallHelpers, ServerTestCase):
         self.assertEqual(self.media_sessions(), [dialog["call_id"] + "~orig", dialog["call_id"] + "~term"])
         caller.ack(dialog)
         callee.next_request("ACK")
-        result = {}
-        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
-        t.start()
-        callee.answer(callee.next_request("BYE"), 200, "OK")
-        t.join(15)
-        self.assertEqual(result["bye"].status, 200)
-        self.assertNoMediaLeft()
+        self.caller_hangs_up(caller, dialog, callee)
 
     def test_a_call_forked_to_two_wics_keeps_the_winners_media(self):
         caller = self.wic()
@@ -176,13 +180,7 @@ class MediaCallTests(CallHelpers, ServerTestCase):
         left = wait_for(lambda: len(ngcontrol.calls(self.ng)) == 2, timeout=5, interval=0.1)
         self.assertTrue(left, ngcontrol.calls(self.ng))
         self.assertEqual(self.media_sessions(), [call_id + "~orig", call_id + "~term"])
-        result = {}
-        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
-        t.start()
-        first.answer(first.next_request("BYE"), 200, "OK")
-        t.join(15)
-        self.assertEqual(result["bye"].status, 200)
-        self.assertNoMediaLeft()
+        self.caller_hangs_up(caller, dialog, first)
 
     def test_a_late_offer_from_a_wic_to_a_phone(self):
         """RFC 3264 §4: an INVITE without SDP; the phone offers in its 200, the WIC answers in
@@ -234,13 +232,7 @@ class MediaCallTests(CallHelpers, ServerTestCase):
         self.assertNotIn("50002", ack.body)  # the caller's own candidate port stays on its side
         call_id = dialog["call_id"]
         self.assertEqual(self.media_sessions(), [call_id + "~orig", call_id + "~term"])
-        result = {}
-        t = threading.Thread(target=lambda: result.update(bye=caller.bye(dialog)))
-        t.start()
-        callee.answer(callee.next_request("BYE"), 200, "OK")
-        t.join(15)
-        self.assertEqual(result["bye"].status, 200)
-        self.assertNoMediaLeft()
+        self.caller_hangs_up(caller, dialog, callee)
 
     def test_a_rejected_call_leaves_no_media(self):
         caller = self.wic()
