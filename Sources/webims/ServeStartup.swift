@@ -111,7 +111,9 @@ extension Serve {
             configuration: WAFConfiguration(
                 issuer: c.localIssuer, audience: c.audience, tokenLifetime: c.tokenLifetime,
                 clients: [client] + (try web.extraWAFClients())),
-            keys: ring, accounts: AccountService(store: c.store, subscribers: c.store))
+            keys: ring,
+            accounts: AccountService(
+                store: c.store, subscribers: c.store, attemptsPerSourcePerMinute: max(1, web.loginAttemptsPerSource)))
         return WAFFunction(server: server, keys: ring, client: client)
     }
 

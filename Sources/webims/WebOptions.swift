@@ -33,6 +33,14 @@ struct WebOptions: ParsableArguments {
     @Option(help: "eP-CSCF secure WebSocket port (0 picks a free port).")
     var wssPort: Int = 7443
 
+    @Option(
+        help: ArgumentHelp(
+            "Logins a minute from one source prefix (IPv4 address, IPv6 /64) before the WWSF and WAF answer 429.",
+            discussion:
+                "Behind a load balancer every browser has the balancer's address: raise this and limit per client at the balancer (docs/scale-out.md)."
+        ))
+    var loginAttemptsPerSource: Int = 20
+
     @Option(help: "Lifetime of the access tokens the WAF issues, in seconds.")
     var tokenLifetime: Int = 3_600
 

@@ -74,7 +74,9 @@ class ScaleOutTests(unittest.TestCase):
         self.public = {"wwsf": "https://localhost:%d" % self.lb["wwsf"], "waf": "https://localhost:%d" % self.lb["waf"],
                        "wss": "wss://localhost:%d" % self.lb["wss"]}
         common = ["--public-wwsf", self.public["wwsf"], "--public-waf", self.public["waf"],
-                  "--public-epcscf", self.public["wss"], "--media-gateway", "none"]
+                  "--public-epcscf", self.public["wss"], "--media-gateway", "none",
+                  # Every browser comes from the balancer's address (no PROXY protocol).
+                  "--login-attempts-per-source", "1000"]
         self.ports = [dict(wwsf_port=free_port(), waf_port=free_port(), wss_port=free_port(), sip_port=free_port())
                       for _ in range(2)]
         a = Server(*common, database=db, **self.ports[0])
@@ -127,6 +129,14 @@ class ScaleOutTests(unittest.TestCase):
             self.addCleanup(w.close)
             r = w.register("Bearer " + token)
             self.assertEqual(r.status, 200, r.text)
+
+    def test_logins_through_the_balancer_are_not_throttled_as_one_source(self):
+        import requests
+        ca = os.path.join(self.nodes[0].data_dir, "tls", "ca.pem")
+        # 45 logins: more than the default 20 a minute per source on each node.
+        codes = [requests.post(self.public["wwsf"] + "/api/login", json={"username": "erin", "password": "erin-web"},
+                               verify=ca, timeout=10).status_code for _ in range(45)]
+        self.assertEqual(set(codes), {200}, codes)
 
     def test_digest_through_the_balancer_challenged_at_one_node_answered_at_the_other(self):
         ca = os.path.join(self.nodes[0].data_dir, "tls", "ca.pem")
