@@ -48,15 +48,17 @@ import Testing
     }
 
     @Test func aSilentFlowIsPingedThenClosedAndOneThatAnswersStays() async throws {
-        let endpoint = try await Self.endpoint(ping: .milliseconds(100), idle: .milliseconds(450))
+        // Idle at 1.2 s, the lively peer speaking every 0.1 s: it is closed only if the test
+        // stalls for over a second (seen at 0.45 s under a loaded CI run).
+        let endpoint = try await Self.endpoint(ping: .milliseconds(100), idle: .milliseconds(1_200))
         let silent = try await Self.open(endpoint)
         let lively = try await Self.open(endpoint)
-        for _ in 0..<12 {
+        for _ in 0..<20 {
             try await Task.sleep(for: .milliseconds(100))
             try await lively.send(Self.frame(opcode: 0xA, []))  // pong
         }
         #expect(Self.frames(silent).contains { $0.0 == 0x9 })  // pinged
-        #expect(await silent.waitClosed(timeout: .seconds(2)))
+        #expect(await silent.waitClosed(timeout: .seconds(3)))
         #expect(!lively.isClosed)
         #expect(endpoint.openFlows == 1)
         await lively.close()
