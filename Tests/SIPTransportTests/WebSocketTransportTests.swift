@@ -48,19 +48,28 @@ import Testing
     }
 
     @Test func aSilentFlowIsPingedThenClosedAndOneThatAnswersStays() async throws {
-        // Idle at 1.2 s, the lively peer speaking every 0.1 s: it is closed only if the test
-        // stalls for over a second (seen at 0.45 s under a loaded CI run).
-        let endpoint = try await Self.endpoint(ping: .milliseconds(100), idle: .milliseconds(1_200))
+        let idle = Duration.milliseconds(1_500)
+        let endpoint = try await Self.endpoint(ping: .milliseconds(100), idle: idle)
         let silent = try await Self.open(endpoint)
         let lively = try await Self.open(endpoint)
-        for _ in 0..<20 {
+        // The lively peer speaks every 0.1 s. A loaded run can stall this task for seconds
+        // (seen: 3.7 s for twelve 0.1 s sleeps), and a peer silent that long is rightly
+        // closed, so the longest gap between its frames is measured.
+        let clock = ContinuousClock()
+        var last = clock.now
+        var longestGap = Duration.zero
+        for _ in 0..<25 {
             try await Task.sleep(for: .milliseconds(100))
             try await lively.send(Self.frame(opcode: 0xA, []))  // pong
+            longestGap = max(longestGap, clock.now - last)
+            last = clock.now
         }
         #expect(Self.frames(silent).contains { $0.0 == 0x9 })  // pinged
         #expect(await silent.waitClosed(timeout: .seconds(3)))
-        #expect(!lively.isClosed)
-        #expect(endpoint.openFlows == 1)
+        if longestGap < idle - .milliseconds(300) {
+            #expect(!lively.isClosed)
+            #expect(endpoint.openFlows == 1)
+        }
         await lively.close()
         await endpoint.shutdown()
     }
