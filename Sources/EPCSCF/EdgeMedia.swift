@@ -64,13 +64,19 @@ final class MediaLegs: Sendable {
     var count: Int { legs.withLock { $0.count } }
 }
 
-/// Why an offer in a 2xx could not go through the gateway.
-enum LateOfferError: Error, CustomStringConvertible {
-    case noWebRTCCodec(String)
+/// Why an offer did not go through the gateway, as the Warning (RFC 3261 §20.43) says it.
+enum OfferFailure: Error, CustomStringConvertible {
+    /// SDP the eP-CSCF cannot read, or the gateway refused: 488, warn-code 399.
+    case unusable(String)
+    /// Towards a browser without a codec it speaks (no transcoding): 488, warn-code 305.
+    case incompatible(String)
+    /// The gateway did not answer: 503.
+    case unavailable
 
     var description: String {
         switch self {
-        case .noWebRTCCodec(let kind): "no WebRTC codec in the \(kind) stream and the media gateway does not transcode"
+        case .unusable(let why), .incompatible(let why): why
+        case .unavailable: "Media gateway unavailable"
         }
     }
 }
@@ -132,11 +138,10 @@ extension EdgeProxy {
                 return .refused
             }
         }
-        // An INVITE without an offer gets one in its 2xx (RFC 3264 §4, late offer).
-        let offerInAnswer = request.method == .invite && !offered
         // Nothing in the responses concerns the gateway (INFO, MESSAGE, an UPDATE without
-        // SDP): they go back as they come, without a rewriter's task per response.
-        guard offered || offerInAnswer else { return .proceed(nil) }
+        // SDP): they go back as they come, without a rewriter's task per response. An INVITE
+        // without an offer gets one in its 2xx (RFC 3264 §4, late offer).
+        guard offered || request.method == .invite else { return .proceed(nil) }
         let rewriter: SIPResponseRewriter = { [weak self] response in
             guard let self else { return response }
             if endsOnFailure, response.statusCode >= 300 {
@@ -155,7 +160,7 @@ extension EdgeProxy {
                             towards: direction.answerSide))
                 } else if (200..<300).contains(response.statusCode) {
                     // The callee offers, back the way the INVITE came; its tag is the offerer's.
-                    rewritten.body = try await self.offerInResponse(
+                    rewritten.body = try await self.offerThroughGateway(
                         response.body, leg: leg, offererTag: toTag, towards: direction.answerSide, gateway: gateway)
                     self.mediaLegs.expectAnswerInACK(key)
                 }
@@ -169,17 +174,6 @@ extension EdgeProxy {
             }
         }
         return .proceed(rewriter)
-    }
-
-    /// An offer a 2xx carries, through the gateway; the error says why not.
-    private func offerInResponse(
-        _ sdp: [UInt8], leg: String, offererTag: String, towards side: MediaSide, gateway: any MediaGateway
-    ) async throws -> [UInt8] {
-        let description = try SessionDescription(parsing: sdp)
-        if side == .webRTC, let stream = description.streamWithoutCodec(in: SessionDescription.webRTCCodecs) {
-            throw LateOfferError.noWebRTCCodec(stream.kind)
-        }
-        return try await gateway.offer(MediaOffer(callID: leg, fromTag: offererTag, sdp: sdp, towards: side))
     }
 
     /// The ACK that answers an offer in a 2xx: its SDP through the gateway. An ACK cannot be
@@ -201,40 +195,56 @@ extension EdgeProxy {
         }
     }
 
-    /// nil when the offer went through the gateway (the body replaced); else the refusal:
-    /// 488 for SDP that cannot be used (with a Warning saying why), 503 when the gateway
-    /// does not answer.
+    /// nil when the request's offer went through the gateway (the body replaced); else the
+    /// refusal: 488 for SDP that cannot be used (with a Warning saying why), 503 with
+    /// Retry-After when the gateway does not answer.
     private func offer(
         _ request: inout SIPRequest, leg: String, fromTag: String, towards side: MediaSide, gateway: any MediaGateway
     ) async -> SIPResponse? {
+        do throws(OfferFailure) {
+            request.body = try await offerThroughGateway(
+                request.body, leg: leg, offererTag: fromTag, towards: side, gateway: gateway)
+            return nil
+        } catch {
+            switch error {
+            case .unusable(let why): return mediaRefusal(request, 488, warning: 399, why)
+            case .incompatible(let why): return mediaRefusal(request, 488, warning: 305, why)
+            case .unavailable:
+                EdgeMetrics.mediaFailures.increment()
+                var refusal = mediaRefusal(request, 503, warning: 399, error.description)
+                refusal.headers.append(SIPHeaderName("Retry-After"), "5")
+                return refusal
+            }
+        }
+    }
+
+    /// An offer — a request's, or one a 2xx carries (late offer) — through the gateway, with
+    /// `offererTag` the offering party's tag.
+    func offerThroughGateway(
+        _ sdp: [UInt8], leg: String, offererTag: String, towards side: MediaSide, gateway: any MediaGateway
+    ) async throws(OfferFailure) -> [UInt8] {
         let description: SessionDescription
         do {
-            description = try SessionDescription(parsing: request.body)
+            description = try SessionDescription(parsing: sdp)
         } catch {
-            return mediaRefusal(request, 488, warning: 399, "Malformed SDP: \(error)")
+            throw .unusable("Malformed SDP: \(error)")
         }
         // The gateway does not transcode: a browser must be offered a codec it speaks.
         if side == .webRTC, let stream = description.streamWithoutCodec(in: SessionDescription.webRTCCodecs) {
             let offered = stream.codecs.isEmpty ? stream.formats : stream.codecs
-            return mediaRefusal(
-                request, 488, warning: 305,
+            throw .incompatible(
                 "Incompatible media format: no WebRTC codec in the \(stream.kind) stream (\(offered.joined(separator: " "))) and the media gateway does not transcode"
             )
         }
         do throws(MediaGatewayError) {
-            request.body = try await gateway.offer(
-                MediaOffer(callID: leg, fromTag: fromTag, sdp: request.body, towards: side))
-            return nil
+            return try await gateway.offer(MediaOffer(callID: leg, fromTag: offererTag, sdp: sdp, towards: side))
         } catch {
             switch error {
             case .refused(let reason):
-                return mediaRefusal(request, 488, warning: 399, "Media gateway refused the SDP: \(reason)")
+                throw .unusable("Media gateway refused the SDP: \(reason)")
             case .noAnswer(let name), .malformedReply(let name):
-                EdgeMetrics.mediaFailures.increment()
                 logger.warning("media gateway \(name) failed the offer for \(leg): \(error)")
-                var refusal = mediaRefusal(request, 503, warning: 399, "Media gateway unavailable")
-                refusal.headers.append(SIPHeaderName("Retry-After"), "5")
-                return refusal
+                throw .unavailable
             }
         }
     }
