@@ -47,6 +47,9 @@ public final class SIPEndpoint: Sendable {
     /// Endpoints of this process reached by a call instead of a socket, by the `host:port`
     /// their URIs name (the co-located eP-CSCF and S-CSCF).
     let inProcessLinks = Mutex<[String: InProcessLink]>([:])
+    /// Stream destinations a connection to failed, and when (none has succeeded since).
+    /// Apart from the transaction tables: a registrar asks for every target it forks to.
+    let unreachable = Mutex<[SIPDestination: NIODeadline]>([:])
 
     /// An endpoint whose handler answers each request with one final response (or none, for
     /// ACK). A CANCEL of an INVITE it is still working on is answered 487 for it.
@@ -265,10 +268,8 @@ public final class SIPEndpoint: Sendable {
             }
             .connect(to: address).get()
         let connection = StreamConnection(channel: channel, transport: transport)
-        core.state.withLock {
-            $0.outbound[destination] = connection
-            $0.unreachable[destination] = nil
-        }
+        core.state.withLock { $0.outbound[destination] = connection }
+        unreachable.withLock { _ = $0.removeValue(forKey: destination) }
         return (connection, nil)
     }
 
@@ -280,20 +281,20 @@ public final class SIPEndpoint: Sendable {
     /// identity has another binding (its edge node has gone, docs/scale-out.md).
     public func isRecentlyUnreachable(_ destination: SIPDestination) -> Bool {
         guard destination.flow == nil, destination.transport != .udp else { return false }
-        return core.state.withLock { state in
-            guard let failed = state.unreachable[destination] else { return false }
+        return unreachable.withLock { unreachable in
+            guard let failed = unreachable[destination] else { return false }
             if failed + Self.unreachableFor > .now() { return true }
-            state.unreachable[destination] = nil
+            unreachable[destination] = nil
             return false
         }
     }
 
     func markUnreachable(_ destination: SIPDestination) {
         guard destination.flow == nil, destination.transport != .udp else { return }
-        core.state.withLock { state in
+        unreachable.withLock { unreachable in
             // Bounded: a destination is one edge node; a flood of made-up ones starts afresh.
-            if state.unreachable.count >= 1_024 { state.unreachable.removeAll() }
-            state.unreachable[destination] = .now()
+            if unreachable.count >= 1_024 { unreachable.removeAll() }
+            unreachable[destination] = .now()
         }
     }
 

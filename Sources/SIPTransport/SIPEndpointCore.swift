@@ -29,8 +29,6 @@ final class SIPEndpointCore: Sendable {
         var serverTransactions: [ServerKey: ServerTransactionEntry] = [:]
         var clientTransactions: [ClientKey: ClientTransactionEntry] = [:]
         var outbound: [SIPDestination: StreamConnection] = [:]
-        /// Stream destinations a connection to failed, and when (none has succeeded since).
-        var unreachable: [SIPDestination: NIODeadline] = [:]
         var udp: DatagramConnection?
         var viaAddresses: [SIPTransportProtocol: (host: String, port: Int)] = [:]
         /// Completed non-INVITE server transactions over UDP by the tick they completed in.
