@@ -49,6 +49,7 @@ extension Registrar {
         var ha1: String
         var nonce: String
         var qop: String
+        var nonceCount: UInt32
         var credentials: SIPAuthField
     }
 
@@ -60,12 +61,12 @@ extension Registrar {
         -> Result<VerifiedDigest, DigestRefusal>
     {
         let result = checkDigest(authorization, subscriber: subscriber, method: method)
-        guard let uses = configuration.nonceUses, case .success(let digest) = result,
-            let nc = digest.credentials.nonceCount.flatMap({ UInt32($0, radix: 16) })
-        else { return result }
+        guard let uses = configuration.nonceUses, case .success(let digest) = result else { return result }
         let expiresAt = Int64(clock().timeIntervalSince1970) + configuration.nonceLifetime.components.seconds + 60
         do {
-            guard try await uses.claimNonceUse(nonce: digest.nonce, count: Int64(nc), expiresAt: expiresAt) else {
+            guard
+                try await uses.claimNonceUse(nonce: digest.nonce, count: Int64(digest.nonceCount), expiresAt: expiresAt)
+            else {
                 return .failure(.challenge(stale: true))
             }
         } catch {
@@ -112,7 +113,8 @@ extension Registrar {
             recordDigestFailure(impi: subscriber.impi, now: clock())
             return .failure(.refuse(403, "Forbidden", retryAfter: nil))
         }
-        return .success(VerifiedDigest(algorithm: algorithm, ha1: ha1, nonce: nonce, qop: qop, credentials: auth))
+        return .success(
+            VerifiedDigest(algorithm: algorithm, ha1: ha1, nonce: nonce, qop: qop, nonceCount: nc, credentials: auth))
     }
 
     /// The answer to a Digest check that did not verify: a challenge (401, or 407 for a

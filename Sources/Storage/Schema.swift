@@ -70,17 +70,18 @@ enum Schema {
     /// 3: each IMPU's implicit registration set.
     static let implicitSets = ["ALTER TABLE public_identities ADD COLUMN implicit_set INTEGER NOT NULL DEFAULT 0"]
 
-    /// 5: Digest answers claimed across nodes (nonce and nonce-count), so one captured at a
-    /// node cannot be replayed at another while its nonce lives.
-    static let nonceUses = [
-        "CREATE TABLE nonce_uses (nonce TEXT NOT NULL, nc BIGINT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (nonce, nc))",
-        "CREATE INDEX nonce_uses_expiry ON nonce_uses(expires_at)",
-    ]
-
     /// 4: secrets every node sharing the database must agree on (the S-CSCF's nonce key).
     static func sharedSecrets(_ sql: SQLDialect) -> [String] {
         ["CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value \(sql.bytes) NOT NULL)"]
     }
+
+    /// 5: Digest answers claimed across nodes (nonce and nonce-count), so one captured at a
+    /// node cannot be replayed at another while its nonce lives. Used by PostgreSQL only
+    /// (`NonceUseStore`); in SQLite the table stays empty, the schema being one.
+    static let nonceUses = [
+        "CREATE TABLE nonce_uses (nonce TEXT NOT NULL, nc BIGINT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (nonce, nc))",
+        "CREATE INDEX nonce_uses_expiry ON nonce_uses(expires_at)",
+    ]
 }
 
 /// The column types that differ between the engines.

@@ -36,7 +36,7 @@ extension BindingStore {
 }
 
 /// Both stores in one database, as `serve` and the provisioning commands open it.
-public protocol DataStore: SubscriberStore, BindingStore, WebStore, SharedSecretStore, NonceUseStore {
+public protocol DataStore: SubscriberStore, BindingStore, WebStore, SharedSecretStore {
     func close() async
 }
 
@@ -47,7 +47,8 @@ public protocol SharedSecretStore: Sendable {
     func sharedSecret(named name: String, candidate: [UInt8]) async throws -> [UInt8]
 }
 
-/// Digest answers seen by any node (RFC 7616 §3.4's nonce-count, across nodes).
+/// Digest answers seen by any node (RFC 7616 §3.4's nonce-count, across nodes). Only a
+/// store several nodes share has it (PostgreSQL); one node's tracker sees all its answers.
 public protocol NonceUseStore: Sendable {
     /// Claims a nonce and nonce-count; false when some node claimed them before.
     func claimNonceUse(nonce: String, count: Int64, expiresAt: Int64) async throws -> Bool

@@ -84,7 +84,7 @@ extension Serve {
             nonceKey: try await storage.sharedSecret(named: "nonce.key", in: c.store))
         // Several S-CSCFs share PostgreSQL (and the nonce key): each Digest answer is claimed
         // there, so none can be replayed at another node (docs/scale-out.md).
-        if storage.isShared { config.nonceUses = c.store }
+        config.nonceUses = c.store as? any NonceUseStore
         config.trustedNodeNames = Set(trustedNodeName.map { $0.lowercased() })
         config.labTrustsPlainTransport = labPlainSipTrust
         config.trustedNetworkIDs = Set(trustedNetworkId)

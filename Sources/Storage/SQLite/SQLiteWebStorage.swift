@@ -174,19 +174,3 @@ extension SQLiteStorage: SharedSecretStore {
         }
     }
 }
-
-extension SQLiteStorage: NonceUseStore {
-    public func claimNonceUse(nonce: String, count: Int64, expiresAt: Int64) async throws -> Bool {
-        try await queue.write { db in
-            !(try await db.query(
-                "INSERT INTO nonce_uses (nonce, nc, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING nc",
-                [.text(nonce), .integer(Int(count)), .integer(Int(expiresAt))])).isEmpty
-        }
-    }
-
-    public func pruneNonceUses(now: Int64) async throws {
-        try await queue.write { db in
-            _ = try await db.query("DELETE FROM nonce_uses WHERE expires_at < ?", [.integer(Int(now))])
-        }
-    }
-}
