@@ -21,8 +21,7 @@ public struct NonceMinter: Sendable {
 
     /// A fresh key for a server that has none stored.
     public static func makeKey() -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        randomBytes(32)
     }
 
     public func mint(realm: String, now: Date = Date()) -> String {

@@ -21,6 +21,13 @@ public func randomToken(length: Int = 16) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
+/// `count` bytes from the system's cryptographic generator: keys, secrets, salts (rare,
+/// so not through the token pool).
+public func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+}
+
 /// Kernel randomness taken 512 bytes at a time: a request draws several tokens (tags,
 /// branches, charging IDs), and a `getrandom` call for each showed in profiles.
 private let randomPool = Mutex(RandomPool())

@@ -164,8 +164,7 @@ func sourcePrefix(_ address: String) -> String {
 
 /// 32 random bytes, base64url: session cookies, CSRF tokens, authorization codes.
 func randomSecret() -> String {
-    var generator = SystemRandomNumberGenerator()
-    return base64URLEncode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    base64URLEncode(randomBytes(32))
 }
 
 /// Runs CPU-heavy work (PBKDF2) off the cooperative pool.

@@ -11,7 +11,7 @@ public struct PasswordHasher: Sendable {
     public init(rounds: Int = 600_000) { self.rounds = rounds }
 
     public func hash(_ password: String) throws -> String {
-        let salt = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        let salt = randomBytes(16)
         let key = try derive(password, salt: salt, rounds: rounds)
         return "pbkdf2-sha256$\(rounds)$\(base64URLEncode(salt))$\(base64URLEncode(key))"
     }

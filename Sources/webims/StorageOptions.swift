@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Storage
+import Utilities
 
 #if canImport(Glibc)
     import Glibc
@@ -60,20 +61,14 @@ struct StorageOptions: ParsableArguments {
         return result
     }
 
-    /// A database other nodes may share (PostgreSQL), not one node's SQLite file.
-    var isShared: Bool { database.map { $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://") } ?? false }
-
     /// A secret every node on the database shares (the nonce key: a challenge from one
     /// S-CSCF answered at another), made by the first node to ask. A file of that name an
     /// older version left in the data directory is offered first, so a node upgraded in
     /// place keeps its outstanding nonces valid.
     func sharedSecret(named name: String, in store: any SharedSecretStore, length: Int = 32) async throws -> [UInt8] {
         let path = (dataDir as NSString).appendingPathComponent(name)
-        var candidate = FileManager.default.contents(atPath: path).map(Array.init) ?? []
-        if candidate.count != length {
-            var generator = SystemRandomNumberGenerator()
-            candidate = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        }
+        let left = FileManager.default.contents(atPath: path).map(Array.init)
+        let candidate = left?.count == length ? left ?? [] : randomBytes(length)
         return try await store.sharedSecret(named: name, candidate: candidate)
     }
 }

@@ -22,6 +22,14 @@ import Utilities
 
     /// `"`, `>` and `<` stay markup characters inside grapheme clusters: a combining mark
     /// after them, or a prefixed concatenation mark (U+0600) before, must not hide them.
+    @Test func randomBytesAreAsManyAsAskedAndDiffer() {
+        let a = randomBytes(32)
+        let b = randomBytes(32)
+        #expect(a.count == 32 && b.count == 32)
+        #expect(a != b)
+        #expect(Set(a).count > 8)
+    }
+
     @Test func item02EscapingWorksOnScalarsNotGraphemeClusters() {
         for text in ["\"\u{301}", ">\u{301}", "\u{600}<", "'\u{327}", "&\u{200D}", "a\"\u{301} onfocus=x", "<\u{FE0F}"]
         {
