@@ -776,8 +776,8 @@ export class Call extends Emitter {
     const method = request.method;
     if (method === "ACK") {
       this._acked = true;
-      if (this._late && request.body) this._answered(request.body);
-      this._late = false;
+      // Late offer: the ACK answers our 2xx.
+      if (request.body && this._pc?.signalingState === "have-local-offer") this._answered(request.body);
       return;
     }
     if (method === "BYE" || method === "CANCEL") {
@@ -803,7 +803,6 @@ export class Call extends Emitter {
   async _localSDP(offer) {
     if (offer) await this._pc.setRemoteDescription({ type: "offer", sdp: offer });
     await this._pc.setLocalDescription(await (offer ? this._pc.createAnswer() : this._pc.createOffer()));
-    this._late = !offer;
     return this._gathered();
   }
 

@@ -305,11 +305,17 @@ test("tokens, cnonces and the instance ID come from Web Crypto, not Math.random"
 // ----- calls: a fake RTCPeerConnection and microphone; the network scripted per test
 
 class FakePC {
-  constructor() { this.localDescription = null; this.remote = []; this.iceGatheringState = "complete"; this.tones = []; this.closed = false; }
+  constructor() { this.localDescription = null; this.remote = []; this.iceGatheringState = "complete"; this.tones = []; this.closed = false; this.signalingState = "stable"; }
   async createOffer() { return { type: "offer", sdp: "v=0\r\no=- offer\r\n" }; }
   async createAnswer() { return { type: "answer", sdp: "v=0\r\no=- answer\r\n" }; }
-  async setLocalDescription(d) { this.localDescription = d.type === "rollback" ? null : d; }
-  async setRemoteDescription(d) { this.remote.push(d); }
+  async setLocalDescription(d) {
+    this.localDescription = d.type === "rollback" ? null : d;
+    this.signalingState = d.type === "offer" ? "have-local-offer" : "stable";
+  }
+  async setRemoteDescription(d) {
+    this.remote.push(d);
+    this.signalingState = d.type === "offer" ? "have-remote-offer" : "stable";
+  }
   addTrack() {}
   addEventListener() {}
   getSenders() { return [{ track: { kind: "audio" }, dtmf: { insertDTMF: (t) => this.tones.push(t) } }]; }
