@@ -204,6 +204,7 @@ final class StreamConnection: SIPConnection, Hashable {
     }
 
     var isActive: Bool { channel.isActive }
+    var channelIdentity: ObjectIdentifier? { ObjectIdentifier(channel) }
 
     func write(_ message: SIPMessage, to remote: SocketAddress?) {
         let bytes = message.serialized()

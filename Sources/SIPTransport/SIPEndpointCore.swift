@@ -217,7 +217,7 @@ final class SIPEndpointCore: Sendable {
     // MARK: connections
 
     func connectionClosed(_ connection: any SIPConnection) {
-        guard let channel = channelIdentity(of: connection) else { return }
+        guard let channel = connection.channelIdentity else { return }
         let orphaned = state.withLock { state in
             for (destination, open) in state.outbound where ObjectIdentifier(open.channel) == channel {
                 state.outbound.removeValue(forKey: destination)

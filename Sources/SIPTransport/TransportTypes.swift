@@ -89,11 +89,15 @@ public protocol SIPConnection: Sendable {
     /// The local answer for a request that could not be sent on it, or whose connection
     /// closed before an answer came (RFC 3261 §8.1.3.1: 503; a flow: 430, RFC 5626 §5.3).
     var transportFailureStatus: Int { get }
+    /// The channel behind a connection that has one of its own (TCP, TLS, a flow; not the
+    /// shared UDP socket): when it closes, no answer can come back on it.
+    var channelIdentity: ObjectIdentifier? { get }
 }
 
 extension SIPConnection {
     public var isInProcess: Bool { false }
     public var transportFailureStatus: Int { 503 }
+    public var channelIdentity: ObjectIdentifier? { nil }
 }
 
 /// The "connection" of a request one function hands another in the same process (the

@@ -42,6 +42,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "The server's process id, for CPU seconds and memory.") var serverPid: Int32?
     @Option(
         help: """
+            Write an access token for each of bench1…bench<users>, one per line, to this file \
+            and exit, for a load generator of another kind (scripts/bench-vs-kamailio).
+            """)
+    var writeTokens: String?
+    @Option(
+        help: """
             SIP messages per second each connection sends at most (0: unpaced). serve closes \
             a flow that sends faster than its own --flow-message-rate (default 20); set both \
             to measure flat out.
@@ -67,15 +73,25 @@ struct BenchCommand: AsyncParsableCommand {
         plan.freshToken = freshToken
         plan.hold = hold
         plan.serverPid = serverPid
-        let stats = try await storage.withStore { store in
+        let stats: BenchStats? = try await storage.withStore { store in
             if provision { try await provisionUsers(store, count: plan.userCount) }
             let waf = try await wafServer(store: store, storage: storage, web: web, homeDomain: homeDomain)
-            return try await LoadRun.run(plan) { impi, impu in
+            let token: TokenIssuer = { impi, impu in
                 let account = WebAccount(username: "bench", passwordHash: "", impi: impi, impus: [impu])
                 return try await waf.issueToken(for: account, client: waf.configuration.clients[0], now: unixNow())
                     .token
             }
+            if let writeTokens {
+                var lines = ""
+                for n in 1...plan.userCount {
+                    lines += try await token("bench\(n)@\(homeDomain)", "sip:bench\(n)@\(homeDomain)") + "\n"
+                }
+                try lines.write(toFile: writeTokens, atomically: true, encoding: .utf8)
+                return nil
+            }
+            return try await LoadRun.run(plan, issueToken: token)
         }
+        guard let stats else { return }
         // Closed or unanswered flows mean the figures are not the server's capacity.
         if stats.errorCount > 0 || stats.registrations == 0 {
             print("bench: \(stats.errorCount) errors, \(stats.registrations) registrations: failed")

@@ -27,4 +27,17 @@ import Testing
         while wheel.state.withLock({ $0.now }) < start + 600 { wheel.advance() }
         #expect(fired.withLock { $0 } == ["B", "late"])
     }
+
+    /// A retransmission timer (T1, 500 ms) armed part-way through a tick must not fire
+    /// early: it waits one tick more than its length in ticks.
+    @Test func aShortTimerIsNeverEarly() async throws {
+        let wheel = TimerWheel(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let fired = Mutex(0)
+        _ = wheel.schedule(in: .milliseconds(500)) { fired.withLock { $0 += 1 } }
+        let start = wheel.state.withLock { $0.now }
+        while wheel.state.withLock({ $0.now }) < start + 5 { wheel.advance() }
+        #expect(fired.withLock { $0 } == 0)  // five ticks may be less than 500 ms
+        while wheel.state.withLock({ $0.now }) < start + 6 { wheel.advance() }
+        #expect(fired.withLock { $0 } == 1)
+    }
 }

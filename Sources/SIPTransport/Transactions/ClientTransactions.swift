@@ -104,13 +104,13 @@ extension SIPEndpointCore {
             : .nonInvite(NonInviteClientMachine(request: request, reliable: reliable, timers: timers))
         state.withLock {
             $0.clientTransactions[key] = ClientTransactionEntry(
-                machine: machine, connection: connection, remote: remote, channel: channelIdentity(of: connection),
+                machine: machine, connection: connection, remote: remote, channel: connection.channelIdentity,
                 onResponse: onResponse)
         }
         runClient(key) { entry in
             return entry.machine.start()
         }
-        if channelIdentity(of: connection) != nil, !connection.isActive {
+        if connection.channelIdentity != nil, !connection.isActive {
             // Closed before the transaction was known to connectionClosed.
             clientTransportFailed(key)
         }
@@ -224,15 +224,6 @@ extension SIPEndpointCore {
         var response = SIPResponse(replyingTo: request, statusCode: status)
         try? response.headers.removeTopVia()
         return response
-    }
-}
-
-/// The channel behind a connection that has one of its own (not the shared UDP socket).
-func channelIdentity(of connection: any SIPConnection) -> ObjectIdentifier? {
-    switch connection {
-    case let stream as StreamConnection: return ObjectIdentifier(stream.channel)
-    case let flow as WebSocketConnection: return ObjectIdentifier(flow.channel)
-    default: return nil
     }
 }
 

@@ -15,13 +15,15 @@ public struct SIPScheduledTimer: Sendable {
     public func cancel() { stop() }
 }
 
-/// The transaction layer's clock in service. Short timers (retransmissions: A, E, G, under
-/// a second) go to the event loop's scheduler — on the loop of the thread that arms them
-/// when it runs one, since arming a timer on another thread's loop wakes that thread (an
-/// eventfd write and a task switch; it was the largest cost of a call, scripts/bench-calls).
-/// Timeouts of a second or more (B, C, D, F, H, I, K, L, M) go to a `TimerWheel`: at a few
-/// hundred calls a second tens of thousands of them are pending, and the event loop's heap
-/// removes a cancelled one by a linear search.
+/// The transaction layer's clock in service: every timer of two ticks or more (all of
+/// RFC 3261's at their default T1, Trying's 200 ms included) goes to one `TimerWheel`.
+/// Arming one is an append under a lock and stopping it a flag, where the event loop's
+/// scheduler made a task, a promise and a future for each and searched its heap to cancel
+/// one — and every INVITE arms and at once stops the Trying timer, every UDP request Timer
+/// A or E. Arming from another thread wakes nobody (the wheel's loop ticks on its own),
+/// which the scheduler's cross-loop arming did (an eventfd write and a task switch).
+/// Shorter timers (a T1 of a few milliseconds, as tests and lab networks set) go to the
+/// scheduler of the arming thread's loop, which keeps them to the millisecond.
 struct EventLoopClock: SIPClock {
     let eventLoop: any EventLoop
     let wheel: TimerWheel
@@ -32,16 +34,18 @@ struct EventLoopClock: SIPClock {
     }
 
     func schedule(in delay: TimeAmount, _ task: @escaping @Sendable () -> Void) -> SIPScheduledTimer {
-        if delay >= TimerWheel.shortest { return wheel.schedule(in: delay, task) }
+        if delay >= TimerWheel.tick * 2 { return wheel.schedule(in: delay, task) }
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? eventLoop
         let scheduled = loop.scheduleTask(in: delay, task)
         return SIPScheduledTimer { scheduled.cancel() }
     }
 }
 
-/// A hashed timing wheel (Varghese and Lauck) for timeouts that may fire up to one tick
-/// late: arming is an append, cancelling a flag, and one task on the loop moves the hand
-/// every tick.
+/// A hashed timing wheel (Varghese and Lauck): arming is an append, cancelling a flag, and
+/// one task on the loop moves the hand every tick. A timeout of a second or more (B, C, D,
+/// F, H, I, K, L, M) fires within a tick of its time; a shorter one (Trying, and the
+/// retransmissions A, E, G) never before its time and at most a tick after, so a
+/// retransmission is never early (RFC 3261 §17: T1 is the least interval).
 final class TimerWheel: Sendable {
     static let tick = TimeAmount.milliseconds(100)
     static let shortest = TimeAmount.seconds(1)
@@ -65,7 +69,9 @@ final class TimerWheel: Sendable {
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
     func schedule(in delay: TimeAmount, _ task: @escaping @Sendable () -> Void) -> SIPScheduledTimer {
-        let ticks = max(1, (delay.nanoseconds + Self.tick.nanoseconds - 1) / Self.tick.nanoseconds)
+        let whole = max(1, (delay.nanoseconds + Self.tick.nanoseconds - 1) / Self.tick.nanoseconds)
+        // Armed part-way through a tick: `whole` ticks on may be up to a tick early.
+        let ticks = delay < Self.shortest ? whole + 1 : whole
         let timer = Timer(task)
         let start = state.withLock { state -> Bool in
             let due = state.now + ticks

@@ -16,6 +16,7 @@ final class WebSocketConnection: SIPConnection {
 
     var transport: SIPTransportProtocol { .wss }
     var isActive: Bool { channel.isActive }
+    var channelIdentity: ObjectIdentifier? { ObjectIdentifier(channel) }
     func write(_ message: SIPMessage, to remote: SocketAddress?) { writeTextFrame(message.serialized(), on: channel) }
     func writeRaw(_ bytes: [UInt8]) { writeTextFrame(bytes, on: channel) }
     func close() { channel.close(promise: nil) }
