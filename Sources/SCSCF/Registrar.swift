@@ -224,7 +224,7 @@ public final class Registrar: Sendable {
         do {
             if let username = authorization?.username, !username.isEmpty {
                 subscriber = try await registrationData(impi: username, impu: impu).subscriber
-            } else if let owner = try await hss.store.subscriber(impu: impu) {
+            } else if let owner = try await hss.subscriber(impu: impu) {
                 subscriber = owner
             } else {
                 subscriber = try await hss.registrationData(impi: derivedIMPI(from: impu), impu: impu).subscriber
@@ -268,7 +268,7 @@ public final class Registrar: Sendable {
         }
         let registration: RegistrationData
         do {
-            guard let owner = try await hss.store.subscriber(impu: target) else { return reply(request, 404) }
+            guard let owner = try await hss.subscriber(impu: target) else { return reply(request, 404) }
             registration = try await hss.registrationData(impi: owner.impi, impu: target)
         } catch {
             return reply(request, 404)
