@@ -187,7 +187,13 @@ struct KeptRegistration {
         request.headers.removeAll(.authorization)
         // Removed fields still sit in the message's buffer; a fresh parse leaves them behind.
         // Via goes after it: a request without one does not parse.
-        if case .request(let compact)? = try? SIPParser().parse(request.serialized()) {
+        // Copied to an array of its own size first: the serializer's grew by doubling, and
+        // a flow keeps this for its whole life (~350 bytes of slack per idle WIC).
+        let text = request.serialized()
+        let exact = [UInt8](unsafeUninitializedCapacity: text.count) { buffer, count in
+            count = buffer.initialize(fromContentsOf: text)
+        }
+        if case .request(let compact)? = try? SIPParser().parse(exact) {
             request = compact
             copied = true
         }

@@ -10,61 +10,13 @@ func closeFlow(_ context: ChannelHandlerContext, code: WebSocketErrorCode) {
         .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
 }
 
-/// Keeps a flow alive and answers its control frames: a ping every `interval`, the flow
-/// closed after `idle` without any frame (RFC 6455 §5.5); pong for ping, close for close.
-/// Data frames pass on. The pings come from one sweep per event loop (`KeepAliveSweep`), not
-/// a timer per connection: ~250 bytes less for each idle WIC.
-final class WebSocketKeepAlive: ChannelDuplexHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias InboundOut = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
-    let sweep: KeepAliveSweep
-    var lastFrame = NIODeadline.now()
-
-    init(sweep: KeepAliveSweep) { self.sweep = sweep }
-
-    func handlerAdded(context: ChannelHandlerContext) { sweep.add(self, context) }
-
-    func handlerRemoved(context: ChannelHandlerContext) { sweep.remove(self) }
-
-    /// The sweep's visit: close when silent too long, else ping.
-    func visit(_ context: ChannelHandlerContext, now: NIODeadline) {
-        if now - lastFrame > sweep.idle {
-            context.close(promise: nil)
-        } else {
-            context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        lastFrame = .now()
-        switch frame.opcode {
-        case .ping:
-            context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
-        case .connectionClose:
-            context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer()))
-            )
-            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
-        case .pong:
-            break
-        default:
-            context.fireChannelRead(data)
-        }
-    }
-}
-
 /// The flows of one event loop, visited every `interval` by one repeated task that runs
 /// while the loop has any. Touched only on its event loop.
 final class KeepAliveSweep: @unchecked Sendable {
     let eventLoop: any EventLoop
     let interval: TimeAmount
     let idle: TimeAmount
-    private var members: [ObjectIdentifier: (handler: WebSocketKeepAlive, context: ChannelHandlerContext)] = [:]
+    private var members: [ObjectIdentifier: (handler: SIPWebSocketHandler, context: ChannelHandlerContext)] = [:]
     private var task: RepeatedTask?
 
     init(eventLoop: any EventLoop, interval: Duration, idle: Duration) {
@@ -73,7 +25,7 @@ final class KeepAliveSweep: @unchecked Sendable {
         self.idle = TimeAmount(idle)
     }
 
-    func add(_ handler: WebSocketKeepAlive, _ context: ChannelHandlerContext) {
+    func add(_ handler: SIPWebSocketHandler, _ context: ChannelHandlerContext) {
         eventLoop.assertInEventLoop()
         members[ObjectIdentifier(handler)] = (handler, context)
         guard task == nil else { return }
@@ -83,7 +35,7 @@ final class KeepAliveSweep: @unchecked Sendable {
         }
     }
 
-    func remove(_ handler: WebSocketKeepAlive) {
+    func remove(_ handler: SIPWebSocketHandler) {
         eventLoop.assertInEventLoop()
         members.removeValue(forKey: ObjectIdentifier(handler))
         if members.isEmpty {
@@ -113,17 +65,20 @@ final class KeepAliveSweep: @unchecked Sendable {
 }
 
 /// Joins a message's frames into its bytes, unmasked (RFC 7118 §5: one SIP message per
-/// WebSocket message, text or binary). A message over `maxSize` closes the flow (1009).
-final class WebSocketMessageAssembler: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias InboundOut = [UInt8]
+/// WebSocket message, text or binary); a message over `maxSize` is refused.
+struct MessageAssembly {
+    enum Outcome {
+        case partial
+        case message([UInt8])
+        case tooLarge
+    }
+
     let maxSize: Int
     var assembling: [UInt8]?
 
     init(maxSize: Int) { self.maxSize = maxSize }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+    mutating func take(_ frame: WebSocketFrame) -> Outcome {
         switch frame.opcode {
         case .text, .binary:
             var message: [UInt8] = []
@@ -131,30 +86,26 @@ final class WebSocketMessageAssembler: ChannelInboundHandler {
             frame.appendUnmaskedPayload(to: &message)
             assembling = message
         case .continuation:
-            guard var message = assembling else { return }
+            guard var message = assembling else { return .partial }
             assembling = nil  // the only reference, so the append does not copy the array
             frame.appendUnmaskedPayload(to: &message)
             assembling = message
         default:
-            return
+            return .partial
         }
-        guard let message = assembling else { return }
+        guard let message = assembling else { return .partial }
         if message.count > maxSize {
             assembling = nil
-            closeFlow(context, code: .messageTooLarge)
-            return
+            return .tooLarge
         }
-        guard frame.fin else { return }
+        guard frame.fin else { return .partial }
         assembling = nil
-        context.fireChannelRead(wrapInboundOut(message))
+        return .message(message)
     }
 }
 
-/// A token bucket of messages per flow: `burst`, refilled at `perSecond`; a flow over its
-/// rate is closed (1008 policy violation).
-final class FlowRateLimit: ChannelInboundHandler {
-    typealias InboundIn = [UInt8]
-    typealias InboundOut = [UInt8]
+/// A token bucket of messages per flow: `burst`, refilled at `perSecond`.
+struct MessageRate {
     let burst: Double
     let perSecond: Double
     var allowance: Double
@@ -166,15 +117,12 @@ final class FlowRateLimit: ChannelInboundHandler {
         allowance = Double(burst)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let now = NIODeadline.now()
+    /// Whether one more message is within the rate (and counts it).
+    mutating func admit(now: NIODeadline) -> Bool {
         allowance = min(burst, allowance + Double((now - allowanceAt).nanoseconds) / 1e9 * perSecond)
         allowanceAt = now
-        guard allowance >= 1 else {
-            closeFlow(context, code: .policyViolation)
-            return
-        }
+        guard allowance >= 1 else { return false }
         allowance -= 1
-        context.fireChannelRead(data)
+        return true
     }
 }

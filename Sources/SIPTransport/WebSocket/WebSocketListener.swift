@@ -6,8 +6,8 @@ import SIPCore
 import Utilities
 
 extension SIPEndpoint {
-    /// The WSS listener (RFC 7118): caps, TLS, the HTTP upgrade, then one handler per job —
-    /// keep-alive, message assembly, the message rate, SIP.
+    /// The WSS listener (RFC 7118): caps, TLS, the HTTP upgrade, then NIO's frame codec and
+    /// one handler for the flow (keep-alive, message assembly, the message rate, SIP).
     func bindWebSocket(_ configuration: SIPWebSocketConfiguration) async throws -> any Channel {
         let endpoint = self
         return try await ServerBootstrap(group: group)
@@ -55,14 +55,14 @@ extension SIPEndpoint {
                     // The refusal handler is for HTTP; frames must not reach it.
                     sync.removeHandler(name: "handshake-refusal", promise: nil)
                     try sync.addHandler(
-                        WebSocketKeepAlive(
+                        SIPWebSocketHandler(
+                            core: core, flows: flows, flow: flow,
                             sweep: KeepAliveSweep.of(
                                 channel.eventLoop, interval: configuration.pingInterval,
-                                idle: configuration.idleTimeout)))
-                    try sync.addHandler(WebSocketMessageAssembler(maxSize: configuration.maxMessageSize))
-                    try sync.addHandler(
-                        FlowRateLimit(burst: configuration.messageBurst, perSecond: configuration.messagesPerSecond))
-                    try sync.addHandler(SIPWebSocketHandler(core: core, flows: flows, flow: flow))
+                                idle: configuration.idleTimeout),
+                            assembly: MessageAssembly(maxSize: configuration.maxMessageSize),
+                            rate: MessageRate(
+                                burst: configuration.messageBurst, perSecond: configuration.messagesPerSecond)))
                 }
             })
         try sync.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
