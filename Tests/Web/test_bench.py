@@ -103,6 +103,32 @@ class BenchTests(unittest.TestCase):
         self.assertEqual(statuses(out), {200: 4}, out)
         field(out, r"^held 4 registered connections for \d+ s: [\d.]+ KiB per connection")
 
+    def test_tokens_written_for_another_generator_register_their_own_identity(self):
+        """Issue 31: `--write-tokens` gives an outside load generator (scripts/
+        bench-vs-kamailio) one WAF token per bench subscriber, and registers nothing itself.
+        Each registers its own identity; none another's."""
+        import os
+        import tempfile
+
+        import sipws
+
+        server = Server()
+        self.addCleanup(server.stop)
+        path = os.path.join(tempfile.mkdtemp(), "tokens")
+        self.bench(server, "--provision", "--users", "3", "--write-tokens", path)
+        with open(path) as f:
+            tokens = f.read().split()
+        self.assertEqual(len(tokens), 3)
+        self.assertEqual(len(set(tokens)), 3)
+        self.assertEqual(scscf_registrations(server, "tna", "200"), 0)
+        for n, token in enumerate(tokens, 1):
+            wic = sipws.WIC(server.epcscf, server.wwsf, server.ca, "sip:bench%d@ims.example.com" % n)
+            self.assertEqual(wic.register("Bearer " + token).status, 200)
+            wic.close()
+        other = sipws.WIC(server.epcscf, server.wwsf, server.ca, "sip:bench2@ims.example.com")
+        self.assertEqual(other.register("Bearer " + tokens[0]).status, 403)
+        other.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
