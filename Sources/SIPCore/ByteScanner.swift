@@ -414,3 +414,21 @@ func commonWord(key: UInt64) -> String? {
     default: return nil
     }
 }
+
+extension [UInt8] {
+    /// `String.appendQuotedStringContent` for a value written as bytes.
+    public mutating func appendQuotedStringContent(_ text: String) {
+        let plain = withUTF8Bytes(text) { bytes in
+            for b in bytes where b == 0x22 || b == 0x5C || b == 0x0D || b == 0x0A { return false }
+            return true
+        }
+        if plain {
+            append(contentsOf: text.utf8)
+            return
+        }
+        for b in text.utf8 where b != 0x0D && b != 0x0A {
+            if b == 0x22 || b == 0x5C { append(0x5C) }
+            append(b)
+        }
+    }
+}

@@ -245,6 +245,17 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         append(field.name, field.value)
     }
 
+    /// Appends a field whose value `write` appends straight to the message's bytes: a value
+    /// put together from parts (a 200 OK's Contacts) then needs no String of its own.
+    /// `write` may only append, and only a valid field value (no CR or LF).
+    public mutating func append(_ name: SIPHeaderName, writing write: (inout [UInt8]) -> Void) {
+        compactExtraIfLarge()
+        let code = code(adding: name)
+        let start = extraEnd
+        write(&extra)
+        slots.append(Slot(code: code, start: start, end: extraEnd, setInCode: true))
+    }
+
     /// Inserts a field before the first field of the same name (or at the top when there
     /// is none), the way a proxy adds its own Via, Path or Record-Route.
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {

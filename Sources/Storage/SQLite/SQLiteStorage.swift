@@ -160,7 +160,9 @@ public final class SQLiteStorage: SubscriberStore, BindingStore, Sendable {
     // MARK: BindingStore
 
     public func cachedBindings(aor: String, now: Int64) -> [Binding]? {
-        bindingCacheBox.lookup(aor)?.filter { $0.expiresAt > now }
+        guard let list = bindingCacheBox.lookup(aor) else { return nil }
+        // Nearly always none has expired (the sweep takes them): the list as it is, no copy.
+        return list.allSatisfy { $0.expiresAt > now } ? list : list.filter { $0.expiresAt > now }
     }
 
     public func bindings(aor: String, now: Int64) async throws -> [Binding] {
