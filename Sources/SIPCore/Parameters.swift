@@ -134,16 +134,35 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
     }
 
     public var description: String {
-        var out = ""
-        for p in elements {
-            out += ";"
-            out += p.name
-            if let v = p.value {
-                out += "="
-                out += v
+        var out: [UInt8] = []
+        appendNormalized(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Writes `;name=value…` as `description` gives it (each parameter as parsed, without
+    /// the LWS a header's text may have around `;` and `=`), with no String per part.
+    func appendNormalized(to out: inout [UInt8]) {
+        switch storage {
+        case .list(let list):
+            for p in list {
+                out.append(UInt8(ascii: ";"))
+                out.append(contentsOf: p.name.utf8)
+                if let v = p.value {
+                    out.append(UInt8(ascii: "="))
+                    out.append(contentsOf: v.utf8)
+                }
+            }
+        case .text(let text, let kind):
+            forEachParameter(text, kind) { bytes, name, value in
+                out.append(UInt8(ascii: ";"))
+                out.append(contentsOf: bytes[name])
+                if let value {
+                    out.append(UInt8(ascii: "="))
+                    out.append(contentsOf: bytes[value])
+                }
+                return true
             }
         }
-        return out
     }
 
     public static func == (lhs: SIPParameters, rhs: SIPParameters) -> Bool {

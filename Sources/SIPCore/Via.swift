@@ -99,7 +99,28 @@ public struct SIPVia: Sendable, Hashable, CustomStringConvertible {
     public var sentBy: String { port.map { "\(host):\($0)" } ?? host }
 
     public var description: String {
-        "\(protocolName)/\(protocolVersion)/\(transport) \(sentBy)\(parameters.description)"
+        var out: [UInt8] = []
+        out.reserveCapacity(96)
+        append(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Writes the entry's wire form to `out`. A transport stamps `received` and `rport` on
+    /// every request that comes over UDP (RFC 3581), and the entry is written again each
+    /// time: as bytes, not as a String per part (a call's Via stamps made ~40 mallocs).
+    func append(to out: inout [UInt8]) {
+        out.append(contentsOf: protocolName.utf8)
+        out.append(UInt8(ascii: "/"))
+        out.append(contentsOf: protocolVersion.utf8)
+        out.append(UInt8(ascii: "/"))
+        out.append(contentsOf: transport.utf8)
+        out.append(0x20)
+        hostSpan.withBytes(in: source) { out.append(contentsOf: $0) }
+        if let port {
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: String(port).utf8)
+        }
+        parameters.appendNormalized(to: &out)
     }
 
     public static func parse(_ text: String) throws(SIPParseError) -> SIPVia {
@@ -261,7 +282,7 @@ extension SIPHeaderFields {
         guard update(&via) else { return via }
         // The new entry, then the rest of the list as written, at the end of `extra`.
         let start = extraEnd
-        extra.append(contentsOf: via.description.utf8)
+        via.append(to: &extra)
         let restCount = UInt32(Int(old.end - old.start) - end)
         if restCount > 0 {
             // Copied out first: the rest may lie in `extra` itself, which cannot be appended
