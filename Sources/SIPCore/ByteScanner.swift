@@ -290,11 +290,7 @@ extension String {
     /// out (a quoted-string cannot carry them; dropping them keeps the framing).
     public mutating func appendQuotedStringContent(_ text: String) {
         // Most values need no escaping: append them as they are.
-        let plain = withUTF8Bytes(text) { bytes in
-            for b in bytes where b == 0x22 || b == 0x5C || b == 0x0D || b == 0x0A { return false }
-            return true
-        }
-        if plain {
+        if !needsQuotedStringEscape(text) {
             append(text)
             return
         }
@@ -418,11 +414,7 @@ func commonWord(key: UInt64) -> String? {
 extension [UInt8] {
     /// `String.appendQuotedStringContent` for a value written as bytes.
     public mutating func appendQuotedStringContent(_ text: String) {
-        let plain = withUTF8Bytes(text) { bytes in
-            for b in bytes where b == 0x22 || b == 0x5C || b == 0x0D || b == 0x0A { return false }
-            return true
-        }
-        if plain {
+        if !needsQuotedStringEscape(text) {
             append(contentsOf: text.utf8)
             return
         }
@@ -431,4 +423,10 @@ extension [UInt8] {
             append(b)
         }
     }
+}
+
+/// Whether `text` has a byte a quoted-string's content must escape (`"`, `\`) or leave out
+/// (CR, LF).
+func needsQuotedStringEscape(_ text: String) -> Bool {
+    withUTF8Bytes(text) { bytes in bytes.contains { $0 == 0x22 || $0 == 0x5C || $0 == 0x0D || $0 == 0x0A } }
 }

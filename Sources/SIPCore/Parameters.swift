@@ -142,26 +142,16 @@ public struct SIPParameters: Sendable, Hashable, RandomAccessCollection, Express
     /// Writes `;name=value…` as `description` gives it (each parameter as parsed, without
     /// the LWS a header's text may have around `;` and `=`), with no String per part.
     func appendNormalized(to out: inout [UInt8]) {
-        switch storage {
-        case .list(let list):
-            for p in list {
-                out.append(UInt8(ascii: ";"))
-                out.append(contentsOf: p.name.utf8)
-                if let v = p.value {
-                    out.append(UInt8(ascii: "="))
-                    out.append(contentsOf: v.utf8)
-                }
+        // A list is written as it is either way; only parsed text may hold LWS to drop.
+        guard case .text(let text, let kind) = storage else { return append(to: &out) }
+        forEachParameter(text, kind) { bytes, name, value in
+            out.append(UInt8(ascii: ";"))
+            out.append(contentsOf: bytes[name])
+            if let value {
+                out.append(UInt8(ascii: "="))
+                out.append(contentsOf: bytes[value])
             }
-        case .text(let text, let kind):
-            forEachParameter(text, kind) { bytes, name, value in
-                out.append(UInt8(ascii: ";"))
-                out.append(contentsOf: bytes[name])
-                if let value {
-                    out.append(UInt8(ascii: "="))
-                    out.append(contentsOf: bytes[value])
-                }
-                return true
-            }
+            return true
         }
     }
 
