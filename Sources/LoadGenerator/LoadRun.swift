@@ -34,6 +34,12 @@ public struct LoadPlan: Sendable {
         self.homeDomain = homeDomain
     }
 
+    /// The identities of bench subscriber `n` (1…): what `webims bench --provision` adds,
+    /// what its WICs register and what `--write-tokens` issues tokens for.
+    public static func benchIdentity(_ n: Int, homeDomain: String) -> (impi: String, impu: String) {
+        ("bench\(n)@\(homeDomain)", "sip:bench\(n)@\(homeDomain)")
+    }
+
     /// Connections opening at once in hold mode: 10,000 TLS handshakes at once on two
     /// shared cores ran past the server's 10 s handshake timeout.
     public static let holdWindow = 500
@@ -64,9 +70,8 @@ public enum LoadRun {
                 if plan.hold && index >= LoadPlan.holdWindow { try await group.next() }
                 let user = index % max(1, plan.userCount) + 1
                 group.addTask {
-                    let wic = BenchWIC(
-                        impi: "bench\(user)@\(plan.homeDomain)", impu: "sip:bench\(user)@\(plan.homeDomain)",
-                        domain: plan.homeDomain)
+                    let identity = LoadPlan.benchIdentity(user, homeDomain: plan.homeDomain)
+                    let wic = BenchWIC(impi: identity.impi, impu: identity.impu, domain: plan.homeDomain)
                     let flowPacer = Pacer(rate: plan.flowMessageRate / messagesPerRegistration)
                     let flow: BenchFlow
                     do {

@@ -84,7 +84,8 @@ struct BenchCommand: AsyncParsableCommand {
             if let writeTokens {
                 var lines = ""
                 for n in 1...plan.userCount {
-                    lines += try await token("bench\(n)@\(homeDomain)", "sip:bench\(n)@\(homeDomain)") + "\n"
+                    let identity = LoadPlan.benchIdentity(n, homeDomain: homeDomain)
+                    lines += try await token(identity.impi, identity.impu) + "\n"
                 }
                 try lines.write(toFile: writeTokens, atomically: true, encoding: .utf8)
                 return nil
@@ -101,12 +102,12 @@ struct BenchCommand: AsyncParsableCommand {
 
     func provisionUsers(_ store: any DataStore, count: Int) async throws {
         for n in 1...count {
-            let impi = "bench\(n)@\(homeDomain)"
+            let (impi, impu) = LoadPlan.benchIdentity(n, homeDomain: homeDomain)
             let ha1 = digestHA1(impi: impi, realm: homeDomain, password: "bench-secret")
             try await store.put(
                 SubscriberRecord(
                     impi: impi, realm: homeDomain,
-                    publicIdentities: [PublicIdentity(uri: "sip:bench\(n)@\(homeDomain)")],
+                    publicIdentities: [PublicIdentity(uri: impu)],
                     allowedSchemes: [.digest, .trustedNode], ha1MD5: ha1.md5, ha1SHA256: ha1.sha256))
         }
     }
