@@ -48,7 +48,9 @@ struct EventLoopClock: SIPClock {
 /// retransmission is never early (RFC 3261 §17: T1 is the least interval).
 final class TimerWheel: Sendable {
     static let tick = TimeAmount.milliseconds(100)
-    static let shortest = TimeAmount.seconds(1)
+    /// Timers shorter than this (retransmissions, Trying) are never early; longer ones
+    /// (timeouts) may be by up to a tick.
+    static let neverEarlyBelow = TimeAmount.seconds(1)
     static let slots = 512
 
     final class Timer: Sendable {
@@ -71,7 +73,7 @@ final class TimerWheel: Sendable {
     func schedule(in delay: TimeAmount, _ task: @escaping @Sendable () -> Void) -> SIPScheduledTimer {
         let whole = max(1, (delay.nanoseconds + Self.tick.nanoseconds - 1) / Self.tick.nanoseconds)
         // Armed part-way through a tick: `whole` ticks on may be up to a tick early.
-        let ticks = delay < Self.shortest ? whole + 1 : whole
+        let ticks = delay < Self.neverEarlyBelow ? whole + 1 : whole
         let timer = Timer(task)
         let start = state.withLock { state -> Bool in
             let due = state.now + ticks
