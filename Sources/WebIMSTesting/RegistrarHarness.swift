@@ -38,7 +38,8 @@ public struct RegistrarHarness: Sendable {
     public static func start(
         _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"],
         lab: Bool = true, configure: (inout SCSCFConfiguration) -> Void = { _ in },
-        networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 }
+        networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 },
+        wrapSubscribers: (any SubscriberStore) -> any SubscriberStore = { $0 }
     )
         async throws -> RegistrarHarness
     {
@@ -66,7 +67,8 @@ public struct RegistrarHarness: Sendable {
         config.labTrustsPlainTransport = lab
         configure(&config)
         let registrar = Registrar(
-            configuration: config, hss: HSS(store: storage), bindings: wrapBindings(storage), clock: clock.read)
+            configuration: config, hss: HSS(store: wrapSubscribers(storage)), bindings: wrapBindings(storage),
+            clock: clock.read)
         var serverConfig = SIPEndpointConfiguration()
         serverConfig.udpPort = 0
         serverConfig.tcpPort = 0
@@ -92,13 +94,14 @@ public struct RegistrarHarness: Sendable {
         _ backend: StoreBackend = .sqlite, clientHost: String = "127.0.0.1", trusted: Set<String> = ["127.0.0.1"],
         lab: Bool = true, configure: (inout SCSCFConfiguration) -> Void = { _ in },
         networkIDs: Set<String> = [], wrapBindings: (any BindingStore) -> any BindingStore = { $0 },
+        wrapSubscribers: (any SubscriberStore) -> any SubscriberStore = { $0 },
         _ body: (RegistrarHarness) async throws -> T
     ) async throws -> T {
         try await scoped(
             try await start(
                 backend, clientHost: clientHost, trusted: trusted, lab: lab, configure: configure,
-                networkIDs: networkIDs,
-                wrapBindings: wrapBindings), stop: { await $0.stop() }, body)
+                networkIDs: networkIDs, wrapBindings: wrapBindings, wrapSubscribers: wrapSubscribers),
+            stop: { await $0.stop() }, body)
     }
 
     public func stop() async {
