@@ -13,6 +13,9 @@ extension SIPEndpoint {
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // An idle flow holds no receive buffer (PerReadRecvAllocator).
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: PerReadRecvAllocator())
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try endpoint.setUpWebSocket(channel, configuration) }
             }
