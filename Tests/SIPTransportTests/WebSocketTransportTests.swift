@@ -100,4 +100,56 @@ import Testing
         await peer.close()
         await endpoint.shutdown()
     }
+
+    /// A frame that arrives in pieces (TCP splits where it likes) is taken whole, and its
+    /// random mask undone.
+    @Test func aFrameSplitAcrossReadsIsTakenWhole() async throws {
+        let endpoint = try await Self.endpoint(ping: .seconds(30), idle: .seconds(90))
+        let peer = try await Self.open(endpoint)
+        let options = Array(
+            ("OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bKws2\r\n"
+                + "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\n"
+                + "Call-ID: ws2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").utf8)
+        let frame = ClientFrames.masked(options, mask: ClientFrames.randomMask())
+        for piece in [frame[0..<1], frame[1..<5], frame[5..<40], frame[40...]] {
+            try await peer.send(Array(piece))
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        var text: [UInt8]?
+        for _ in 0..<200 where text == nil {
+            text = Self.frames(peer).first { $0.0 == 0x1 }?.1
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(String(decoding: try #require(text), as: UTF8.self).hasPrefix("SIP/2.0 200 OK\r\n"))
+        await peer.close()
+        await endpoint.shutdown()
+    }
+
+    /// An unmasked frame (RFC 6455 §5.1) closes the flow with 1002; a frame announcing more
+    /// than the message limit closes it with 1009 before its payload is sent; the endpoint
+    /// serves the next flow.
+    @Test func aForbiddenOrOversizedFrameClosesTheFlowWithItsCode() async throws {
+        let endpoint = try await Self.endpoint(ping: .seconds(30), idle: .seconds(90))
+        for (frame, code) in [
+            ([0x81, 0x01, 0x41], 1002), ([0x82, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4], 1009),
+        ]
+            as [([UInt8], UInt16)]
+        {
+            let peer = try await Self.open(endpoint)
+            try await peer.send(frame)
+            #expect(await peer.waitClosed(timeout: .seconds(3)))
+            let close = Self.frames(peer).first { $0.0 == 0x8 }
+            #expect(close?.1 == [UInt8(code >> 8), UInt8(code & 0xFF)], "close code for \(frame.prefix(2))")
+        }
+        let next = try await Self.open(endpoint)
+        try await next.send(Self.frame(opcode: 0x9, Array("ok".utf8)))
+        var pong = false
+        for _ in 0..<200 where !pong {
+            pong = Self.frames(next).contains { $0.0 == 0xA && $0.1 == Array("ok".utf8) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(pong)
+        await next.close()
+        await endpoint.shutdown()
+    }
 }

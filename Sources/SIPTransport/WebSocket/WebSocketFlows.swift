@@ -1,6 +1,5 @@
 import Metrics
 import NIOCore
-import NIOWebSocket
 import SIPCore
 import Synchronization
 
@@ -83,17 +82,19 @@ final class WebSocketFlows: Sendable {
     func connection(_ token: String) -> WebSocketConnection? { state.withLock { $0.flows[token] } }
 }
 
-/// A flow after its upgrade, in one handler: keep-alive (a ping every interval from the
-/// loop's `KeepAliveSweep`, the flow closed after `idle` without any frame, pong for ping,
-/// close for close: RFC 6455 §5.5), message assembly (`MessageAssembly`; too large: 1009),
-/// the message rate (`MessageRate`; over it: 1008), then each whole message to the
-/// endpoint's transaction layer. The jobs are kept apart as value types rather than as four
-/// handlers: every handler in a pipeline costs an idle connection its context and object
-/// (~600 bytes over three) and every message a hop through `NIOAny` per handler.
+/// A flow after its upgrade, in one handler on the bytes TLS hands up: framing
+/// (`ClientFrameHeader`; a frame RFC 6455 forbids: 1002), keep-alive (a ping every
+/// interval from the loop's `KeepAliveSweep`, the flow closed after `idle` without any
+/// frame, pong for ping, close for close: §5.5), message assembly (`MessageAssembly`; too
+/// large: 1009), the message rate (`MessageRate`; over it: 1008), then each whole message
+/// to the endpoint's transaction layer. The jobs are kept apart as value types rather than
+/// as handlers: every handler in a pipeline costs an idle connection its context and
+/// object, and every message a hop through `NIOAny` per handler. Frames go down as bytes
+/// (`serverFrame`), each written from this handler's context.
 final class SIPWebSocketHandler: ChannelDuplexHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
     let core: SIPEndpointCore
     let flows: WebSocketFlows
     let flow: SIPFlow
@@ -103,6 +104,9 @@ final class SIPWebSocketHandler: ChannelDuplexHandler {
     var rate: MessageRate
     var connection: WebSocketConnection?
     var peer: SIPPeer?
+    /// The start of a frame whose rest has not arrived, copied out of its read.
+    var partialFrame: [UInt8]?
+    var closing = false
 
     init(
         core: SIPEndpointCore, flows: WebSocketFlows, flow: SIPFlow, sweep: KeepAliveSweep, assembly: MessageAssembly,
@@ -136,7 +140,9 @@ final class SIPWebSocketHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         } else {
             context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+                wrapOutboundOut(
+                    serverFrame(WebSocketOpcode.ping, EmptyCollection(), allocator: context.channel.allocator)),
+                promise: nil)
         }
     }
 
@@ -149,38 +155,88 @@ final class SIPWebSocketHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        guard !closing else { return }
+        var received = unwrapInboundIn(data)
+        if let partial = partialFrame {
+            // Rare (a frame split across reads): the start goes in front of what came now.
+            partialFrame = nil
+            var joined = context.channel.allocator.buffer(capacity: partial.count + received.readableBytes)
+            joined.writeBytes(partial)
+            joined.writeBuffer(&received)
+            received = joined
+        }
         let now = NIODeadline.now()
+        while received.readableBytes > 0, !closing {
+            let consumed = received.withUnsafeReadableBytes { bytes -> Int? in
+                switch ClientFrameHeader.read(bytes, maxPayload: assembly.maxSize) {
+                case .needMore:
+                    return nil
+                case .refuse(let code):
+                    refuse(context, code: code)
+                    return 0
+                case .frame(let header):
+                    let end = header.headerLength + header.payloadLength
+                    guard bytes.count >= end else { return nil }
+                    take(
+                        header, payload: UnsafeRawBufferPointer(rebasing: bytes[header.headerLength..<end]), context,
+                        now)
+                    return end
+                }
+            }
+            guard let consumed else {
+                partialFrame = Array(received.readableBytesView)
+                return
+            }
+            received.moveReaderIndex(forwardBy: consumed)
+        }
+    }
+
+    /// One whole frame, its payload still masked.
+    private func take(
+        _ header: ClientFrameHeader, payload: UnsafeRawBufferPointer, _ context: ChannelHandlerContext,
+        _ now: NIODeadline
+    ) {
         lastFrame = now
-        switch frame.opcode {
-        case .ping:
+        let allocator = context.channel.allocator
+        switch header.opcode {
+        case WebSocketOpcode.ping:
+            var data: [UInt8] = []
+            appendUnmasked(payload, key: header.maskKey, to: &data)
             context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+                wrapOutboundOut(serverFrame(WebSocketOpcode.pong, data, allocator: allocator)), promise: nil)
             return
-        case .connectionClose:
+        case WebSocketOpcode.close:
+            closing = true
             context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer()))
+                wrapOutboundOut(serverFrame(WebSocketOpcode.close, EmptyCollection(), allocator: allocator))
             )
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
             return
-        case .pong:
+        case WebSocketOpcode.pong:
             return
         default:
             break
         }
-        switch assembly.take(frame) {
+        switch assembly.take(header, payload: payload) {
         case .partial:
             return
         case .tooLarge:
-            closeFlow(context, code: .messageTooLarge)
+            refuse(context, code: WebSocketCloseCode.messageTooLarge)
         case .message(let message):
             guard rate.admit(now: now) else {
-                closeFlow(context, code: .policyViolation)
+                refuse(context, code: WebSocketCloseCode.policyViolation)
                 return
             }
             guard let peer else { return }
             core.receive(message, from: peer)
         }
+    }
+
+    /// Closes the flow with `code`; nothing read after it is taken.
+    private func refuse(_ context: ChannelHandlerContext, code: UInt16) {
+        closing = true
+        partialFrame = nil
+        closeFlow(context, code: code)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

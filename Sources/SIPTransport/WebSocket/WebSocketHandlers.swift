@@ -1,12 +1,9 @@
 import NIOCore
-import NIOWebSocket
 import Synchronization
 
 /// Closes a flow with a status code (RFC 6455 §7.4.1), then the connection.
-func closeFlow(_ context: ChannelHandlerContext, code: WebSocketErrorCode) {
-    var data = context.channel.allocator.buffer(capacity: 2)
-    data.write(webSocketErrorCode: code)
-    context.writeAndFlush(NIOAny(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+func closeFlow(_ context: ChannelHandlerContext, code: UInt16) {
+    context.writeAndFlush(NIOAny(closeFrame(code, allocator: context.channel.allocator)))
         .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
 }
 
@@ -78,27 +75,28 @@ struct MessageAssembly {
 
     init(maxSize: Int) { self.maxSize = maxSize }
 
-    mutating func take(_ frame: WebSocketFrame) -> Outcome {
-        switch frame.opcode {
-        case .text, .binary:
+    /// A data frame's payload, still masked, into the message it belongs to.
+    mutating func take(_ header: ClientFrameHeader, payload: UnsafeRawBufferPointer) -> Outcome {
+        switch header.opcode {
+        case WebSocketOpcode.text, WebSocketOpcode.binary:
+            guard payload.count <= maxSize else {
+                assembling = nil
+                return .tooLarge
+            }
             var message: [UInt8] = []
-            message.reserveCapacity(frame.length)
-            frame.appendUnmaskedPayload(to: &message)
+            message.reserveCapacity(payload.count)
+            appendUnmasked(payload, key: header.maskKey, to: &message)
             assembling = message
-        case .continuation:
+        case WebSocketOpcode.continuation:
             guard var message = assembling else { return .partial }
             assembling = nil  // the only reference, so the append does not copy the array
-            frame.appendUnmaskedPayload(to: &message)
+            guard message.count + payload.count <= maxSize else { return .tooLarge }
+            appendUnmasked(payload, key: header.maskKey, to: &message)
             assembling = message
         default:
             return .partial
         }
-        guard let message = assembling else { return .partial }
-        if message.count > maxSize {
-            assembling = nil
-            return .tooLarge
-        }
-        guard frame.fin else { return .partial }
+        guard header.fin, let message = assembling else { return .partial }
         assembling = nil
         return .message(message)
     }

@@ -1,13 +1,13 @@
+import Crypto
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import NIOWebSocket
 import SIPCore
 import Utilities
 
 extension SIPEndpoint {
-    /// The WSS listener (RFC 7118): caps, TLS, the HTTP upgrade, then NIO's frame codec and
-    /// one handler for the flow (keep-alive, message assembly, the message rate, SIP).
+    /// The WSS listener (RFC 7118): caps, TLS, the HTTP upgrade, then one handler for the
+    /// flow (framing, keep-alive, message assembly, the message rate, SIP).
     func bindWebSocket(_ configuration: SIPWebSocketConfiguration) async throws -> any Channel {
         let endpoint = self
         return try await ServerBootstrap(group: group)
@@ -43,30 +43,16 @@ extension SIPEndpoint {
         }
         let core = self.core
         let flows = self.flows
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: configuration.maxMessageSize,
-            shouldUpgrade: { channel, head in
-                channel.eventLoop.makeSucceededFuture(
-                    Self.handshakeVerdict(head, configuration) == nil
-                        ? HTTPHeaders([("Sec-WebSocket-Protocol", "sip")]) : nil)
-            },
-            upgradePipelineHandler: { channel, head in
-                channel.eventLoop.makeCompletedFuture {
-                    let flow = SIPFlow(
-                        token: "fl-" + randomToken(length: 12), origin: head.headers.first(name: "origin"))
-                    let sync = channel.pipeline.syncOperations
-                    // The refusal handler is for HTTP; frames must not reach it.
-                    sync.removeHandler(name: "handshake-refusal", promise: nil)
-                    try sync.addHandler(
-                        SIPWebSocketHandler(
-                            core: core, flows: flows, flow: flow,
-                            sweep: KeepAliveSweep.of(
-                                channel.eventLoop, interval: configuration.pingInterval,
-                                idle: configuration.idleTimeout),
-                            assembly: MessageAssembly(maxSize: configuration.maxMessageSize),
-                            rate: MessageRate(
-                                burst: configuration.messageBurst, perSecond: configuration.messagesPerSecond)))
-                }
+        let upgrader = SIPWebSocketUpgrader(
+            accepts: { Self.handshakeVerdict($0, configuration) == nil },
+            flowHandler: { channel, head in
+                SIPWebSocketHandler(
+                    core: core, flows: flows,
+                    flow: SIPFlow(token: "fl-" + randomToken(length: 12), origin: head.headers.first(name: "origin")),
+                    sweep: KeepAliveSweep.of(
+                        channel.eventLoop, interval: configuration.pingInterval, idle: configuration.idleTimeout),
+                    assembly: MessageAssembly(maxSize: configuration.maxMessageSize),
+                    rate: MessageRate(burst: configuration.messageBurst, perSecond: configuration.messagesPerSecond))
             })
         try sync.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
         try sync.addHandler(HandshakeRefusal(configuration: configuration), name: "handshake-refusal")
@@ -125,9 +111,12 @@ extension SIPEndpoint {
         let all = flows.state.withLock { Array($0.flows.values) }
         for connection in all {
             let channel = connection.channel
-            var code = channel.allocator.buffer(capacity: 2)
-            code.write(webSocketErrorCode: .goingAway)
-            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: code), promise: nil)
+            let frame = closeFrame(WebSocketCloseCode.goingAway, allocator: channel.allocator)
+            channel.eventLoop.execute {
+                guard let flow = try? channel.pipeline.syncOperations.context(handlerType: SIPWebSocketHandler.self)
+                else { return }
+                flow.writeAndFlush(NIOAny(frame), promise: nil)
+            }
         }
         let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline, openFlows > 0 { try? await Task.sleep(for: .milliseconds(50)) }
@@ -155,6 +144,61 @@ final class HandshakeRefusal: ChannelInboundHandler, RemovableChannelHandler {
             wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: reason + "\n")))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
             channel.close(promise: nil)
+        }
+    }
+}
+
+/// The WebSocket opening handshake, server side (RFC 6455 §4.2), for NIO's HTTP upgrade
+/// handler: version 13 and one key, the edge's verdict on the request (`accepts`), then the
+/// 101's headers with subprotocol `sip` (RFC 7118 §4); the upgraded pipeline gets the flow
+/// handler alone (it does its own framing). A refused request fails the upgrade, and
+/// `HandshakeRefusal` answers it.
+struct SIPWebSocketUpgrader: HTTPServerProtocolUpgrader, Sendable {
+    let accepts: @Sendable (HTTPRequestHead) -> Bool
+    let flowHandler: @Sendable (any Channel, HTTPRequestHead) -> SIPWebSocketHandler
+
+    var supportedProtocol: String { "websocket" }
+    /// None: NIO would want them named in `Connection` too. The key and version are checked
+    /// in `buildUpgradeResponse`.
+    var requiredUpgradeHeaders: [String] { [] }
+
+    struct Refused: Error {}
+
+    /// RFC 6455 §1.3: the GUID every server appends to the client's key.
+    static let keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    func buildUpgradeResponse(
+        channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
+    )
+        -> EventLoopFuture<HTTPHeaders>
+    {
+        let keys = upgradeRequest.headers["sec-websocket-key"]
+        let versions = upgradeRequest.headers["sec-websocket-version"]
+        guard keys.count == 1, versions == ["13"], accepts(upgradeRequest) else {
+            return channel.eventLoop.makeFailedFuture(Refused())
+        }
+        var headers = initialResponseHeaders
+        headers.replaceOrAdd(name: "Upgrade", value: "websocket")
+        headers.replaceOrAdd(name: "Connection", value: "upgrade")
+        headers.add(name: "Sec-WebSocket-Accept", value: Self.accept(key: keys[0]))
+        headers.add(name: "Sec-WebSocket-Protocol", value: "sip")
+        return channel.eventLoop.makeSucceededFuture(headers)
+    }
+
+    /// base64(SHA-1(key + GUID)), standard alphabet with its padding (§4.2.2 item 5.4).
+    static func accept(key: String) -> String {
+        let digest = Array(Insecure.SHA1.hash(data: Array((key + keyGUID).utf8)))
+        // 20 bytes: 27 characters of base64url, one "=" of padding, two letters swapped back.
+        let url = base64URLEncode(digest)
+        return String(url.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 }) + "="
+    }
+
+    func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+        context.eventLoop.makeCompletedFuture {
+            let sync = context.pipeline.syncOperations
+            // The refusal handler is for HTTP; frames must not reach it.
+            sync.removeHandler(name: "handshake-refusal", promise: nil)
+            try sync.addHandler(flowHandler(context.channel, upgradeRequest))
         }
     }
 }
