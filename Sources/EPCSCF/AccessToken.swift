@@ -41,7 +41,9 @@ public struct AccessTokenClaims: Sendable, Hashable {
         self.impi = impi
         self.impus = impus
         self.wwsf = wwsf
-        self.canonicalIMPUs = impus.map(canonicalPublicIdentity)
+        // Usually already canonical: then the one array serves both (a cached token's memory).
+        let canonical = impus.map(canonicalPublicIdentity)
+        self.canonicalIMPUs = canonical == impus ? impus : canonical
     }
 }
 
@@ -111,6 +113,10 @@ public final class TokenValidator: Sendable {
     let clock: @Sendable () -> Date
     /// Validated tokens by their SHA-256: bounded, and each re-checked at least once an hour.
     let cache: Mutex<AgedTable<SHA256Digest, AccessTokenClaims>>
+    /// The claims every token of a WAF repeats (`wwsf`, `client_id`, `aud`, `scope`), held
+    /// once: a cached token keeps one flow's worth of state, so seven copies of the same
+    /// texts were ~40 % of it (scripts/heap-profile).
+    let shared = Mutex(SharedClaimTexts())
 
     public init(
         issuers: [TrustedIssuer], audience: String, requiredScope: String = "ims-register",
@@ -225,11 +231,36 @@ public final class TokenValidator: Sendable {
         // 7. scope.
         let scopes = claims.scope?.split(separator: " ").map(String.init) ?? []
         guard scopes.contains(requiredScope) else { return .failure(.insufficientScope) }
+        let subject = claims.sub.map { $0 == impi ? impi : $0 } ?? impi
+        let (sharedAudience, sharedScopes, sharedWWSF, clientID) = shared.withLock { shared in
+            (shared.list(audience), shared.list(scopes), shared.text(wwsf), claims.clientID.map { shared.text($0) })
+        }
         return .success(
             AccessTokenClaims(
-                issuer: issuer, subject: claims.sub ?? impi, audience: audience, expires: exp, notBefore: nbf,
-                issuedAt: iat, tokenID: claims.jti, clientID: claims.clientID, scopes: scopes,
-                impi: impi, impus: impus, wwsf: wwsf))
+                issuer: trusted.issuer, subject: subject, audience: sharedAudience, expires: exp, notBefore: nbf,
+                issuedAt: iat, tokenID: claims.jti, clientID: clientID, scopes: sharedScopes, impi: impi, impus: impus,
+                wwsf: sharedWWSF))
+    }
+}
+
+/// Texts and lists many tokens repeat, one copy each: a value seen before is handed back as
+/// that first copy (a String or Array shares its storage when copied). Bounded: past
+/// `limit` distinct values, new ones are kept as they came.
+struct SharedClaimTexts {
+    var texts: Set<String> = []
+    var lists: Set<[String]> = []
+    let limit = 1_024
+
+    mutating func text(_ value: String) -> String {
+        if let known = texts.firstIndex(of: value) { return texts[known] }
+        if texts.count < limit { texts.insert(value) }
+        return value
+    }
+
+    mutating func list(_ value: [String]) -> [String] {
+        if let known = lists.firstIndex(of: value) { return lists[known] }
+        if lists.count < limit { lists.insert(value) }
+        return value
     }
 }
 

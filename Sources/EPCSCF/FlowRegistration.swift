@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SIPAuth
 import SIPCore
@@ -60,7 +61,7 @@ extension EdgeProxy {
             }
             until = seconds.map { Int64(processor.clock().timeIntervalSince1970) + $0 }
         }
-        let refresh = kept.map { KeptRegistration.isRefresh(upstream, of: $0) } ?? false
+        let refresh = kept.map { $0.refreshKey == KeptRegistration.refreshKey(upstream) } ?? false
         // The Service-Route is read when the registration is new, not on each refresh.
         let serviceRoute = removing ? [] : refresh ? nil : answer.headers.fieldValues(.serviceRoute)
         let replacement = removing || refresh ? nil : KeptRegistration(upstream)
@@ -71,8 +72,7 @@ extension EdgeProxy {
             if removing {
                 state.lastRegister = nil
             } else if let replacement {
-                state.lastRegister = replacement.request
-                state.lastRegisterIMPI = replacement.impi
+                state.lastRegister = replacement
             }
             state.lastCSeq = cseq
             state.registeredIMPUs = removing ? [] : associated
@@ -132,15 +132,12 @@ extension EdgeProxy {
     func flowClosed(_ flow: FlowState, flowToken: String) async {
         try? await Task.sleep(for: configuration.flowCloseGrace)
         let kept = flow.state.withLock { state in
-            state.lastRegister.map {
-                (request: $0, impi: state.boundIMPI ?? state.lastRegisterIMPI, cseq: state.lastCSeq)
-            }
+            state.lastRegister.map { (kept: $0, impi: state.boundIMPI ?? $0.impi, cseq: state.lastCSeq) }
         }
-        guard let kept else {
+        guard let kept, let last = kept.kept.request() else {
             noteInstance(nil, of: flow, flowToken: flowToken)
             return
         }
-        let last = kept.request
         if case .contacts(let contacts)? = try? last.headers.contact, let instance = contacts.first?.instance {
             let stillOurs = latestFlowByInstance.withLock { table -> Bool in
                 guard table[instance] == flowToken else { return false }
@@ -171,40 +168,51 @@ extension EdgeProxy {
     }
 }
 
-/// The REGISTER a flow keeps for its flow-close de-registration (EPC-33): without Via and
-/// Authorization, copied out of the received message. The flow holds no bearer token or
-/// Digest answer for its lifetime, and an idle connection holds ~550 bytes less than with
-/// the received message, its token and the fields the eP-CSCF added (BENCHMARKS.md).
+/// The REGISTER a flow keeps for its flow-close de-registration (EPC-33): without
+/// Authorization, as bytes in an array of its own size, parsed again only when the flow
+/// closes. The flow holds no bearer token or Digest answer for its lifetime, nor the
+/// received message, its token and the fields the eP-CSCF added, nor a parse (~300 bytes of
+/// field index) — an idle flow keeps this for its whole life (BENCHMARKS.md).
 struct KeptRegistration {
-    var request: SIPRequest
+    var bytes: [UInt8]
+    /// The IMPI its Authorization named (the Authorization itself is not kept).
     var impi: String?
-    /// Whether the copy left the received message behind (it always should).
-    var copied = false
+    /// What a refresh repeats (`refreshKey`): a REGISTER with the same key registers what
+    /// this holds again, and the flow needs only its new CSeq.
+    var refreshKey: SHA256Digest
 
     init(_ upstream: SIPRequest) {
         impi = (try? upstream.headers.authorizations())?.first?.username
         var request = upstream
         request.headers.removeAll(.authorization)
-        // Removed fields still sit in the message's buffer; a fresh parse leaves them behind.
-        // Via goes after it: a request without one does not parse.
-        // Copied to an array of its own size first: the serializer's grew by doubling, and
-        // a flow keeps this for its whole life (~350 bytes of slack per idle WIC).
+        // The serializer's array grew by doubling (~350 bytes of slack per idle WIC).
         let text = request.serialized()
-        let exact = [UInt8](unsafeUninitializedCapacity: text.count) { buffer, count in
+        bytes = [UInt8](unsafeUninitializedCapacity: text.count) { buffer, count in
             count = buffer.initialize(fromContentsOf: text)
         }
-        if case .request(let compact)? = try? SIPParser().parse(exact) {
-            request = compact
-            copied = true
-        }
-        request.headers.removeAll(.via)
-        self.request = request
+        refreshKey = Self.refreshKey(upstream)
     }
 
-    /// Whether `upstream` registers what `kept` holds again: same Call-ID, To, Contact and
-    /// Path. Then the flow needs only its new CSeq.
-    static func isRefresh(_ upstream: SIPRequest, of kept: SIPRequest) -> Bool {
-        refreshFields.allSatisfy { kept.headers.sameValues($0, as: upstream.headers) }
+    /// The kept REGISTER, parsed, without Via (it is sent anew): nil only if it no longer
+    /// parses, which a message this process serialized always does.
+    func request() -> SIPRequest? {
+        guard case .request(var request)? = try? SIPParser().parse(bytes) else { return nil }
+        request.headers.removeAll(.via)
+        return request
+    }
+
+    /// SHA-256 over the values of Call-ID, To, Contact and Path, each field's bytes with its
+    /// length before them, so no two different sets of values hash alike by concatenation.
+    static func refreshKey(_ request: SIPRequest) -> SHA256Digest {
+        var hasher = SHA256()
+        for name in refreshFields {
+            request.headers.forEachValue(name) { value in
+                withUnsafeBytes(of: UInt32(value.count).littleEndian) { hasher.update(bufferPointer: $0) }
+                hasher.update(bufferPointer: UnsafeRawBufferPointer(value))
+            }
+            hasher.update(data: [0xFF])  // the end of one name's fields
+        }
+        return hasher.finalize()
     }
 
     static let refreshFields: [SIPHeaderName] = [.callID, .to, .contact, .path]
@@ -215,11 +223,8 @@ final class FlowState: Sendable {
     struct State {
         /// The IMPI a 200 OK bound to this TLS session (EPC-13, EPC-21).
         var boundIMPI: String?
-        /// The last REGISTER forwarded and accepted, as `KeptRegistration` keeps it: what to
-        /// undo if the flow dies.
-        var lastRegister: SIPRequest?
-        /// The IMPI its Authorization named (the Authorization itself is not kept).
-        var lastRegisterIMPI: String?
+        /// The last REGISTER forwarded and accepted: what to undo if the flow dies.
+        var lastRegister: KeptRegistration?
         /// The CSeq of the last accepted REGISTER; a refresh updates only this.
         var lastCSeq: UInt32 = 0
         /// The public identities registered over this flow (P-Associated-URI of the 200).

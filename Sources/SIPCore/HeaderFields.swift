@@ -224,6 +224,11 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         return true
     }
 
+    /// Calls `body` with the value bytes of each field of this name, in order (no `String`).
+    public func forEachValue(_ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        for i in slots.indices where matches(slots[i], name) { withBytes(slots[i], body) }
+    }
+
     /// The positions of every field with this name, in order.
     public func positions(of name: SIPHeaderName) -> [Int] {
         slots.indices.filter { matches(slots[$0], name) }

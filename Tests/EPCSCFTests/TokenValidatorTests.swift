@@ -29,6 +29,26 @@ func validator(_ waf: TestWAF, now: Date = t0) -> TokenValidator {
         #expect((try? validator(waf).validate(other).get()) != nil)
     }
 
+    /// Two tokens of one WAF, each cached for its flow's refreshes, hold the texts they share
+    /// once: `wwsf`, `aud` and `scope` are the first token's storage, not copies.
+    @Test func cachedTokensShareTheTextsEveryTokenRepeats() throws {
+        let waf = TestWAF()
+        let v = validator(waf)
+        let wwsf = "https://wwsf.ims.example.com/a-long-enough-origin"
+        let first = try v.validate(try waf.token(claims: ["wwsf": wwsf, "jti": "one"])).get()
+        let second = try v.validate(try waf.token(claims: ["wwsf": wwsf, "jti": "two"])).get()
+        func storage(_ text: String) -> UnsafeRawPointer? {
+            var text = text
+            return text.withUTF8 { UnsafeRawPointer($0.baseAddress) }
+        }
+        #expect(second.wwsf == wwsf && storage(first.wwsf) == storage(second.wwsf))
+        #expect(storage(first.audience[0]) == storage(second.audience[0]))
+        first.scopes.withUnsafeBufferPointer { a in
+            second.scopes.withUnsafeBufferPointer { b in #expect(a.baseAddress == b.baseAddress) }
+        }
+        #expect(first.tokenID == "one" && second.tokenID == "two")
+    }
+
     /// The forged-token matrix of the eP-CSCF issue, each with its exact verdict.
     @Test func forgedTokensAreRefused() throws {
         let waf = TestWAF()
