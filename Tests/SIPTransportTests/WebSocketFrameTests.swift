@@ -85,6 +85,26 @@ import Testing
         #expect(Self.read([0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0]) == .refuse(1009))
     }
 
+    /// Random bytes, as a hostile client may send: the reader never reads past what it was
+    /// given, and what it calls a frame is one its header describes.
+    @Test func randomBytesAreReadSafely() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let count = Int.random(in: 0...24, using: &generator)
+            var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if count > 1, Bool.random(using: &generator) { bytes[1] |= 0x80 }  // masked, to go further
+            let limit = Int.random(in: 0...70_000, using: &generator)
+            switch Self.read(bytes, max: limit) {
+            case .needMore, .refuse(1002), .refuse(1009): break
+            case .refuse(let code): Issue.record("unexpected close code \(code)")
+            case .frame(let header):
+                #expect(header.headerLength <= bytes.count && [6, 8, 14].contains(header.headerLength))
+                #expect(header.payloadLength <= limit)
+                #expect(header.opcode & 0x7 <= 2 || (header.fin && header.payloadLength <= 125))
+            }
+        }
+    }
+
     /// RFC 6455 §1.3's own example of the handshake's accept value.
     @Test func theAcceptValueIsRFC6455s() {
         #expect(SIPWebSocketUpgrader.accept(key: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")

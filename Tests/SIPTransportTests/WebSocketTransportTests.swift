@@ -141,6 +141,14 @@ import Testing
             let close = Self.frames(peer).first { $0.0 == 0x8 }
             #expect(close?.1 == [UInt8(code >> 8), UInt8(code & 0xFF)], "close code for \(frame.prefix(2))")
         }
+        // Garbage after the handshake: closed, never a crash or a hang.
+        for seed in 0..<20 {
+            let peer = try await Self.open(endpoint)
+            // The server may close after the first bytes already: a failed send is expected.
+            try? await peer.send((0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ seed &* 101) })
+            try? await peer.send(Array(repeating: 0xFF, count: 16))
+            #expect(await peer.waitClosed(timeout: .seconds(3)), "garbage \(seed)")
+        }
         let next = try await Self.open(endpoint)
         try await next.send(Self.frame(opcode: 0x9, Array("ok".utf8)))
         var pong = false
