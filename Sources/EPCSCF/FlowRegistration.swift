@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import SIPAuth
 import SIPCore
@@ -179,7 +178,7 @@ struct KeptRegistration {
     var impi: String?
     /// What a refresh repeats (`refreshKey`): a REGISTER with the same key registers what
     /// this holds again, and the flow needs only its new CSeq.
-    var refreshKey: SHA256Digest
+    var refreshKey: Int
 
     init(_ upstream: SIPRequest) {
         impi = (try? upstream.headers.authorizations())?.first?.username
@@ -201,16 +200,19 @@ struct KeptRegistration {
         return request
     }
 
-    /// SHA-256 over the values of Call-ID, To, Contact and Path, each field's bytes with its
-    /// length before them, so no two different sets of values hash alike by concatenation.
-    static func refreshKey(_ request: SIPRequest) -> SHA256Digest {
-        var hasher = SHA256()
+    /// A hash of the values of Call-ID, To, Contact and Path, each field's bytes with its
+    /// length before them (so no two different sets of values hash alike by concatenation).
+    /// Swift's `Hasher` is SipHash keyed at random per process: a client cannot aim at a
+    /// collision it cannot compute, and a chance one is 2⁻⁶⁴ — where SHA-256 cost a refresh
+    /// 1.4 % of the server's time.
+    static func refreshKey(_ request: SIPRequest) -> Int {
+        var hasher = Hasher()
         for name in refreshFields {
             request.headers.forEachValue(name) { value in
-                withUnsafeBytes(of: UInt32(value.count).littleEndian) { hasher.update(bufferPointer: $0) }
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(value))
+                hasher.combine(value.count)
+                hasher.combine(bytes: UnsafeRawBufferPointer(value))
             }
-            hasher.update(data: [0xFF])  // the end of one name's fields
+            hasher.combine(-1)  // the end of one name's fields
         }
         return hasher.finalize()
     }
