@@ -184,6 +184,8 @@ struct KeptRegistration {
         impi = (try? upstream.headers.authorizations())?.first?.username
         var request = upstream
         request.headers.removeAll(.authorization)
+        // Without Via too (the WIC's and ours, ~150 bytes): the de-registration gets its own.
+        request.headers.removeAll(.via)
         // The serializer's array grew by doubling (~350 bytes of slack per idle WIC).
         let text = request.serialized()
         bytes = [UInt8](unsafeUninitializedCapacity: text.count) { buffer, count in
@@ -192,10 +194,15 @@ struct KeptRegistration {
         refreshKey = Self.refreshKey(upstream)
     }
 
-    /// The kept REGISTER, parsed, without Via (it is sent anew): nil only if it no longer
-    /// parses, which a message this process serialized always does.
+    /// The kept REGISTER, parsed, without Via: nil only if it no longer parses, which a
+    /// message this process serialized always does. The parser wants a Via (RFC 3261
+    /// §8.1.1), so one stands in after the request line and is taken out again.
     func request() -> SIPRequest? {
-        guard case .request(var request)? = try? SIPParser().parse(bytes) else { return nil }
+        guard let lineEnd = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+        var text = Array(bytes[...lineEnd])
+        text += Array("Via: SIP/2.0/TCP kept.invalid;branch=z9hG4bKkept\r\n".utf8)
+        text += bytes[(lineEnd + 1)...]
+        guard case .request(var request)? = try? SIPParser().parse(text) else { return nil }
         request.headers.removeAll(.via)
         return request
     }

@@ -474,7 +474,8 @@ struct NetworkConnection: SIPConnection {
         let request = try #require(kept.request())
         #expect(!request.headers.contains(.authorization) && !request.headers.contains(.via))
         let wire = String(decoding: kept.bytes, as: UTF8.self)
-        #expect(!wire.contains(SpecMessages.token))
+        #expect(!wire.contains(SpecMessages.token) && !wire.contains("Via:"))
+        #expect(request.headers[.contact] == upstream.headers[.contact] && request.uri == upstream.uri)
         #expect(try request.headers.cseq.sequence == upstream.headers.cseq.sequence)
         // A refresh is known by Call-ID, To, Contact and Path; a CSeq or Expires changes nothing.
         var refresh = upstream
