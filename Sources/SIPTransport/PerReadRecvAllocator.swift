@@ -12,24 +12,24 @@ import NIOCore
 /// reuses the kept one either. So the first buffer is made tiny — the connection's first
 /// read takes one byte of the TLS ClientHello and epoll reports the rest at once — and every
 /// later read gets `capacity` bytes, allocated then.
-public struct PerReadRecvAllocator: RecvByteBufferAllocator {
+struct PerReadRecvAllocator: RecvByteBufferAllocator {
     /// Bytes per read after the first: a SIP message of a few kilobytes in one read (a
     /// longer TLS record takes two or three, each reported at once by epoll).
-    public let capacity: Int
+    let capacity: Int
     private var primed = false
 
-    public init(capacity: Int = 8_192) {
+    init(capacity: Int = 8_192) {
         self.capacity = capacity
     }
 
-    public func buffer(allocator: ByteBufferAllocator) -> ByteBuffer {
+    func buffer(allocator: ByteBufferAllocator) -> ByteBuffer {
         allocator.buffer(capacity: primed ? capacity : 1)
     }
 
     /// No hint, so the pool never resizes and reuses its kept buffer.
-    public func nextBufferSize() -> Int? { nil }
+    func nextBufferSize() -> Int? { nil }
 
-    public mutating func record(actualReadBytes: Int) -> Bool {
+    mutating func record(actualReadBytes: Int) -> Bool {
         primed = true
         return true
     }
