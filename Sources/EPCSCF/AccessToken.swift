@@ -116,7 +116,7 @@ public final class TokenValidator: Sendable {
     /// The claims every token of a WAF repeats (`wwsf`, `client_id`, `aud`, `scope`), held
     /// once: a cached token keeps one flow's worth of state, so seven copies of the same
     /// texts were ~40 % of it (scripts/heap-profile).
-    let shared = Mutex(SharedClaimTexts())
+    let shared = Mutex(SharedTexts())
 
     public init(
         issuers: [TrustedIssuer], audience: String, requiredScope: String = "ims-register",
@@ -240,27 +240,6 @@ public final class TokenValidator: Sendable {
                 issuer: trusted.issuer, subject: subject, audience: sharedAudience, expires: exp, notBefore: nbf,
                 issuedAt: iat, tokenID: claims.jti, clientID: clientID, scopes: sharedScopes, impi: impi, impus: impus,
                 wwsf: sharedWWSF))
-    }
-}
-
-/// Texts and lists many tokens repeat, one copy each: a value seen before is handed back as
-/// that first copy (a String or Array shares its storage when copied). Bounded: past
-/// `limit` distinct values, new ones are kept as they came.
-struct SharedClaimTexts {
-    var texts: Set<String> = []
-    var lists: Set<[String]> = []
-    let limit = 1_024
-
-    mutating func text(_ value: String) -> String {
-        if let known = texts.firstIndex(of: value) { return texts[known] }
-        if texts.count < limit { texts.insert(value) }
-        return value
-    }
-
-    mutating func list(_ value: [String]) -> [String] {
-        if let known = lists.firstIndex(of: value) { return lists[known] }
-        if lists.count < limit { lists.insert(value) }
-        return value
     }
 }
 

@@ -86,6 +86,9 @@ public final class EdgeProxy: Sendable {
     let logger: Logger
     /// +sip.instance → the flow that registered it last.
     let latestFlowByInstance = Mutex<[String: String]>([:])
+    /// Service-Routes as flows keep them: every flow registered at one S-CSCF has the same
+    /// one, held once (`SharedTexts`).
+    let sharedServiceRoutes = Mutex(SharedTexts())
     /// What each open flow has registered, by flow token.
     let flowStates = Mutex<[String: FlowState]>([:])
     /// RFC 3261 §16 for what the flows send on: its own Record-Route names the flow.

@@ -14,8 +14,8 @@ extension EdgeProxy {
         answer: SIPResponse, on flow: FlowState, flowToken: String
     ) {
         // TS 24.229 5.2.6.3.4: the identities this flow may assert are the registered set.
-        let associatedText = answer.headers.fieldValues(.pAssociatedURI).joined(separator: ", ")
-        let known = flow.state.withLock { $0.registeredFrom == associatedText ? $0.registeredIMPUs : nil }
+        let associated200 = Self.associatedKey(answer)
+        let known = flow.state.withLock { $0.registeredFrom == associated200 ? $0.registeredIMPUs : nil }
         // In the 200's order when read anew: the first is the default IMPU (TS 24.229
         // 5.2.6.3.3), asserted when a request prefers none of the others.
         var ordered: [String]?
@@ -25,7 +25,7 @@ extension EdgeProxy {
         var associated = known ?? Set(ordered ?? [])
         // A token registration asserts only what its token names (issue 26 item 4), however
         // wide the subscription's set; then the text is not a shortcut for the next time.
-        var associatedFrom: String? = associatedText
+        var associatedFrom: Int? = associated200
         if let token, !associated.allSatisfy(token.impus.contains) {
             associated = associated.filter(token.impus.contains)
             ordered = ordered?.filter(token.impus.contains)
@@ -62,7 +62,9 @@ extension EdgeProxy {
         }
         let refresh = kept.map { $0.refreshKey == KeptRegistration.refreshKey(upstream) } ?? false
         // The Service-Route is read when the registration is new, not on each refresh.
-        let serviceRoute = removing ? [] : refresh ? nil : answer.headers.fieldValues(.serviceRoute)
+        let serviceRoute =
+            removing
+            ? [] : refresh ? nil : sharedServiceRoutes.withLock { $0.list(answer.headers.fieldValues(.serviceRoute)) }
         let replacement = removing || refresh ? nil : KeptRegistration(upstream)
         let current = removing ? nil : instance
         let previousInstance = flow.state.withLock { state -> String? in
@@ -124,6 +126,18 @@ extension EdgeProxy {
             if sameBinding, let expires = contact.expires { return Int64(expires) }
         }
         return requested.map(Int64.init)
+    }
+
+    /// The P-Associated-URI fields of a 200, as a key a refresh's 200 is compared by: a hash
+    /// of their bytes (keyed SipHash, as `KeptRegistration.refreshKey`), where each flow kept
+    /// the joined text. The S-CSCF writes these fields, not the WIC.
+    static func associatedKey(_ answer: SIPResponse) -> Int {
+        var hasher = Hasher()
+        answer.headers.forEachValue(.pAssociatedURI) { value in
+            hasher.combine(value.count)
+            hasher.combine(bytes: UnsafeRawBufferPointer(value))
+        }
+        return hasher.finalize()
     }
 
     /// EPC-33: the flow is gone; after the grace period, de-register what it registered,
@@ -242,9 +256,9 @@ final class FlowState: Sendable {
         var defaultIMPU: String?
         /// The 200's Service-Route (TS 24.229 5.2.5): what the flow's new requests go by.
         var serviceRoute: [String] = []
-        /// The P-Associated-URI text they were read from: a refresh nearly always brings the
-        /// same text, and then it need not be parsed again.
-        var registeredFrom: String?
+        /// The P-Associated-URI fields they were read from (`associatedKey`): a refresh
+        /// nearly always brings the same, and then they need not be parsed again.
+        var registeredFrom: Int?
         /// The token the last registration rested on (nil for Digest and AKA).
         var token: TokenCredential?
         /// When the last registration ends (unix seconds).
