@@ -132,12 +132,16 @@ func closeFrame(_ code: UInt16, allocator: ByteBufferAllocator) -> ByteBuffer {
     serverFrame(WebSocketOpcode.close, [UInt8(code >> 8), UInt8(code & 0xFF)], allocator: allocator)
 }
 
-/// Writes one SIP message down a flow as a text frame (RFC 7118 §5), from the flow
-/// handler's place in the pipeline. The handler is there from the upgrade on, until the
-/// pipeline is torn down: without it the flow is closing and nothing can go out (a frame
-/// written at the pipeline's tail could then reach the socket past TLS).
+/// Writes one SIP message down a flow as a text frame (RFC 7118 §5).
 func writeTextFrame(_ bytes: [UInt8], on channel: any Channel) {
-    let frame = serverFrame(WebSocketOpcode.text, bytes, allocator: channel.allocator)
+    writeFrame(serverFrame(WebSocketOpcode.text, bytes, allocator: channel.allocator), on: channel)
+}
+
+/// Writes a frame down a flow from the flow handler's place in the pipeline, on the flow's
+/// loop. The handler is there from the upgrade on, until the pipeline is torn down: without
+/// it the flow is closing and nothing can go out (a frame written at the pipeline's tail
+/// could then reach the socket past TLS).
+func writeFrame(_ frame: ByteBuffer, on channel: any Channel) {
     @Sendable func write() {
         guard let flow = try? channel.pipeline.syncOperations.context(handlerType: SIPWebSocketHandler.self)
         else { return }

@@ -111,12 +111,7 @@ extension SIPEndpoint {
         let all = flows.state.withLock { Array($0.flows.values) }
         for connection in all {
             let channel = connection.channel
-            let frame = closeFrame(WebSocketCloseCode.goingAway, allocator: channel.allocator)
-            channel.eventLoop.execute {
-                guard let flow = try? channel.pipeline.syncOperations.context(handlerType: SIPWebSocketHandler.self)
-                else { return }
-                flow.writeAndFlush(NIOAny(frame), promise: nil)
-            }
+            writeFrame(closeFrame(WebSocketCloseCode.goingAway, allocator: channel.allocator), on: channel)
         }
         let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline, openFlows > 0 { try? await Task.sleep(for: .milliseconds(50)) }
