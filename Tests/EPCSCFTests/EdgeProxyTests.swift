@@ -482,6 +482,15 @@ struct NetworkConnection: SIPConnection {
         refresh.headers[.cseq] = "99 REGISTER"
         refresh.headers[.expires] = "300"
         #expect(KeptRegistration.refreshKey(refresh) == kept.refreshKey)
+        // Names are matched as names: the compact `i:` is the same Call-ID.
+        guard
+            case .request(let compact) = try parser.parse(
+                SpecMessages.register92.replacingOccurrences(of: "Call-ID:", with: "i:"))
+        else {
+            Issue.record("not a request")
+            return
+        }
+        #expect(KeptRegistration.refreshKey(compact) == kept.refreshKey)
         var moved = upstream
         moved.headers[.contact] = "<sip:elsewhere.invalid;transport=ws>"
         #expect(KeptRegistration.refreshKey(moved) != kept.refreshKey)
