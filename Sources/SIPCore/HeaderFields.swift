@@ -206,24 +206,6 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         firstIndex(named: name) != nil
     }
 
-    /// Whether `other` has the same fields of this name, in the same order, byte for byte —
-    /// a comparison that makes no `String`.
-    public func sameValues(_ name: SIPHeaderName, as other: SIPHeaderFields) -> Bool {
-        var j = 0
-        for i in slots.indices where matches(slots[i], name) {
-            while j < other.slots.count, !other.matches(other.slots[j], name) { j += 1 }
-            guard j < other.slots.count else { return false }
-            let same = withBytes(slots[i]) { a in other.withBytes(other.slots[j]) { b in sameBytes(a, b) } }
-            guard same else { return false }
-            j += 1
-        }
-        while j < other.slots.count {
-            if other.matches(other.slots[j], name) { return false }
-            j += 1
-        }
-        return true
-    }
-
     /// Calls `body` with the value bytes of each field of this name, in order (no `String`).
     public func forEachValue(_ name: SIPHeaderName, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         for i in slots.indices where matches(slots[i], name) { withBytes(slots[i], body) }
@@ -377,14 +359,6 @@ public struct SIPHeaderFields: Sendable, Hashable, RandomAccessCollection, Mutab
         .authorization, .proxyAuthorization, .wwwAuthenticate, .proxyAuthenticate,
         .authenticationInfo,
     ]
-}
-
-/// Whether two byte runs are equal (one `memcmp`, not a loop over elements).
-@inline(__always)
-func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard a.count == b.count else { return false }
-    guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }  // both empty
-    return memcmp(pa, pb, a.count) == 0
 }
 
 /// Splits `a, "b,c", <sip:d;x=1,2>` at top-level commas: not inside quotes or angle brackets.

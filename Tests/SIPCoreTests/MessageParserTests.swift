@@ -192,33 +192,6 @@ import Testing
         #expect(wire.contains("\r\nX-WeIrD-Name: a,b;c=\"d, e\"  <f>\r\n"))
     }
 
-    /// `sameValues` compares every field of a name, in order and byte for byte, whether the
-    /// bytes are in the message or were set in code, and whatever the name's spelling.
-    @Test func sameValuesComparesEveryFieldOfTheName() throws {
-        let a = try Fixtures.request(Fixtures.register92)
-        var b = try Fixtures.request(Fixtures.register92.replacingOccurrences(of: "Call-ID:", with: "i:"))
-        #expect(a.headers.sameValues(.callID, as: b.headers))
-        #expect(a.headers.sameValues(.contact, as: b.headers))
-        #expect(a.headers.sameValues(.path, as: b.headers))  // none in either
-        b.headers[.callID] = "other"
-        #expect(!a.headers.sameValues(.callID, as: b.headers))
-        b.headers[.callID] = a.headers[.callID]  // the same bytes, set in code
-        #expect(a.headers.sameValues(.callID, as: b.headers))
-        b.headers.append(.path, "<sip:p.example.com;lr>")
-        #expect(!a.headers.sameValues(.path, as: b.headers) && !b.headers.sameValues(.path, as: a.headers))
-        var c = a
-        c.headers.append(.path, "<sip:p.example.com;lr>")
-        #expect(c.headers.sameValues(.path, as: b.headers))
-        c.headers.append(.path, "<sip:q.example.com;lr>")
-        #expect(!c.headers.sameValues(.path, as: b.headers) && !b.headers.sameValues(.path, as: c.headers))
-        let unknown = try Fixtures.request(
-            Fixtures.register92.replacingOccurrences(of: "Expires: 600000", with: "X-Flow: 1\r\nExpires: 600000"))
-        let unknownOther = try Fixtures.request(
-            Fixtures.register92.replacingOccurrences(of: "Expires: 600000", with: "x-flow: 2\r\nExpires: 600000"))
-        #expect(unknown.headers.sameValues(SIPHeaderName("X-Flow"), as: unknown.headers))
-        #expect(!unknown.headers.sameValues(SIPHeaderName("X-Flow"), as: unknownOther.headers))
-    }
-
     /// Fields carry their name as a number (known names) or an index into the message's
     /// unknown names: spellings stay byte-exact, look-ups ignore case, and editing a
     /// parsed message keeps names and values in step.
