@@ -37,6 +37,23 @@ import Testing
         ClientFrames.masked(payload, opcode: opcode, mask: [0, 0, 0, 0])
     }
 
+    /// An OPTIONS over WS, its Call-ID and branch named by `branch`.
+    static func options(branch: String) -> [UInt8] {
+        Array(
+            ("OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bK\(branch)\r\n"
+                + "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\n"
+                + "Call-ID: \(branch)\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").utf8)
+    }
+
+    /// The first server frame that `matches`, waited for up to two seconds.
+    static func frame(from peer: RawTCPPeer, where matches: ((UInt8, [UInt8])) -> Bool) async -> (UInt8, [UInt8])? {
+        for _ in 0..<200 {
+            if let found = frames(peer).first(where: matches) { return found }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
     /// Server frames after the 101 response: (opcode, payload).
     static func frames(_ peer: RawTCPPeer) -> [(UInt8, [UInt8])] {
         var bytes = peer.rawBytes()
@@ -77,10 +94,7 @@ import Testing
     @Test func aSIPMessageGetsItsAnswerAsATextFrameAndAPingItsPong() async throws {
         let endpoint = try await Self.endpoint(ping: .seconds(30), idle: .seconds(90))
         let peer = try await Self.open(endpoint)
-        let options = Array(
-            ("OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bKws1\r\n"
-                + "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\n"
-                + "Call-ID: ws1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").utf8)
+        let options = Self.options(branch: "ws1")
         try await peer.send([0x81, 0xFE, UInt8(options.count >> 8), UInt8(options.count & 0xFF), 0, 0, 0, 0] + options)
         try await peer.send(Self.frame(opcode: 0x9, Array("hi".utf8)))
         // Both answers, in whichever order they come: the pong is written at once, the SIP
@@ -106,21 +120,14 @@ import Testing
     @Test func aFrameSplitAcrossReadsIsTakenWhole() async throws {
         let endpoint = try await Self.endpoint(ping: .seconds(30), idle: .seconds(90))
         let peer = try await Self.open(endpoint)
-        let options = Array(
-            ("OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bKws2\r\n"
-                + "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\n"
-                + "Call-ID: ws2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").utf8)
+        let options = Self.options(branch: "ws2")
         let frame = ClientFrames.masked(options, mask: ClientFrames.randomMask())
         for piece in [frame[0..<1], frame[1..<5], frame[5..<40], frame[40...]] {
             try await peer.send(Array(piece))
             try await Task.sleep(for: .milliseconds(30))
         }
-        var text: [UInt8]?
-        for _ in 0..<200 where text == nil {
-            text = Self.frames(peer).first { $0.0 == 0x1 }?.1
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        #expect(String(decoding: try #require(text), as: UTF8.self).hasPrefix("SIP/2.0 200 OK\r\n"))
+        let text = try #require(await Self.frame(from: peer) { $0.0 == 0x1 })
+        #expect(String(decoding: text.1, as: UTF8.self).hasPrefix("SIP/2.0 200 OK\r\n"))
         await peer.close()
         await endpoint.shutdown()
     }
@@ -151,12 +158,7 @@ import Testing
         }
         let next = try await Self.open(endpoint)
         try await next.send(Self.frame(opcode: 0x9, Array("ok".utf8)))
-        var pong = false
-        for _ in 0..<200 where !pong {
-            pong = Self.frames(next).contains { $0.0 == 0xA && $0.1 == Array("ok".utf8) }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        #expect(pong)
+        #expect(await Self.frame(from: next) { $0.0 == 0xA && $0.1 == Array("ok".utf8) } != nil)
         await next.close()
         await endpoint.shutdown()
     }

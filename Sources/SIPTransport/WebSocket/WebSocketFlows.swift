@@ -232,11 +232,13 @@ final class SIPWebSocketHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Closes the flow with `code`; nothing read after it is taken.
+    /// Closes the flow with `code` (RFC 6455 §7.4.1), then the connection; nothing read
+    /// after it is taken.
     private func refuse(_ context: ChannelHandlerContext, code: UInt16) {
         closing = true
         partialFrame = nil
-        closeFlow(context, code: code)
+        context.writeAndFlush(wrapOutboundOut(closeFrame(code, allocator: context.channel.allocator)))
+            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -1,12 +1,6 @@
 import NIOCore
 import Synchronization
 
-/// Closes a flow with a status code (RFC 6455 §7.4.1), then the connection.
-func closeFlow(_ context: ChannelHandlerContext, code: UInt16) {
-    context.writeAndFlush(NIOAny(closeFrame(code, allocator: context.channel.allocator)))
-        .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
-}
-
 /// The flows of one event loop, visited every `interval` by one repeated task that runs
 /// while the loop has any. Touched only on its event loop.
 final class KeepAliveSweep: @unchecked Sendable {
